@@ -1,0 +1,168 @@
+"""One-file model bundles: weights, architecture, classes, normalisation, history.
+
+A bundle is saved with ``torch.save`` as a dictionary of plain Python values and
+tensors, so it loads with ``torch.load(weights_only=True)``: a file crafted to run code
+when unpickled is refused without running anything. Saving is atomic (a temporary file
+beside the target, then ``os.replace``).
+"""
+
+from __future__ import annotations
+
+import copy
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .data import DEFAULT_COLORS, INSTANCE_CLASSES, Normalisation
+from .errors import ModelFileError
+from .io import atomic_write
+from .model import UNet, UNetConfig
+
+FORMAT = "napari-unet model"
+FORMAT_VERSION = 1
+
+
+def default_class_names(n_classes: int, label_kind: str = "annotation") -> list[str]:
+    if label_kind == "instance" and n_classes == len(INSTANCE_CLASSES):
+        return list(INSTANCE_CLASSES)
+    return ["background"] + [f"class {i}" for i in range(1, n_classes)]
+
+
+def default_class_colors(n_classes: int) -> list[str]:
+    return [DEFAULT_COLORS[i % len(DEFAULT_COLORS)] for i in range(n_classes)]
+
+
+@dataclass
+class ModelBundle:
+    """Everything needed to continue training or to predict, in one object."""
+
+    config: UNetConfig
+    state_dict: dict[str, torch.Tensor]
+    label_kind: str = "annotation"
+    class_names: list[str] = field(default_factory=list)
+    class_colors: list[str] = field(default_factory=list)
+    normalisation: Normalisation = field(default_factory=Normalisation)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    iterations: int = 0
+    optimizer_state: dict | None = None
+
+    def __post_init__(self) -> None:
+        n = self.config.n_classes
+        if len(self.class_names) != n:
+            self.class_names = default_class_names(n, self.label_kind)
+        if len(self.class_colors) != n:
+            self.class_colors = default_class_colors(n)
+
+    @property
+    def n_classes(self) -> int:
+        return self.config.n_classes
+
+    @classmethod
+    def new(cls, config: UNetConfig, label_kind: str = "annotation", seed: int = 0,
+            **kwargs: Any) -> ModelBundle:
+        """A freshly initialised model (seeded)."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = UNet.from_config(config)
+        return cls(config=config, state_dict=model.state_dict(), label_kind=label_kind, **kwargs)
+
+    def build_model(self) -> UNet:
+        model = UNet.from_config(self.config)
+        model.load_state_dict(self.state_dict)
+        return model
+
+    def with_classes(self, n_classes: int) -> ModelBundle:
+        """The same model with more output classes; old classes keep their weights."""
+        if n_classes <= self.n_classes:
+            return self
+        config = UNetConfig(**{**self.config.to_dict(), "n_classes": n_classes})
+        fresh = ModelBundle.new(config, self.label_kind).state_dict
+        state = {k: v.clone() for k, v in self.state_dict.items()}
+        for key in ("outc.conv.weight", "outc.conv.bias"):
+            new = fresh[key].clone()
+            new[: self.n_classes] = state[key]
+            state[key] = new
+        names = self.class_names + [f"class {i}" for i in range(self.n_classes, n_classes)]
+        return ModelBundle(config=config, state_dict=state, label_kind=self.label_kind,
+                           class_names=names, normalisation=self.normalisation,
+                           history=copy.deepcopy(self.history), iterations=self.iterations,
+                           optimizer_state=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "architecture": self.config.to_dict(),
+            "state_dict": {k: v.detach().cpu() for k, v in self.state_dict.items()},
+            "label_kind": self.label_kind,
+            "class_names": list(self.class_names),
+            "class_colors": list(self.class_colors),
+            "normalisation": self.normalisation.to_dict(),
+            "history": copy.deepcopy(self.history),
+            "iterations": int(self.iterations),
+            "optimizer_state": self.optimizer_state,
+        }
+
+    def save(self, path: str | Path) -> None:
+        save_bundle(self, path)
+
+
+def save_bundle(bundle: ModelBundle, path: str | Path) -> None:
+    """Write the bundle atomically: a crash mid-write leaves any previous file intact."""
+    payload = bundle.to_dict()
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def load_bundle(path: str | Path) -> ModelBundle:
+    """Load a model file safely; raise :class:`ModelFileError` with a clear sentence."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model file {path} does not exist")
+    if path.stat().st_size == 0:
+        raise ModelFileError(f"{path.name} is empty, not a napari-unet model")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(
+            f"{path.name} was refused: it is not a napari-unet model and may hold code that "
+            f"runs when loaded ({first[:160]})"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError) as exc:
+        raise ModelFileError(
+            f"{path.name} is not a napari-unet model, or it is truncated or damaged "
+            f"({type(exc).__name__})"
+        ) from None
+    return bundle_from_dict(payload, path.name)
+
+
+def bundle_from_dict(payload: Any, name: str = "the file") -> ModelBundle:
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ModelFileError(f"{name} is not a napari-unet model")
+    version = payload.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{name} was written by a newer napari-unet (model format {version}); this version "
+            f"reads format {FORMAT_VERSION} and older: update napari-unet"
+        )
+    try:
+        config = UNetConfig(**payload["architecture"])
+        bundle = ModelBundle(
+            config=config,
+            state_dict=dict(payload["state_dict"]),
+            label_kind=str(payload.get("label_kind", "annotation")),
+            class_names=list(payload.get("class_names", [])),
+            class_colors=list(payload.get("class_colors", [])),
+            normalisation=Normalisation(**payload.get("normalisation", {})),
+            history=list(payload.get("history", [])),
+            iterations=int(payload.get("iterations", 0)),
+            optimizer_state=payload.get("optimizer_state"),
+        )
+        UNet.from_config(config).load_state_dict(bundle.state_dict)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise ModelFileError(f"{name} is a damaged napari-unet model ({exc})"[:400]) from None
+    return bundle

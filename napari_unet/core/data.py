@@ -1,0 +1,346 @@
+"""From annotations to training patches.
+
+Label conventions (DESIGN.md), kept everywhere:
+
+* annotations (sparse): 0 = not annotated (ignored by the loss), 1 = background,
+  2..K = foreground classes;
+* model classes and predictions: 0 = background, 1..K-1 = foreground, so
+  ``annotation = prediction + 1``;
+* dense label images from files are turned into annotations by :func:`to_annotations`.
+
+Training targets are model classes with ``IGNORE`` (-1) where nothing is annotated.
+Only numpy and scikit-image here: no torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from .errors import InputError
+
+LabelKind = Literal["annotation", "semantic", "instance"]
+LABEL_KINDS: tuple[str, ...] = ("annotation", "semantic", "instance")
+IGNORE = -1
+#: Class names of a model trained on instance masks.
+INSTANCE_CLASSES = ("background", "nucleus", "boundary")
+#: napari-like default colours for classes (background first).
+DEFAULT_COLORS = (
+    "#000000", "#ff7f0e", "#1f77b4", "#2ca02c", "#d62728",
+    "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf",
+)
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """Percentile normalisation, stored in the model so prediction does the same."""
+
+    low: float = 1.0
+    high: float = 99.8
+    per_slice: bool = True
+
+    def to_dict(self) -> dict:
+        return {"low": self.low, "high": self.high, "per_slice": self.per_slice}
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        """Map the ``low`` and ``high`` percentiles to 0 and 1 (float32, finite).
+
+        ``image`` is (Y, X) or a stack (Z, Y, X); with ``per_slice`` every slice gets its
+        own percentiles. NaN and infinity become 0 after normalisation.
+        """
+        image = np.asarray(image)
+        if image.ndim == 3 and self.per_slice:
+            return np.stack([self._one(s) for s in image])
+        return self._one(image)
+
+    def _one(self, image: np.ndarray) -> np.ndarray:
+        x = image.astype(np.float32, copy=True)
+        finite = np.isfinite(x)
+        if not finite.all():
+            x[~finite] = np.nan
+        if not finite.any():
+            return np.zeros_like(x)
+        sample = x.ravel()[:: max(1, x.size // 2_000_000)]
+        lo, hi = np.nanpercentile(sample, [self.low, self.high])
+        scale = float(hi - lo)
+        if not np.isfinite(scale) or scale <= 0:
+            scale = 1.0
+        x -= lo
+        x /= scale
+        np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        return x
+
+
+def as_stack(array: np.ndarray, what: str = "image") -> np.ndarray:
+    """View a 2D image as a stack of one slice; accept (Z, Y, X) as it is."""
+    array = np.asarray(array)
+    if array.ndim == 2:
+        return array[np.newaxis]
+    if array.ndim == 3:
+        return array
+    raise InputError(
+        f"the {what} has {array.ndim} dimensions (shape {array.shape}); napari-unet "
+        "trains on 2D images or stacks of 2D slices (Z, Y, X) with one channel"
+    )
+
+
+def check_labels_array(labels: np.ndarray, what: str = "labels") -> np.ndarray:
+    """Integer labels without negative values (whole-valued floats are accepted)."""
+    labels = np.asarray(labels)
+    if labels.dtype == np.bool_:
+        return labels.astype(np.uint8)
+    if not np.issubdtype(labels.dtype, np.integer):
+        if not np.issubdtype(labels.dtype, np.floating):
+            raise InputError(f"the {what} have type {labels.dtype}; integer labels are needed")
+        if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
+            raise InputError(f"the {what} are stored as floats with fractional or NaN values")
+        labels = labels.astype(np.int64)
+    if labels.size and labels.min() < 0:
+        raise InputError(f"the {what} contain negative values (min {labels.min()})")
+    return labels
+
+
+def instance_to_classes(instances: np.ndarray) -> np.ndarray:
+    """Instance mask (0 = background, 1..N objects) to annotations 1 / 2 / 3.
+
+    1 = background, 2 = object interior, 3 = object boundary (inner boundary pixels,
+    and every pixel where two objects touch), so that touching objects can be split.
+    """
+    from skimage.segmentation import find_boundaries
+
+    stack = as_stack(instances, "instance labels")
+    out = np.ones(stack.shape, dtype=np.uint8)
+    for z, sl in enumerate(stack):
+        fg = sl > 0
+        boundary = find_boundaries(sl, mode="inner") & fg
+        out[z][fg] = 2
+        out[z][boundary] = 3
+    return out.reshape(np.shape(instances))
+
+
+def to_annotations(labels: np.ndarray, kind: LabelKind) -> np.ndarray:
+    """Any supported label image as annotations (0 = ignore, 1 = background, 2.. classes)."""
+    if kind not in LABEL_KINDS:
+        raise InputError(f"unknown labels kind {kind!r}; use one of {', '.join(LABEL_KINDS)}")
+    labels = check_labels_array(labels)
+    if kind == "instance":
+        return instance_to_classes(labels)
+    top = int(labels.max()) if labels.size else 0
+    if kind == "semantic":
+        top += 1
+    dtype = np.uint8 if top < 256 else np.uint16
+    if top >= 64:
+        raise InputError(
+            f"the labels have {top} classes; for one label per object use --labels-kind instance"
+        )
+    out = labels.astype(dtype)
+    return out + 1 if kind == "semantic" else out
+
+
+def annotation_classes(annotations: Sequence[np.ndarray]) -> int:
+    """Number of model classes K (annotations 1..K) that the annotations ask for."""
+    top = max((int(a.max()) if a.size else 0) for a in annotations)
+    return max(top, 2)
+
+
+@dataclass
+class Pair:
+    """One image (Z, Y, X) already normalised, with its target (model classes, -1 ignored)."""
+
+    image: np.ndarray
+    target: np.ndarray
+    weight: np.ndarray | None = None
+
+
+@dataclass
+class TrainingData:
+    """Training and validation pairs built from image / annotation pairs."""
+
+    train: list[Pair]
+    validation: list[Pair] = field(default_factory=list)
+    n_classes: int = 2
+    counts: np.ndarray = field(default_factory=lambda: np.zeros(2, np.int64))
+
+    @classmethod
+    def from_annotations(
+        cls,
+        images: Sequence[np.ndarray],
+        annotations: Sequence[np.ndarray],
+        *,
+        normalisation: Normalisation | None = None,
+        n_classes: int | None = None,
+        weights: Sequence[np.ndarray | None] | None = None,
+        validation_fraction: float = 0.15,
+        seed: int = 0,
+    ) -> TrainingData:
+        """Check, normalise and split image / annotation pairs.
+
+        ``annotations`` follow the sparse convention (0 = ignore, 1 = background, ...);
+        ``weights`` (optional, same shapes) scale the loss per pixel, e.g. for
+        corrected slices. Raises :class:`InputError` with a sentence for the user when
+        the pairs cannot teach anything.
+        """
+        if len(images) == 0:
+            raise InputError("no image to train on")
+        if len(images) != len(annotations):
+            raise InputError("each image needs exactly one annotation image")
+        norm = normalisation or Normalisation()
+        stacks, targets, wstacks = [], [], []
+        for i, (img, ann) in enumerate(zip(images, annotations)):
+            label = f"image {i + 1}" if len(images) > 1 else "image"
+            img = np.asarray(img)
+            if img.ndim not in (2, 3):
+                raise InputError(
+                    f"the {label} has shape {img.shape}; use a 2D image or a stack of 2D slices "
+                    "with one channel"
+                )
+            if np.shape(ann) != img.shape:
+                raise InputError(
+                    f"the annotations of the {label} have shape {np.shape(ann)} but the image has "
+                    f"shape {img.shape}; they must match"
+                )
+            ann = check_labels_array(ann, "annotations")
+            if img.size == 0:
+                raise InputError(f"the {label} is empty")
+            if not np.issubdtype(img.dtype, np.number) and img.dtype != np.bool_:
+                raise InputError(f"the {label} has type {img.dtype}, not numbers")
+            stacks.append(norm.apply(as_stack(img)))
+            target = as_stack(ann).astype(np.int16) - 1  # 0 -> -1 (ignore), 1 -> 0 (bg), ...
+            targets.append(target)
+            w = None if weights is None or weights[i] is None else as_stack(weights[i])
+            wstacks.append(None if w is None else w.astype(np.float32))
+        k = annotation_classes([t + 1 for t in targets])
+        if n_classes is not None:
+            if k > n_classes:
+                raise InputError(
+                    f"the annotations use class {k} but the model has only {n_classes} "
+                    "classes (1 = background); add the class to the model first"
+                )
+            k = n_classes
+        counts = np.zeros(k, np.int64)
+        for t in targets:
+            c = np.bincount((t[t >= 0]).ravel().astype(np.int64), minlength=k)
+            counts += c[:k]
+        if counts.sum() == 0:
+            raise InputError(
+                "nothing is annotated yet: paint background (label 1) and at least one "
+                "class (label 2 or more) on the image"
+            )
+        if np.count_nonzero(counts) < 2:
+            only = int(np.flatnonzero(counts)[0]) + 1
+            raise InputError(
+                f"only one class is annotated (label {only}); paint at least two: background "
+                "(label 1) and a class to find (label 2 or more)"
+            )
+        train, validation = _split(stacks, targets, wstacks, validation_fraction, seed)
+        return cls(train=train, validation=validation, n_classes=k, counts=counts)
+
+
+def _split(stacks, targets, weights, fraction, seed) -> tuple[list[Pair], list[Pair]]:
+    """Hold out annotated slices (or, for one dense 2D image, a region) for validation."""
+    rng = np.random.default_rng(seed)
+    annotated = [(i, z) for i, t in enumerate(targets) for z in range(t.shape[0]) if (t[z] >= 0).any()]
+    train_idx = {(i, z) for i, z in annotated}
+    val_pairs: list[Pair] = []
+    n_val = int(len(annotated) * fraction) if fraction > 0 else 0
+    if len(annotated) >= 5 and n_val >= 1:
+        picks = rng.choice(len(annotated), size=n_val, replace=False)
+        for p in sorted(picks):
+            i, z = annotated[p]
+            train_idx.discard((i, z))
+            val_pairs.append(Pair(stacks[i][z : z + 1], targets[i][z : z + 1]))
+    train_pairs: list[Pair] = []
+    for i, (s, t, w) in enumerate(zip(stacks, targets, weights)):
+        zs = [z for z in range(t.shape[0]) if (i, z) in train_idx]
+        if not zs:
+            continue
+        if len(zs) == t.shape[0]:
+            train_pairs.append(Pair(s, t, w))
+        else:
+            train_pairs.append(Pair(s[zs], t[zs], None if w is None else w[zs]))
+    if not val_pairs and fraction > 0 and len(annotated) == 1:
+        # One dense slice: hold out its bottom strip when it is densely annotated.
+        pair = train_pairs[0]
+        t = pair.target
+        h = t.shape[1]
+        strip = max(int(h * fraction), 1)
+        if h >= 128 and (t >= 0).mean() > 0.9:
+            val_pairs.append(Pair(pair.image[:, h - strip :], t[:, h - strip :]))
+            t = t.copy()
+            t[:, h - strip :] = IGNORE
+            train_pairs[0] = Pair(pair.image, t, pair.weight)
+    return train_pairs, val_pairs
+
+
+class PatchSampler:
+    """Square patches centred near annotated pixels, balanced across classes.
+
+    Each patch is centred on an annotated pixel of a class drawn uniformly among the
+    annotated classes (so a few strokes of a rare class are seen as often as the
+    abundant background), shifted at random by up to a quarter of the patch. Images
+    smaller than the patch are padded by reflection (the padding is not annotated).
+    """
+
+    def __init__(
+        self,
+        pairs: Sequence[Pair],
+        n_classes: int,
+        patch_size: int,
+        *,
+        seed: int = 0,
+        max_points_per_class: int = 500_000,
+    ):
+        if not pairs:
+            raise InputError("no annotated slice left for training")
+        self.patch_size = int(patch_size)
+        self.rng = np.random.default_rng(seed)
+        self.pairs = [self._pad(p) for p in pairs]
+        self.n_classes = n_classes
+        self.points: list[np.ndarray] = []  # per class: (n, 4) of (pair, z, y, x)
+        for c in range(n_classes):
+            pts = []
+            for i, p in enumerate(self.pairs):
+                z, y, x = np.nonzero(p.target == c)
+                if z.size:
+                    pts.append(np.stack([np.full_like(z, i), z, y, x], axis=1))
+            arr = np.concatenate(pts) if pts else np.zeros((0, 4), np.int64)
+            if len(arr) > max_points_per_class:
+                arr = arr[self.rng.choice(len(arr), max_points_per_class, replace=False)]
+            self.points.append(arr.astype(np.int32))
+        self.classes = [c for c in range(n_classes) if len(self.points[c])]
+        self.has_weights = any(p.weight is not None for p in self.pairs)
+
+    def _pad(self, pair: Pair) -> Pair:
+        _, h, w = pair.image.shape
+        ph, pw = max(0, self.patch_size - h), max(0, self.patch_size - w)
+        if not ph and not pw:
+            return pair
+        pad = ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2))
+        image = np.pad(pair.image, pad, mode="symmetric")
+        target = np.pad(pair.target, pad, constant_values=IGNORE)
+        weight = None if pair.weight is None else np.pad(pair.weight, pad, constant_values=1.0)
+        return Pair(image, target, weight)
+
+    def sample(self, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """A batch: images (B, 1, P, P) float32, targets (B, P, P) int64, weights or None."""
+        p = self.patch_size
+        x = np.empty((batch_size, 1, p, p), np.float32)
+        y = np.empty((batch_size, p, p), np.int64)
+        wts = np.ones((batch_size, p, p), np.float32) if self.has_weights else None
+        cls = self.rng.choice(self.classes, size=batch_size)
+        jitter = self.rng.integers(-(p // 4), p // 4 + 1, size=(batch_size, 2))
+        for b in range(batch_size):
+            pts = self.points[cls[b]]
+            i, z, cy, cx = pts[self.rng.integers(len(pts))]
+            pair = self.pairs[i]
+            _, h, w = pair.image.shape
+            y0 = int(np.clip(cy + jitter[b, 0] - p // 2, 0, h - p))
+            x0 = int(np.clip(cx + jitter[b, 1] - p // 2, 0, w - p))
+            x[b, 0] = pair.image[z, y0 : y0 + p, x0 : x0 + p]
+            y[b] = pair.target[z, y0 : y0 + p, x0 : x0 + p]
+            if wts is not None and pair.weight is not None:
+                wts[b] = pair.weight[z, y0 : y0 + p, x0 : x0 + p]
+        return x, y, wts

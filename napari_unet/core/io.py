@@ -1,0 +1,207 @@
+"""TIFF in and out: axes, dtype, scale; atomic writes that never leave half a file.
+
+Only numpy and tifffile: the napari reader and the sample data use this module and must
+not import torch.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from .errors import InputError
+
+TIFF_SUFFIXES = (".tif", ".tiff", ".ome.tif", ".ome.tiff")
+#: Images larger than this are refused instead of exhausting memory (bytes, in memory).
+MAX_IMAGE_BYTES = int(os.environ.get("NAPARI_UNET_MAX_IMAGE_BYTES", 8 * 1024**3))
+LABEL_NAME_HINTS = ("label", "mask", "annotation", "seg", "gt", "ground_truth", "prediction")
+
+
+@dataclass
+class ImageData:
+    """An array read from a TIFF with its axes (e.g. ``"ZYX"``) and pixel scale."""
+
+    data: np.ndarray
+    axes: str
+    scale: tuple[float, ...] = field(default=())
+    path: Path | None = None
+
+    @property
+    def name(self) -> str:
+        if self.path is None:
+            return "image"
+        name = self.path.name
+        for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
+            if name.lower().endswith(suffix):
+                return name[: -len(suffix)]
+        return self.path.stem
+
+
+def is_tiff_path(path: str | os.PathLike) -> bool:
+    return str(path).lower().endswith(TIFF_SUFFIXES)
+
+
+def _axes_scale(tif: tifffile.TiffFile, series: tifffile.TiffPageSeries) -> tuple[float, ...]:
+    """Pixel spacing per axis from ImageJ or OME metadata and the resolution tags."""
+    axes = series.axes
+    scale = {ax: 1.0 for ax in axes}
+    page = series.pages[0] if series.pages else None
+    with suppress(Exception):
+        if page is not None and "XResolution" in page.tags:
+            num, den = page.tags["XResolution"].value
+            if num:
+                scale["X"] = den / num
+            num, den = page.tags["YResolution"].value
+            if num:
+                scale["Y"] = den / num
+    with suppress(Exception):
+        if tif.imagej_metadata and "spacing" in tif.imagej_metadata:
+            scale["Z"] = float(tif.imagej_metadata["spacing"])
+    with suppress(Exception):
+        if tif.is_ome:
+            import xml.etree.ElementTree as ET
+
+            root = ET.fromstring(tif.ome_metadata)
+            for el in root.iter():
+                if el.tag.endswith("Pixels"):
+                    for ax in "XYZ":
+                        value = el.attrib.get(f"PhysicalSize{ax}")
+                        if value:
+                            scale[ax] = float(value)
+                    break
+    return tuple(float(scale[ax]) if scale[ax] > 0 else 1.0 for ax in axes)
+
+
+def read_tiff(path: str | os.PathLike, *, max_bytes: int | None = None) -> ImageData:
+    """Read the first series of a TIFF (ImageJ hyperstacks and OME-TIFF included).
+
+    Raises :class:`InputError` with a sentence for the user when the file is missing,
+    not a TIFF, empty, truncated, has a zero-sized axis, or is larger than
+    ``max_bytes`` (default :data:`MAX_IMAGE_BYTES`).
+    """
+    path = Path(path)
+    limit = MAX_IMAGE_BYTES if max_bytes is None else max_bytes
+    if not path.exists():
+        raise InputError(f"{path} does not exist")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder, not a TIFF file")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path.name} is empty (0 bytes)")
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if not tif.series:
+                raise InputError(f"{path.name} holds no image")
+            series = tif.series[0]
+            shape, dtype = tuple(series.shape), np.dtype(series.dtype)
+            if any(s == 0 for s in shape) or not shape:
+                raise InputError(f"{path.name} has an empty axis (shape {shape})")
+            nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            if nbytes > limit:
+                raise InputError(
+                    f"{path.name} needs {nbytes / 1024**3:.1f} GiB in memory, more than the "
+                    f"{limit / 1024**3:.1f} GiB allowed; crop it or split it into smaller stacks"
+                )
+            data = series.asarray()
+            axes = series.axes
+            scale = _axes_scale(tif, series)
+    except InputError:
+        raise
+    except (tifffile.TiffFileError, ValueError, OSError, EOFError, IndexError, KeyError) as exc:
+        raise InputError(f"{path.name} is not a readable TIFF file ({exc})") from None
+    if data.size == 0 or data.shape != shape:
+        raise InputError(f"{path.name} is truncated or damaged (expected shape {shape})")
+    return ImageData(data=data, axes=axes, scale=scale, path=path)
+
+
+def looks_like_labels(data: np.ndarray, path: str | os.PathLike | None = None) -> bool:
+    """Whether an array is clearly a label image: named so, or integer with few values."""
+    if path is not None:
+        name = Path(path).name.lower()
+        if any(hint in name for hint in LABEL_NAME_HINTS):
+            return np.issubdtype(data.dtype, np.integer) or np.issubdtype(data.dtype, np.bool_)
+    if data.dtype == np.bool_:
+        return True
+    if not np.issubdtype(data.dtype, np.integer):
+        return False
+    sample = data.ravel()[:: max(1, data.size // 1_000_000)]
+    values = np.unique(sample)
+    if values.size > 256 or values[0] < 0:
+        return False
+    # Microscopy images are noisy: few distinct values and a zero background mean labels.
+    return values.size <= 64 and values[0] == 0
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then move it into place.
+
+    A failure (an exception, a full disk, a crash) leaves any previous ``path`` intact.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def write_tiff(
+    path: str | os.PathLike,
+    data: np.ndarray,
+    *,
+    axes: str | None = None,
+    scale: tuple[float, ...] | None = None,
+) -> None:
+    """Write an image or a label image as a zlib-compressed ImageJ TIFF, atomically.
+
+    Integer labels are stored as uint8, uint16 or, past 65,535 objects, uint32 (then as a
+    plain TIFF, which Fiji opens too); other data as float32.
+    """
+    data = np.asarray(data)
+    if data.dtype == np.bool_:
+        data = data.astype(np.uint8)
+    if np.issubdtype(data.dtype, np.integer):
+        lo, hi = (int(data.min()), int(data.max())) if data.size else (0, 0)
+        if lo < 0:
+            raise InputError("labels with negative values cannot be saved as TIFF")
+        dtype = np.uint8 if hi < 256 else np.uint16 if hi < 65536 else np.uint32
+        data = data.astype(dtype, copy=False)
+    elif data.dtype != np.float32:
+        data = data.astype(np.float32)
+    if axes is None:
+        axes = {2: "YX", 3: "ZYX", 4: "ZCYX"}.get(data.ndim, None)
+    imagej = data.dtype != np.uint32 and axes is not None and set(axes) <= set("TZCYXS")
+    metadata = {"axes": axes} if axes else {}
+    resolution = None
+    if scale and axes and len(scale) == len(axes):
+        sx = scale[axes.index("X")] if "X" in axes else 1.0
+        sy = scale[axes.index("Y")] if "Y" in axes else 1.0
+        resolution = (1.0 / sx, 1.0 / sy)
+        if "Z" in axes and imagej:
+            metadata["spacing"] = scale[axes.index("Z")]
+
+    def _write(tmp: Path) -> None:
+        tifffile.imwrite(
+            tmp,
+            data,
+            imagej=imagej,
+            metadata=metadata if imagej else {"axes": axes} if axes else None,
+            resolution=resolution,
+            compression="zlib",
+        )
+
+    atomic_write(path, _write)

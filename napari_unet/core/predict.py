@@ -1,0 +1,223 @@
+"""Tiled sliding-window prediction with smoothly blended overlaps.
+
+Each slice is padded by reflection, cut into equal overlapping tiles (aligned to the
+U-Net's pooling grid and shrunk so they cover the slice evenly), predicted in batches,
+and blended with a weight that falls smoothly towards each tile's edge. Stacks are
+predicted slice by slice, so peak memory is the output plus one batch of tiles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from .checkpoint import ModelBundle
+from .data import as_stack
+from .device import select_device
+from .errors import InputError
+from .model import UNet
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass
+class Prediction:
+    """Labels (0 = background, 1..K-1 classes), optional probabilities and instances."""
+
+    labels: np.ndarray
+    probabilities: np.ndarray | None = None  # (C, Y, X) or (Z, C, Y, X), float32
+    instances: np.ndarray | None = None
+
+
+def tile_starts(size: int, tile: int, overlap: int, multiple: int) -> tuple[int, list[int]]:
+    """Tile length and start positions covering ``size`` with at least ``overlap`` shared."""
+    if size <= tile:
+        t = -(-size // multiple) * multiple
+        return t, [0]
+    step = tile - overlap
+    n = -(-(size - overlap) // step)
+    t = -(-(size + (n - 1) * overlap) // n)  # shrink to cover evenly
+    t = -(-t // multiple) * multiple
+    if n == 1:
+        return t, [0]
+    last = size - t
+    starts = [round(i * last / (n - 1) / multiple) * multiple for i in range(n)]
+    starts[-1] = last
+    return t, starts
+
+
+@lru_cache(maxsize=16)
+def _blend_window(h: int, w: int, ramp_y: int, ramp_x: int) -> np.ndarray:
+    def axis(n: int, ramp: int) -> np.ndarray:
+        v = np.ones(n, np.float32)
+        if ramp > 0:
+            r = np.arange(ramp, dtype=np.float32)
+            edge = np.sin(0.5 * np.pi * (r + 0.5) / ramp) ** 2
+            v[:ramp] = edge
+            v[n - ramp :] = edge[::-1]
+        return np.maximum(v, 1e-4)
+
+    return np.outer(axis(h, ramp_y), axis(w, ramp_x))
+
+
+class Predictor:
+    """Predicts with one model bundle on one device."""
+
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        *,
+        device: str | torch.device = "auto",
+        tile_size: int = 512,
+        overlap: int = 64,
+        batch_size: int = 4,
+        model: UNet | None = None,
+    ):
+        self.bundle = bundle
+        self.device = select_device(device) if isinstance(device, str) else device
+        self.model = (model if model is not None else bundle.build_model()).to(self.device)
+        self.model.eval()
+        self.multiple = 2**bundle.config.depth
+        self.tile_size = max(self.multiple, int(tile_size) // self.multiple * self.multiple)
+        self.overlap = int(overlap)
+        self.batch_size = max(1, int(batch_size))
+        self.n_classes = bundle.n_classes
+
+    @torch.no_grad()
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(batch).to(self.device)
+        if self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                logits = self.model(x)
+        else:
+            logits = self.model(x)
+        return torch.softmax(logits.float(), dim=1).cpu().numpy()
+
+    def probabilities_2d(self, image: np.ndarray) -> np.ndarray:
+        """Class probabilities (C, H, W) of one normalised slice (H, W) or (C_in, H, W)."""
+        if image.ndim == 2:
+            image = image[np.newaxis]
+        _, h, w = image.shape
+        margin = self.overlap // 2
+        hp, wp = h + 2 * margin, w + 2 * margin
+        th, ys = tile_starts(hp, self.tile_size, self.overlap, self.multiple)
+        tw, xs = tile_starts(wp, self.tile_size, self.overlap, self.multiple)
+        pad_y = max(th, hp) - h - margin
+        pad_x = max(tw, wp) - w - margin
+        padded = np.pad(image, ((0, 0), (margin, pad_y), (margin, pad_x)), mode="symmetric")
+        out = np.zeros((self.n_classes, padded.shape[1], padded.shape[2]), np.float32)
+        norm = np.zeros(padded.shape[1:], np.float32)
+        ramp_y = min(self.overlap, th // 2) if len(ys) > 1 else 0
+        ramp_x = min(self.overlap, tw // 2) if len(xs) > 1 else 0
+        window = _blend_window(th, tw, ramp_y, ramp_x)
+        coords = [(y, x) for y in ys for x in xs]
+        for i in range(0, len(coords), self.batch_size):
+            chunk = coords[i : i + self.batch_size]
+            batch = np.stack([padded[:, y : y + th, x : x + tw] for y, x in chunk])
+            probs = self._forward(np.ascontiguousarray(batch, dtype=np.float32))
+            for (y, x), p in zip(chunk, probs):
+                out[:, y : y + th, x : x + tw] += p * window
+                norm[y : y + th, x : x + tw] += window
+        out /= norm
+        return out[:, margin : margin + h, margin : margin + w]
+
+    def predict(
+        self,
+        image: np.ndarray,
+        *,
+        slices: list[int] | None = None,
+        probabilities: bool = False,
+        instances: bool = False,
+        min_size: int = 10,
+        progress: ProgressCallback | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Prediction:
+        """Predict a 2D image or a stack (Z, Y, X), all slices or the listed ones.
+
+        Slices not predicted are 0 in the labels. ``progress(done, total)`` is called
+        after each slice; ``should_stop()`` is asked before each slice.
+        """
+        image = np.asarray(image)
+        if image.ndim not in (2, 3) or image.size == 0:
+            raise InputError(
+                f"cannot predict an image of shape {image.shape}: use a 2D image or a stack "
+                "of 2D slices with one channel"
+            )
+        stack = as_stack(image)
+        z_all = range(stack.shape[0])
+        todo = list(z_all) if slices is None else [int(z) for z in slices]
+        if any(z < 0 or z >= stack.shape[0] for z in todo):
+            raise InputError(f"slice index out of range for a stack of {stack.shape[0]} slices")
+        dtype = np.uint8 if self.n_classes <= 256 else np.uint16
+        labels = np.zeros(stack.shape, dtype)
+        probs = (
+            np.zeros((stack.shape[0], self.n_classes, *stack.shape[1:]), np.float32)
+            if probabilities else None
+        )
+        inst = np.zeros(stack.shape, np.int32) if instances else None
+        norm = self.bundle.normalisation
+        for done, z in enumerate(todo, start=1):
+            if should_stop is not None and should_stop():
+                break
+            p = self.probabilities_2d(norm.apply(stack[z]))
+            labels[z] = p.argmax(0)
+            if probs is not None:
+                probs[z] = p
+            if inst is not None:
+                inst[z] = self.instances_2d(p, labels[z], min_size=min_size)
+            if progress is not None:
+                progress(done, len(todo))
+        if image.ndim == 2:
+            return Prediction(labels[0], None if probs is None else probs[0],
+                              None if inst is None else inst[0])
+        return Prediction(labels, probs, inst)
+
+    def instances_2d(self, probs: np.ndarray, labels: np.ndarray, min_size: int = 10) -> np.ndarray:
+        """Split the foreground into objects.
+
+        For a model trained on instance masks (background / interior / boundary) the
+        interiors seed a watershed over the foreground on the boundary probability, so
+        touching objects come apart. Otherwise each foreground class is split into its
+        connected components. Objects smaller than ``min_size`` pixels are dropped.
+        """
+        from skimage.measure import label as connected
+        from skimage.segmentation import relabel_sequential, watershed
+
+        if self.bundle.label_kind == "instance" and self.n_classes == 3:
+            foreground = labels > 0
+            seeds = connected(labels == 1)
+            seeds = drop_small(seeds, max(1, min_size // 2))
+            out = watershed(probs[2] - probs[1], markers=seeds, mask=foreground)
+        else:
+            out = np.zeros(labels.shape, np.int32)
+            offset = 0
+            for c in range(1, self.n_classes):
+                comp = connected(labels == c)
+                comp[comp > 0] += offset
+                out = np.where(comp > 0, comp, out)
+                offset = int(out.max())
+        out = drop_small(out, min_size)
+        return relabel_sequential(out)[0].astype(np.int32)
+
+
+def drop_small(labels: np.ndarray, min_size: int) -> np.ndarray:
+    """Set objects of fewer than ``min_size`` pixels to 0."""
+    if min_size <= 1 or not labels.any():
+        return labels
+    sizes = np.bincount(labels.ravel())
+    small = sizes < min_size
+    small[0] = False
+    out = labels.copy()
+    out[small[labels]] = 0
+    return out
+
+
+def predict(bundle: ModelBundle, image: np.ndarray, **kwargs) -> Prediction:
+    """Shortcut: ``Predictor(bundle).predict(image, ...)``."""
+    opts = {k: kwargs.pop(k) for k in ("device", "tile_size", "overlap", "batch_size") if k in kwargs}
+    return Predictor(bundle, **opts).predict(image, **kwargs)

@@ -1,0 +1,366 @@
+"""Training: ``Trainer.fit()`` is a plain generator of frozen :class:`Progress` records.
+
+It knows nothing of Qt and prints nothing. The GUI drains it in a napari
+``thread_worker``, the command line with a progress bar. ``Trainer.stop()`` (from any
+thread) ends the run at the next iteration; ``pause()`` / ``resume()`` hold it between
+iterations; ``Trainer.bundle()`` returns the weights, optimizer state and history, so a
+later ``Trainer`` continues where this one stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .augment import AugmentConfig, Augmenter
+from .checkpoint import ModelBundle
+from .data import PatchSampler, TrainingData
+from .device import cpu_threads, select_device
+from .errors import InputError, TrainingError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How long and how to train. ``iterations`` and ``seconds`` both bound the run."""
+
+    iterations: int | None = None
+    seconds: float | None = None
+    batch_size: int = 8
+    patch_size: int = 128
+    learning_rate: float = 3e-3
+    weight_decay: float = 1e-4
+    warmup: int = 20
+    dice_weight: float = 0.5
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    validate_every: int = 50
+    seed: int = 0
+    device: str = "auto"
+    leave_core_free: bool = True
+    checkpointing: bool = False
+    mixed_precision: bool = True
+
+    def __post_init__(self) -> None:
+        if self.iterations is not None and self.iterations < 1:
+            raise InputError("the number of iterations must be at least 1")
+        if self.seconds is not None and self.seconds <= 0:
+            raise InputError("the time budget must be more than 0 seconds")
+        if self.batch_size < 1:
+            raise InputError("the batch size must be at least 1")
+        if self.patch_size < 16 or self.patch_size % 16:
+            raise InputError("the patch size must be a multiple of 16, at least 16")
+        if not self.learning_rate > 0:
+            raise InputError("the learning rate must be positive")
+
+    @property
+    def budget_iterations(self) -> int | None:
+        if self.iterations is None and self.seconds is None:
+            return 500
+        return self.iterations
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One training iteration's report."""
+
+    iteration: int  # iterations of this model in all runs
+    run_iteration: int  # iterations in this run
+    total: int | None  # this run's iteration budget, if any
+    loss: float
+    learning_rate: float
+    elapsed: float
+    eta: float | None
+    fraction: float  # of this run's budget, 0..1
+    validation_iou: float | None = None  # foreground IoU on held-out annotations, when due
+
+
+def masked_loss(
+    logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None, dice_weight: float
+) -> torch.Tensor:
+    """Cross-entropy ignoring unannotated pixels (-1), plus optional soft Dice."""
+    valid = target >= 0
+    n_valid = valid.sum()
+    if n_valid == 0:
+        return logits.sum() * 0.0
+    ce = F.cross_entropy(logits.float(), target.clamp(min=0), reduction="none")
+    w = valid.float() if weights is None else valid.float() * weights
+    loss = (ce * w).sum() / w.sum().clamp(min=1e-6)
+    if dice_weight > 0:
+        probs = torch.softmax(logits.float(), dim=1)
+        onehot = F.one_hot(target.clamp(min=0), logits.shape[1]).permute(0, 3, 1, 2).float()
+        m = valid.unsqueeze(1).float()
+        inter = (probs * onehot * m).sum(dim=(0, 2, 3))
+        denom = ((probs + onehot) * m).sum(dim=(0, 2, 3))
+        present = onehot.mul(m).sum(dim=(0, 2, 3)) > 0
+        dice = (2 * inter + 1.0) / (denom + 1.0)
+        if present.any():
+            loss = loss + dice_weight * (1 - dice[present].mean())
+    return loss
+
+
+class _Prefetcher:
+    """Draws the next batches on a background thread while the model trains."""
+
+    def __init__(self, sampler: PatchSampler, batch_size: int, depth: int = 2):
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(sampler, batch_size), daemon=True, name="napari-unet-sampler"
+        )
+        self._thread.start()
+
+    def _run(self, sampler: PatchSampler, batch_size: int) -> None:
+        try:
+            while not self._stop.is_set():
+                item = sampler.sample(batch_size)
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+        except Exception as exc:  # handed to the training thread
+            self._queue.put(exc)
+
+    def get(self):
+        item = self._queue.get()
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+
+
+class Trainer:
+    """Trains one model bundle on one :class:`TrainingData`."""
+
+    def __init__(self, bundle: ModelBundle, data: TrainingData, config: TrainConfig | None = None):
+        self.config = config or TrainConfig()
+        self.data = data
+        if data.n_classes > bundle.n_classes:
+            bundle = bundle.with_classes(data.n_classes)
+        self._bundle = bundle
+        self.device = select_device(self.config.device)
+        if self.device.type == "cpu":
+            torch.set_num_threads(cpu_threads(self.config.leave_core_free))
+        self.model = bundle.build_model().to(self.device)
+        if self.config.checkpointing:
+            self.model.use_checkpointing(True)
+        if self.device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+            torch.backends.cudnn.benchmark = True
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=self.config.learning_rate,
+            weight_decay=self.config.weight_decay,
+        )
+        if bundle.optimizer_state:
+            try:
+                self.optimizer.load_state_dict(bundle.optimizer_state)
+            except (ValueError, KeyError, RuntimeError):
+                log.info("optimizer state does not fit this model; starting it afresh")
+        self.sampler = PatchSampler(data.train, bundle.n_classes, self.config.patch_size,
+                                    seed=self.config.seed + bundle.iterations)
+        self.augmenter = Augmenter(self.config.augment, seed=self.config.seed + bundle.iterations,
+                                   device=self.device)
+        self.iteration = bundle.iterations
+        self.run_iteration = 0
+        self.last_loss = float("nan")
+        self.last_validation: float | None = None
+        self._stop = threading.Event()
+        self._running = threading.Event()
+        self._running.set()
+        self._started = 0.0
+
+    # ---------------------------------------------------------------- control
+    def stop(self) -> None:
+        """End the run after the current iteration (safe from any thread)."""
+        self._stop.set()
+        self._running.set()
+
+    def pause(self) -> None:
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    # ---------------------------------------------------------------- training
+    def _learning_rate(self, fraction: float) -> float:
+        cfg = self.config
+        warm = min(1.0, (self.run_iteration + 1) / max(cfg.warmup, 1))
+        cosine = 0.5 * (1 + math.cos(math.pi * min(fraction, 1.0)))
+        return cfg.learning_rate * warm * (0.05 + 0.95 * cosine)
+
+    def _fraction(self, elapsed: float) -> float:
+        cfg = self.config
+        parts = []
+        total = cfg.budget_iterations
+        if total:
+            parts.append(self.run_iteration / total)
+        if cfg.seconds:
+            parts.append(elapsed / cfg.seconds)
+        return min(1.0, max(parts)) if parts else 0.0
+
+    def _autocast(self):
+        if self.device.type == "cuda" and self.config.mixed_precision:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return torch.autocast(self.device.type, enabled=False)
+
+    def _step(self, x: np.ndarray, y: np.ndarray, w: np.ndarray | None, lr: float) -> float:
+        dev = self.device
+        nb = dev.type == "cuda"
+        xt = torch.from_numpy(x).to(dev, non_blocking=nb)
+        yt = torch.from_numpy(y).to(dev, non_blocking=nb)
+        wt = None if w is None else torch.from_numpy(w).to(dev, non_blocking=nb)
+        xt, yt, wt = self.augmenter(xt, yt, wt)
+        if dev.type == "cuda":
+            xt = xt.contiguous(memory_format=torch.channels_last)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.model.train()
+        with self._autocast():
+            logits = self.model(xt)
+        loss = masked_loss(logits, yt, wt, self.config.dice_weight)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.detach())
+
+    def fit(self) -> Iterator[Progress]:
+        """Train, yielding a :class:`Progress` after every iteration.
+
+        The run ends when the budget is spent, when :meth:`stop` is called, or when the
+        generator is closed; the weights are kept in every case (:meth:`bundle`).
+        """
+        cfg = self.config
+        total = cfg.budget_iterations
+        prefetch = _Prefetcher(self.sampler, cfg.batch_size)
+        self._started = time.perf_counter()
+        paused_for = 0.0
+        try:
+            while not self._stop.is_set():
+                if not self._running.is_set():
+                    t0 = time.perf_counter()
+                    while not self._running.wait(0.05):
+                        pass
+                    paused_for += time.perf_counter() - t0
+                    if self._stop.is_set():
+                        break
+                elapsed = time.perf_counter() - self._started - paused_for
+                fraction = self._fraction(elapsed)
+                if fraction >= 1.0:
+                    break
+                lr = self._learning_rate(fraction)
+                x, y, w = prefetch.get()
+                try:
+                    loss = self._step(x, y, w, lr)
+                except torch.OutOfMemoryError:
+                    raise TrainingError(
+                        f"out of memory on {self.device.type} with batch {cfg.batch_size} and "
+                        f"patch {cfg.patch_size}: lower the batch or patch size"
+                    ) from None
+                if not math.isfinite(loss):
+                    raise TrainingError(
+                        "training diverged (the loss is not finite): lower the learning rate"
+                    )
+                self.iteration += 1
+                self.run_iteration += 1
+                self.last_loss = loss
+                elapsed = time.perf_counter() - self._started - paused_for
+                fraction = self._fraction(elapsed)
+                validation = None
+                last = fraction >= 1.0
+                if self.data.validation and (
+                    self.run_iteration % cfg.validate_every == 0 or last
+                ):
+                    validation = self.validate()
+                    self.last_validation = validation
+                eta = None
+                if fraction > 0:
+                    eta = max(0.0, elapsed / fraction - elapsed)
+                yield Progress(
+                    iteration=self.iteration, run_iteration=self.run_iteration, total=total,
+                    loss=loss, learning_rate=lr, elapsed=elapsed, eta=eta, fraction=fraction,
+                    validation_iou=validation,
+                )
+        finally:
+            prefetch.close()
+            self._record(time.perf_counter() - self._started - paused_for)
+
+    def _record(self, seconds: float) -> None:
+        self._history_entry = {
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "iterations": self.run_iteration,
+            "seconds": round(seconds, 2),
+            "final_loss": None if math.isnan(self.last_loss) else round(self.last_loss, 5),
+            "validation_iou": self.last_validation,
+            "device": self.device.type,
+            "batch_size": self.config.batch_size,
+            "patch_size": self.config.patch_size,
+            "annotated_pixels": [int(c) for c in self.data.counts],
+        }
+
+    @torch.no_grad()
+    def validate(self, max_slices: int = 8, max_side: int = 512) -> float | None:
+        """Foreground IoU on the held-out annotated pixels (None when nothing is held out)."""
+        inter = union = 0
+        self.model.eval()
+        try:
+            for pair in self.data.validation[:max_slices]:
+                img = pair.image[0, :max_side, :max_side]
+                tgt = pair.target[0, :max_side, :max_side]
+                x = torch.from_numpy(np.ascontiguousarray(img))[None, None].to(self.device)
+                with self._autocast():
+                    pred = self.model(x).argmax(1)[0].cpu().numpy()
+                valid = tgt >= 0
+                p, t = pred[valid] > 0, tgt[valid] > 0
+                inter += int(np.count_nonzero(p & t))
+                union += int(np.count_nonzero(p | t))
+        finally:
+            self.model.train()
+        return None if union == 0 else inter / union
+
+    def bundle(self) -> ModelBundle:
+        """A snapshot of the model (CPU tensors), its optimizer state and history."""
+        b = self._bundle
+        history = list(b.history)
+        entry = getattr(self, "_history_entry", None)
+        if entry is not None and self.run_iteration:
+            history.append(entry)
+        state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        opt = _to_cpu(self.optimizer.state_dict())
+        return ModelBundle(
+            config=b.config, state_dict=state, label_kind=b.label_kind,
+            class_names=list(b.class_names), class_colors=list(b.class_colors),
+            normalisation=b.normalisation, history=history, iterations=self.iteration,
+            optimizer_state=opt,
+        )
+
+
+def _to_cpu(obj):
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
