@@ -36,7 +36,7 @@ class AugmentConfig:
     """
 
     elastic_sigma: float = 6.0
-    elastic_grid: int = 32
+    elastic_grid: int = 64
     flips: bool = True
     intensity: float = 0.2
     noise: float = 0.03

@@ -124,13 +124,17 @@ def load_bundle(path: str | Path) -> ModelBundle:
         raise ModelFileError(f"model file {path} does not exist")
     if path.stat().st_size == 0:
         raise ModelFileError(f"{path.name} is empty, not a napari-unet model")
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(
+            f"{path.name} is not a napari-unet model (not a PyTorch model file), or it is "
+            "truncated"
+        )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except pickle.UnpicklingError:
         raise ModelFileError(
-            f"{path.name} was refused: it is not a napari-unet model and may hold code that "
-            f"runs when loaded ({first[:160]})"
+            f"{path.name} was refused: it is not a napari-unet model and holds Python objects "
+            "that could run code when loaded; nothing in it was run"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError) as exc:
         raise ModelFileError(

@@ -183,7 +183,7 @@ def write_tiff(
     elif data.dtype != np.float32:
         data = data.astype(np.float32)
     if axes is None:
-        axes = {2: "YX", 3: "ZYX", 4: "ZCYX"}.get(data.ndim, None)
+        axes = {2: "YX", 3: "ZYX", 4: "ZCYX"}.get(data.ndim)
     imagej = data.dtype != np.uint32 and axes is not None and set(axes) <= set("TZCYXS")
     metadata = {"axes": axes} if axes else {}
     resolution = None

@@ -1,0 +1,262 @@
+"""The ``napari-unet`` command line: train, predict, demo.
+
+Errors the user can act on are printed as one line on stderr with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .core.errors import NapariUnetError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit status 2
+        sys.stderr.write(f"napari-unet: error: {message}\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="napari-unet", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"napari-unet {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a U-Net on image / label TIFF pairs")
+    t.add_argument("--image", action="append", required=True, type=Path,
+                   help="image TIFF (2D or a stack of 2D slices); repeat for several")
+    t.add_argument("--labels", action="append", required=True, type=Path,
+                   help="label TIFF of the same shape as its --image; repeat likewise")
+    t.add_argument("--labels-kind", choices=("annotation", "semantic", "instance"),
+                   default="annotation",
+                   help="annotation: 0 = not annotated, 1 = background, 2.. classes; "
+                        "semantic: dense, 0 = background; instance: 0 = background, 1..N objects")
+    t.add_argument("--out", required=True, type=Path, help="model file to write (.pt)")
+    budget = t.add_mutually_exclusive_group()
+    budget.add_argument("--seconds", type=_positive_float, help="wall-clock budget")
+    budget.add_argument("--iterations", type=_positive_int, help="iteration budget")
+    t.add_argument("--resume", type=Path, help="continue training this model file")
+    t.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda or mps")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--base-channels", type=_positive_int, default=None)
+    t.add_argument("--depth", type=_positive_int, default=4)
+    t.add_argument("--transposed", action="store_true", help="transposed-convolution up-sampling")
+    t.add_argument("--batch-size", type=_positive_int, default=None)
+    t.add_argument("--patch-size", type=_positive_int, default=None)
+    t.add_argument("--learning-rate", type=_positive_float, default=None)
+    t.add_argument("--checkpointing", action="store_true",
+                   help="recompute activations in backward to save memory")
+
+    p = sub.add_parser("predict", help="predict labels of an image with a trained model")
+    p.add_argument("--model", required=True, type=Path)
+    p.add_argument("--image", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="labels TIFF to write")
+    p.add_argument("--probabilities", type=Path, help="also write class probabilities here")
+    p.add_argument("--instances", action="store_true",
+                   help="write one label per object instead of one per class")
+    p.add_argument("--min-size", type=int, default=10, help="smallest object kept, in pixels")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--tile-size", type=_positive_int, default=512)
+
+    sub.add_parser("demo", help="open napari with the sample data and the plugin docked")
+    return parser
+
+
+def _load_pairs(args: argparse.Namespace):
+    from .core.data import to_annotations
+    from .core.io import read_tiff
+
+    if len(args.image) != len(args.labels):
+        raise NapariUnetError(
+            f"{len(args.image)} --image but {len(args.labels)} --labels: give one labels file "
+            "per image, in the same order"
+        )
+    images, annotations = [], []
+    for ip, lp in zip(args.image, args.labels):
+        img = read_tiff(ip).data
+        lab = read_tiff(lp).data
+        if img.shape != lab.shape:
+            raise NapariUnetError(
+                f"{lp.name} has shape {lab.shape} but {ip.name} has shape {img.shape}; "
+                "they must match"
+            )
+        images.append(img)
+        annotations.append(to_annotations(lab, args.labels_kind))
+    return images, annotations
+
+
+def _bar(fraction: float, width: int = 28) -> str:
+    n = int(round(fraction * width))
+    return "#" * n + "-" * (width - n)
+
+
+def _fmt_seconds(s: float | None) -> str:
+    if s is None:
+        return "--:--"
+    s = int(round(s))
+    return f"{s // 60:02d}:{s % 60:02d}"
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from .core.checkpoint import ModelBundle, load_bundle
+    from .core.data import TrainingData
+    from .core.model import UNetConfig
+    from .core.train import Trainer
+    from .defaults import training_defaults
+
+    images, annotations = _load_pairs(args)
+    if args.resume:
+        bundle = load_bundle(args.resume)
+        data = TrainingData.from_annotations(images, annotations,
+                                             normalisation=bundle.normalisation, seed=args.seed)
+    else:
+        data = TrainingData.from_annotations(images, annotations, seed=args.seed)
+        defaults = training_defaults(args.labels_kind, args.device)
+        config = UNetConfig(
+            n_classes=data.n_classes,
+            base_channels=args.base_channels or defaults.base_channels,
+            depth=args.depth,
+            bilinear=not args.transposed,
+        )
+        bundle = ModelBundle.new(config, args.labels_kind, seed=args.seed)
+    defaults = training_defaults(args.labels_kind, args.device)
+    config = dataclasses.replace(
+        defaults.train,
+        iterations=args.iterations,
+        seconds=args.seconds,
+        device=args.device,
+        seed=args.seed,
+        leave_core_free=False,
+        checkpointing=args.checkpointing,
+        **{k: v for k, v in (("batch_size", args.batch_size), ("patch_size", args.patch_size),
+                             ("learning_rate", args.learning_rate)) if v is not None},
+    )
+    trainer = Trainer(bundle, data, config)
+    out = sys.stderr
+    if not args.quiet:
+        out.write(
+            f"training on {trainer.device.type}: {sum(p.image.shape[0] for p in data.train)} "
+            f"slices, {data.n_classes} classes, annotated pixels {data.counts.tolist()}\n"
+        )
+    last = 0.0
+    progress = None
+    try:
+        for progress in trainer.fit():
+            now = time.monotonic()
+            if not args.quiet and (now - last > 0.5 or progress.fraction >= 1):
+                last = now
+                val = "" if trainer.last_validation is None else f" val IoU {trainer.last_validation:.3f}"
+                out.write(
+                    f"\r[{_bar(progress.fraction)}] {progress.fraction:4.0%} it {progress.run_iteration}"
+                    f" loss {progress.loss:.4f}{val} {_fmt_seconds(progress.elapsed)}<"
+                    f"{_fmt_seconds(progress.eta)}  "
+                )
+                out.flush()
+    except KeyboardInterrupt:
+        out.write("\ninterrupted: saving the model trained so far\n")
+    bundle = trainer.bundle()
+    bundle.save(args.out)
+    if not args.quiet:
+        its = 0 if progress is None else progress.run_iteration
+        out.write(f"\nsaved {args.out} ({its} iterations this run, {bundle.iterations} in all)\n")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .core.checkpoint import load_bundle
+    from .core.io import read_tiff, write_tiff
+    from .core.predict import Predictor
+
+    bundle = load_bundle(args.model)
+    image = read_tiff(args.image)
+    data = image.data
+    axes = image.axes
+    if data.ndim == 3 and axes.endswith(("YXS", "YXC")) and data.shape[-1] in (3, 4):
+        raise NapariUnetError(
+            f"{args.image.name} is an RGB image; napari-unet works on one channel: save one "
+            "channel (or a grey-scale conversion) as a TIFF first"
+        )
+    if data.ndim not in (2, 3):
+        raise NapariUnetError(
+            f"{args.image.name} has shape {data.shape} (axes {axes}); napari-unet predicts 2D "
+            "images or stacks of 2D slices with one channel"
+        )
+    if bundle.config.in_channels != 1:
+        raise NapariUnetError(
+            f"this model expects {bundle.config.in_channels} channels; the image has one"
+        )
+    if args.instances and args.min_size < 0:
+        raise NapariUnetError("--min-size must be 0 or more")
+    predictor = Predictor(bundle, device=args.device, tile_size=args.tile_size)
+    n = 1 if data.ndim == 2 else data.shape[0]
+
+    def progress(done: int, total: int) -> None:
+        if not args.quiet and total > 1:
+            sys.stderr.write(f"\r[{_bar(done / total)}] slice {done}/{total}  ")
+            sys.stderr.flush()
+
+    result = predictor.predict(data, probabilities=args.probabilities is not None,
+                               instances=args.instances, min_size=args.min_size,
+                               progress=progress)
+    labels = result.instances if args.instances else result.labels
+    write_tiff(args.out, labels, scale=image.scale if len(image.scale) == labels.ndim else None)
+    if args.probabilities is not None:
+        write_tiff(args.probabilities, result.probabilities)
+    if not args.quiet:
+        if n > 1:
+            sys.stderr.write("\n")
+        what = f"{int(labels.max())} objects" if args.instances else f"{bundle.n_classes} classes"
+        sys.stderr.write(f"wrote {args.out} ({what})\n")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ._napari.demo import run_demo
+
+    run_demo()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    commands = {"train": cmd_train, "predict": cmd_predict, "demo": cmd_demo}
+    try:
+        return commands[args.command](args)
+    except NapariUnetError as exc:
+        sys.stderr.write(f"napari-unet: error: {exc}\n")
+        return EXIT_USAGE
+    except MemoryError:
+        sys.stderr.write("napari-unet: error: out of memory: use smaller images, tiles or batches\n")
+        return EXIT_USAGE
+    except OSError as exc:
+        sys.stderr.write(f"napari-unet: error: {exc.strerror or exc}: {exc.filename or ''}\n")
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

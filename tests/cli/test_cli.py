@@ -1,0 +1,110 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_unet.cli import main
+from napari_unet.core.checkpoint import load_bundle
+from tests.conftest import blobs
+
+
+@pytest.fixture
+def pair(tmp_path):
+    image, labels = blobs(np.random.default_rng(1), shape=(3, 64, 64))
+    ip, lp = tmp_path / "img.tif", tmp_path / "lab.tif"
+    tifffile.imwrite(ip, image.astype(np.uint16))
+    tifffile.imwrite(lp, labels)
+    return ip, lp
+
+
+TINY = ["--base-channels", "4", "--depth", "2", "--batch-size", "2", "--patch-size", "32"]
+
+
+def test_train_then_predict(pair, tmp_path, capsys):
+    ip, lp = pair
+    model = tmp_path / "m.pt"
+    rc = main(["train", "--image", str(ip), "--labels", str(lp), "--labels-kind", "instance",
+               "--out", str(model), "--iterations", "4", "--seed", "1", *TINY])
+    assert rc == 0 and model.exists()
+    bundle = load_bundle(model)
+    assert bundle.iterations == 4 and bundle.label_kind == "instance" and bundle.n_classes == 3
+    err = capsys.readouterr().err
+    assert "it 4" in err and "saved" in err
+    out, prob = tmp_path / "pred.tif", tmp_path / "prob.tif"
+    assert main(["predict", "--model", str(model), "--image", str(ip), "--out", str(out),
+                 "--probabilities", str(prob)]) == 0
+    labels = tifffile.imread(out)
+    assert labels.shape == (3, 64, 64) and labels.max() <= 2
+    assert tifffile.imread(prob).shape == (3, 3, 64, 64)
+    assert main(["predict", "--model", str(model), "--image", str(ip), "--out", str(out),
+                 "--instances"]) == 0
+    # resume continues the iteration count
+    assert main(["train", "--image", str(ip), "--labels", str(lp), "--labels-kind", "instance",
+                 "--out", str(model), "--iterations", "2", "--resume", str(model), *TINY]) == 0
+    assert load_bundle(model).iterations == 6
+
+
+def test_several_pairs(pair, tmp_path):
+    ip, lp = pair
+    small = tmp_path / "small.tif"
+    small_lab = tmp_path / "small_lab.tif"
+    tifffile.imwrite(small, tifffile.imread(ip)[0, :40, :50])
+    tifffile.imwrite(small_lab, tifffile.imread(lp)[0, :40, :50])
+    rc = main(["train", "--image", str(ip), "--labels", str(lp), "--image", str(small),
+               "--labels", str(small_lab), "--labels-kind", "semantic", "--out",
+               str(tmp_path / "m.pt"), "--iterations", "2", *TINY])
+    assert rc == 0
+
+
+@pytest.mark.parametrize(
+    "make_args, message",
+    [
+        (lambda ip, lp, t: ["train", "--image", str(ip), "--labels", str(t / "missing.tif"),
+                            "--out", str(t / "m.pt")], "does not exist"),
+        (lambda ip, lp, t: ["train", "--image", str(ip), "--labels", str(lp), "--labels",
+                            str(lp), "--out", str(t / "m.pt")], "one labels file per image"),
+        (lambda ip, lp, t: ["predict", "--model", str(ip), "--image", str(ip), "--out",
+                            str(t / "o.tif")], "not a napari-unet model"),
+        (lambda ip, lp, t: ["train", "--image", str(ip), "--labels", str(lp), "--out",
+                            str(t / "m.pt"), "--iterations", "0"], "at least 1"),
+        (lambda ip, lp, t: ["train", "--image", str(ip), "--labels", str(lp), "--out",
+                            str(t / "m.pt"), "--device", "cuda"] if not _cuda() else
+         ["predict"], "cuda|required"),
+    ],
+)
+def test_errors_are_one_line_and_exit_2(pair, tmp_path, capsys, make_args, message):
+    ip, lp = pair
+    with pytest.raises(SystemExit) as exc:
+        raise SystemExit(main(make_args(ip, lp, tmp_path)))
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("napari-unet: error:")
+    assert __import__("re").search(message, err)
+
+
+def test_annotation_kind_with_nothing_annotated(pair, tmp_path, capsys):
+    ip, lp = pair
+    blank = tmp_path / "blank.tif"
+    tifffile.imwrite(blank, np.zeros((3, 64, 64), np.uint8))
+    rc = main(["train", "--image", str(ip), "--labels", str(blank), "--out",
+               str(tmp_path / "m.pt")])
+    assert rc == 2 and "nothing is annotated" in capsys.readouterr().err
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_console_script_has_no_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "napari_unet.cli", "predict", "--model", str(tmp_path / "x.pt"),
+         "--image", str(tmp_path / "x.tif"), "--out", str(tmp_path / "o.tif")],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def _cuda():
+    import torch
+
+    return torch.cuda.is_available()

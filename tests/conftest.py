@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+def blobs(rng: np.random.Generator, shape=(2, 64, 64), n=6, radius=6):
+    """A tiny stack of bright disks on a dark noisy background, with instance labels."""
+    z, h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    labels = np.zeros(shape, np.uint16)
+    for k in range(z):
+        for i in range(n):
+            cy, cx = rng.integers(radius, h - radius), rng.integers(radius, w - radius)
+            labels[k][(yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2] = i + 1
+    image = (labels > 0) * 200.0 + rng.normal(20, 10, shape)
+    return image.astype(np.float32), labels
+
+
+@pytest.fixture
+def blob_data(rng):
+    return blobs(rng)
+
+
+def shared_data(*parts: str) -> Path:
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real data not available at {path}")
+    return path

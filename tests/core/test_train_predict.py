@@ -1,0 +1,207 @@
+import dataclasses
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from napari_unet.core.checkpoint import ModelBundle
+from napari_unet.core.data import TrainingData, to_annotations
+from napari_unet.core.errors import InputError
+from napari_unet.core.model import UNetConfig
+from napari_unet.core.predict import Predictor, tile_starts
+from napari_unet.core.train import Progress, TrainConfig, Trainer, masked_loss
+
+TINY = UNetConfig(n_classes=2, base_channels=8, depth=2)
+FAST = TrainConfig(iterations=40, batch_size=4, patch_size=32, learning_rate=1e-2,
+                   validate_every=10, dice_weight=0.5)
+
+
+def _data(blob_data, kind="semantic"):
+    image, labels = blob_data
+    ann = to_annotations(labels > 0 if kind == "semantic" else labels, kind)
+    return image, labels, TrainingData.from_annotations([image], [ann])
+
+
+def test_masked_loss_ignores_unannotated_pixels():
+    logits = torch.randn(2, 3, 8, 8)
+    target = torch.randint(0, 3, (2, 8, 8))
+    masked = target.clone()
+    masked[:, :4] = -1
+    garbage = target.clone()
+    garbage[:, :4] = (target[:, :4] + 1) % 3
+    garbage_masked = garbage.clone()
+    garbage_masked[:, :4] = -1
+    a = masked_loss(logits, masked, None, 0.5)
+    b = masked_loss(logits, garbage_masked, None, 0.5)
+    assert torch.allclose(a, b)
+    assert not torch.allclose(a, masked_loss(logits, garbage, None, 0.5))
+    weights = torch.ones(2, 8, 8)
+    assert torch.allclose(masked_loss(logits, masked, weights, 0.0),
+                          masked_loss(logits, masked, None, 0.0))
+
+
+def test_fit_learns_blobs_and_reports_progress(blob_data):
+    image, labels, td = _data(blob_data)
+    trainer = Trainer(ModelBundle.new(TINY), td, FAST)
+    records = list(trainer.fit())
+    assert len(records) == 40
+    assert all(isinstance(r, Progress) for r in records)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        records[0].loss = 0.0
+    assert [r.iteration for r in records] == list(range(1, 41))
+    assert records[-1].fraction == 1.0 and records[-1].eta == 0.0
+    assert np.mean([r.loss for r in records[-5:]]) < np.mean([r.loss for r in records[:5]])
+    pred = Predictor(trainer.bundle()).predict(image)
+    fg, gt = pred.labels > 0, labels > 0
+    assert (fg & gt).sum() / (fg | gt).sum() > 0.5
+
+
+def test_time_budget_bounds_the_run(blob_data):
+    _, _, td = _data(blob_data)
+    cfg = dataclasses.replace(FAST, iterations=None, seconds=1.5)
+    trainer = Trainer(ModelBundle.new(TINY), td, cfg)
+    t0 = time.perf_counter()
+    n = sum(1 for _ in trainer.fit())
+    assert n > 1
+    assert time.perf_counter() - t0 < 4
+
+
+def test_stop_from_another_thread_ends_within_one_iteration(blob_data):
+    _, _, td = _data(blob_data)
+    trainer = Trainer(ModelBundle.new(TINY), td, dataclasses.replace(FAST, iterations=100000))
+    gen = trainer.fit()
+    next(gen)
+    threading.Thread(target=trainer.stop).start()
+    time.sleep(0.05)
+    rest = list(gen)
+    assert len(rest) <= 1
+    before = trainer.bundle()
+    assert before.iterations == trainer.iteration >= 1
+    assert not torch.equal(before.state_dict["outc.conv.weight"],
+                           ModelBundle.new(TINY).state_dict["outc.conv.weight"])
+
+
+def test_pause_and_resume_continue_the_count(blob_data):
+    _, _, td = _data(blob_data)
+    trainer = Trainer(ModelBundle.new(TINY), td, dataclasses.replace(FAST, iterations=6))
+    gen = trainer.fit()
+    assert next(gen).run_iteration == 1
+    trainer.pause()
+    got = []
+    t = threading.Thread(target=lambda: got.append(next(gen)))
+    t.start()
+    time.sleep(0.3)
+    assert not got and trainer.paused  # held between iterations
+    trainer.resume()
+    t.join(5)
+    assert got[0].run_iteration == 2
+    assert [p.run_iteration for p in gen] == [3, 4, 5, 6]
+
+
+def test_continue_from_checkpoint_with_optimizer_state(blob_data, tmp_path):
+    _, _, td = _data(blob_data)
+    first = Trainer(ModelBundle.new(TINY), td, dataclasses.replace(FAST, iterations=5))
+    list(first.fit())
+    path = tmp_path / "m.pt"
+    first.bundle().save(path)
+    from napari_unet.core.checkpoint import load_bundle
+
+    loaded = load_bundle(path)
+    assert loaded.iterations == 5 and loaded.optimizer_state is not None
+    second = Trainer(loaded, td, dataclasses.replace(FAST, iterations=3))
+    state = second.optimizer.state_dict()["state"]
+    assert int(state[0]["step"]) == 5  # AdamW moments carried over
+    records = list(second.fit())
+    assert [r.iteration for r in records] == [6, 7, 8]
+    assert len(second.bundle().history) == 2
+
+
+def test_fine_tuning_adds_a_class(blob_data):
+    image, labels, td = _data(blob_data)
+    trainer = Trainer(ModelBundle.new(TINY), td, dataclasses.replace(FAST, iterations=3))
+    list(trainer.fit())
+    ann = to_annotations(labels > 0, "semantic")
+    ann[0, :4, :4] = 3  # a new third class
+    td3 = TrainingData.from_annotations([image], [ann])
+    old = trainer.bundle()
+    more = Trainer(old, td3, dataclasses.replace(FAST, iterations=3))
+    list(more.fit())
+    new = more.bundle()
+    assert new.n_classes == 3 and len(new.class_names) == 3
+    assert Predictor(new).predict(image).labels.max() <= 2
+
+
+def test_weights_count_in_the_loss(blob_data):
+    image, labels = blob_data
+    ann = to_annotations(labels > 0, "semantic")
+    weights = np.ones(image.shape, np.float32)
+    weights[0] = 3.0
+    td = TrainingData.from_annotations([image], [ann], weights=[weights])
+    trainer = Trainer(ModelBundle.new(TINY), td, dataclasses.replace(FAST, iterations=2))
+    assert trainer.sampler.has_weights
+    x, y, w = trainer.sampler.sample(8)
+    assert set(np.unique(w)) <= {1.0, 3.0}
+    list(trainer.fit())
+
+
+def test_bad_training_settings_are_refused():
+    with pytest.raises(InputError):
+        TrainConfig(patch_size=30)
+    with pytest.raises(InputError):
+        TrainConfig(iterations=0)
+
+
+@pytest.mark.parametrize("size,tile,overlap", [(100, 64, 16), (2048, 512, 64), (30, 64, 16),
+                                               (1000, 512, 64)])
+def test_tiles_cover_evenly_and_align(size, tile, overlap):
+    t, starts = tile_starts(size, tile, overlap, 16)
+    assert t % 16 == 0 and t <= max(tile, -(-size // 16) * 16)
+    assert starts[0] == 0 and starts[-1] + t >= size
+    covered = np.zeros(max(size, t), bool)
+    for s in starts:
+        covered[s : s + t] = True
+    assert covered[:size].all()
+    for a, b in zip(starts, starts[1:]):
+        assert a + t - b >= overlap
+
+
+def test_tiled_and_untiled_probabilities_agree_away_from_the_border(rng):
+    bundle = ModelBundle.new(UNetConfig(n_classes=3, base_channels=4, depth=3), seed=1)
+    image = rng.normal(size=(300, 260)).astype(np.float32)
+    untiled = Predictor(bundle, tile_size=1024).probabilities_2d(image)
+    tiled = Predictor(bundle, tile_size=128, overlap=64, batch_size=3).probabilities_2d(image)
+    assert tiled.shape == untiled.shape == (3, 300, 260)
+    assert np.allclose(tiled.sum(0), 1, atol=1e-5)
+    inner = (slice(None), slice(40, -40), slice(40, -40))
+    assert np.abs(tiled[inner] - untiled[inner]).max() < 0.02
+    assert np.abs(tiled[inner] - untiled[inner]).mean() < 1e-3
+
+
+def test_predict_stack_slices_progress_and_probabilities(blob_data):
+    image, _ = blob_data
+    bundle = ModelBundle.new(TINY)
+    seen = []
+    pred = Predictor(bundle, tile_size=32, overlap=8).predict(
+        image, slices=[1], probabilities=True, progress=lambda d, t: seen.append((d, t)))
+    assert pred.labels.shape == image.shape and pred.labels.dtype == np.uint8
+    assert pred.probabilities.shape == (2, 2, 64, 64)
+    assert (pred.probabilities[0] == 0).all()  # slice 0 not predicted
+    assert np.allclose(pred.probabilities[1].sum(0), 1, atol=1e-5)
+    assert seen == [(1, 1)]
+    with pytest.raises(InputError):
+        Predictor(bundle).predict(np.zeros((2, 2, 8, 8)))
+
+
+def test_instances_split_touching_objects():
+    bundle = ModelBundle.new(UNetConfig(n_classes=3, base_channels=4, depth=2), "instance")
+    probs = np.zeros((3, 20, 30), np.float32)
+    probs[0] = 1
+    probs[:, 5:15, 3:13] = np.array([0, 1, 0])[:, None, None]
+    probs[:, 5:15, 14:26] = np.array([0, 1, 0])[:, None, None]
+    probs[:, 5:15, 13] = np.array([0, 0, 1])[:, None]  # boundary between them
+    labels = probs.argmax(0)
+    inst = Predictor(bundle).instances_2d(probs, labels, min_size=5)
+    assert inst.max() == 2
+    assert inst[10, 5] != inst[10, 20] and inst[0, 0] == 0
