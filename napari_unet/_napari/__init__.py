@@ -1,0 +1,6 @@
+"""napari contributions of napari-unet: reader, writer, sample data and dock widgets.
+
+Everything here speaks to napari and Qt; the engine lives in :mod:`napari_unet.core`.
+Modules that train or predict import torch inside their handlers, so opening napari
+and the plugin's widgets stays cheap.
+"""

@@ -1,0 +1,147 @@
+"""Step 2, Annotate: the annotations layer, its classes, the brush, and live counts."""
+
+from __future__ import annotations
+
+import napari
+import numpy as np
+from magicgui.widgets import Container, Label, PushButton, SpinBox
+from napari.layers import Labels
+from napari.utils.notifications import show_warning
+from qtpy.QtCore import QTimer
+
+from .class_list import ClassList
+from .combos import form, layer_combo
+from .layers import annotation_colormap, annotations_for, create_annotations, image_shape
+from .state import Session, session_for
+
+HINT = "Paint a few strokes: 1 = background, 2 and up = what to find. Unpainted pixels are ignored."
+
+
+class AnnotatePanel(Container):
+    """Create or pick the annotations of the chosen image and paint them."""
+
+    def __init__(self, viewer: napari.viewer.Viewer, session: Session | None = None):
+        super().__init__(labels=False)
+        self._viewer = viewer
+        self.session = session or session_for(viewer)
+        self.layer = layer_combo(viewer, Labels, "Annotations")
+        self.create = PushButton(text="Create annotations layer")
+        self.class_list = ClassList(self.session.classes)
+        self.brush = SpinBox(value=10, min=1, max=200, label="Brush size")
+        self.counts = Label(value="")
+        self.counts.native.setWordWrap(True)
+        hint = Label(value=HINT)
+        hint.native.setWordWrap(True)
+        self.extend([form(self.layer), self.create, hint, self.class_list, form(self.brush),
+                     self.counts])
+        self._bound: Labels | None = None
+        self._timer = QTimer(self.native)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(250)
+        self._timer.timeout.connect(self.update_counts)
+        self.layer.changed.connect(self._on_layer)
+        self.create.changed.connect(self.create_layer)
+        self.brush.changed.connect(self._on_brush)
+        self.class_list.edited.connect(self.session.set_classes)
+        self.class_list.paint_requested.connect(self.paint_class)
+        self.session.classes_changed.connect(self._on_classes)
+        self.session.image_changed.connect(self._on_image)
+        self.session.annotations_changed.connect(self._on_session_annotations)
+        self._on_image(self.session.image)
+
+    # ------------------------------------------------------------------ actions
+    def create_layer(self) -> Labels | None:
+        """Create (or find) the annotations layer of the chosen image and pick it."""
+        image = self.session.image
+        if image is None:
+            show_warning("Choose an image first (Data step).")
+            return None
+        if image.rgb or len(image_shape(image)) > 3:
+            show_warning("Annotations need a 2D image or a Z stack with one channel.")
+            return None
+        layer = create_annotations(self._viewer, image, self.session.classes)
+        self.layer.value = layer
+        self.paint_class(2)
+        return layer
+
+    def paint_class(self, value: int) -> None:
+        """Select the annotations layer in paint mode with class ``value``."""
+        layer = self.session.annotations
+        if layer is None:
+            return
+        layer.selected_label = value
+        layer.brush_size = self.brush.value
+        self._viewer.layers.selection.active = layer
+        layer.mode = "paint"
+
+    def update_counts(self) -> None:
+        """Annotated pixels per class and the annotated slices."""
+        layer = self.session.annotations
+        if layer is None:
+            self.counts.value = "No annotations layer yet."
+            return
+        data = np.asarray(layer.data)
+        classes = self.session.classes
+        counts = np.bincount(data.ravel(), minlength=len(classes) + 1)
+        parts = [f"{c.name}: {counts[c.value]:,} px" for c in classes]
+        extra = counts[len(classes) + 1 :]
+        if extra.any():
+            parts.append(f"undefined classes: {int(extra.sum()):,} px")
+        text = " · ".join(parts)
+        if data.ndim == 3:
+            painted = np.flatnonzero(data.reshape(data.shape[0], -1).any(axis=1))
+            listed = ", ".join(str(z) for z in painted[:12]) + (" …" if len(painted) > 12 else "")
+            text += f"\nAnnotated slices: {len(painted)} of {data.shape[0]}"
+            text += f" ({listed})" if len(painted) else ""
+        self.counts.value = text
+
+    # ----------------------------------------------------------------- handlers
+    def _on_image(self, image) -> None:
+        if image is not None:
+            existing = annotations_for(self._viewer, image)
+            if existing is not None:
+                self.layer.value = existing
+        self.create.enabled = image is not None
+        self._on_layer(self.layer.value)
+
+    def _on_layer(self, layer: Labels | None) -> None:
+        image = self.session.image
+        if layer is not None and image is not None and tuple(np.shape(layer.data)) != image_shape(
+            image
+        ):
+            show_warning(
+                f"{layer.name!r} has shape {np.shape(layer.data)} but {image.name!r} has shape "
+                f"{image_shape(image)}: create an annotations layer for this image."
+            )
+            layer = None
+        self._bind(layer)
+        self.session.set_annotations(layer)
+        self.update_counts()
+
+    def _on_session_annotations(self, layer: Labels | None) -> None:
+        if layer is not self.layer.value and (layer is None or layer in self._viewer.layers):
+            self.layer.value = layer
+
+    def _bind(self, layer: Labels | None) -> None:
+        if self._bound is not None:
+            for emitter in (self._bound.events.paint, self._bound.events.data):
+                emitter.disconnect(self._schedule)
+        self._bound = layer
+        if layer is not None:
+            layer.events.paint.connect(self._schedule)
+            layer.events.data.connect(self._schedule)
+            layer.colormap = annotation_colormap(self.session.classes)
+
+    def _schedule(self, event=None) -> None:
+        if not self._timer.isActive():
+            self._timer.start()
+
+    def _on_brush(self, size: int) -> None:
+        if self.session.annotations is not None:
+            self.session.annotations.brush_size = size
+
+    def _on_classes(self) -> None:
+        self.class_list.set_classes(self.session.classes)
+        if self.session.annotations is not None:
+            self.session.annotations.colormap = annotation_colormap(self.session.classes)
+        self.update_counts()

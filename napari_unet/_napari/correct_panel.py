@@ -1,0 +1,91 @@
+"""Step 5, Correct: accept the (edited) predictions as annotations, then train on."""
+
+from __future__ import annotations
+
+import napari
+import numpy as np
+from magicgui.widgets import Container, Label, PushButton, RadioButtons
+from napari.utils.notifications import show_info, show_warning
+
+from .combos import form, row
+from .layers import find_labels, image_shape, predictions_name
+from .state import Session, session_for
+from .training import CORRECTED_WEIGHT
+
+HINT = (
+    "Fix the predictions layer with the brush (0 erases to background), then accept: "
+    "prediction p becomes annotation p + 1 where nothing is painted yet. Corrected slices "
+    f"weigh {CORRECTED_WEIGHT:g}× in training."
+)
+
+
+class CorrectPanel(Container):
+    """Turn corrected predictions into annotations and continue training."""
+
+    def __init__(self, viewer: napari.viewer.Viewer, session: Session | None = None,
+                 train_panel=None):
+        super().__init__(labels=False)
+        self._viewer = viewer
+        self.session = session or session_for(viewer)
+        self.train_panel = train_panel  # set by the workflow widget: "Accept and train"
+        hint = Label(value=HINT)
+        hint.native.setWordWrap(True)
+        self.scope = RadioButtons(
+            choices=[("Slice in view", "slice"), ("All predicted slices", "all")],
+            value="slice", label="Accept", orientation="horizontal",
+        )
+        self.accept = PushButton(text="Accept corrections")
+        self.accept_train = PushButton(text="Accept and train")
+        self.status = Label(value="")
+        self.status.native.setWordWrap(True)
+        self.extend([hint, form(self.scope), row(self.accept, self.accept_train), self.status])
+        self.accept.changed.connect(self.accept_corrections)
+        self.accept_train.changed.connect(self.accept_and_train)
+        self.accept_train.visible = train_panel is not None
+
+    def accept_corrections(self) -> list[int]:
+        """Copy the predictions into the annotations; return the slices accepted."""
+        image, annotations = self.session.image, self.session.annotations
+        if image is None or annotations is None:
+            show_warning("Choose an image and its annotations layer first.")
+            return []
+        shape = image_shape(image)
+        predictions = find_labels(self._viewer, predictions_name(image), shape)
+        if predictions is None:
+            show_warning("There are no predictions to accept yet: press Predict first.")
+            return []
+        marks = self.session.marks(image)
+        if len(shape) == 2:
+            slices = [0] if 0 in marks.predicted else []
+        elif self.scope.value == "slice":
+            z = self.session.current_slice()
+            slices = [z] if z in marks.predicted else []
+        else:
+            slices = sorted(marks.predicted)
+        if not slices:
+            show_warning("This slice has no prediction yet: press Predict first.")
+            return []
+        pred = np.asarray(predictions.data)
+        ann = np.asarray(annotations.data)
+        top = np.iinfo(ann.dtype).max if np.issubdtype(ann.dtype, np.integer) else 0
+        with annotations.block_history():
+            for z in slices:
+                p = pred if len(shape) == 2 else pred[z]
+                a = ann if len(shape) == 2 else ann[z]
+                free = (a == 0) & (p.astype(np.int64) + 1 <= top)
+                yx = np.nonzero(free)
+                if not yx[0].size:
+                    continue
+                index = yx if len(shape) == 2 else (np.full_like(yx[0], z), *yx)
+                annotations.data_setitem(index, (p[free].astype(np.int64) + 1).astype(ann.dtype))
+        marks.corrected.update(slices)
+        listed = ", ".join(str(z) for z in sorted(marks.corrected))
+        self.status.value = f"Corrected slices: {listed}" if len(shape) == 3 else "Accepted."
+        show_info(f"Accepted the predictions of {len(slices)} slice(s) as annotations.")
+        return slices
+
+    def accept_and_train(self):
+        """Accept, then continue training from the current weights; return the worker."""
+        if not self.accept_corrections() or self.train_panel is None:
+            return None
+        return self.train_panel.start_training()

@@ -1,0 +1,176 @@
+"""What runs in the worker threads: plain Python over arrays, never napari objects.
+
+A :class:`TrainJob` builds the training data and the trainer in the worker thread (the
+first run imports torch there, not in the GUI), then drains ``Trainer.fit()`` and
+yields :class:`TrainUpdate` records; every few seconds one carries a copy of the
+weights, taken between two iterations, for the live preview. :func:`predict_job` runs
+the tiled predictor.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from napari_unet.core.checkpoint import ModelBundle
+    from napari_unet.core.predict import Prediction
+    from napari_unet.core.train import Progress
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A new model's shape (its number of classes comes from the annotations)."""
+
+    depth: int = 3
+    base_channels: int = 16
+    bilinear: bool = True
+    checkpointing: bool = False
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """Arrays copied on the GUI thread, and how to train on them."""
+
+    images: list[np.ndarray]
+    annotations: list[np.ndarray]
+    weights: list[np.ndarray | None]
+    bundle: ModelBundle | None  # None: a new model of ``architecture``
+    architecture: Architecture = field(default_factory=Architecture)
+    class_names: list[str] = field(default_factory=list)
+    class_colors: list[str] = field(default_factory=list)
+    train_options: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields
+    elastic_sigma: float = 6.0
+    snapshot_every: float = 3.0  # seconds between weight copies for the live preview
+
+
+@dataclass(frozen=True)
+class TrainUpdate:
+    """One message from the training worker."""
+
+    progress: Progress | None = None
+    weights: dict | None = None  # a CPU copy of the state dict, for the preview
+    template: ModelBundle | None = None  # sent once, first: config, classes, normalisation
+
+
+class TrainJob:
+    """One training run; :meth:`run` is the worker's generator, the rest is thread-safe."""
+
+    def __init__(self, request: TrainRequest):
+        self.request = request
+        self._lock = threading.Lock()
+        self._trainer = None
+        self._stop = False
+        self._paused = False
+        self.done = threading.Event()  # set when the run has ended, whatever the way
+
+    # Control from the GUI thread --------------------------------------------
+    def stop(self) -> None:
+        with self._lock:
+            self._stop = True
+            if self._trainer is not None:
+                self._trainer.stop()
+
+    def pause(self) -> None:
+        with self._lock:
+            self._paused = True
+            if self._trainer is not None:
+                self._trainer.pause()
+
+    def resume(self) -> None:
+        with self._lock:
+            self._paused = False
+            if self._trainer is not None:
+                self._trainer.resume()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop
+
+    # In the worker thread ---------------------------------------------------
+    def _build(self):
+        from napari_unet.core.augment import AugmentConfig
+        from napari_unet.core.checkpoint import ModelBundle
+        from napari_unet.core.data import TrainingData
+        from napari_unet.core.model import UNetConfig
+        from napari_unet.core.train import TrainConfig, Trainer
+
+        req = self.request
+        data = TrainingData.from_annotations(req.images, req.annotations, weights=req.weights)
+        bundle = req.bundle
+        if bundle is None:
+            n = max(data.n_classes, len(req.class_names), 2)
+            arch = req.architecture
+            config = UNetConfig(in_channels=1, n_classes=n, base_channels=arch.base_channels,
+                                depth=arch.depth, bilinear=arch.bilinear)
+            bundle = ModelBundle.new(config, class_names=req.class_names[:n],
+                                     class_colors=req.class_colors[:n])
+        elif data.n_classes > bundle.n_classes:
+            bundle = bundle.with_classes(data.n_classes)
+        if len(req.class_names) >= bundle.n_classes:
+            bundle = replace(bundle, class_names=req.class_names[: bundle.n_classes],
+                             class_colors=req.class_colors[: bundle.n_classes])
+        augment = replace(AugmentConfig(), elastic_sigma=req.elastic_sigma)
+        options = dict(req.train_options)
+        options["checkpointing"] = req.architecture.checkpointing
+        return Trainer(bundle, data, TrainConfig(augment=augment, **options))
+
+    def run(self) -> Generator[TrainUpdate, None, ModelBundle | None]:
+        """Train; yield progress (and, every few seconds, weights); return the bundle."""
+        try:
+            if self._stop:
+                return None
+            trainer = self._build()
+            with self._lock:
+                self._trainer = trainer
+                if self._stop:
+                    trainer.stop()
+                if self._paused:
+                    trainer.pause()
+            yield TrainUpdate(template=trainer.bundle())
+            last = time.perf_counter()
+            for progress in trainer.fit():
+                weights = None
+                now = time.perf_counter()
+                if now - last >= self.request.snapshot_every:
+                    weights = {k: v.detach().to("cpu", copy=True)
+                               for k, v in trainer.model.state_dict().items()}
+                    last = now
+                yield TrainUpdate(progress=progress, weights=weights)
+            return trainer.bundle()
+        finally:
+            self.done.set()
+
+
+@dataclass(frozen=True)
+class PredictRequest:
+    image: np.ndarray  # 2D or (Z, Y, X), copied on the GUI thread
+    bundle: ModelBundle
+    slices: list[int] | None = None
+    probabilities: bool = False
+    instances: bool = False
+    min_size: int = 10
+    device: str = "auto"
+
+
+def predict_job(request: PredictRequest, progress: Callable[[int, int], None] | None = None,
+                should_stop: Callable[[], bool] | None = None) -> Prediction:
+    """Predict in the worker thread (imports torch on first use)."""
+    from napari_unet.core.predict import Predictor
+
+    predictor = Predictor(request.bundle, device=request.device)
+    return predictor.predict(
+        request.image, slices=request.slices, probabilities=request.probabilities,
+        instances=request.instances, min_size=request.min_size, progress=progress,
+        should_stop=should_stop,
+    )
+
+
+def bundle_with_weights(template: ModelBundle, weights: dict) -> ModelBundle:
+    """The template's model with other weights (for predicting while training)."""
+    return replace(template, state_dict=weights, optimizer_state=None)

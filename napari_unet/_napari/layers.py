@@ -1,0 +1,122 @@
+"""Finding, creating and updating the plugin's layers (GUI thread only)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from napari.layers import Image, Labels
+from napari.utils.colormaps import DirectLabelColormap
+
+from .state import ClassSpec
+
+TRANSPARENT = (0.0, 0.0, 0.0, 0.0)
+
+
+def annotations_name(image: Image) -> str:
+    return f"{image.name} annotations"
+
+
+def predictions_name(image: Image) -> str:
+    return f"{image.name} predictions"
+
+
+def image_shape(image: Image) -> tuple[int, ...]:
+    """Shape of the image's pixels (without RGB samples)."""
+    shape = tuple(np.shape(image.data))
+    return shape[:-1] if image.rgb else shape
+
+
+def annotation_colormap(classes: Sequence[ClassSpec]) -> DirectLabelColormap:
+    """Annotation value v -> colour of class v (0 = not annotated, transparent)."""
+    colors: dict[int | None, object] = {None: TRANSPARENT, 0: TRANSPARENT}
+    for spec in classes:
+        colors[spec.value] = spec.color
+    return DirectLabelColormap(color_dict=colors)
+
+
+def prediction_colormap(classes: Sequence[ClassSpec]) -> DirectLabelColormap:
+    """Prediction p -> colour of annotation class p + 1; background (0) transparent."""
+    colors: dict[int | None, object] = {None: TRANSPARENT, 0: TRANSPARENT}
+    for spec in classes[1:]:
+        colors[spec.value - 1] = spec.color
+    return DirectLabelColormap(color_dict=colors)
+
+
+def find_labels(viewer, name: str, shape: tuple[int, ...]) -> Labels | None:
+    """The Labels layer called ``name`` with the given shape, if there is one."""
+    if name in viewer.layers:
+        layer = viewer.layers[name]
+        if isinstance(layer, Labels) and tuple(np.shape(layer.data)) == shape:
+            return layer
+    return None
+
+
+def annotations_for(viewer, image: Image) -> Labels | None:
+    """The annotations layer that belongs to ``image`` (named after it, same shape)."""
+    return find_labels(viewer, annotations_name(image), image_shape(image))
+
+
+def create_annotations(viewer, image: Image, classes: Sequence[ClassSpec]) -> Labels:
+    """An empty annotations layer for ``image``, or the existing one."""
+    layer = annotations_for(viewer, image)
+    if layer is None:
+        data = np.zeros(image_shape(image), np.uint8)
+        layer = viewer.add_labels(
+            data, name=annotations_name(image), scale=image.scale[-data.ndim:],
+            translate=image.translate[-data.ndim:], opacity=0.8,
+        )
+    layer.colormap = annotation_colormap(classes)
+    return layer
+
+
+def write_predictions(
+    viewer, image: Image, labels: np.ndarray, classes: Sequence[ClassSpec],
+    z: int | None = None,
+) -> Labels:
+    """Write ``labels`` into the single predictions layer of ``image``.
+
+    ``labels`` is the whole image, or with ``z`` the one slice ``z`` of a stack. The
+    layer is created on first use and updated in place afterwards.
+    """
+    name = predictions_name(image)
+    shape = image_shape(image)
+    layer = find_labels(viewer, name, shape)
+    if layer is None:
+        if name in viewer.layers:  # a layer of that name but of another shape or type
+            viewer.layers.remove(name)
+        layer = viewer.add_labels(
+            np.zeros(shape, labels.dtype), name=name, scale=image.scale[-len(shape):],
+            translate=image.translate[-len(shape):], opacity=0.5,
+        )
+    if np.iinfo(labels.dtype).max > np.iinfo(layer.data.dtype).max:
+        layer.data = layer.data.astype(labels.dtype)
+    if z is None:
+        layer.data[...] = labels
+    else:
+        layer.data[z] = labels
+    layer.colormap = prediction_colormap(classes)
+    layer.refresh()
+    return layer
+
+
+def write_extra_layer(viewer, image: Image, suffix: str, data: np.ndarray, kind: str,
+                      **kwargs) -> None:
+    """Create or update the ``"<image> <suffix>"`` layer (probabilities, instances)."""
+    name = f"{image.name} {suffix}"
+    ndim = data.ndim
+    if name in viewer.layers and viewer.layers[name]._type_string == kind and (
+        np.shape(viewer.layers[name].data) == data.shape
+    ):
+        viewer.layers[name].data = data
+        return
+    if name in viewer.layers:
+        viewer.layers.remove(name)
+    add = viewer.add_labels if kind == "labels" else viewer.add_image
+    add(data, name=name, scale=_pad_scale(image.scale, ndim),
+        translate=_pad_scale(image.translate, ndim, 0.0), **kwargs)
+
+
+def _pad_scale(values, ndim: int, fill: float = 1.0) -> tuple[float, ...]:
+    values = tuple(values)[-ndim:]
+    return (fill,) * (ndim - len(values)) + values

@@ -1,0 +1,116 @@
+"""The model: a new one (its architecture) or one loaded from a file; saving it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton, SpinBox
+from napari.utils.notifications import show_error, show_info
+
+from napari_unet.core.errors import NapariUnetError
+
+from .combos import form, row
+from .jobs import Architecture
+from .state import Session
+
+MODEL_FILTER = "napari-unet model (*.pt *.pth *.unet);;All files (*)"
+
+
+class ModelPanel(Container):
+    """New model settings, Load / Save, and what the current model is."""
+
+    def __init__(self, session: Session, architecture: Architecture | None = None):
+        super().__init__(labels=False)
+        self.margins = (0, 0, 0, 0)
+        self.session = session
+        a = architecture or Architecture()
+        self.info = Label(value="")
+        self.info.native.setWordWrap(True)
+        self.depth = SpinBox(value=a.depth, min=1, max=6, label="Depth")
+        self.base_channels = ComboBox(choices=[8, 16, 32, 64], value=a.base_channels,
+                                      label="Base channels")
+        self.upsampling = ComboBox(choices=[("bilinear", True), ("transposed conv", False)],
+                                   value=a.bilinear, label="Upsampling")
+        self.checkpointing = CheckBox(value=a.checkpointing, text="Save memory (checkpointing)")
+        self.new = PushButton(text="New model")
+        self.load = PushButton(text="Load…")
+        self.save = PushButton(text="Save…")
+        self.extend([self.info, form(self.depth, self.base_channels, self.upsampling,
+                                     self.checkpointing), row(self.new, self.load, self.save)])
+        self.new.changed.connect(self.new_model)
+        self.load.changed.connect(self._ask_load)
+        self.save.changed.connect(self._ask_save)
+        session.model_changed.connect(self._refresh)
+        session.busy_changed.connect(self._refresh)
+        self._refresh()
+
+    @property
+    def architecture(self) -> Architecture:
+        return Architecture(depth=self.depth.value, base_channels=self.base_channels.value,
+                            bilinear=self.upsampling.value,
+                            checkpointing=self.checkpointing.value)
+
+    def new_model(self) -> None:
+        """Forget the current model: the next training starts from fresh weights."""
+        self.session.set_model(None, "new model")
+
+    def load_model(self, path: str | Path) -> bool:
+        """Load a model file (safely); errors become a notification."""
+        from napari_unet.core.checkpoint import load_bundle
+
+        try:
+            bundle = load_bundle(path)
+        except NapariUnetError as exc:
+            show_error(str(exc))
+            return False
+        self.session.set_model(bundle, Path(path).name)
+        return True
+
+    def save_model(self, path: str | Path) -> bool:
+        """Save the current model atomically; errors become a notification."""
+        bundle = self.session.bundle
+        if bundle is None:
+            show_error("There is no trained model to save yet: train one first.")
+            return False
+        try:
+            bundle.save(path)
+        except (OSError, NapariUnetError) as exc:
+            show_error(f"Could not save the model to {path}: {exc}")
+            return False
+        self.session.model_source = Path(path).name
+        show_info(f"Model saved to {path}")
+        self._refresh()
+        return True
+
+    def _ask_load(self) -> None:
+        from qtpy.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getOpenFileName(self.native, "Load a model", "", MODEL_FILTER)
+        if path:
+            self.load_model(path)
+
+    def _ask_save(self) -> None:
+        from qtpy.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getSaveFileName(self.native, "Save the model", "model.pt",
+                                              MODEL_FILTER)
+        if path:
+            self.save_model(path)
+
+    def _refresh(self, *_args) -> None:
+        bundle = self.session.bundle
+        busy = self.session.training is not None and self.session.training.running
+        fresh = bundle is None
+        for widget in (self.depth, self.base_channels, self.upsampling):
+            widget.enabled = fresh and not busy
+        self.new.enabled = self.load.enabled = not busy
+        self.save.enabled = not fresh and not busy
+        if fresh:
+            self.info.value = "New model (trained from scratch on the next Start)."
+        else:
+            c = bundle.config
+            kind = "bilinear" if c.bilinear else "transposed"
+            self.info.value = (
+                f"{self.session.model_source}: {bundle.iterations} iterations, "
+                f"{bundle.n_classes} classes, depth {c.depth}, {c.base_channels} channels, {kind}"
+            )

@@ -1,0 +1,172 @@
+"""Step 4, Predict: the slice in view or the whole stack, into one predictions layer."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import napari
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    Container,
+    Label,
+    ProgressBar,
+    PushButton,
+    RadioButtons,
+    SpinBox,
+)
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import QObject, Signal
+
+from ._lifetime import CloseWatcher
+from .combos import form, row
+from .jobs import PredictRequest, bundle_with_weights, predict_job
+from .layers import find_labels, image_shape, predictions_name, write_extra_layer, write_predictions
+from .state import Session, session_for
+from .training import controller_for, error_message
+
+
+class _Relay(QObject):
+    """Carries ``(done, total)`` from the worker thread to the GUI thread."""
+
+    progressed = Signal(int, int)
+
+
+class PredictPanel(Container):
+    """Predict with the current model; results replace the predictions in place."""
+
+    def __init__(self, viewer: napari.viewer.Viewer, session: Session | None = None):
+        super().__init__(labels=False)
+        self._viewer = viewer
+        self.session = session or session_for(viewer)
+        self.scope = RadioButtons(choices=[("Slice in view", "slice"), ("Whole stack", "stack")],
+                                  value="slice", label="Predict", orientation="horizontal")
+        self.probabilities = CheckBox(value=False, text="Probability layer")
+        self.instances = CheckBox(value=False, text="Split into objects (instances)")
+        self.min_size = SpinBox(value=10, min=1, max=10**6, label="Smallest object (px)")
+        self.run = PushButton(text="Predict")
+        self.save = PushButton(text="Save labels…")
+        self.progress = ProgressBar(value=0, min=0, max=1)
+        self.status = Label(value="")
+        self.status.native.setWordWrap(True)
+        self.extend([form(self.scope, self.probabilities, self.instances, self.min_size),
+                     row(self.run, self.save), self.progress, self.status])
+        self.worker = None
+        self._cancel = threading.Event()
+        self._relay = _Relay()
+        self._relay.progressed.connect(self._on_progress)
+        self.run.changed.connect(self.predict)
+        self.save.changed.connect(self._ask_save)
+        self.instances.changed.connect(lambda on: setattr(self.min_size, "visible", on))
+        self.min_size.visible = False
+        self._watcher = CloseWatcher(self.native, self._cancel.set)
+
+    def predict(self):
+        """Start predicting in a worker; return it (``None`` when there is nothing to do)."""
+        image, bundle = self.session.image, self._model()
+        if self.worker is not None:
+            return None
+        if image is None:
+            show_warning("Choose an image first (Data step).")
+            return None
+        if bundle is None:
+            show_warning("There is no model yet: train one or load one (Train step).")
+            return None
+        z = self.session.current_slice() if self.scope.value == "slice" else None
+        shape = image_shape(image)
+        if image.rgb or len(shape) not in (2, 3):
+            show_error(f"Cannot predict {image.name!r}: use a 2D image or a Z stack.")
+            return None
+        data = np.asarray(image.data[z] if z is not None else image.data).copy()
+        request = PredictRequest(
+            image=data, bundle=bundle, probabilities=self.probabilities.value,
+            instances=self.instances.value, min_size=self.min_size.value,
+            device=controller_for(self.session).device,
+        )
+        self._cancel.clear()
+        worker = create_worker(predict_job, request, progress=self._relay.progressed.emit,
+                               should_stop=self._cancel.is_set, _start_thread=False,
+                               _ignore_errors=True)
+        worker.returned.connect(lambda result: self._apply(image, z, result))
+        worker.errored.connect(lambda exc: show_error(error_message(exc, "Prediction")))
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        self.run.enabled = False
+        self.progress.max = 1 if z is not None or len(shape) == 2 else shape[0]
+        self.progress.value = 0
+        self.status.value = "Predicting…"
+        worker.start()
+        return worker
+
+    def save_labels(self, path: str | Path) -> bool:
+        """Save the predictions of the chosen image as a compressed TIFF."""
+        from napari_unet.core.io import write_tiff
+
+        image = self.session.image
+        layer = None if image is None else find_labels(
+            self._viewer, predictions_name(image), image_shape(image))
+        if layer is None:
+            show_warning("There are no predictions to save yet: press Predict first.")
+            return False
+        try:
+            write_tiff(path, np.asarray(layer.data), scale=tuple(layer.scale))
+        except Exception as exc:
+            show_error(f"Could not save the labels to {path}: {exc}")
+            return False
+        show_info(f"Labels saved to {path}")
+        return True
+
+    def _model(self):
+        """The current model, or a copy of the weights of the training in progress."""
+        controller = self.session.training
+        if controller is not None and controller.running and controller.latest_weights:
+            return bundle_with_weights(controller.template, controller.latest_weights)
+        return self.session.bundle
+
+    def _apply(self, image, z: int | None, result) -> None:
+        if image not in self._viewer.layers:
+            return
+        classes = self.session.classes
+        write_predictions(self._viewer, image, result.labels, classes, z)
+        marks = self.session.marks(image)
+        if z is not None:
+            marks.predicted.add(z)
+        else:
+            marks.predicted.update(range(result.labels.shape[0]) if result.labels.ndim == 3
+                                   else [0])
+        if result.probabilities is not None:
+            fg = 1.0 - result.probabilities[..., 0, :, :]
+            if z is not None:
+                full = np.zeros(image_shape(image), np.float32)
+                full[z] = fg
+                fg = full
+            write_extra_layer(self._viewer, image, "probability", fg, "image",
+                              colormap="magma", blending="additive", contrast_limits=(0, 1),
+                              visible=True)
+        if result.instances is not None:
+            inst = result.instances
+            if z is not None:
+                full = np.zeros(image_shape(image), np.int32)
+                full[z] = inst
+                inst = full
+            write_extra_layer(self._viewer, image, "instances", inst, "labels", opacity=0.6)
+        where = f"slice {z}" if z is not None else "the whole image"
+        self.status.value = f"Predicted {where} of {image.name!r}."
+
+    def _on_progress(self, done: int, total: int) -> None:
+        self.progress.max = total
+        self.progress.value = done
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self.run.enabled = True
+
+    def _ask_save(self) -> None:
+        from qtpy.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getSaveFileName(self.native, "Save the labels", "labels.tif",
+                                              "TIFF (*.tif *.tiff)")
+        if path:
+            self.save_labels(path)

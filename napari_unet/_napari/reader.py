@@ -1,0 +1,54 @@
+"""Reader: TIFF stacks (and OME-TIFF) as one image layer, label images as Labels."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_unet.core.io import ImageData, is_tiff_path, looks_like_labels, read_tiff
+
+LayerData = tuple[np.ndarray, dict[str, Any], str]
+PathLike = str | Path
+
+
+def get_reader(path: PathLike | Sequence[PathLike]) -> Callable[..., list[LayerData]] | None:
+    """Return :func:`read_layers` when every path is a TIFF, else ``None``."""
+    paths = [path] if isinstance(path, str | Path) else list(path)
+    if not paths or not all(is_tiff_path(p) for p in paths):
+        return None
+    return read_layers
+
+
+def read_layers(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
+    """Read one or more TIFF files into napari layer data tuples."""
+    paths = [path] if isinstance(path, str | Path) else list(path)
+    return [layer_data(read_tiff(p)) for p in paths]
+
+
+def layer_data(image: ImageData) -> LayerData:
+    """One layer data tuple: Labels for label images, Image (split by channel) otherwise."""
+    data, axes, scale = image.data, image.axes, list(image.scale or [1.0] * image.data.ndim)
+    meta: dict[str, Any] = {"name": image.name, "metadata": {"axes": axes}}
+    if image.path is not None:
+        meta["metadata"]["path"] = str(image.path)
+    if looks_like_labels(data, image.path):
+        if data.dtype == np.bool_:
+            data = data.astype(np.uint8)
+        meta.update(scale=scale, axis_labels=tuple(axes))
+        return data, meta, "labels"
+    labels = list(axes)
+    if "S" in axes and axes.index("S") == data.ndim - 1 and data.shape[-1] in (3, 4):
+        meta["rgb"] = True
+        scale.pop()
+        labels.pop()
+    elif "C" in axes and data.shape[axes.index("C")] > 1:
+        channel = axes.index("C")
+        meta["channel_axis"] = channel
+        meta["name"] = [f"{image.name} [{i}]" for i in range(data.shape[channel])]
+        scale.pop(channel)
+        labels.pop(channel)
+    meta.update(scale=scale, axis_labels=tuple(labels))
+    return data, meta, "image"

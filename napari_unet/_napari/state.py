@@ -1,0 +1,128 @@
+"""The state the panels share: one :class:`Session` per viewer.
+
+The session holds the chosen image and annotations layers, the class list, the current
+model and which slices were predicted or corrected. Panels read it and listen to its
+signals; none of them keeps its own copy.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from psygnal import Signal
+
+from napari_unet.core.data import DEFAULT_COLORS
+
+if TYPE_CHECKING:
+    import napari
+    from napari.layers import Image, Labels
+
+    from napari_unet.core.checkpoint import ModelBundle
+
+#: Colours of the annotation classes in the GUI: background strokes must stay visible.
+GUI_COLORS = ("#3d8bfd",) + DEFAULT_COLORS[1:]
+
+
+@dataclass
+class ClassSpec:
+    """One class: annotation value ``value`` (1 = background), a name and a colour."""
+
+    value: int
+    name: str
+    color: str
+
+
+def default_classes(n: int = 2) -> list[ClassSpec]:
+    names = ["background", "nucleus"] + [f"class {i}" for i in range(2, n)]
+    return [ClassSpec(i + 1, names[i], GUI_COLORS[i % len(GUI_COLORS)]) for i in range(n)]
+
+
+@dataclass
+class SliceMarks:
+    """Slices of one image that were predicted, and those accepted as corrections."""
+
+    predicted: set[int] = field(default_factory=set)
+    corrected: set[int] = field(default_factory=set)
+
+
+class Session:
+    """What the panels of one viewer share. Obtain it with :func:`session_for`."""
+
+    image_changed = Signal(object)  # Image | None
+    annotations_changed = Signal(object)  # Labels | None
+    classes_changed = Signal()
+    model_changed = Signal(object)  # ModelBundle | None
+    busy_changed = Signal(bool)  # training running or not
+
+    def __init__(self, viewer: napari.Viewer):
+        self._viewer = weakref.ref(viewer)
+        self.image: Image | None = None
+        self.annotations: Labels | None = None
+        self.classes: list[ClassSpec] = default_classes()
+        self.bundle: ModelBundle | None = None
+        self.model_source = "new model"
+        self._marks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self.training = None  # the TrainingController, created by the first panel needing it
+
+    @property
+    def viewer(self) -> napari.Viewer:
+        viewer = self._viewer()
+        if viewer is None:  # pragma: no cover - the session dies with its viewer
+            raise RuntimeError("the viewer of this session was closed")
+        return viewer
+
+    def set_image(self, layer: Image | None) -> None:
+        if layer is not self.image:
+            self.image = layer
+            self.image_changed.emit(layer)
+
+    def set_annotations(self, layer: Labels | None) -> None:
+        if layer is not self.annotations:
+            self.annotations = layer
+            self.annotations_changed.emit(layer)
+
+    def set_classes(self, classes: list[ClassSpec]) -> None:
+        self.classes = [ClassSpec(i + 1, c.name, c.color) for i, c in enumerate(classes)]
+        self.classes_changed.emit()
+
+    def set_model(self, bundle: ModelBundle | None, source: str | None = None) -> None:
+        """Make ``bundle`` the current model; adopt its class names and colours."""
+        self.bundle = bundle
+        if source is not None:
+            self.model_source = source
+        if bundle is not None and len(bundle.class_names) >= len(self.classes):
+            colors = [c if c.lower() != "#000000" else GUI_COLORS[0] for c in bundle.class_colors]
+            names = list(bundle.class_names)
+            if [c.name for c in self.classes] != names[: len(self.classes)] or len(names) > len(
+                self.classes
+            ):
+                self.set_classes([ClassSpec(i + 1, n, colors[i]) for i, n in enumerate(names)])
+        self.model_changed.emit(bundle)
+
+    def marks(self, layer: Image) -> SliceMarks:
+        """Predicted and corrected slices of ``layer`` (created on first use)."""
+        marks = self._marks.get(layer)
+        if marks is None:
+            marks = self._marks[layer] = SliceMarks()
+        return marks
+
+    def current_slice(self) -> int | None:
+        """Index of the slice in view for a stack, ``None`` for a 2D image."""
+        if self.image is None or self.image.ndim < 3 or getattr(self.image, "rgb", False):
+            return None
+        axis = self.image.ndim - 3
+        world_axis = self.viewer.dims.ndim - self.image.ndim + axis
+        return int(self.viewer.dims.current_step[world_axis])
+
+
+_SESSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def session_for(viewer: napari.Viewer) -> Session:
+    """The session of ``viewer``: the dock widgets of one viewer share it."""
+    session = _SESSIONS.get(viewer)
+    if session is None:
+        session = _SESSIONS[viewer] = Session(viewer)
+    return session

@@ -1,0 +1,132 @@
+"""Step 3, Train: the model, the settings, Start / Pause / Stop, progress and loss."""
+
+from __future__ import annotations
+
+import napari
+from magicgui.widgets import Container, Label, ProgressBar, PushButton
+from napari.utils.notifications import show_error
+
+from napari_unet.core.errors import NapariUnetError
+
+from ._lifetime import CloseWatcher
+from .combos import row
+from .loss_plot import LossPlot
+from .model_panel import ModelPanel
+from .state import Session, session_for
+from .train_settings import TrainSettings, TrainSettingsForm
+from .training import TrainingController, build_request, controller_for
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "…"
+    seconds = int(round(seconds))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+class TrainPanel(Container):
+    """Train the model on the annotations in a background thread."""
+
+    def __init__(self, viewer: napari.viewer.Viewer, session: Session | None = None,
+                 settings: TrainSettings | None = None):
+        super().__init__(labels=False)
+        self._viewer = viewer
+        self.session = session or session_for(viewer)
+        self.controller: TrainingController = controller_for(self.session)
+        self.model = ModelPanel(self.session)
+        self.form = TrainSettingsForm(settings)
+        self.start = PushButton(text="Train")
+        self.pause = PushButton(text="Pause")
+        self.stop = PushButton(text="Stop")
+        self.progress = ProgressBar(value=0, min=0, max=1000)
+        self.progress.native.setTextVisible(False)
+        self.status = Label(value="Ready.")
+        self.status.native.setWordWrap(True)
+        self.extend([self.model, self.form, row(self.start, self.pause, self.stop), self.progress,
+                     self.status])
+        self.plot = LossPlot()
+        self.native.layout().addWidget(self.plot)
+        self.start.changed.connect(self.start_training)
+        self.pause.changed.connect(self.toggle_pause)
+        self.stop.changed.connect(self.controller.stop)
+        c = self.controller
+        c.started.connect(self._on_started)
+        c.progressed.connect(self._on_progress)
+        c.paused_changed.connect(self._on_paused)
+        c.finished.connect(self._on_finished)
+        self._watcher = CloseWatcher(self.native, self._on_close)
+        self._set_running(c.running)
+
+    @property
+    def settings(self) -> TrainSettings:
+        return self.form.settings
+
+    def start_training(self):
+        """Copy the layers, start the worker and return it (``None`` when refused)."""
+        if self.controller.running:
+            return None
+        s = self.settings
+        try:
+            request = build_request(
+                self.session, s.every_image, architecture=self.model.architecture,
+                train_options=s.train_options(), elastic_sigma=s.elastic_sigma,
+                snapshot_every=s.preview_every,
+            )
+        except NapariUnetError as exc:
+            show_error(str(exc))
+            return None
+        self.controller.live_preview = s.live_preview
+        return self.controller.start(request)
+
+    def toggle_pause(self) -> None:
+        if self.controller.paused:
+            self.controller.resume()
+        else:
+            self.controller.pause()
+
+    # ------------------------------------------------------------ controller
+    def _on_started(self) -> None:
+        self.plot.clear()
+        self.progress.value = 0
+        self.status.value = "Preparing the data and the model…"
+        self._set_running(True)
+
+    def _on_progress(self, p) -> None:
+        self.progress.value = int(1000 * p.fraction)
+        text = f"Iteration {p.iteration}"
+        if p.total:
+            text += f" ({p.run_iteration} of {p.total})"
+        text += f" · loss {p.loss:.3f}"
+        if p.validation_iou is not None:
+            text += f" · IoU {p.validation_iou:.2f}"
+        text += f"\n{_duration(p.elapsed)} elapsed, {_duration(p.eta)} left"
+        self.status.value = text
+        self.plot.add(p.iteration, p.loss)
+
+    def _on_paused(self, paused: bool) -> None:
+        self.pause.text = "Resume" if paused else "Pause"
+        if paused:
+            self.status.value = "Paused. " + self.status.value.split("\n")[0]
+
+    def _on_finished(self, kept: bool) -> None:
+        self.plot.redraw()
+        self._set_running(False)
+        bundle = self.session.bundle
+        if kept and bundle is not None:
+            self.progress.value = 1000
+            self.status.value = (
+                f"Done: {bundle.iterations} iterations in all. Predict, or correct and train "
+                "again to continue from these weights."
+            )
+        else:
+            self.status.value = "Training did not run; see the message."
+
+    def _set_running(self, running: bool) -> None:
+        self.start.enabled = not running
+        self.pause.enabled = self.stop.enabled = running
+        self.pause.text = "Pause"
+        self.form.enabled = not running
+        self.start.text = "Continue training" if self.session.bundle is not None else "Train"
+
+    def _on_close(self) -> None:
+        self.controller.shutdown()

@@ -1,0 +1,232 @@
+"""Runs training in a napari thread worker and refreshes the prediction in view.
+
+:class:`TrainingController` is the one place that starts, pauses, resumes and stops
+training for a viewer. Layer data are copied on the GUI thread (:func:`build_request`);
+the worker only sees arrays; results arrive through the worker's signals, which run on
+the GUI thread, where layers are updated.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error, show_info
+from psygnal import Signal
+
+from napari_unet.core.errors import NapariUnetError
+
+from .jobs import PredictRequest, TrainJob, TrainRequest, TrainUpdate, bundle_with_weights
+from .jobs import predict_job as _predict_job
+from .layers import annotations_for, image_shape, write_predictions
+
+if TYPE_CHECKING:
+    from napari.layers import Image, Labels
+
+    from .state import Session
+
+log = logging.getLogger(__name__)
+#: Loss-weight of the pixels of slices accepted as corrections.
+CORRECTED_WEIGHT = 3.0
+
+
+def error_message(exc: BaseException, doing: str) -> str:
+    """A sentence for a notification: the core's own message, or a short summary."""
+    if isinstance(exc, NapariUnetError):
+        return str(exc)
+    if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
+        return f"{doing} ran out of memory: lower the batch or patch size, or use a smaller image"
+    return f"{doing} failed: {type(exc).__name__}: {exc}"
+
+
+def training_pairs(session: Session, every_image: bool) -> list[tuple[Image, Labels]]:
+    """The (image, annotations) pairs to train on: the session's, or every open pair."""
+    from napari.layers import Image
+
+    pairs: list[tuple[Image, Labels]] = []
+    if session.image is not None and session.annotations is not None:
+        pairs.append((session.image, session.annotations))
+    if every_image:
+        for layer in session.viewer.layers:
+            if isinstance(layer, Image) and layer is not session.image and not layer.rgb:
+                labels = annotations_for(session.viewer, layer)
+                if labels is not None and labels is not session.annotations:
+                    pairs.append((layer, labels))
+    return pairs
+
+
+def build_request(session: Session, every_image: bool, **options) -> TrainRequest:
+    """Copy the layers' data on the GUI thread into a :class:`TrainRequest`."""
+    from napari_unet.core.errors import InputError
+
+    pairs = training_pairs(session, every_image)
+    if not pairs:
+        raise InputError(
+            "choose an image and its annotations layer first (Data and Annotate steps)"
+        )
+    images, annotations, weights = [], [], []
+    for image, labels in pairs:
+        if image_shape(image) != tuple(np.shape(labels.data)):
+            raise InputError(
+                f"the annotations {labels.name!r} have shape {np.shape(labels.data)} but the "
+                f"image {image.name!r} has shape {image_shape(image)}; they must match"
+            )
+        images.append(np.asarray(image.data).copy())
+        annotations.append(np.asarray(labels.data).copy())
+        corrected = sorted(session.marks(image).corrected)
+        if corrected and images[-1].ndim == 3:
+            w = np.ones(images[-1].shape, np.float32)
+            w[corrected] = CORRECTED_WEIGHT
+            weights.append(w)
+        elif corrected:
+            weights.append(np.full(images[-1].shape, CORRECTED_WEIGHT, np.float32))
+        else:
+            weights.append(None)
+    return TrainRequest(
+        images=images, annotations=annotations, weights=weights, bundle=session.bundle,
+        class_names=[c.name for c in session.classes],
+        class_colors=[c.color for c in session.classes], **options,
+    )
+
+
+class TrainingController:
+    """Starts and controls training for one viewer; panels listen to its signals."""
+
+    started = Signal()
+    progressed = Signal(object)  # core.train.Progress
+    paused_changed = Signal(bool)
+    finished = Signal(bool)  # True when a trained model was kept
+    preview_updated = Signal(int)  # slice index (0 for a 2D image)
+
+    def __init__(self, session: Session):
+        self.session = session
+        self.job: TrainJob | None = None
+        self.worker = None
+        self.preview_worker = None
+        self.live_preview = True
+        self.stop_requested_at: float | None = None
+        self.template = None  # the model's bundle as the run began (config, classes)
+        self.latest_weights: dict | None = None  # the last copy of the weights in training
+
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    @property
+    def device(self) -> str:
+        """The device of the training in progress (``auto`` when none runs)."""
+        return self.job.request.train_options.get("device", "auto") if self.job else "auto"
+
+    @property
+    def paused(self) -> bool:
+        return self.job is not None and self.job._paused
+
+    # ------------------------------------------------------------------ control
+    def start(self, request: TrainRequest):
+        """Start training in a worker thread and return the worker."""
+        if self.running:
+            raise RuntimeError("training is already running")
+        self.job = TrainJob(request)
+        self.stop_requested_at = None
+        self.template = None
+        self.latest_weights = None
+        worker = create_worker(self.job.run, _start_thread=False, _ignore_errors=True)
+        worker.yielded.connect(self._on_update)
+        worker.returned.connect(self._on_returned)
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        self.session.busy_changed.emit(True)
+        self.started.emit()
+        worker.start()
+        return worker
+
+    def stop(self) -> None:
+        if self.job is not None and not self.job.stopping:
+            self.stop_requested_at = time.perf_counter()
+            self.job.stop()
+
+    def pause(self) -> None:
+        if self.job is not None:
+            self.job.pause()
+            self.paused_changed.emit(True)
+
+    def resume(self) -> None:
+        if self.job is not None:
+            self.job.resume()
+            self.paused_changed.emit(False)
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Stop training and wait for the worker thread (the widget or viewer closes)."""
+        job = self.job
+        if job is not None:
+            job.stop()
+            job.done.wait(timeout)
+        if self.preview_worker is not None:
+            self.preview_worker.quit()
+
+    # ------------------------------------------------------------- worker signals
+    def _on_update(self, update: TrainUpdate) -> None:
+        if update.template is not None:
+            self.template = update.template
+        if update.progress is not None:
+            self.progressed.emit(update.progress)
+        if update.weights is not None and self.template is not None:
+            self.latest_weights = update.weights
+            if self.live_preview:
+                self.refresh_preview(bundle_with_weights(self.template, update.weights))
+
+    def _on_returned(self, bundle) -> None:
+        if bundle is not None:
+            self.session.set_model(bundle, "trained here")
+
+    def _on_error(self, exc: BaseException) -> None:
+        log.debug("training failed", exc_info=exc)
+        show_error(error_message(exc, "Training"))
+
+    def _on_finished(self) -> None:
+        kept = self.job is not None and self.session.bundle is not None
+        if self.stop_requested_at is not None:
+            waited = time.perf_counter() - self.stop_requested_at
+            show_info(f"Training stopped after {waited:.1f} s; the weights are kept.")
+        self.job = None
+        self.worker = None
+        self.session.busy_changed.emit(False)
+        self.finished.emit(kept)
+
+    # ---------------------------------------------------------------- preview
+    def refresh_preview(self, bundle) -> None:
+        """Predict the slice in view with ``bundle`` in a worker, unless one is running."""
+        image = self.session.image
+        if self.preview_worker is not None or image is None or image.rgb:
+            return
+        z = self.session.current_slice()
+        data = np.asarray(image.data[z] if z is not None else image.data).copy()
+        request = PredictRequest(image=data, bundle=bundle, device=self.device)
+        worker = create_worker(_predict_job, request, _start_thread=False, _ignore_errors=True)
+        worker.returned.connect(lambda result: self._apply_preview(image, z, result))
+        worker.errored.connect(lambda exc: log.debug("preview failed", exc_info=exc))
+        worker.finished.connect(self._preview_done)
+        self.preview_worker = worker
+        worker.start()
+
+    def _preview_done(self) -> None:
+        self.preview_worker = None
+
+    def _apply_preview(self, image: Image, z: int | None, result) -> None:
+        viewer = self.session.viewer
+        if image not in viewer.layers:
+            return
+        write_predictions(viewer, image, result.labels, self.session.classes, z)
+        self.session.marks(image).predicted.add(z or 0)
+        self.preview_updated.emit(z or 0)
+
+
+def controller_for(session: Session) -> TrainingController:
+    """The session's training controller, created on first use."""
+    if session.training is None:
+        session.training = TrainingController(session)
+    return session.training

@@ -1,0 +1,51 @@
+"""The whole loop in one dock: Data, Annotate, Train, Predict, Correct, in order."""
+
+from __future__ import annotations
+
+import napari
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
+from superqt import QCollapsible
+
+from .annotate_panel import AnnotatePanel
+from .correct_panel import CorrectPanel
+from .data_panel import DataPanel
+from .predict_panel import PredictPanel
+from .state import Session, session_for
+from .train_panel import TrainPanel
+from .train_settings import TrainSettings
+
+
+class WorkflowWidget(QScrollArea):
+    """The five steps stacked in collapsible sections that share one session."""
+
+    def __init__(self, viewer: napari.viewer.Viewer, session: Session | None = None,
+                 settings: TrainSettings | None = None):
+        super().__init__()
+        self.session = session or session_for(viewer)
+        self.data = DataPanel(viewer, self.session)
+        self.annotate = AnnotatePanel(viewer, self.session)
+        self.train = TrainPanel(viewer, self.session, settings)
+        self.predict = PredictPanel(viewer, self.session)
+        self.correct = CorrectPanel(viewer, self.session, train_panel=self.train)
+        body = QWidget()
+        layout = QVBoxLayout(body)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.setSpacing(2)
+        self.sections: dict[str, QCollapsible] = {}
+        for title, panel in (
+            ("1. Data", self.data), ("2. Annotate", self.annotate), ("3. Train", self.train),
+            ("4. Predict", self.predict), ("5. Correct", self.correct),
+        ):
+            section = QCollapsible(title)
+            section.setDuration(0)
+            section.addWidget(panel.native)
+            section.expand(animate=False)
+            layout.addWidget(section)
+            self.sections[title] = section
+        layout.addStretch(1)
+        self.setWidget(body)
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setMinimumWidth(body.sizeHint().width() + 16)
