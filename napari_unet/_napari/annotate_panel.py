@@ -9,6 +9,7 @@ from napari.layers import Labels
 from napari.utils.notifications import show_warning
 from qtpy.QtCore import QTimer
 
+from ._lifetime import CloseWatcher, Subscriptions
 from .class_list import ClassList
 from .combos import form, layer_combo
 from .layers import annotation_colormap, annotations_for, create_annotations, image_shape
@@ -44,9 +45,11 @@ class AnnotatePanel(Container):
         self.brush.changed.connect(self._on_brush)
         self.class_list.edited.connect(self.session.set_classes)
         self.class_list.paint_requested.connect(self.paint_class)
-        self.session.classes_changed.connect(self._on_classes)
-        self.session.image_changed.connect(self._on_image)
-        self.session.annotations_changed.connect(self._on_session_annotations)
+        self._subs = Subscriptions()
+        self._subs.connect(self.session.classes_changed, self._on_classes)
+        self._subs.connect(self.session.image_changed, self._on_image)
+        self._subs.connect(self.session.annotations_changed, self._on_session_annotations)
+        self._watcher = CloseWatcher(self.native, self._release)
         self._on_image(self.session.image)
 
     # ------------------------------------------------------------------ actions
@@ -119,7 +122,7 @@ class AnnotatePanel(Container):
         self.update_counts()
 
     def _on_session_annotations(self, layer: Labels | None) -> None:
-        if layer is not self.layer.value and (layer is None or layer in self._viewer.layers):
+        if layer != self.layer.value and (layer is None or layer in self._viewer.layers):
             self.layer.value = layer
 
     def _bind(self, layer: Labels | None) -> None:
@@ -131,6 +134,11 @@ class AnnotatePanel(Container):
             layer.events.paint.connect(self._schedule)
             layer.events.data.connect(self._schedule)
             layer.colormap = annotation_colormap(self.session.classes)
+
+    def _release(self) -> None:
+        self._subs.release()
+        self._timer.stop()
+        self._bind(None)
 
     def _schedule(self, event=None) -> None:
         if not self._timer.isActive():

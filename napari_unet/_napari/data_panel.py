@@ -10,6 +10,7 @@ from magicgui.widgets import Container, Label, PushButton
 from napari.layers import Image
 from napari.utils.notifications import show_error
 
+from ._lifetime import CloseWatcher, Subscriptions
 from .combos import form, layer_combo
 from .layers import image_shape
 from .state import Session, session_for
@@ -29,7 +30,9 @@ class DataPanel(Container):
         self.extend([form(self.image), self.open_button, self.info])
         self.image.changed.connect(self._on_image)
         self.open_button.changed.connect(self._ask_path)
-        self.session.image_changed.connect(self._on_session_image)
+        self._subs = Subscriptions()
+        self._subs.connect(self.session.image_changed, self._on_session_image)
+        self._watcher = CloseWatcher(self.native, self._subs.release)
         if self.image.value is None:
             choices = [v for v in self.image.choices if v is not None]
             if choices:
@@ -64,7 +67,7 @@ class DataPanel(Container):
         self.info.value = describe(layer)
 
     def _on_session_image(self, layer: Image | None) -> None:
-        if layer is not self.image.value and (layer is None or layer in self._viewer.layers):
+        if layer != self.image.value and (layer is None or layer in self._viewer.layers):
             self.image.value = layer
 
 

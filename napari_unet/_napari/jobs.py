@@ -89,6 +89,10 @@ class TrainJob:
                 self._trainer.resume()
 
     @property
+    def paused(self) -> bool:
+        return self._paused
+
+    @property
     def stopping(self) -> bool:
         return self._stop
 

@@ -105,7 +105,8 @@ def write_extra_layer(viewer, image: Image, suffix: str, data: np.ndarray, kind:
     """Create or update the ``"<image> <suffix>"`` layer (probabilities, instances)."""
     name = f"{image.name} {suffix}"
     ndim = data.ndim
-    if name in viewer.layers and viewer.layers[name]._type_string == kind and (
+    layer_type = Labels if kind == "labels" else Image
+    if name in viewer.layers and isinstance(viewer.layers[name], layer_type) and (
         np.shape(viewer.layers[name].data) == data.shape
     ):
         viewer.layers[name].data = data

@@ -9,6 +9,7 @@ from napari.utils.notifications import show_error, show_info
 
 from napari_unet.core.errors import NapariUnetError
 
+from ._lifetime import CloseWatcher, Subscriptions
 from .combos import form, row
 from .jobs import Architecture
 from .state import Session
@@ -40,8 +41,10 @@ class ModelPanel(Container):
         self.new.changed.connect(self.new_model)
         self.load.changed.connect(self._ask_load)
         self.save.changed.connect(self._ask_save)
-        session.model_changed.connect(self._refresh)
-        session.busy_changed.connect(self._refresh)
+        self._subs = Subscriptions()
+        self._subs.connect(session.model_changed, self._refresh)
+        self._subs.connect(session.busy_changed, self._refresh)
+        self._watcher = CloseWatcher(self.native, self._subs.release)
         self._refresh()
 
     @property

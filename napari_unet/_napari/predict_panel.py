@@ -61,7 +61,8 @@ class PredictPanel(Container):
         self.save.changed.connect(self._ask_save)
         self.instances.changed.connect(lambda on: setattr(self.min_size, "visible", on))
         self.min_size.visible = False
-        self._watcher = CloseWatcher(self.native, self._cancel.set)
+        self._closed = False
+        self._watcher = CloseWatcher(self.native, self._close)
 
     def predict(self):
         """Start predicting in a worker; return it (``None`` when there is nothing to do)."""
@@ -125,8 +126,12 @@ class PredictPanel(Container):
             return bundle_with_weights(controller.template, controller.latest_weights)
         return self.session.bundle
 
+    def _close(self) -> None:
+        self._closed = True
+        self._cancel.set()
+
     def _apply(self, image, z: int | None, result) -> None:
-        if image not in self._viewer.layers:
+        if self._closed or image not in self._viewer.layers:
             return
         classes = self.session.classes
         write_predictions(self._viewer, image, result.labels, classes, z)
@@ -156,12 +161,15 @@ class PredictPanel(Container):
         self.status.value = f"Predicted {where} of {image.name!r}."
 
     def _on_progress(self, done: int, total: int) -> None:
+        if self._closed:
+            return
         self.progress.max = total
         self.progress.value = done
 
     def _on_finished(self) -> None:
         self.worker = None
-        self.run.enabled = True
+        if not self._closed:
+            self.run.enabled = True
 
     def _ask_save(self) -> None:
         from qtpy.QtWidgets import QFileDialog

@@ -48,7 +48,11 @@ class SliceMarks:
 
 
 class Session:
-    """What the panels of one viewer share. Obtain it with :func:`session_for`."""
+    """What the panels of one viewer share. Obtain it with :func:`session_for`.
+
+    Layers are compared with ``==``, never ``is``: napari hands plugin widgets proxies
+    of the viewer and its layers, and two proxies of one layer are equal, not identical.
+    """
 
     image_changed = Signal(object)  # Image | None
     annotations_changed = Signal(object)  # Labels | None
@@ -63,7 +67,7 @@ class Session:
         self.classes: list[ClassSpec] = default_classes()
         self.bundle: ModelBundle | None = None
         self.model_source = "new model"
-        self._marks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._marks: dict[str, SliceMarks] = {}  # by the layer's unique id
         self.training = None  # the TrainingController, created by the first panel needing it
 
     @property
@@ -74,12 +78,12 @@ class Session:
         return viewer
 
     def set_image(self, layer: Image | None) -> None:
-        if layer is not self.image:
+        if layer != self.image:
             self.image = layer
             self.image_changed.emit(layer)
 
     def set_annotations(self, layer: Labels | None) -> None:
-        if layer is not self.annotations:
+        if layer != self.annotations:
             self.annotations = layer
             self.annotations_changed.emit(layer)
 
@@ -103,10 +107,7 @@ class Session:
 
     def marks(self, layer: Image) -> SliceMarks:
         """Predicted and corrected slices of ``layer`` (created on first use)."""
-        marks = self._marks.get(layer)
-        if marks is None:
-            marks = self._marks[layer] = SliceMarks()
-        return marks
+        return self._marks.setdefault(layer.unique_id, SliceMarks())
 
     def current_slice(self) -> int | None:
         """Index of the slice in view for a stack, ``None`` for a 2D image."""
@@ -122,6 +123,7 @@ _SESSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 def session_for(viewer: napari.Viewer) -> Session:
     """The session of ``viewer``: the dock widgets of one viewer share it."""
+    viewer = getattr(viewer, "__wrapped__", viewer)  # the viewer behind a plugin proxy
     session = _SESSIONS.get(viewer)
     if session is None:
         session = _SESSIONS[viewer] = Session(viewer)

@@ -8,7 +8,7 @@ from napari.utils.notifications import show_error
 
 from napari_unet.core.errors import NapariUnetError
 
-from ._lifetime import CloseWatcher
+from ._lifetime import CloseWatcher, Subscriptions
 from .combos import row
 from .loss_plot import LossPlot
 from .model_panel import ModelPanel
@@ -50,10 +50,11 @@ class TrainPanel(Container):
         self.pause.changed.connect(self.toggle_pause)
         self.stop.changed.connect(self.controller.stop)
         c = self.controller
-        c.started.connect(self._on_started)
-        c.progressed.connect(self._on_progress)
-        c.paused_changed.connect(self._on_paused)
-        c.finished.connect(self._on_finished)
+        self._subs = Subscriptions()
+        self._subs.connect(c.started, self._on_started)
+        self._subs.connect(c.progressed, self._on_progress)
+        self._subs.connect(c.paused_changed, self._on_paused)
+        self._subs.connect(c.finished, self._on_finished)
         self._watcher = CloseWatcher(self.native, self._on_close)
         self._set_running(c.running)
 
@@ -129,4 +130,5 @@ class TrainPanel(Container):
         self.start.text = "Continue training" if self.session.bundle is not None else "Train"
 
     def _on_close(self) -> None:
+        self._subs.release()
         self.controller.shutdown()

@@ -51,9 +51,9 @@ def training_pairs(session: Session, every_image: bool) -> list[tuple[Image, Lab
         pairs.append((session.image, session.annotations))
     if every_image:
         for layer in session.viewer.layers:
-            if isinstance(layer, Image) and layer is not session.image and not layer.rgb:
+            if isinstance(layer, Image) and layer != session.image and not layer.rgb:
                 labels = annotations_for(session.viewer, layer)
-                if labels is not None and labels is not session.annotations:
+                if labels is not None and labels != session.annotations:
                     pairs.append((layer, labels))
     return pairs
 
@@ -122,7 +122,7 @@ class TrainingController:
 
     @property
     def paused(self) -> bool:
-        return self.job is not None and self.job._paused
+        return self.job is not None and self.job.paused
 
     # ------------------------------------------------------------------ control
     def start(self, request: TrainRequest):
@@ -163,6 +163,7 @@ class TrainingController:
         """Stop training and wait for the worker thread (the widget or viewer closes)."""
         job = self.job
         if job is not None:
+            self.live_preview = False
             job.stop()
             job.done.wait(timeout)
         if self.preview_worker is not None:

@@ -1,0 +1,161 @@
+"""The whole loop on the sample data with a tiny model, through the workflow widget."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_unet._napari.training import CORRECTED_WEIGHT, build_request
+from napari_unet.core.io import read_tiff
+from napari_unet.samples import sample_path
+
+
+
+def fingerprint(array) -> bytes:
+    arr = np.asarray(array)
+    return arr.dtype.str.encode() + str(arr.shape).encode() + arr.tobytes()
+
+
+# The plugin gets napari's proxies: private access from the plugin must stay out.
+pytestmark = pytest.mark.filterwarnings("error:Private attribute access")
+
+
+def _paint_strokes(layer) -> None:
+    """Paint like a user: a few nuclei (2) and background spots (1) on slices 0 and 1."""
+    truth = read_tiff(sample_path("nuclei_labels")).data
+    layer.brush_size = 7
+    for z in (0, 1):
+        objects = [i for i in np.unique(truth[z]) if i][:8]
+        for i in objects:
+            ys, xs = np.nonzero(truth[z] == i)
+            layer.paint((z, int(np.median(ys)), int(np.median(xs))), 2)
+        ys, xs = np.nonzero(truth[z] == 0)
+        pick = np.random.default_rng(z).choice(len(ys), 12, replace=False)
+        for k in pick:
+            y, x = int(ys[k]), int(xs[k])
+            if not truth[z, max(0, y - 5) : y + 6, max(0, x - 5) : x + 6].any():
+                layer.paint((z, y, x), 1)
+
+
+def test_whole_loop(empty_workflow, qtbot, run_worker, tmp_path):
+    viewer, widget = empty_workflow
+    session = widget.session
+    image = viewer.layers["nuclei"]
+
+    # Annotate: create the layer named after the image, paint, see the counts.
+    annotations = widget.annotate.create_layer()
+    assert annotations.name == "nuclei annotations"
+    assert annotations.data.shape == image.data.shape
+    assert session.annotations == annotations
+    _paint_strokes(annotations)
+    qtbot.waitUntil(lambda: "Annotated slices: 2 of 5" in widget.annotate.counts.value,
+                    timeout=3000)
+    assert "nucleus:" in widget.annotate.counts.value
+    painted = fingerprint(annotations.data)
+
+    # Train a few iterations in the worker.
+    worker = run_worker(widget.train.start_training())
+    assert worker is not None
+    bundle = session.bundle
+    assert bundle is not None and bundle.iterations == 40
+    assert bundle.config.base_channels == 8 and bundle.config.depth == 2
+    assert len(widget.train.plot.losses) == 40
+    assert fingerprint(annotations.data) == painted
+
+    # Predict the whole stack into one predictions layer.
+    widget.predict.scope.value = "stack"
+    run_worker(widget.predict.predict())
+    predictions = viewer.layers["nuclei predictions"]
+    assert predictions.data.shape == image.data.shape
+    assert predictions.data.dtype == np.uint8
+    assert predictions.data.max() <= bundle.n_classes - 1
+    assert np.mean(predictions.data == 0) > 0.5  # most of the sample is background
+    assert fingerprint(annotations.data) == painted
+
+    # Predicting again updates the same layer in place.
+    viewer.dims.set_current_step(0, 3)
+    widget.predict.scope.value = "slice"
+    run_worker(widget.predict.predict())
+    assert [layer.name for layer in viewer.layers].count("nuclei predictions") == 1
+    assert viewer.layers["nuclei predictions"] == predictions
+    assert fingerprint(annotations.data) == painted
+
+    # Correct slice 3 (erase a square to background), then accept it.
+    predictions.data[3, 100:130, 100:130] = 0
+    before = np.asarray(annotations.data).copy()
+    assert widget.correct.accept_corrections() == [3]
+    after = np.asarray(annotations.data)
+    np.testing.assert_array_equal(after[3], predictions.data[3] + 1)
+    np.testing.assert_array_equal(np.delete(after, 3, 0), np.delete(before, 3, 0))
+    assert session.marks(image).corrected == {3}
+    request = build_request(session, every_image=False)
+    assert request.weights[0][3].min() == CORRECTED_WEIGHT
+    assert request.weights[0][0].max() == 1.0
+    annotations.undo()
+    np.testing.assert_array_equal(annotations.data, before)
+    annotations.redo()
+    np.testing.assert_array_equal(annotations.data[3], predictions.data[3] + 1)
+
+    # Train again: it continues from the current weights.
+    run_worker(widget.train.start_training())
+    assert session.bundle.iterations == 80
+    assert len(session.bundle.history) == 2
+
+    # Save the model and the labels, reload the model.
+    model_path = tmp_path / "nuclei.pt"
+    assert widget.train.model.save_model(model_path)
+    widget.train.model.new_model()
+    assert session.bundle is None
+    assert widget.train.model.load_model(model_path)
+    assert session.bundle.iterations == 80
+    assert "nuclei.pt" in widget.train.model.info.value
+    labels_path = tmp_path / "nuclei_predictions.tif"
+    assert widget.predict.save_labels(labels_path)
+    np.testing.assert_array_equal(read_tiff(labels_path).data, predictions.data)
+
+
+def test_probabilities_and_instances(annotated_workflow, qtbot, run_worker):
+    viewer, widget = annotated_workflow
+    run_worker(widget.train.start_training())
+    widget.predict.probabilities.value = True
+    widget.predict.instances.value = True
+    widget.predict.scope.value = "stack"
+    run_worker(widget.predict.predict())
+    probability = viewer.layers["nuclei probability"].data
+    assert probability.shape == (5, 256, 256)
+    assert 0.0 <= probability.min() and probability.max() <= 1.0
+    instances = viewer.layers["nuclei instances"].data
+    assert instances.shape == (5, 256, 256) and instances.dtype == np.int32
+
+
+def test_live_preview_refreshes_the_slice_in_view(annotated_workflow, qtbot, run_worker):
+    viewer, widget = annotated_workflow
+    session = widget.session
+    viewer.dims.set_current_step(0, 2)
+    settings = widget.train.settings
+    settings.iterations = 60
+    widget.train.form.settings = settings
+    updates: list[int] = []
+    session.training.preview_updated.connect(updates.append)
+    run_worker(widget.train.start_training())
+    qtbot.waitUntil(lambda: session.training.preview_worker is None, timeout=10_000)
+    assert updates and set(updates) == {2}
+    assert [layer.name for layer in viewer.layers].count("nuclei predictions") == 1
+    assert 2 in session.marks(viewer.layers["nuclei"]).predicted
+
+
+def test_train_on_every_annotated_image(annotated_workflow, qtbot, run_worker):
+    viewer, widget = annotated_workflow
+    image = viewer.layers["nuclei"]
+    viewer.add_image(np.asarray(image.data)[:2].copy(), name="other")
+    other = np.zeros((2, 256, 256), np.uint8)
+    other[0, :20] = 1
+    other[0, 100:110, 100:110] = 2
+    viewer.add_labels(other, name="other annotations")
+    settings = widget.train.settings
+    settings.every_image = True
+    widget.train.form.settings = settings
+    request = build_request(widget.session, every_image=True)
+    assert [a.shape for a in request.images] == [(5, 256, 256), (2, 256, 256)]
+    run_worker(widget.train.start_training())
+    assert widget.session.bundle.history[-1]["annotated_pixels"][1] > 100
