@@ -72,9 +72,9 @@ class Predictor:
         bundle: ModelBundle,
         *,
         device: str | torch.device = "auto",
-        tile_size: int = 512,
+        tile_size: int = 1024,
         overlap: int = 64,
-        batch_size: int = 4,
+        batch_size: int | None = None,
         model: UNet | None = None,
     ):
         self.bundle = bundle
@@ -84,7 +84,9 @@ class Predictor:
         self.multiple = 2**bundle.config.depth
         self.tile_size = max(self.multiple, int(tile_size) // self.multiple * self.multiple)
         self.overlap = int(overlap)
-        self.batch_size = max(1, int(batch_size))
+        # By default a batch holds about a million pixels: four 512 x 512 tiles, one of 1024.
+        self.batch_pixels = 1024**2 if batch_size is None else None
+        self.batch_size = max(1, int(batch_size or 4))
         self.n_classes = bundle.n_classes
 
     @torch.no_grad()
@@ -116,10 +118,13 @@ class Predictor:
         ramp_x = min(self.overlap, tw // 2) if len(xs) > 1 else 0
         window = _blend_window(th, tw, ramp_y, ramp_x)
         coords = [(y, x) for y in ys for x in xs]
-        for i in range(0, len(coords), self.batch_size):
-            chunk = coords[i : i + self.batch_size]
-            batch = np.stack([padded[:, y : y + th, x : x + tw] for y, x in chunk])
-            probs = self._forward(np.ascontiguousarray(batch, dtype=np.float32))
+        n_batch = self.batch_size
+        if self.batch_pixels is not None:
+            n_batch = max(1, self.batch_pixels // (th * tw))
+        for i in range(0, len(coords), n_batch):
+            chunk = coords[i : i + n_batch]
+            tiles = np.stack([padded[:, y : y + th, x : x + tw] for y, x in chunk])
+            probs = self._forward(np.ascontiguousarray(tiles, dtype=np.float32))
             for (y, x), p in zip(chunk, probs):
                 out[:, y : y + th, x : x + tw] += p * window
                 norm[y : y + th, x : x + tw] += window

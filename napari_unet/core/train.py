@@ -164,6 +164,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=self.config.learning_rate,
             weight_decay=self.config.weight_decay,
+            fused=self.device.type in ("cpu", "cuda"),
         )
         if bundle.optimizer_state:
             try:
