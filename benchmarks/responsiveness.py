@@ -65,9 +65,9 @@ def row(name: str, delays: list[float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=20.0, help="training time probed")
+    parser.add_argument("--seconds", type=float, default=10.0, help="seconds of each phase")
     parser.add_argument("--stops", type=int, default=3, help="how many times to time Stop")
-    parser.add_argument("--no-scroll", action="store_true", help="no simulated scrolling")
+    parser.add_argument("--no-scroll", action="store_true", help="skip the scrolling phase")
     parser.add_argument("--no-preview", action="store_true", help="turn the live preview off")
     args = parser.parse_args()
 
@@ -82,11 +82,12 @@ def main() -> None:
     pump(app, 1.0)
 
     scroll = {"step": 0}
+    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
 
     def interact() -> None:  # scroll slices and pan, as a user would
         scroll["step"] += 1
         viewer.dims.set_current_step(0, scroll["step"] % 5)
-        viewer.camera.center = (128 + 20 * np.sin(scroll["step"] / 5), 128)
+        camera.center = (128 + 20 * np.sin(scroll["step"] / 5), 128)
 
     from qtpy.QtCore import QTimer
 
@@ -96,28 +97,32 @@ def main() -> None:
 
     probe = Probe()
     results: list[tuple[str, list[float]]] = []
-    probe.start()
-    if not args.no_scroll:
-        user.start()
-    pump(app, 3.0)
-    results.append(("at rest, scrolling", probe.stop()))
+
+    def measure(name: str, seconds: float, scrolling: bool, until=None) -> None:
+        if scrolling:
+            user.start()
+        probe.start()
+        pump(app, seconds, until)
+        results.append((name, probe.stop()))
+        user.stop()
+
+    measure("at rest", 3.0, False)
+    measure("at rest, scrolling and panning", 3.0, True)
 
     settings = widget.train.settings
-    settings.budget, settings.seconds = "seconds", args.seconds + 60
+    settings.budget, settings.seconds = "seconds", 2 * args.seconds + 60
     settings.live_preview = not args.no_preview
     widget.train.form.settings = settings
-    probe.start()
+    first = {"t": None}
+    controller.progressed.connect(
+        lambda p: first.__setitem__("t", first["t"] or time.perf_counter()))
     t0 = time.perf_counter()
     worker = widget.train.start_training()
-    first = {"t": None}
-    controller.progressed.connect(lambda p: first.__setitem__("t", first["t"] or time.perf_counter()))
-    pump(app, 120, until=lambda: first["t"] is not None)
-    results.append(("training starts (first run)", probe.stop()))
+    measure("training starts (first run)", 120, False, until=lambda: first["t"] is not None)
     startup = first["t"] - t0
-
-    probe.start()
-    pump(app, args.seconds)
-    results.append(("training, live preview, scrolling", probe.stop()))
+    measure("training", args.seconds, False)
+    if not args.no_scroll:
+        measure("training, scrolling and panning", args.seconds, True)
     iterations = widget.train.plot.iterations[-1] if widget.train.plot.iterations else 0
 
     stops: list[float] = []
@@ -137,12 +142,12 @@ def main() -> None:
         pump(app, 60, until=lambda: first["t"] is not None)
         pump(app, 2.0)
         timed_stop(worker)
-    user.stop()
 
     print(f"napari-unet responsiveness: 10 ms QTimer probe, {os.cpu_count()} CPU cores")
     print(f"model: depth {widget.train.model.depth.value}, "
           f"{widget.train.model.base_channels.value} base channels; batch {settings.batch_size}, "
-          f"patch {settings.patch_size}; {iterations} iterations in {args.seconds:.0f} s probed")
+          f"patch {settings.patch_size}; live preview {'off' if args.no_preview else 'on'}; "
+          f"{iterations} iterations in the probed run")
     print()
     print(f"{'event loop delay (ms)':<34} {'median':>8} {'p95':>8} {'max':>8} {'ticks':>7}")
     for name, delays in results:

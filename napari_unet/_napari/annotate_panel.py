@@ -12,7 +12,13 @@ from qtpy.QtCore import QTimer
 from ._lifetime import CloseWatcher, Subscriptions
 from .class_list import ClassList
 from .combos import form, layer_combo
-from .layers import annotation_colormap, annotations_for, create_annotations, image_shape
+from .layers import (
+    annotation_colormap,
+    annotations_for,
+    create_annotations,
+    image_shape,
+    set_colormap,
+)
 from .state import Session, session_for
 
 HINT = "Paint a few strokes: 1 = background, 2 and up = what to find. Unpainted pixels are ignored."
@@ -133,7 +139,7 @@ class AnnotatePanel(Container):
         if layer is not None:
             layer.events.paint.connect(self._schedule)
             layer.events.data.connect(self._schedule)
-            layer.colormap = annotation_colormap(self.session.classes)
+            set_colormap(layer, annotation_colormap(self.session.classes))
 
     def _release(self) -> None:
         self._subs.release()
@@ -151,5 +157,5 @@ class AnnotatePanel(Container):
     def _on_classes(self) -> None:
         self.class_list.set_classes(self.session.classes)
         if self.session.annotations is not None:
-            self.session.annotations.colormap = annotation_colormap(self.session.classes)
+            set_colormap(self.session.annotations, annotation_colormap(self.session.classes))
         self.update_counts()

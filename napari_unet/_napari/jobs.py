@@ -175,6 +175,15 @@ def predict_job(request: PredictRequest, progress: Callable[[int, int], None] | 
     )
 
 
+def predict_and_signal(request: PredictRequest, done: threading.Event, **kwargs) -> Prediction:
+    """:func:`predict_job`, then set ``done`` (however it ends) so a closing widget can
+    wait for the thread."""
+    try:
+        return predict_job(request, **kwargs)
+    finally:
+        done.set()
+
+
 def bundle_with_weights(template: ModelBundle, weights: dict) -> ModelBundle:
     """The template's model with other weights (for predicting while training)."""
     return replace(template, state_dict=weights, optimizer_state=None)

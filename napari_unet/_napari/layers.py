@@ -66,7 +66,7 @@ def create_annotations(viewer, image: Image, classes: Sequence[ClassSpec]) -> La
             data, name=annotations_name(image), scale=image.scale[-data.ndim:],
             translate=image.translate[-data.ndim:], opacity=0.8,
         )
-    layer.colormap = annotation_colormap(classes)
+    set_colormap(layer, annotation_colormap(classes))
     return layer
 
 
@@ -79,6 +79,21 @@ def write_predictions(
     ``labels`` is the whole image, or with ``z`` the one slice ``z`` of a stack. The
     layer is created on first use and updated in place afterwards.
     """
+    layer = predictions_layer(viewer, image, classes, labels.dtype)
+    if np.iinfo(labels.dtype).max > np.iinfo(layer.data.dtype).max:
+        layer.data = layer.data.astype(labels.dtype)
+    if z is None:
+        layer.data[...] = labels
+    else:
+        layer.data[z] = labels
+    set_colormap(layer, prediction_colormap(classes))
+    layer.refresh()
+    return layer
+
+
+def predictions_layer(viewer, image: Image, classes: Sequence[ClassSpec],
+                      dtype=np.uint8) -> Labels:
+    """The predictions layer of ``image``, created (empty) if there is none."""
     name = predictions_name(image)
     shape = image_shape(image)
     layer = find_labels(viewer, name, shape)
@@ -86,18 +101,26 @@ def write_predictions(
         if name in viewer.layers:  # a layer of that name but of another shape or type
             viewer.layers.remove(name)
         layer = viewer.add_labels(
-            np.zeros(shape, labels.dtype), name=name, scale=image.scale[-len(shape):],
+            np.zeros(shape, dtype), name=name, scale=image.scale[-len(shape):],
             translate=image.translate[-len(shape):], opacity=0.5,
+            colormap=prediction_colormap(classes),
         )
-    if np.iinfo(labels.dtype).max > np.iinfo(layer.data.dtype).max:
-        layer.data = layer.data.astype(labels.dtype)
-    if z is None:
-        layer.data[...] = labels
-    else:
-        layer.data[z] = labels
-    layer.colormap = prediction_colormap(classes)
-    layer.refresh()
     return layer
+
+
+def set_colormap(layer: Labels, colormap: DirectLabelColormap) -> None:
+    """Assign ``colormap`` unless the layer has these colours already (a new colormap
+    rebuilds the layer's texture)."""
+    current = layer.colormap
+    if isinstance(current, DirectLabelColormap) and _same_colors(current, colormap):
+        return
+    layer.colormap = colormap
+
+
+def _same_colors(a: DirectLabelColormap, b: DirectLabelColormap) -> bool:
+    if set(a.color_dict) != set(b.color_dict):
+        return False
+    return all(np.allclose(a.color_dict[k], b.color_dict[k]) for k in b.color_dict)
 
 
 def write_extra_layer(viewer, image: Image, suffix: str, data: np.ndarray, kind: str,

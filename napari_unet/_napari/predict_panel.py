@@ -22,7 +22,7 @@ from qtpy.QtCore import QObject, Signal
 
 from ._lifetime import CloseWatcher
 from .combos import form, row
-from .jobs import PredictRequest, bundle_with_weights, predict_job
+from .jobs import PredictRequest, bundle_with_weights, predict_and_signal
 from .layers import find_labels, image_shape, predictions_name, write_extra_layer, write_predictions
 from .state import Session, session_for
 from .training import controller_for, error_message
@@ -55,6 +55,8 @@ class PredictPanel(Container):
                      row(self.run, self.save), self.progress, self.status])
         self.worker = None
         self._cancel = threading.Event()
+        self._done = threading.Event()
+        self._done.set()
         self._relay = _Relay()
         self._relay.progressed.connect(self._on_progress)
         self.run.changed.connect(self.predict)
@@ -87,7 +89,9 @@ class PredictPanel(Container):
             device=controller_for(self.session).device,
         )
         self._cancel.clear()
-        worker = create_worker(predict_job, request, progress=self._relay.progressed.emit,
+        self._done = threading.Event()
+        worker = create_worker(predict_and_signal, request, self._done,
+                               progress=self._relay.progressed.emit,
                                should_stop=self._cancel.is_set, _start_thread=False,
                                _ignore_errors=True)
         worker.returned.connect(lambda result: self._apply(image, z, result))
@@ -128,7 +132,8 @@ class PredictPanel(Container):
 
     def _close(self) -> None:
         self._closed = True
-        self._cancel.set()
+        self._cancel.set()  # the predictor stops before its next slice
+        self._done.wait(5.0)
 
     def _apply(self, image, z: int | None, result) -> None:
         if self._closed or image not in self._viewer.layers:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import napari
 from magicgui.widgets import Container, Label, ProgressBar, PushButton
 from napari.utils.notifications import show_error
@@ -15,6 +17,9 @@ from .model_panel import ModelPanel
 from .state import Session, session_for
 from .train_settings import TrainSettings, TrainSettingsForm
 from .training import TrainingController, build_request, controller_for
+
+#: Seconds between two updates of the progress bar and the status line.
+UI_INTERVAL = 0.25
 
 
 def _duration(seconds: float | None) -> str:
@@ -55,6 +60,7 @@ class TrainPanel(Container):
         self._subs.connect(c.progressed, self._on_progress)
         self._subs.connect(c.paused_changed, self._on_paused)
         self._subs.connect(c.finished, self._on_finished)
+        self._shown = 0.0
         self._watcher = CloseWatcher(self.native, self._on_close)
         self._set_running(c.running)
 
@@ -93,6 +99,11 @@ class TrainPanel(Container):
         self._set_running(True)
 
     def _on_progress(self, p) -> None:
+        self.plot.add(p.iteration, p.loss)
+        now = time.perf_counter()
+        if now - self._shown < UI_INTERVAL and p.fraction < 1:
+            return  # a progress bar repaints the window at once: not at every iteration
+        self._shown = now
         self.progress.value = int(1000 * p.fraction)
         text = f"Iteration {p.iteration}"
         if p.total:
@@ -102,7 +113,6 @@ class TrainPanel(Container):
             text += f" · IoU {p.validation_iou:.2f}"
         text += f"\n{_duration(p.elapsed)} elapsed, {_duration(p.eta)} left"
         self.status.value = text
-        self.plot.add(p.iteration, p.loss)
 
     def _on_paused(self, paused: bool) -> None:
         self.pause.text = "Resume" if paused else "Pause"

@@ -9,6 +9,7 @@ the GUI thread, where layers are updated.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -19,9 +20,15 @@ from psygnal import Signal
 
 from napari_unet.core.errors import NapariUnetError
 
-from .jobs import PredictRequest, TrainJob, TrainRequest, TrainUpdate, bundle_with_weights
-from .jobs import predict_job as _predict_job
-from .layers import annotations_for, image_shape, write_predictions
+from .jobs import (
+    PredictRequest,
+    TrainJob,
+    TrainRequest,
+    TrainUpdate,
+    bundle_with_weights,
+    predict_and_signal,
+)
+from .layers import annotations_for, image_shape, predictions_layer, write_predictions
 
 if TYPE_CHECKING:
     from napari.layers import Image, Labels
@@ -110,6 +117,8 @@ class TrainingController:
         self.stop_requested_at: float | None = None
         self.template = None  # the model's bundle as the run began (config, classes)
         self.latest_weights: dict | None = None  # the last copy of the weights in training
+        self._preview_done_event = threading.Event()
+        self._preview_done_event.set()
 
     @property
     def running(self) -> bool:
@@ -139,6 +148,10 @@ class TrainingController:
         worker.errored.connect(self._on_error)
         worker.finished.connect(self._on_finished)
         self.worker = worker
+        image = self.session.image
+        if self.live_preview and image is not None and not image.rgb:
+            # Made now rather than at the first preview: adding a layer takes a moment.
+            predictions_layer(self.session.viewer, image, self.session.classes)
         self.session.busy_changed.emit(True)
         self.started.emit()
         worker.start()
@@ -166,8 +179,7 @@ class TrainingController:
             self.live_preview = False
             job.stop()
             job.done.wait(timeout)
-        if self.preview_worker is not None:
-            self.preview_worker.quit()
+        self._preview_done_event.wait(timeout)
 
     # ------------------------------------------------------------- worker signals
     def _on_update(self, update: TrainUpdate) -> None:
@@ -207,7 +219,9 @@ class TrainingController:
         z = self.session.current_slice()
         data = np.asarray(image.data[z] if z is not None else image.data).copy()
         request = PredictRequest(image=data, bundle=bundle, device=self.device)
-        worker = create_worker(_predict_job, request, _start_thread=False, _ignore_errors=True)
+        self._preview_done_event = threading.Event()
+        worker = create_worker(predict_and_signal, request, self._preview_done_event,
+                               _start_thread=False, _ignore_errors=True)
         worker.returned.connect(lambda result: self._apply_preview(image, z, result))
         worker.errored.connect(lambda exc: log.debug("preview failed", exc_info=exc))
         worker.finished.connect(self._preview_done)
@@ -219,7 +233,7 @@ class TrainingController:
 
     def _apply_preview(self, image: Image, z: int | None, result) -> None:
         viewer = self.session.viewer
-        if image not in viewer.layers:
+        if not self.live_preview or image not in viewer.layers:
             return
         write_predictions(viewer, image, result.labels, self.session.classes, z)
         self.session.marks(image).predicted.add(z or 0)
