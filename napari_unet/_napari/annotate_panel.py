@@ -21,7 +21,11 @@ from .layers import (
 )
 from .state import Session, session_for
 
-HINT = "Paint a few strokes: 1 = background, 2 and up = what to find. Unpainted pixels are ignored."
+HINT = (
+    "Paint a few strokes: 1 = background,\n"
+    "2 and up = what to find. Pixels left\n"
+    "unpainted are ignored."
+)
 
 
 class AnnotatePanel(Container):
@@ -36,9 +40,7 @@ class AnnotatePanel(Container):
         self.class_list = ClassList(self.session.classes)
         self.brush = SpinBox(value=10, min=1, max=200, label="Brush size")
         self.counts = Label(value="")
-        self.counts.native.setWordWrap(True)
         hint = Label(value=HINT)
-        hint.native.setWordWrap(True)
         self.extend([form(self.layer), self.create, hint, self.class_list, form(self.brush),
                      self.counts])
         self._bound: Labels | None = None
@@ -96,7 +98,7 @@ class AnnotatePanel(Container):
         extra = counts[len(classes) + 1 :]
         if extra.any():
             parts.append(f"undefined classes: {int(extra.sum()):,} px")
-        text = " · ".join(parts)
+        text = "\n".join(" · ".join(parts[i : i + 2]) for i in range(0, len(parts), 2))
         if data.ndim == 3:
             painted = np.flatnonzero(data.reshape(data.shape[0], -1).any(axis=1))
             listed = ", ".join(str(z) for z in painted[:12]) + (" …" if len(painted) > 12 else "")

@@ -13,8 +13,10 @@ from .state import Session, session_for
 from .training import CORRECTED_WEIGHT
 
 HINT = (
-    "Fix the predictions layer with the brush (0 erases to background), then accept: "
-    "prediction p becomes annotation p + 1 where nothing is painted yet. Corrected slices "
+    "Fix the predictions layer with the brush\n"
+    "(label 0 erases to background), then accept:\n"
+    "prediction p becomes annotation p + 1 where\n"
+    "nothing is painted yet. Corrected slices\n"
     f"weigh {CORRECTED_WEIGHT:g}× in training."
 )
 
@@ -29,7 +31,6 @@ class CorrectPanel(Container):
         self.session = session or session_for(viewer)
         self.train_panel = train_panel  # set by the workflow widget: "Accept and train"
         hint = Label(value=HINT)
-        hint.native.setWordWrap(True)
         self.scope = RadioButtons(
             choices=[("Slice in view", "slice"), ("All predicted slices", "all")],
             value="slice", label="Accept", orientation="horizontal",
@@ -37,7 +38,6 @@ class CorrectPanel(Container):
         self.accept = PushButton(text="Accept corrections")
         self.accept_train = PushButton(text="Accept and train")
         self.status = Label(value="")
-        self.status.native.setWordWrap(True)
         self.extend([hint, form(self.scope), row(self.accept, self.accept_train), self.status])
         self.accept.changed.connect(self.accept_corrections)
         self.accept_train.changed.connect(self.accept_and_train)

@@ -25,8 +25,7 @@ class DataPanel(Container):
         self.session = session or session_for(viewer)
         self.image = layer_combo(viewer, Image, "Image", exclude_rgb=False)
         self.open_button = PushButton(text="Open TIFF stack…")
-        self.info = Label(value="No image: open one or choose File > Open Sample.")
-        self.info.native.setWordWrap(True)
+        self.info = Label(value="")
         self.extend([form(self.image), self.open_button, self.info])
         self.image.changed.connect(self._on_image)
         self.open_button.changed.connect(self._ask_path)
@@ -74,13 +73,13 @@ class DataPanel(Container):
 def describe(layer: Image | None) -> str:
     """``5 × 256 × 256 (ZYX) · uint16`` and a hint when the image cannot be used."""
     if layer is None:
-        return "No image: open one or choose File > Open Sample."
+        return "No image: open one, or choose\nFile > Open Sample > napari-unet."
     shape = image_shape(layer)
     axes = layer.metadata.get("axes") or "".join(layer.axis_labels)
     text = " × ".join(str(s) for s in shape)
     text += f" ({axes}) · {np.dtype(layer.dtype).name}"
     if layer.rgb:
-        text += "\nRGB images are not supported: open a single channel."
+        text += "\nRGB images are not supported:\nopen a single channel."
     elif len(shape) > 3:
         text += "\nUse a 2D image or a Z stack (one channel)."
     elif len(shape) == 3:

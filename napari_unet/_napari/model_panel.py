@@ -26,7 +26,6 @@ class ModelPanel(Container):
         self.session = session
         a = architecture or Architecture()
         self.info = Label(value="")
-        self.info.native.setWordWrap(True)
         self.depth = SpinBox(value=a.depth, min=1, max=6, label="Depth")
         self.base_channels = ComboBox(choices=[8, 16, 32, 64], value=a.base_channels,
                                       label="Base channels")
@@ -109,11 +108,11 @@ class ModelPanel(Container):
         self.new.enabled = self.load.enabled = not busy
         self.save.enabled = not fresh and not busy
         if fresh:
-            self.info.value = "New model (trained from scratch on the next Start)."
+            self.info.value = "New model: trained from scratch\nwhen training starts."
         else:
             c = bundle.config
             kind = "bilinear" if c.bilinear else "transposed"
             self.info.value = (
-                f"{self.session.model_source}: {bundle.iterations} iterations, "
-                f"{bundle.n_classes} classes, depth {c.depth}, {c.base_channels} channels, {kind}"
+                f"Model: {self.session.model_source}\n{bundle.iterations} iterations, "
+                f"{bundle.n_classes} classes\ndepth {c.depth}, {c.base_channels} channels, {kind}"
             )

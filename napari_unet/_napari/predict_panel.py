@@ -50,7 +50,6 @@ class PredictPanel(Container):
         self.save = PushButton(text="Save labels…")
         self.progress = ProgressBar(value=0, min=0, max=1)
         self.status = Label(value="")
-        self.status.native.setWordWrap(True)
         self.extend([form(self.scope, self.probabilities, self.instances, self.min_size),
                      row(self.run, self.save), self.progress, self.status])
         self.worker = None

@@ -46,7 +46,6 @@ class TrainPanel(Container):
         self.progress = ProgressBar(value=0, min=0, max=1000)
         self.progress.native.setTextVisible(False)
         self.status = Label(value="Ready.")
-        self.status.native.setWordWrap(True)
         self.extend([self.model, self.form, row(self.start, self.pause, self.stop), self.progress,
                      self.status])
         self.plot = LossPlot()
@@ -126,11 +125,11 @@ class TrainPanel(Container):
         if kept and bundle is not None:
             self.progress.value = 1000
             self.status.value = (
-                f"Done: {bundle.iterations} iterations in all. Predict, or correct and train "
-                "again to continue from these weights."
+                f"Done: {bundle.iterations} iterations in all.\nPredict, or correct and "
+                "train again\nto continue from these weights."
             )
         else:
-            self.status.value = "Training did not run; see the message."
+            self.status.value = "Training did not run:\nsee the message."
 
     def _set_running(self, running: bool) -> None:
         self.start.enabled = not running

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import napari
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
-from superqt import QCollapsible
+from qtpy.QtWidgets import QFrame, QPushButton, QScrollArea, QVBoxLayout, QWidget
 
 from .annotate_panel import AnnotatePanel
 from .correct_panel import CorrectPanel
@@ -14,6 +13,30 @@ from .predict_panel import PredictPanel
 from .state import Session, session_for
 from .train_panel import TrainPanel
 from .train_settings import TrainSettings
+
+
+class Section(QWidget):
+    """A step: a title bar that folds and unfolds the step's panel."""
+
+    def __init__(self, title: str, panel: QWidget):
+        super().__init__()
+        self.title = title
+        self.panel = panel
+        self.header = QPushButton()
+        self.header.setCheckable(True)
+        self.header.setChecked(True)
+        self.header.setStyleSheet("text-align: left; padding: 4px 8px; font-weight: bold;")
+        self.header.toggled.connect(self.set_expanded)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 6)
+        layout.setSpacing(2)
+        layout.addWidget(self.header)
+        layout.addWidget(panel)
+        self.set_expanded(True)
+
+    def set_expanded(self, expanded: bool) -> None:
+        self.header.setText(("▼  " if expanded else "▶  ") + self.title)
+        self.panel.setVisible(expanded)
 
 
 class WorkflowWidget(QScrollArea):
@@ -32,15 +55,12 @@ class WorkflowWidget(QScrollArea):
         layout = QVBoxLayout(body)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.setSpacing(2)
-        self.sections: dict[str, QCollapsible] = {}
+        self.sections: dict[str, Section] = {}
         for title, panel in (
             ("1. Data", self.data), ("2. Annotate", self.annotate), ("3. Train", self.train),
             ("4. Predict", self.predict), ("5. Correct", self.correct),
         ):
-            section = QCollapsible(title)
-            section.setDuration(0)
-            section.addWidget(panel.native)
-            section.expand(animate=False)
+            section = Section(title, panel.native)
             layout.addWidget(section)
             self.sections[title] = section
         layout.addStretch(1)
@@ -48,4 +68,5 @@ class WorkflowWidget(QScrollArea):
         self.setWidgetResizable(True)
         self.setFrameShape(QFrame.Shape.NoFrame)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setMinimumWidth(body.sizeHint().width() + 16)
+        needed = max(body.sizeHint().width(), body.minimumSizeHint().width())
+        self.setMinimumWidth(needed + self.verticalScrollBar().sizeHint().width() + 6)
