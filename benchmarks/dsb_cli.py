@@ -10,6 +10,7 @@ images, with a plain-threshold baseline (Otsu) measured in the same run.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -21,7 +22,10 @@ import tifffile
 from skimage.filters import threshold_otsu
 from skimage.measure import label as connected
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dsb2018"
+DATA = Path(os.environ.get("NAPARI_UNET_DATA",
+                           Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+DATA = DATA / "dsb2018"
+CLI = [sys.executable, "-m", "napari_unet.cli"]
 
 
 def f1_at_05(pred: np.ndarray, gt: np.ndarray) -> float:
@@ -58,12 +62,12 @@ def main() -> None:
         tifffile.imwrite(t / "train_labels.tif", labels[:n])
         tifffile.imwrite(t / "test.tif", images[n:])
         t0 = time.perf_counter()
-        subprocess.run(["napari-unet", "-q", "train", "--image", str(t / "train.tif"), "--labels",
+        subprocess.run([*CLI, "-q", "train", "--image", str(t / "train.tif"), "--labels",
                         str(t / "train_labels.tif"), "--labels-kind", "instance", "--out",
                         str(t / "m.pt"), "--seconds", str(args.seconds), *args.extra], check=True)
         train_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        subprocess.run(["napari-unet", "-q", "predict", "--model", str(t / "m.pt"), "--image",
+        subprocess.run([*CLI, "-q", "predict", "--model", str(t / "m.pt"), "--image",
                         str(t / "test.tif"), "--out", str(t / "pred.tif"), "--instances"],
                        check=True)
         pred_s = time.perf_counter() - t0

@@ -36,3 +36,26 @@ def cpu_threads(leave_one_free: bool) -> int:
     except AttributeError:  # pragma: no cover - not on Linux
         n = os.cpu_count() or 1
     return max(1, n - 1) if leave_one_free else n
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether bf16 autocast is fast here: CUDA with bf16, or a CPU with AVX-512-BF16/AMX."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+        try:
+            return bool(check()) if check is not None else False
+        except RuntimeError:  # pragma: no cover - builds without oneDNN
+            return False
+    return False
+
+
+def autocast(device: torch.device, enabled: bool = True):
+    """bf16 autocast where it is fast (see :func:`bf16_supported`), else a no-op context."""
+    use = enabled and bf16_supported(device)
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use)
+
+
+def prefers_channels_last(device: torch.device) -> bool:
+    return device.type in ("cuda", "cpu")

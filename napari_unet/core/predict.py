@@ -17,7 +17,7 @@ import torch
 
 from .checkpoint import ModelBundle
 from .data import as_stack
-from .device import select_device
+from .device import autocast, prefers_channels_last, select_device
 from .errors import InputError
 from .model import UNet
 
@@ -76,11 +76,16 @@ class Predictor:
         overlap: int = 64,
         batch_size: int | None = None,
         model: UNet | None = None,
+        mixed_precision: bool = True,
     ):
         self.bundle = bundle
         self.device = select_device(device) if isinstance(device, str) else device
         self.model = (model if model is not None else bundle.build_model()).to(self.device)
         self.model.eval()
+        self.mixed_precision = mixed_precision
+        self.channels_last = prefers_channels_last(self.device)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.multiple = 2**bundle.config.depth
         self.tile_size = max(self.multiple, int(tile_size) // self.multiple * self.multiple)
         self.overlap = int(overlap)
@@ -92,11 +97,9 @@ class Predictor:
     @torch.no_grad()
     def _forward(self, batch: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(batch).to(self.device)
-        if self.device.type == "cuda":
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                logits = self.model(x)
-        else:
+        with autocast(self.device, self.mixed_precision):
             logits = self.model(x)
         return torch.softmax(logits.float(), dim=1).cpu().numpy()
 

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from .augment import AugmentConfig, Augmenter
 from .checkpoint import ModelBundle
 from .data import PatchSampler, TrainingData
-from .device import cpu_threads, select_device
+from .device import autocast, cpu_threads, prefers_channels_last, select_device
 from .errors import InputError, TrainingError
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ class TrainConfig:
     device: str = "auto"
     leave_core_free: bool = True
     checkpointing: bool = False
-    mixed_precision: bool = True
+    mixed_precision: bool = True  # bf16 autocast where the device runs it fast
 
     def __post_init__(self) -> None:
         if self.iterations is not None and self.iterations < 1:
@@ -158,8 +158,10 @@ class Trainer:
         self.model = bundle.build_model().to(self.device)
         if self.config.checkpointing:
             self.model.use_checkpointing(True)
-        if self.device.type == "cuda":
+        self.channels_last = prefers_channels_last(self.device)
+        if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=self.config.learning_rate,
@@ -222,9 +224,7 @@ class Trainer:
         return min(1.0, max(parts)) if parts else 0.0
 
     def _autocast(self):
-        if self.device.type == "cuda" and self.config.mixed_precision:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return torch.autocast(self.device.type, enabled=False)
+        return autocast(self.device, self.config.mixed_precision)
 
     def _step(self, x: np.ndarray, y: np.ndarray, w: np.ndarray | None, lr: float) -> float:
         dev = self.device
@@ -233,7 +233,7 @@ class Trainer:
         yt = torch.from_numpy(y).to(dev, non_blocking=nb)
         wt = None if w is None else torch.from_numpy(w).to(dev, non_blocking=nb)
         xt, yt, wt = self.augmenter(xt, yt, wt)
-        if dev.type == "cuda":
+        if self.channels_last:
             xt = xt.contiguous(memory_format=torch.channels_last)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
