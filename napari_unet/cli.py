@@ -1,4 +1,4 @@
-"""The ``napari-unet`` command line: train, predict, demo.
+"""The ``napari-unet`` command line: train, predict, evaluate, demo.
 
 Errors the user can act on are printed as one line on stderr with exit status 2.
 """
@@ -79,6 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-size", type=int, default=10, help="smallest object kept, in pixels")
     p.add_argument("--device", default="auto")
     p.add_argument("--tile-size", type=_positive_int, default=512)
+
+    e = sub.add_parser("evaluate", help="score a model on an image with ground truth (JSON)")
+    e.add_argument("--model", required=True, type=Path)
+    e.add_argument("--image", required=True, type=Path)
+    e.add_argument("--labels", required=True, type=Path, help="ground truth of the same shape")
+    e.add_argument("--labels-kind", choices=("semantic", "instance"), required=True)
+    e.add_argument("--min-size", type=int, default=10)
+    e.add_argument("--device", default="auto")
+    e.add_argument("--tile-size", type=_positive_int, default=1024)
 
     sub.add_parser("demo", help="open napari with the sample data and the plugin docked")
     return parser
@@ -186,30 +195,38 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
-    from .core.checkpoint import load_bundle
-    from .core.io import read_tiff, write_tiff
-    from .core.predict import Predictor
+def _image_for(bundle, path: Path):
+    """Read an image for prediction and check it against the model."""
+    from .core.io import read_tiff
 
-    bundle = load_bundle(args.model)
-    image = read_tiff(args.image)
-    data = image.data
-    axes = image.axes
+    image = read_tiff(path)
+    data, axes = image.data, image.axes
     if data.ndim == 3 and axes.endswith(("YXS", "YXC")) and data.shape[-1] in (3, 4):
         raise NapariUnetError(
-            f"{args.image.name} is an RGB image; napari-unet works on one channel: save one "
+            f"{path.name} is an RGB image; napari-unet works on one channel: save one "
             "channel (or a grey-scale conversion) as a TIFF first"
         )
     if data.ndim not in (2, 3):
         raise NapariUnetError(
-            f"{args.image.name} has shape {data.shape} (axes {axes}); napari-unet predicts 2D "
+            f"{path.name} has shape {data.shape} (axes {axes}); napari-unet predicts 2D "
             "images or stacks of 2D slices with one channel"
         )
     if bundle.config.in_channels != 1:
         raise NapariUnetError(
             f"this model expects {bundle.config.in_channels} channels; the image has one"
         )
-    if args.instances and args.min_size < 0:
+    return image
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .core.checkpoint import load_bundle
+    from .core.io import write_tiff
+    from .core.predict import Predictor
+
+    bundle = load_bundle(args.model)
+    image = _image_for(bundle, args.image)
+    data = image.data
+    if args.min_size < 0:
         raise NapariUnetError("--min-size must be 0 or more")
     predictor = Predictor(bundle, device=args.device, tile_size=args.tile_size)
     n = 1 if data.ndim == 2 else data.shape[0]
@@ -234,6 +251,35 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from .core.checkpoint import load_bundle
+    from .core.data import check_labels_array
+    from .core.io import read_tiff
+    from .core.metrics import evaluate
+    from .core.predict import Predictor
+
+    bundle = load_bundle(args.model)
+    image = _image_for(bundle, args.image)
+    truth = check_labels_array(read_tiff(args.labels).data, "ground truth labels")
+    if truth.shape != image.data.shape:
+        raise NapariUnetError(
+            f"{args.labels.name} has shape {truth.shape} but {args.image.name} has shape "
+            f"{image.data.shape}; they must match"
+        )
+    if args.labels_kind == "semantic" and truth.max() >= bundle.n_classes:
+        raise NapariUnetError(
+            f"the ground truth uses class {int(truth.max())} but the model predicts classes "
+            f"0..{bundle.n_classes - 1}"
+        )
+    result = Predictor(bundle, device=args.device, tile_size=args.tile_size).predict(
+        image.data, instances=args.labels_kind == "instance", min_size=args.min_size)
+    scores = evaluate(result.labels, truth, args.labels_kind, result.instances)
+    print(json.dumps({"model": str(args.model), "image": str(args.image), **scores}))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from ._napari.demo import run_demo
 
@@ -244,7 +290,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     args = build_parser().parse_args(argv)
-    commands = {"train": cmd_train, "predict": cmd_predict, "demo": cmd_demo}
+    commands = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate,
+                "demo": cmd_demo}
     try:
         return commands[args.command](args)
     except NapariUnetError as exc:

@@ -108,3 +108,24 @@ def _cuda():
     import torch
 
     return torch.cuda.is_available()
+
+
+def test_evaluate_prints_one_json_object(pair, tmp_path, capsys):
+    import json
+
+    ip, lp = pair
+    model = tmp_path / "m.pt"
+    assert main(["train", "--image", str(ip), "--labels", str(lp), "--labels-kind", "instance",
+                 "--out", str(model), "--iterations", "2", *TINY]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(model), "--image", str(ip), "--labels", str(lp),
+                 "--labels-kind", "instance"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1
+    scores = json.loads(out[0])
+    assert {"foreground_iou", "f1_50", "ap_50", "pixel_error", "rand_error"} <= set(scores)
+    assert 0 <= scores["foreground_iou"] <= 1
+    semantic = tmp_path / "sem.tif"
+    tifffile.imwrite(semantic, (tifffile.imread(lp) > 0).astype(np.uint8) * 5)
+    assert main(["evaluate", "--model", str(model), "--image", str(ip), "--labels",
+                 str(semantic), "--labels-kind", "semantic"]) == 2
