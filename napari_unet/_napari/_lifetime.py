@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections.abc import Callable
 from contextlib import suppress
 
 from qtpy.QtCore import QEvent, QObject
 from qtpy.QtWidgets import QMainWindow, QWidget
+
+log = logging.getLogger(__name__)
 
 
 class CloseWatcher(QObject):
@@ -51,9 +54,19 @@ class CloseWatcher(QObject):
             parent = parent.parentWidget()
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt name)
-        widget = self._widget()
-        if widget is None or self._callback is None:
-            return False
+        # An exception here would abort the application (PyQt6), and Qt may still call
+        # this while Python tears the watcher down: be defensive.
+        try:
+            self._filter(obj, event)
+        except Exception:
+            log.exception("closing a napari-unet panel failed")
+        return False
+
+    def _filter(self, obj: QObject, event: QEvent) -> None:
+        ref = getattr(self, "_widget", None)
+        widget = ref() if ref is not None else None
+        if widget is None or getattr(self, "_callback", None) is None:
+            return
         kind = event.type()
         window = self._window() if self._window is not None else None
         if kind == QEvent.Type.Close and window is not None and obj is window:
@@ -63,7 +76,6 @@ class CloseWatcher(QObject):
                 self.fire()
             else:
                 self._watch_ancestors(widget)
-        return False
 
 
 class Subscriptions:

@@ -10,7 +10,6 @@ from napari_unet.core.io import read_tiff
 from napari_unet.samples import sample_path
 
 
-
 def fingerprint(array) -> bytes:
     arr = np.asarray(array)
     return arr.dtype.str.encode() + str(arr.shape).encode() + arr.tobytes()
@@ -123,7 +122,7 @@ def test_probabilities_and_instances(annotated_workflow, qtbot, run_worker):
     run_worker(widget.predict.predict())
     probability = viewer.layers["nuclei probability"].data
     assert probability.shape == (5, 256, 256)
-    assert 0.0 <= probability.min() and probability.max() <= 1.0
+    assert probability.min() >= 0.0 and probability.max() <= 1.0
     instances = viewer.layers["nuclei instances"].data
     assert instances.shape == (5, 256, 256) and instances.dtype == np.int32
 
