@@ -119,6 +119,7 @@ class TrainingController:
         self.latest_weights: dict | None = None  # the last copy of the weights in training
         self._preview_done_event = threading.Event()
         self._preview_done_event.set()
+        self._kept = False  # whether the run in progress returned a model
 
     @property
     def running(self) -> bool:
@@ -194,6 +195,7 @@ class TrainingController:
 
     def _on_returned(self, bundle) -> None:
         if bundle is not None:
+            self._kept = True
             self.session.set_model(bundle, "trained here")
 
     def _on_error(self, exc: BaseException) -> None:
@@ -201,7 +203,7 @@ class TrainingController:
         show_error(error_message(exc, "Training"))
 
     def _on_finished(self) -> None:
-        kept = self.job is not None and self.session.bundle is not None
+        kept, self._kept = self._kept, False
         if self.stop_requested_at is not None:
             waited = time.perf_counter() - self.stop_requested_at
             show_info(f"Training stopped after {waited:.1f} s; the weights are kept.")
