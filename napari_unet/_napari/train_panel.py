@@ -59,6 +59,7 @@ class TrainPanel(Container):
         self._subs.connect(c.progressed, self._on_progress)
         self._subs.connect(c.paused_changed, self._on_paused)
         self._subs.connect(c.finished, self._on_finished)
+        self._subs.connect(self.session.model_changed, self._on_model)
         self._shown = 0.0
         self._watcher = CloseWatcher(self.native, self._on_close)
         self._set_running(c.running)
@@ -136,7 +137,10 @@ class TrainPanel(Container):
         self.pause.enabled = self.stop.enabled = running
         self.pause.text = "Pause"
         self.form.enabled = not running
-        self.start.text = "Continue training" if self.session.bundle is not None else "Train"
+        self._on_model(self.session.bundle)
+
+    def _on_model(self, bundle) -> None:
+        self.start.text = "Continue training" if bundle is not None else "Train"
 
     def _on_close(self) -> None:
         self._subs.release()
