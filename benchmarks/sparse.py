@@ -1,0 +1,137 @@
+"""The interactive case: a few strokes on DSB 2018 nuclei, against a random forest.
+
+    python benchmarks/sparse.py [--seconds 60] [--checkpoints 20 40 60]
+
+Strokes are derived from the ground truth the way a biologist paints (see ``strokes``):
+on 10 images, a handful of nuclei filled, a stroke along the middle of a few others, and
+background strokes between and around them, about 3 % of the pixels. napari-unet trains
+on them with the ``annotation`` kind and is scored on the 30 other images at each
+checkpoint of wall-clock time; a random forest on scikit-image's
+``multiscale_basic_features`` (what ilastik, APOC and convpaint users get) is trained on
+the same strokes and scored on the same images, in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+
+import numpy as np
+import tifffile
+from _common import DATA, need, table
+from scipy import ndimage as ndi
+from skimage.draw import line
+from skimage.measure import label as connected
+
+from napari_unet.core.data import TrainingData
+from napari_unet.core.metrics import foreground_iou, instance_scores
+from napari_unet.core.predict import Predictor
+
+
+def strokes(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Sparse annotation of one instance image: 0 = none, 1 = background, 2 = nucleus."""
+    ann = np.zeros(labels.shape, np.uint8)
+    ids = [i for i in np.unique(labels) if i]
+    rng.shuffle(ids)
+    for i in ids[:3]:  # a few nuclei filled, staying inside the outline
+        ann[ndi.binary_erosion(labels == i, iterations=1)] = 2
+    for i in ids[3:8]:  # a stroke along the long axis of a few others
+        ys, xs = np.nonzero(ndi.binary_erosion(labels == i, iterations=2))
+        if len(ys) < 4:
+            continue
+        a, b = np.argmin(xs + ys), np.argmax(xs + ys)
+        rr, cc = line(ys[a], xs[a], ys[b], xs[b])
+        ann[rr, cc] = 2
+    h, w = labels.shape
+    allowed = ndi.binary_erosion(labels == 0, iterations=4)
+    for _ in range(6):  # background strokes between and around the nuclei
+        y0, x0 = rng.integers(0, h), rng.integers(0, w)
+        y1 = int(np.clip(y0 + rng.integers(-80, 81), 0, h - 1))
+        x1 = int(np.clip(x0 + rng.integers(-80, 81), 0, w - 1))
+        rr, cc = line(int(y0), int(x0), y1, x1)
+        s = np.zeros(labels.shape, bool)
+        s[rr, cc] = True
+        ann[ndi.binary_dilation(s, iterations=1) & allowed] = 1
+    return ann
+
+
+def forest(images, annotations, test, seed=0):
+    from skimage.feature import multiscale_basic_features
+    from sklearn.ensemble import RandomForestClassifier
+
+    def feats(im):
+        im = im.astype(np.float32)
+        im = (im - im.min()) / max(float(np.ptp(im)), 1e-6)
+        return multiscale_basic_features(im, sigma_min=1, sigma_max=16)
+
+    t0 = time.perf_counter()
+    X, y = [], []
+    for im, ann in zip(images, annotations):
+        f = feats(im)
+        m = ann > 0
+        X.append(f[m])
+        y.append(ann[m])
+    clf = RandomForestClassifier(n_estimators=100, max_depth=10, n_jobs=-1, random_state=seed)
+    clf.fit(np.concatenate(X), np.concatenate(y))
+    train_s = time.perf_counter() - t0
+    pred = np.stack([(clf.predict(feats(im).reshape(-1, feats(im).shape[-1])) == 2)
+                     .reshape(im.shape) for im in test])
+    return pred.astype(np.uint8), train_s
+
+
+def instances_of(fg: np.ndarray) -> np.ndarray:
+    return np.stack([connected(f > 0) for f in fg])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--checkpoints", type=float, nargs="*", default=[20, 40, 60])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--start", choices=("pretrained", "scratch"), default="pretrained")
+    args = ap.parse_args()
+    folder = need(DATA / "dsb2018")
+    images = tifffile.imread(folder / "fluo_image.tif")
+    labels = tifffile.imread(folder / "fluo_labels.tif")
+    rng = np.random.default_rng(args.seed)
+    train_idx = np.arange(0, 40, 4)  # 10 images spread over the set
+    test_idx = np.setdiff1d(np.arange(40), train_idx)
+    ann = np.stack([strokes(labels[i], rng) for i in train_idx])
+    frac = float((ann > 0).mean())
+    gt = labels[test_idx]
+
+    rows = []
+    rf_fg, rf_s = forest(images[train_idx], ann, images[test_idx], args.seed)
+    rf_inst = instances_of(rf_fg)
+    rows.append(["random forest (multiscale features)", rf_s, foreground_iou(rf_fg, gt),
+                 instance_scores(rf_inst, gt)["f1"]])
+
+    from napari_unet.defaults import new_sparse_bundle, sparse_train_config
+
+    data = TrainingData.from_annotations(list(images[train_idx]), list(ann))
+    bundle = new_sparse_bundle(data.n_classes, pretrained=args.start == "pretrained")
+    from napari_unet.core.train import Trainer
+
+    cfg = dataclasses.replace(sparse_train_config(), seconds=args.seconds, iterations=None,
+                              leave_core_free=False, seed=args.seed)
+    trainer = Trainer(bundle, data, cfg)
+    marks = sorted(c for c in args.checkpoints if c <= args.seconds)
+    gen = trainer.fit()
+    for progress in gen:
+        if marks and progress.elapsed >= marks[0]:
+            mark = marks.pop(0)
+            pred = Predictor(trainer.bundle()).predict(images[test_idx], instances=True)
+            rows.append([f"napari-unet after {mark:.0f} s ({progress.run_iteration} it)",
+                         progress.elapsed, foreground_iou(pred.labels, gt),
+                         instance_scores(pred.instances, gt)["f1"]])
+    pred = Predictor(trainer.bundle()).predict(images[test_idx], instances=True)
+    rows.append([f"napari-unet at the end ({trainer.run_iteration} it)", args.seconds,
+                 foreground_iou(pred.labels, gt), instance_scores(pred.instances, gt)["f1"]])
+    print(table(f"sparse strokes on 10 DSB images ({frac:.1%} of pixels), scored on 30 others "
+                f"(start: {args.start})",
+                ["method", "train s", "fg IoU", "F1@0.5"], rows, [44, 8, 8, 8]))
+
+
+if __name__ == "__main__":
+    main()
