@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .core.errors import NapariUnetError
+from .core.errors import NapariUnetError, failure_message, is_out_of_memory
 
 EXIT_USAGE = 2
 
@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="annotation: 0 = not annotated, 1 = background, 2.. classes; "
                         "semantic: dense, 0 = background; instance: 0 = background, 1..N objects")
     t.add_argument("--out", required=True, type=Path, help="model file to write (.pt)")
+    t.add_argument("--channel", type=int, default=None,
+                   help="the channel to train on, for RGB or multi-channel images (from 0)")
     budget = t.add_mutually_exclusive_group()
     budget.add_argument("--seconds", type=_positive_float, help="wall-clock budget")
     budget.add_argument("--iterations", type=_positive_int, help="iteration budget")
@@ -73,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, type=Path)
     p.add_argument("--image", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path, help="labels TIFF to write")
+    p.add_argument("--channel", type=int, default=None,
+                   help="the channel to predict, for RGB or multi-channel images (from 0)")
     p.add_argument("--probabilities", type=Path, help="also write class probabilities here")
     p.add_argument("--instances", action="store_true",
                    help="write one label per object instead of one per class")
@@ -85,12 +89,67 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--image", required=True, type=Path)
     e.add_argument("--labels", required=True, type=Path, help="ground truth of the same shape")
     e.add_argument("--labels-kind", choices=("semantic", "instance"), required=True)
+    e.add_argument("--channel", type=int, default=None,
+                   help="the channel to predict, for RGB or multi-channel images (from 0)")
     e.add_argument("--min-size", type=int, default=10)
     e.add_argument("--device", default="auto")
     e.add_argument("--tile-size", type=_positive_int, default=1024)
 
     sub.add_parser("demo", help="open napari with the sample data and the plugin docked")
     return parser
+
+
+def _one_channel(image, channel: int | None = None, what: str = "image"):
+    """The image as 2D or a Z stack of one channel, or a sentence saying what to do.
+
+    An RGB(A) or multi-channel image needs ``--channel``; axes of length one are dropped;
+    a time series or any other fifth axis is refused.
+    """
+    import dataclasses
+
+    import numpy as np
+
+    data, axes = image.data, image.axes
+    scale = list(image.scale) if len(image.scale) == data.ndim else [1.0] * data.ndim
+    if len(axes) != data.ndim:
+        axes = "Q" * (data.ndim - 2) + "YX"
+    name = image.path.name if image.path is not None else "the image"
+    has_channels = ("C" in axes and data.shape[axes.index("C")] > 1) or (
+        axes.endswith("S") and data.shape[-1] > 1)
+    if sum(n > 1 for n in data.shape[:-2]) - has_channels > 1:
+        raise NapariUnetError(
+            f"{name} has {data.ndim} dimensions (axes {axes}, shape {data.shape}); napari-unet "
+            f"works on a 2D {what} or a Z stack of 2D slices with one channel: save one time "
+            "point or position as a TIFF first"
+        )
+    for ax in "SC":
+        # Samples count as channels when last (RGB); tifffile reads planar stacks of
+        # three slices as "SYX": those stay slices, as in the napari reader.
+        if ax not in axes or (ax == "S" and not axes.endswith("S")):
+            continue
+        i = axes.index(ax)
+        n = data.shape[i]
+        if n > 1 and channel is None:
+            kind = {3: "an RGB image", 4: "an RGBA image"}.get(n) if ax == "S" else None
+            kind = kind or f"an image of {n} channels"
+            raise NapariUnetError(
+                f"{name} is {kind} (axes {axes}, shape {data.shape}); napari-unet works on "
+                f"one channel: choose one with --channel 0 to {n - 1}"
+            )
+        if channel is not None and not 0 <= channel < n:
+            raise NapariUnetError(
+                f"--channel {channel} does not exist: {name} has channels 0 to {n - 1}"
+            )
+        data = np.take(data, channel or 0, axis=i)
+        axes, scale = axes[:i] + axes[i + 1 :], scale[:i] + scale[i + 1 :]
+        break
+    while data.ndim > 3 and 1 in data.shape[:-2]:
+        i = data.shape[:-2].index(1)
+        data = np.take(data, 0, axis=i)
+        axes, scale = axes[:i] + axes[i + 1 :], scale[:i] + scale[i + 1 :]
+    if data.ndim not in (2, 3):  # pragma: no cover - refused above
+        raise NapariUnetError(f"{name} has shape {data.shape}; use a 2D {what} or a Z stack")
+    return dataclasses.replace(image, data=data, axes=axes, scale=tuple(scale))
 
 
 def _load_pairs(args: argparse.Namespace):
@@ -104,8 +163,8 @@ def _load_pairs(args: argparse.Namespace):
         )
     images, annotations = [], []
     for ip, lp in zip(args.image, args.labels):
-        img = read_tiff(ip).data
-        lab = read_tiff(lp).data
+        img = _one_channel(read_tiff(ip), args.channel).data
+        lab = _one_channel(read_tiff(lp), None, "label image").data
         if img.shape != lab.shape:
             raise NapariUnetError(
                 f"{lp.name} has shape {lab.shape} but {ip.name} has shape {img.shape}; "
@@ -140,6 +199,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     images, annotations = _load_pairs(args)
     if args.resume:
         bundle = load_bundle(args.resume)
+        if bundle.config.in_channels != 1:
+            raise NapariUnetError(
+                f"{args.resume.name} expects images with {bundle.config.in_channels} channels; "
+                "napari-unet trains on one channel"
+            )
         data = TrainingData.from_annotations(images, annotations,
                                              normalisation=bundle.normalisation, seed=args.seed)
     else:
@@ -187,6 +251,15 @@ def cmd_train(args: argparse.Namespace) -> int:
                 out.flush()
     except KeyboardInterrupt:
         out.write("\ninterrupted: saving the model trained so far\n")
+    except (RuntimeError, MemoryError) as exc:
+        # Out of memory after some iterations: keep what was learnt until then.
+        if not is_out_of_memory(exc) or trainer.run_iteration == 0:
+            raise
+        trainer.bundle().save(args.out)
+        raise NapariUnetError(
+            f"{failure_message(exc, 'Training')}; the {trainer.run_iteration} iterations "
+            f"trained until then were saved to {args.out}"
+        ) from None
     bundle = trainer.bundle()
     bundle.save(args.out)
     if not args.quiet:
@@ -195,22 +268,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _image_for(bundle, path: Path):
+def _image_for(bundle, path: Path, channel: int | None = None):
     """Read an image for prediction and check it against the model."""
     from .core.io import read_tiff
 
-    image = read_tiff(path)
-    data, axes = image.data, image.axes
-    if data.ndim == 3 and axes.endswith(("YXS", "YXC")) and data.shape[-1] in (3, 4):
-        raise NapariUnetError(
-            f"{path.name} is an RGB image; napari-unet works on one channel: save one "
-            "channel (or a grey-scale conversion) as a TIFF first"
-        )
-    if data.ndim not in (2, 3):
-        raise NapariUnetError(
-            f"{path.name} has shape {data.shape} (axes {axes}); napari-unet predicts 2D "
-            "images or stacks of 2D slices with one channel"
-        )
+    image = _one_channel(read_tiff(path), channel)
     if bundle.config.in_channels != 1:
         raise NapariUnetError(
             f"this model expects {bundle.config.in_channels} channels; the image has one"
@@ -224,7 +286,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .core.predict import Predictor
 
     bundle = load_bundle(args.model)
-    image = _image_for(bundle, args.image)
+    image = _image_for(bundle, args.image, args.channel)
     data = image.data
     if args.min_size < 0:
         raise NapariUnetError("--min-size must be 0 or more")
@@ -261,8 +323,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .core.predict import Predictor
 
     bundle = load_bundle(args.model)
-    image = _image_for(bundle, args.image)
-    truth = check_labels_array(read_tiff(args.labels).data, "ground truth labels")
+    image = _image_for(bundle, args.image, args.channel)
+    truth = check_labels_array(_one_channel(read_tiff(args.labels), None, "label image").data,
+                               "ground truth labels")
     if truth.shape != image.data.shape:
         raise NapariUnetError(
             f"{args.labels.name} has shape {truth.shape} but {args.image.name} has shape "
@@ -297,8 +360,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NapariUnetError as exc:
         sys.stderr.write(f"napari-unet: error: {exc}\n")
         return EXIT_USAGE
-    except MemoryError:
-        sys.stderr.write("napari-unet: error: out of memory: use smaller images, tiles or batches\n")
+    except (RuntimeError, MemoryError) as exc:  # out of memory, or the GPU failed
+        message = failure_message(exc, args.command.capitalize())
+        if message is None:
+            raise
+        sys.stderr.write(f"napari-unet: error: {message}\n")
         return EXIT_USAGE
     except OSError as exc:
         sys.stderr.write(f"napari-unet: error: {exc.strerror or exc}: {exc.filename or ''}\n")

@@ -19,3 +19,44 @@ class ModelFileError(NapariUnetError):
 
 class TrainingError(NapariUnetError, RuntimeError):
     """Training could not run (for example, out of memory after every fallback)."""
+
+
+class PredictionError(NapariUnetError, RuntimeError):
+    """Prediction could not run (for example, out of memory with the smallest tiles)."""
+
+
+_DEVICE_FAILURES = (
+    "CUDA error", "CUDA driver", "device-side assert", "CUBLAS_STATUS", "CUDNN_STATUS",
+    "no CUDA GPUs are available", "HIP error", "MPS backend", "XPU error",
+)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says that the device or the computer ran out of memory."""
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and (
+        type(exc).__name__ == "OutOfMemoryError" or "out of memory" in text
+        or "can't allocate memory" in text or "not enough memory" in text
+    )
+
+
+def is_device_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` says that the accelerator failed or disappeared."""
+    return isinstance(exc, RuntimeError) and any(k in str(exc) for k in _DEVICE_FAILURES)
+
+
+def failure_message(exc: BaseException, doing: str) -> str | None:
+    """A sentence for the user about ``exc`` raised while ``doing`` something (e.g.
+    ``"Training"``), or ``None`` when it is not an error the user can act on."""
+    if isinstance(exc, NapariUnetError):
+        return str(exc)
+    if is_out_of_memory(exc):
+        return (f"{doing} ran out of memory: lower the batch or patch size, or use a smaller "
+                "image")
+    if is_device_failure(exc):
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        return (f"{doing} stopped because the GPU failed or disappeared ({first}); restart the "
+                "program, or choose the CPU as device")
+    return None

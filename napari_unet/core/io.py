@@ -19,8 +19,9 @@ import tifffile
 from .errors import InputError
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".ome.tif", ".ome.tiff")
-#: Images larger than this are refused instead of exhausting memory (bytes, in memory).
-MAX_IMAGE_BYTES = int(os.environ.get("NAPARI_UNET_MAX_IMAGE_BYTES", 8 * 1024**3))
+#: Images larger than this are refused instead of exhausting memory (bytes, in memory);
+#: the environment variable NAPARI_UNET_MAX_IMAGE_BYTES, read at each call, overrides it.
+MAX_IMAGE_BYTES = 8 * 1024**3
 LABEL_NAME_HINTS = ("label", "mask", "annotation", "seg", "gt", "ground_truth", "prediction")
 
 
@@ -42,6 +43,15 @@ class ImageData:
             if name.lower().endswith(suffix):
                 return name[: -len(suffix)]
         return self.path.stem
+
+
+def max_image_bytes() -> int:
+    """The largest image read, in bytes in memory (see :data:`MAX_IMAGE_BYTES`)."""
+    value = os.environ.get("NAPARI_UNET_MAX_IMAGE_BYTES", "").strip()
+    try:
+        return int(float(value)) if value else MAX_IMAGE_BYTES
+    except ValueError:
+        return MAX_IMAGE_BYTES
 
 
 def is_tiff_path(path: str | os.PathLike) -> bool:
@@ -84,10 +94,10 @@ def read_tiff(path: str | os.PathLike, *, max_bytes: int | None = None) -> Image
 
     Raises :class:`InputError` with a sentence for the user when the file is missing,
     not a TIFF, empty, truncated, has a zero-sized axis, or is larger than
-    ``max_bytes`` (default :data:`MAX_IMAGE_BYTES`).
+    ``max_bytes`` (default: NAPARI_UNET_MAX_IMAGE_BYTES or :data:`MAX_IMAGE_BYTES`).
     """
     path = Path(path)
-    limit = MAX_IMAGE_BYTES if max_bytes is None else max_bytes
+    limit = max_image_bytes() if max_bytes is None else max_bytes
     if not path.exists():
         raise InputError(f"{path} does not exist")
     if path.is_dir():
@@ -113,8 +123,11 @@ def read_tiff(path: str | os.PathLike, *, max_bytes: int | None = None) -> Image
             scale = _axes_scale(tif, series)
     except InputError:
         raise
-    except (tifffile.TiffFileError, ValueError, OSError, EOFError, IndexError, KeyError) as exc:
-        raise InputError(f"{path.name} is not a readable TIFF file ({exc})") from None
+    except MemoryError:
+        raise InputError(f"{path.name} does not fit in memory; crop it or split it") from None
+    except Exception as exc:  # any parser failure on a damaged file: not a usable TIFF
+        detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise InputError(f"{path.name} is not a readable TIFF file ({detail})") from None
     if data.size == 0 or data.shape != shape:
         raise InputError(f"{path.name} is truncated or damaged (expected shape {shape})")
     return ImageData(data=data, axes=axes, scale=scale, path=path)
@@ -125,6 +138,8 @@ def looks_like_labels(data: np.ndarray, path: str | os.PathLike | None = None) -
     if path is not None:
         name = Path(path).name.lower()
         if any(hint in name for hint in LABEL_NAME_HINTS):
+            if np.issubdtype(data.dtype, np.floating):  # labels saved as floats: 0.0, 1.0, ...
+                return bool(np.all(np.isfinite(data)) and np.all(data == np.round(data)))
             return np.issubdtype(data.dtype, np.integer) or np.issubdtype(data.dtype, np.bool_)
     if data.dtype == np.bool_:
         return True
@@ -136,6 +151,18 @@ def looks_like_labels(data: np.ndarray, path: str | os.PathLike | None = None) -
         return False
     # Microscopy images are noisy: few distinct values and a zero background mean labels.
     return values.size <= 64 and values[0] == 0
+
+
+def as_label_dtype(data: np.ndarray) -> np.ndarray:
+    """Labels as the smallest integer type that holds them (bool and whole floats too)."""
+    if data.dtype == np.bool_:
+        return data.astype(np.uint8)
+    if np.issubdtype(data.dtype, np.integer) or not data.size:
+        return data
+    lo, hi = float(np.min(data)), float(np.max(data))
+    if lo >= 0 and hi < 2**16:
+        return data.astype(np.uint8 if hi < 256 else np.uint16)
+    return data.astype(np.int32 if lo >= -(2**31) and hi < 2**31 else np.int64)
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:

@@ -8,6 +8,7 @@ predicted slice by slice, so peak memory is the output plus one batch of tiles.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -18,10 +19,19 @@ import torch
 from .checkpoint import ModelBundle
 from .data import as_stack
 from .device import autocast, prefers_channels_last, select_device
-from .errors import InputError
+from .errors import (
+    InputError,
+    PredictionError,
+    failure_message,
+    is_device_failure,
+    is_out_of_memory,
+)
 from .model import UNet
 
 ProgressCallback = Callable[[int, int], None]
+log = logging.getLogger(__name__)
+#: Tiles are never shrunk below this side (pixels) when memory runs out.
+MIN_TILE = 64
 
 
 @dataclass
@@ -88,11 +98,12 @@ class Predictor:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.multiple = 2**bundle.config.depth
         self.tile_size = max(self.multiple, int(tile_size) // self.multiple * self.multiple)
-        self.overlap = int(overlap)
+        self.overlap = max(0, min(int(overlap), self.tile_size // 2))
         # By default a batch holds about a million pixels: four 512 x 512 tiles, one of 1024.
         self.batch_pixels = 1024**2 if batch_size is None else None
         self.batch_size = max(1, int(batch_size or 4))
         self.n_classes = bundle.n_classes
+        self._last_batch = self.batch_size
 
     @torch.no_grad()
     def _forward(self, batch: np.ndarray) -> np.ndarray:
@@ -104,7 +115,44 @@ class Predictor:
         return torch.softmax(logits.float(), dim=1).cpu().numpy()
 
     def probabilities_2d(self, image: np.ndarray) -> np.ndarray:
-        """Class probabilities (C, H, W) of one normalised slice (H, W) or (C_in, H, W)."""
+        """Class probabilities (C, H, W) of one normalised slice (H, W) or (C_in, H, W).
+
+        When memory runs out, the batch of tiles is halved, then the tiles, and the slice
+        is predicted again; :class:`PredictionError` says so when nothing smaller is left,
+        or when the device fails.
+        """
+        while True:
+            try:
+                return self._probabilities_2d(image)
+            except (RuntimeError, MemoryError) as exc:
+                if is_device_failure(exc) and not is_out_of_memory(exc):
+                    raise PredictionError(failure_message(exc, "Prediction")) from None
+                if not is_out_of_memory(exc):
+                    raise
+            if not self._shrink():
+                raise PredictionError(
+                    f"prediction ran out of memory on {self.device.type} even one tile of "
+                    f"{self.tile_size} pixels at a time: use a smaller image or another device"
+                )
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+
+    def _shrink(self) -> bool:
+        """Use smaller batches, then smaller tiles, after running out of memory."""
+        if self._last_batch > 1:
+            self.batch_pixels = None
+            self.batch_size = max(1, self._last_batch // 2)
+            log.info("out of memory: predicting %d tiles at a time", self.batch_size)
+            return True
+        smaller = self.tile_size // 2 // self.multiple * self.multiple
+        if smaller < max(self.multiple, MIN_TILE):
+            return False
+        self.tile_size = smaller
+        self.overlap = min(self.overlap, smaller // 2)
+        log.info("out of memory: predicting tiles of %d pixels", smaller)
+        return True
+
+    def _probabilities_2d(self, image: np.ndarray) -> np.ndarray:
         if image.ndim == 2:
             image = image[np.newaxis]
         _, h, w = image.shape
@@ -124,6 +172,7 @@ class Predictor:
         n_batch = self.batch_size
         if self.batch_pixels is not None:
             n_batch = max(1, self.batch_pixels // (th * tw))
+        self._last_batch = min(n_batch, len(coords))
         for i in range(0, len(coords), n_batch):
             chunk = coords[i : i + n_batch]
             tiles = np.stack([padded[:, y : y + th, x : x + tw] for y, x in chunk])
@@ -155,6 +204,11 @@ class Predictor:
             raise InputError(
                 f"cannot predict an image of shape {image.shape}: use a 2D image or a stack "
                 "of 2D slices with one channel"
+            )
+        if self.bundle.config.in_channels != 1:
+            raise InputError(
+                f"this model expects images with {self.bundle.config.in_channels} channels; "
+                "napari-unet predicts images with one channel"
             )
         stack = as_stack(image)
         z_all = range(stack.shape[0])
