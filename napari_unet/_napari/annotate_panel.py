@@ -10,6 +10,7 @@ from napari.utils.notifications import show_warning
 from qtpy.QtCore import QTimer
 
 from ._lifetime import CloseWatcher, Subscriptions
+from .autosave import Autosaver, restore
 from .class_list import ClassList
 from .combos import form, layer_combo
 from .layers import (
@@ -18,6 +19,7 @@ from .layers import (
     create_annotations,
     image_shape,
     set_colormap,
+    unusable_reason,
 )
 from .state import Session, session_for
 
@@ -57,8 +59,9 @@ class AnnotatePanel(Container):
         self._subs.connect(self.session.classes_changed, self._on_classes)
         self._subs.connect(self.session.image_changed, self._on_image)
         self._subs.connect(self.session.annotations_changed, self._on_session_annotations)
-        self._watcher = CloseWatcher(self.native, self._release)
         self._on_image(self.session.image)
+        self.autosave = Autosaver(self.session, parent=self.native)
+        self._watcher = CloseWatcher(self.native, self._release)
 
     # ------------------------------------------------------------------ actions
     def create_layer(self) -> Labels | None:
@@ -67,11 +70,15 @@ class AnnotatePanel(Container):
         if image is None:
             show_warning("Choose an image first (Data step).")
             return None
-        if image.rgb or len(image_shape(image)) > 3:
-            show_warning("Annotations need a 2D image or a Z stack with one channel.")
+        problem = unusable_reason(image)
+        if problem is not None:
+            show_warning(f"Cannot annotate: {problem}.")
             return None
+        new = annotations_for(self._viewer, image) is None
         layer = create_annotations(self._viewer, image, self.session.classes)
         self.layer.value = layer
+        if new and restore(layer, image) is not None:
+            self.autosave.dirty = False  # the autosave holds these annotations already
         self.paint_class(2)
         return layer
 
@@ -93,11 +100,17 @@ class AnnotatePanel(Container):
             return
         data = np.asarray(layer.data)
         classes = self.session.classes
-        counts = np.bincount(data.ravel(), minlength=len(classes) + 1)
+        flat = data.ravel()
+        negative = flat < 0 if np.issubdtype(flat.dtype, np.signedinteger) else None
+        if negative is not None and negative.any():
+            flat = flat[~negative]
+        counts = np.bincount(flat, minlength=len(classes) + 1)
         parts = [f"{c.name}: {counts[c.value]:,} px" for c in classes]
         extra = counts[len(classes) + 1 :]
         if extra.any():
             parts.append(f"undefined classes: {int(extra.sum()):,} px")
+        if negative is not None and negative.any():
+            parts.append(f"negative values (not usable): {int(negative.sum()):,} px")
         text = "\n".join(" · ".join(parts[i : i + 2]) for i in range(0, len(parts), 2))
         if data.ndim == 3:
             painted = np.flatnonzero(data.reshape(data.shape[0], -1).any(axis=1))
@@ -144,6 +157,7 @@ class AnnotatePanel(Container):
             set_colormap(layer, annotation_colormap(self.session.classes))
 
     def _release(self) -> None:
+        self.autosave.close()
         self._subs.release()
         self._timer.stop()
         self._bind(None)

@@ -79,7 +79,7 @@ def describe(layer: Image | None) -> str:
     text = " × ".join(str(s) for s in shape)
     text += f" ({axes}) · {np.dtype(layer.dtype).name}"
     if layer.rgb:
-        text += "\nRGB images are not supported:\nopen a single channel."
+        text += "\nRGB: right-click the layer > Split RGB,\nthen choose one channel."
     elif len(shape) > 3:
         text += "\nUse a 2D image or a Z stack (one channel)."
     elif len(shape) == 3:

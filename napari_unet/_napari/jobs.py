@@ -58,6 +58,15 @@ class TrainUpdate:
     template: ModelBundle | None = None  # sent once, first: config, classes, normalisation
 
 
+class JobFailed(Exception):
+    """Carries an error out of a generator worker: superqt takes a ``RuntimeError``
+    raised there for a deleted worker and ends it without ``errored`` or ``finished``."""
+
+    def __init__(self, error: BaseException):
+        super().__init__(str(error))
+        self.error = error
+
+
 class TrainJob:
     """One training run; :meth:`run` is the worker's generator, the rest is thread-safe."""
 
@@ -146,7 +155,10 @@ class TrainJob:
                                for k, v in trainer.model.state_dict().items()}
                     last = now
                 yield TrainUpdate(progress=progress, weights=weights)
-            return trainer.bundle()
+            # Stopped before the first iteration: nothing learnt, the model stays as it was.
+            return trainer.bundle() if trainer.run_iteration else None
+        except RuntimeError as exc:  # out of memory, a failing GPU, a diverged loss
+            raise JobFailed(exc) from exc
         finally:
             self.done.set()
 

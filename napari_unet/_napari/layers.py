@@ -27,6 +27,18 @@ def image_shape(image: Image) -> tuple[int, ...]:
     return shape[:-1] if image.rgb else shape
 
 
+def unusable_reason(image: Image) -> str | None:
+    """Why napari-unet cannot segment ``image`` as it is, and what to do; ``None`` if it can."""
+    shape = image_shape(image)
+    if image.rgb:
+        return (f"{image.name!r} is an RGB image; napari-unet works on one channel: "
+                "right-click the layer > Split RGB, then choose one channel as the image")
+    if len(shape) not in (2, 3):
+        return (f"{image.name!r} has {len(shape)} dimensions {shape}; napari-unet works on a "
+                "2D image or a Z stack with one channel: open one time point or channel")
+    return None
+
+
 def annotation_colormap(classes: Sequence[ClassSpec]) -> DirectLabelColormap:
     """Annotation value v -> colour of class v (0 = not annotated, transparent)."""
     colors: dict[int | None, object] = {None: TRANSPARENT, 0: TRANSPARENT}

@@ -65,6 +65,10 @@ class ModelPanel(Container):
         except NapariUnetError as exc:
             show_error(str(exc))
             return False
+        if bundle.config.in_channels != 1:
+            show_error(f"{Path(path).name} expects images with {bundle.config.in_channels} "
+                       "channels; napari-unet works on images with one channel")
+            return False
         self.session.set_model(bundle, Path(path).name)
         return True
 

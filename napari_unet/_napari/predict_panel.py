@@ -23,7 +23,14 @@ from qtpy.QtCore import QObject, Signal
 from ._lifetime import CloseWatcher
 from .combos import form, row
 from .jobs import PredictRequest, bundle_with_weights, predict_and_signal
-from .layers import find_labels, image_shape, predictions_name, write_extra_layer, write_predictions
+from .layers import (
+    find_labels,
+    image_shape,
+    predictions_name,
+    unusable_reason,
+    write_extra_layer,
+    write_predictions,
+)
 from .state import Session, session_for
 from .training import controller_for, error_message
 
@@ -78,8 +85,9 @@ class PredictPanel(Container):
             return None
         z = self.session.current_slice() if self.scope.value == "slice" else None
         shape = image_shape(image)
-        if image.rgb or len(shape) not in (2, 3):
-            show_error(f"Cannot predict {image.name!r}: use a 2D image or a Z stack.")
+        problem = unusable_reason(image)
+        if problem is not None:
+            show_error(f"Cannot predict: {problem}.")
             return None
         data = np.asarray(image.data[z] if z is not None else image.data).copy()
         request = PredictRequest(

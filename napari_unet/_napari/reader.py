@@ -8,7 +8,13 @@ from typing import Any
 
 import numpy as np
 
-from napari_unet.core.io import ImageData, is_tiff_path, looks_like_labels, read_tiff
+from napari_unet.core.io import (
+    ImageData,
+    as_label_dtype,
+    is_tiff_path,
+    looks_like_labels,
+    read_tiff,
+)
 
 LayerData = tuple[np.ndarray, dict[str, Any], str]
 PathLike = str | Path
@@ -35,8 +41,7 @@ def layer_data(image: ImageData) -> LayerData:
     if image.path is not None:
         meta["metadata"]["path"] = str(image.path)
     if looks_like_labels(data, image.path):
-        if data.dtype == np.bool_:
-            data = data.astype(np.uint8)
+        data = as_label_dtype(data)
         meta.update(scale=scale, axis_labels=tuple(axes))
         return data, meta, "labels"
     labels = list(axes)

@@ -6,7 +6,7 @@ import time
 
 import napari
 from magicgui.widgets import Container, Label, ProgressBar, PushButton
-from napari.utils.notifications import show_error
+from napari.utils.notifications import show_error, show_warning
 
 from napari_unet.core.errors import NapariUnetError
 
@@ -71,6 +71,7 @@ class TrainPanel(Container):
     def start_training(self):
         """Copy the layers, start the worker and return it (``None`` when refused)."""
         if self.controller.running:
+            show_warning("Training is already running: stop it before starting another.")
             return None
         s = self.settings
         try:

@@ -18,9 +18,10 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 from psygnal import Signal
 
-from napari_unet.core.errors import NapariUnetError
+from napari_unet.core.errors import failure_message
 
 from .jobs import (
+    JobFailed,
     PredictRequest,
     TrainJob,
     TrainRequest,
@@ -42,11 +43,7 @@ CORRECTED_WEIGHT = 3.0
 
 def error_message(exc: BaseException, doing: str) -> str:
     """A sentence for a notification: the core's own message, or a short summary."""
-    if isinstance(exc, NapariUnetError):
-        return str(exc)
-    if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
-        return f"{doing} ran out of memory: lower the batch or patch size, or use a smaller image"
-    return f"{doing} failed: {type(exc).__name__}: {exc}"
+    return failure_message(exc, doing) or f"{doing} failed: {type(exc).__name__}: {exc}"
 
 
 def training_pairs(session: Session, every_image: bool) -> list[tuple[Image, Labels]]:
@@ -199,14 +196,17 @@ class TrainingController:
             self.session.set_model(bundle, "trained here")
 
     def _on_error(self, exc: BaseException) -> None:
+        exc = exc.error if isinstance(exc, JobFailed) else exc
         log.debug("training failed", exc_info=exc)
         show_error(error_message(exc, "Training"))
 
     def _on_finished(self) -> None:
         kept, self._kept = self._kept, False
-        if self.stop_requested_at is not None:
+        if self.stop_requested_at is not None and kept:
             waited = time.perf_counter() - self.stop_requested_at
             show_info(f"Training stopped after {waited:.1f} s; the weights are kept.")
+        elif self.stop_requested_at is not None:
+            show_info("Training stopped before its first iteration; the model is unchanged.")
         self.job = None
         self.worker = None
         self.session.busy_changed.emit(False)

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import pytest
 from napari.utils.notifications import notification_manager
+from qtpy.QtCore import QThreadPool
 
 from napari_unet._napari.sample_data import nuclei, nuclei_annotated
 from napari_unet._napari.train_settings import TrainSettings
 from napari_unet._napari.workflow import WorkflowWidget
+
+
+@pytest.fixture(autouse=True)
+def autosave_dir(tmp_path, monkeypatch):
+    """Annotations autosave into the test's folder, never beside the sample data."""
+    folder = tmp_path / "autosave"
+    monkeypatch.setenv("NAPARI_UNET_AUTOSAVE_DIR", str(folder))
+    return folder
 
 
 @pytest.fixture
@@ -69,8 +78,14 @@ def run_worker(qtbot):
 
     def wait(worker, timeout: int = 60_000):
         assert worker is not None, "the widget refused to start"
-        with qtbot.waitSignal(worker.finished, timeout=timeout):
-            pass
+        finished: list[bool] = []
+        worker.finished.connect(lambda: finished.append(True))
+        pool = QThreadPool.globalInstance()
+        # A worker that fails at once may finish before the connection above: then it no
+        # longer runs and the thread pool is idle.
+        qtbot.waitUntil(lambda: bool(finished) or (
+            not worker.is_running and pool.activeThreadCount() == 0), timeout=timeout)
+        qtbot.wait(20)  # deliver the worker's last queued signals
         return worker
 
     return wait

@@ -1,0 +1,201 @@
+"""Autosave of the annotations: every minute when they changed, and on close.
+
+The annotations of an image go to ``<image folder>/<image name>.annotations.tif`` when
+the image was opened from a folder one can write to, otherwise to
+``~/.napari-unet/autosave/<image name>.annotations.tif``. The environment variable
+``NAPARI_UNET_AUTOSAVE_DIR`` names one folder for all of them instead. Files are written
+atomically (:func:`napari_unet.core.io.write_tiff`), from a copy taken on the GUI thread,
+in a worker thread. When the annotations layer of the same image is created again, the
+autosave is loaded into it (:func:`restore`), with a notification that says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_info, show_warning
+from qtpy.QtCore import QObject, QTimer
+
+if TYPE_CHECKING:
+    from napari.layers import Image, Labels
+
+    from .state import Session
+
+log = logging.getLogger(__name__)
+AUTOSAVE_ENV = "NAPARI_UNET_AUTOSAVE_DIR"
+#: Seconds between two autosaves (only when the annotations changed).
+INTERVAL_S = 60.0
+SUFFIX = ".annotations.tif"
+
+
+def user_folder() -> Path:
+    return Path.home() / ".napari-unet" / "autosave"
+
+
+def _source(image: Image) -> Path | None:
+    path = image.source.path or image.metadata.get("path")
+    return Path(path) if path else None
+
+
+def _is_sample(path: Path) -> bool:
+    from napari_unet.samples import sample_dir
+
+    try:
+        return path.resolve().parent == sample_dir().resolve()
+    except (FileNotFoundError, OSError):
+        return False
+
+
+def autosave_path(image: Image) -> Path:
+    """Where the annotations of ``image`` are autosaved."""
+    name = re.sub(r"[^\w\-. \[\]()]", "_", image.name).strip() or "image"
+    name += SUFFIX
+    folder = os.environ.get(AUTOSAVE_ENV, "").strip()
+    if folder:
+        return Path(folder).expanduser() / name
+    source = _source(image)
+    if source is not None and source.parent.is_dir() and os.access(source.parent, os.W_OK) and (
+        not _is_sample(source)
+    ):
+        return source.parent / name
+    return user_folder() / name
+
+
+def _write(path: Path, data: np.ndarray) -> Path:
+    from napari_unet.core.io import write_tiff
+
+    write_tiff(path, data)
+    return path
+
+
+def restore(layer: Labels, image: Image) -> Path | None:
+    """Load the autosave of ``image`` into ``layer`` when there is one of its shape."""
+    from napari_unet.core.data import check_labels_array
+    from napari_unet.core.errors import NapariUnetError
+    from napari_unet.core.io import read_tiff
+
+    path = autosave_path(image)
+    if not path.is_file():
+        return None
+    try:
+        data = check_labels_array(read_tiff(path).data, "autosaved annotations")
+    except NapariUnetError as exc:
+        show_warning(f"The autosaved annotations {path} could not be loaded: {exc}")
+        return None
+    if data.shape != tuple(np.shape(layer.data)) or not data.any():
+        return None
+    layer.data = data
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime))
+    show_info(f"Restored the annotations of {image.name!r} autosaved on {when} ({path}).")
+    return path
+
+
+class Autosaver(QObject):
+    """Autosaves the session's annotations layer; :meth:`close` saves a last time."""
+
+    def __init__(self, session: Session, parent: QObject | None = None,
+                 interval_s: float = INTERVAL_S):
+        super().__init__(parent)
+        self.session = session
+        self.layer: Labels | None = None
+        self.path: Path | None = None
+        self.dirty = False
+        self.worker = None
+        self._done = threading.Event()
+        self._done.set()
+        self._timer = QTimer(self)
+        self._timer.timeout.connect(self.save_in_background)
+        self.set_interval(interval_s)
+        self._timer.start()
+        session.annotations_changed.connect(self.watch)
+        self.watch(session.annotations)
+
+    def set_interval(self, seconds: float) -> None:
+        self._timer.setInterval(max(1, int(seconds * 1000)))
+
+    def watch(self, layer: Labels | None) -> None:
+        """Autosave ``layer`` (the annotations of the session's image) from now on."""
+        if layer == self.layer:
+            return
+        self.save_now()  # what was painted on the previous layer
+        self._bind(None)
+        image = self.session.image
+        if layer is not None and image is not None:
+            self.path = autosave_path(image)
+            self._bind(layer)
+
+    def _bind(self, layer: Labels | None) -> None:
+        if self.layer is not None:
+            for emitter in self._emitters(self.layer):
+                emitter.disconnect(self.mark_changed)
+        self.layer, self.dirty = layer, False
+        if layer is not None:
+            for emitter in self._emitters(layer):
+                emitter.connect(self.mark_changed)
+
+    @staticmethod
+    def _emitters(layer: Labels):
+        return (layer.events.paint, layer.events.labels_update, layer.events.data)
+
+    def mark_changed(self, event=None) -> None:
+        self.dirty = True
+
+    def save_in_background(self):
+        """Copy the annotations and write them in a worker when they changed."""
+        if not self.dirty or self.layer is None or self.path is None or self.worker is not None:
+            return None
+        data, path = np.asarray(self.layer.data).copy(), self.path
+        self.dirty = False
+        self._done = threading.Event()
+        worker = create_worker(self._write_and_signal, path, data, self._done,
+                               _start_thread=False, _ignore_errors=True)
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        worker.start()
+        return worker
+
+    @staticmethod
+    def _write_and_signal(path: Path, data: np.ndarray, done: threading.Event) -> Path:
+        try:
+            return _write(path, data)
+        finally:
+            done.set()
+
+    def _on_error(self, exc: BaseException) -> None:
+        self.dirty = True  # try again at the next tick
+        show_warning(f"Could not autosave the annotations to {self.path}: {exc}")
+
+    def _on_finished(self) -> None:
+        self.worker = None
+
+    def save_now(self) -> Path | None:
+        """Write the annotations now if they changed; return the file written."""
+        self._done.wait(30.0)
+        if not self.dirty or self.layer is None or self.path is None:
+            return None
+        try:
+            _write(self.path, np.asarray(self.layer.data))
+        except Exception as exc:  # a full disk or a folder one cannot write to
+            show_warning(f"Could not autosave the annotations to {self.path}: {exc}")
+            return None
+        self.dirty = False
+        return self.path
+
+    def close(self) -> None:
+        """Save a last time and stop (the panel or the viewer closes)."""
+        self._timer.stop()
+        self.save_now()
+        self._bind(None)
+        try:
+            self.session.annotations_changed.disconnect(self.watch)
+        except (TypeError, ValueError, RuntimeError):  # already disconnected
+            log.debug("autosave was not connected")
