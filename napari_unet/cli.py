@@ -82,7 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write one label per object instead of one per class")
     p.add_argument("--min-size", type=int, default=10, help="smallest object kept, in pixels")
     p.add_argument("--device", default="auto")
-    p.add_argument("--tile-size", type=_positive_int, default=512)
+    p.add_argument("--tile-size", type=_positive_int, default=1024)
+    p.add_argument("--tta", action="store_true",
+                   help="average over flipped copies (4x the time, slightly better outlines)")
 
     e = sub.add_parser("evaluate", help="score a model on an image with ground truth (JSON)")
     e.add_argument("--model", required=True, type=Path)
@@ -94,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--min-size", type=int, default=10)
     e.add_argument("--device", default="auto")
     e.add_argument("--tile-size", type=_positive_int, default=1024)
+    e.add_argument("--tta", action="store_true", help="average over flipped copies")
 
     sub.add_parser("demo", help="open napari with the sample data and the plugin docked")
     return parser
@@ -290,7 +293,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     data = image.data
     if args.min_size < 0:
         raise NapariUnetError("--min-size must be 0 or more")
-    predictor = Predictor(bundle, device=args.device, tile_size=args.tile_size)
+    predictor = Predictor(bundle, device=args.device, tile_size=args.tile_size, tta=args.tta)
     n = 1 if data.ndim == 2 else data.shape[0]
 
     def progress(done: int, total: int) -> None:
@@ -336,7 +339,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"the ground truth uses class {int(truth.max())} but the model predicts classes "
             f"0..{bundle.n_classes - 1}"
         )
-    result = Predictor(bundle, device=args.device, tile_size=args.tile_size).predict(
+    result = Predictor(bundle, device=args.device, tile_size=args.tile_size,
+                       tta=args.tta).predict(
         image.data, instances=args.labels_kind == "instance", min_size=args.min_size)
     scores = evaluate(result.labels, truth, args.labels_kind, result.instances)
     print(json.dumps({"model": str(args.model), "image": str(args.image), **scores}))

@@ -32,3 +32,17 @@ def _cuda() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def sparse_train_config():
+    """Training settings for a few painted strokes (the ``annotation`` kind)."""
+    return training_defaults("annotation").train
+
+
+def new_sparse_bundle(n_classes: int, pretrained: bool = True):
+    """A model for sparse strokes: the shipped starting model when there is one."""
+    from .core.checkpoint import ModelBundle
+    from .core.model import UNetConfig
+
+    return ModelBundle.new(UNetConfig(n_classes=n_classes, base_channels=16, depth=4),
+                           "annotation")

@@ -164,6 +164,12 @@ class TrainingData:
     n_classes: int = 2
     counts: np.ndarray = field(default_factory=lambda: np.zeros(2, np.int64))
 
+    @property
+    def annotated_fraction(self) -> float:
+        """Annotated share of the pixels of the annotated training slices."""
+        total = sum(p.target.size for p in self.train)
+        return float(self.counts.sum()) / total if total else 0.0
+
     @classmethod
     def from_annotations(
         cls,
@@ -280,7 +286,10 @@ class PatchSampler:
 
     Each patch is centred on an annotated pixel of a class drawn uniformly among the
     annotated classes (so a few strokes of a rare class are seen as often as the
-    abundant background), shifted at random by up to a quarter of the patch. Images
+    abundant background), shifted at random by up to a quarter of the patch. With
+    ``balance`` below 1 the centre class is drawn in proportion to its annotated pixels
+    that often (``balance`` 0: every annotated pixel equally likely), which keeps the
+    model's prior right when every pixel is annotated. Images
     smaller than the patch are padded by reflection (the padding is not annotated).
     """
 
@@ -292,6 +301,7 @@ class PatchSampler:
         *,
         seed: int = 0,
         max_points_per_class: int = 500_000,
+        balance: float = 1.0,
     ):
         if not pairs:
             raise InputError("no annotated slice left for training")
@@ -311,6 +321,10 @@ class PatchSampler:
                 arr = arr[self.rng.choice(len(arr), max_points_per_class, replace=False)]
             self.points.append(arr.astype(np.int32))
         self.classes = [c for c in range(n_classes) if len(self.points[c])]
+        counts = np.array([sum(int(np.count_nonzero(p.target == c)) for p in self.pairs)
+                           for c in self.classes], np.float64)
+        # Centre classes: uniform (balance 1) or as frequent as annotated (balance 0).
+        self.class_p = balance / len(self.classes) + (1 - balance) * counts / counts.sum()
         self.has_weights = any(p.weight is not None for p in self.pairs)
 
     def _pad(self, pair: Pair) -> Pair:
@@ -330,7 +344,7 @@ class PatchSampler:
         x = np.empty((batch_size, 1, p, p), np.float32)
         y = np.empty((batch_size, p, p), np.int64)
         wts = np.ones((batch_size, p, p), np.float32) if self.has_weights else None
-        cls = self.rng.choice(self.classes, size=batch_size)
+        cls = self.rng.choice(self.classes, size=batch_size, p=self.class_p)
         jitter = self.rng.integers(-(p // 4), p // 4 + 1, size=(batch_size, 2))
         for b in range(batch_size):
             pts = self.points[cls[b]]

@@ -75,7 +75,11 @@ def _blend_window(h: int, w: int, ramp_y: int, ramp_x: int) -> np.ndarray:
 
 
 class Predictor:
-    """Predicts with one model bundle on one device."""
+    """Predicts with one model bundle on one device.
+
+    ``tta`` averages the probabilities over the four flips of each tile (test-time
+    augmentation): four times the work for slightly cleaner outlines.
+    """
 
     def __init__(
         self,
@@ -87,12 +91,14 @@ class Predictor:
         batch_size: int | None = None,
         model: UNet | None = None,
         mixed_precision: bool = True,
+        tta: bool = False,
     ):
         self.bundle = bundle
         self.device = select_device(device) if isinstance(device, str) else device
         self.model = (model if model is not None else bundle.build_model()).to(self.device)
         self.model.eval()
         self.mixed_precision = mixed_precision
+        self.tta = tta
         self.channels_last = prefers_channels_last(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -110,9 +116,16 @@ class Predictor:
         x = torch.from_numpy(batch).to(self.device)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(self.device, self.mixed_precision):
-            logits = self.model(x)
-        return torch.softmax(logits.float(), dim=1).cpu().numpy()
+        flips = [(), (2,), (3,), (2, 3)] if self.tta else [()]
+        probs = None
+        for dims in flips:
+            xi = torch.flip(x, dims) if dims else x
+            with autocast(self.device, self.mixed_precision):
+                logits = self.model(xi)
+            p = torch.softmax(logits.float(), dim=1)
+            p = torch.flip(p, dims) if dims else p
+            probs = p if probs is None else probs + p
+        return (probs / len(flips)).cpu().numpy()
 
     def probabilities_2d(self, image: np.ndarray) -> np.ndarray:
         """Class probabilities (C, H, W) of one normalised slice (H, W) or (C_in, H, W).

@@ -41,7 +41,8 @@ class TrainConfig:
     learning_rate: float = 3e-3
     weight_decay: float = 1e-4
     warmup: int = 20
-    dice_weight: float = 0.5
+    dice_weight: float = 0.0  # soft Dice added to the loss; it fattens objects on dense labels
+    class_balance: float | None = None  # None: 1 for sparse strokes, less for dense labels
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     validate_every: int = 50
     seed: int = 0
@@ -173,8 +174,11 @@ class Trainer:
                 self.optimizer.load_state_dict(bundle.optimizer_state)
             except (ValueError, KeyError, RuntimeError):
                 log.info("optimizer state does not fit this model; starting it afresh")
+        balance = self.config.class_balance
+        if balance is None:
+            balance = 1.0 if data.annotated_fraction < 0.5 else 0.0
         self.sampler = PatchSampler(data.train, bundle.n_classes, self.config.patch_size,
-                                    seed=self.config.seed + bundle.iterations)
+                                    seed=self.config.seed + bundle.iterations, balance=balance)
         self.augmenter = Augmenter(self.config.augment, seed=self.config.seed + bundle.iterations,
                                    device=self.device)
         self.iteration = bundle.iterations
