@@ -19,6 +19,7 @@ import torch
 from scipy import ndimage as ndi
 
 from napari_unet.core.augment import AugmentConfig, Augmenter, _cubic_weights
+from napari_unet.core.device import keep_freed_memory
 
 
 def scipy_pair(image, labels, rng, cfg: AugmentConfig):
@@ -54,6 +55,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
+    keep_freed_memory()  # as the trainer does; it speeds up the scipy side too
     s, b = args.size, args.batch
     rng = np.random.default_rng(0)
     cfg = AugmentConfig(intensity=0.0, noise=0.0)

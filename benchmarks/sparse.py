@@ -34,25 +34,28 @@ def strokes(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     ann = np.zeros(labels.shape, np.uint8)
     ids = [i for i in np.unique(labels) if i]
     rng.shuffle(ids)
-    for i in ids[:3]:  # a few nuclei filled, staying inside the outline
+    for i in ids[:4]:  # a few nuclei filled, staying inside the outline
         ann[ndi.binary_erosion(labels == i, iterations=1)] = 2
-    for i in ids[3:8]:  # a stroke along the long axis of a few others
-        ys, xs = np.nonzero(ndi.binary_erosion(labels == i, iterations=2))
+    for i in ids[4:10]:  # a brush stroke across a few others
+        inside = ndi.binary_erosion(labels == i, iterations=2)
+        ys, xs = np.nonzero(inside)
         if len(ys) < 4:
             continue
         a, b = np.argmin(xs + ys), np.argmax(xs + ys)
         rr, cc = line(ys[a], xs[a], ys[b], xs[b])
-        ann[rr, cc] = 2
+        s = np.zeros(labels.shape, bool)
+        s[rr, cc] = True
+        ann[ndi.binary_dilation(s, iterations=1) & inside] = 2
     h, w = labels.shape
     allowed = ndi.binary_erosion(labels == 0, iterations=4)
-    for _ in range(6):  # background strokes between and around the nuclei
+    for _ in range(10):  # background strokes between and around the nuclei
         y0, x0 = rng.integers(0, h), rng.integers(0, w)
         y1 = int(np.clip(y0 + rng.integers(-80, 81), 0, h - 1))
         x1 = int(np.clip(x0 + rng.integers(-80, 81), 0, w - 1))
         rr, cc = line(int(y0), int(x0), y1, x1)
         s = np.zeros(labels.shape, bool)
         s[rr, cc] = True
-        ann[ndi.binary_dilation(s, iterations=1) & allowed] = 1
+        ann[ndi.binary_dilation(s, iterations=2) & allowed] = 1
     return ann
 
 
@@ -89,6 +92,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--checkpoints", type=float, nargs="*", default=[20, 40, 60])
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--iterations", type=int, default=None,
+                    help="bound by iterations instead (checkpoints at thirds), for tuning")
     ap.add_argument("--start", choices=("pretrained", "scratch"), default="pretrained")
     args = ap.parse_args()
     folder = need(DATA / "dsb2018")
@@ -113,20 +118,24 @@ def main() -> None:
     bundle = new_sparse_bundle(data.n_classes, pretrained=args.start == "pretrained")
     from napari_unet.core.train import Trainer
 
-    cfg = dataclasses.replace(sparse_train_config(), seconds=args.seconds, iterations=None,
+    seconds = None if args.iterations else args.seconds
+    cfg = dataclasses.replace(sparse_train_config(), seconds=seconds, iterations=args.iterations,
                               leave_core_free=False, seed=args.seed)
     trainer = Trainer(bundle, data, cfg)
     marks = sorted(c for c in args.checkpoints if c <= args.seconds)
+    if args.iterations:
+        marks = [args.iterations // 3, 2 * args.iterations // 3]
     gen = trainer.fit()
     for progress in gen:
-        if marks and progress.elapsed >= marks[0]:
+        now = progress.run_iteration if args.iterations else progress.elapsed
+        if marks and now >= marks[0]:
             mark = marks.pop(0)
             pred = Predictor(trainer.bundle()).predict(images[test_idx], instances=True)
             rows.append([f"napari-unet after {mark:.0f} s ({progress.run_iteration} it)",
                          progress.elapsed, foreground_iou(pred.labels, gt),
                          instance_scores(pred.instances, gt)["f1"]])
     pred = Predictor(trainer.bundle()).predict(images[test_idx], instances=True)
-    rows.append([f"napari-unet at the end ({trainer.run_iteration} it)", args.seconds,
+    rows.append([f"napari-unet at the end ({trainer.run_iteration} it)", progress.elapsed,
                  foreground_iou(pred.labels, gt), instance_scores(pred.instances, gt)["f1"]])
     print(table(f"sparse strokes on 10 DSB images ({frac:.1%} of pixels), scored on 30 others "
                 f"(start: {args.start})",

@@ -86,14 +86,21 @@ def sampling_grid(
         # Transposing a non-square patch would change its shape: flips only there.
         n = 8 if height == width else 4
         idx = torch.randint(0, n, (batch,), generator=generator, device=device)
-        grid = bases[idx]
+        grid = bases[idx]  # a fresh tensor: the field is added in place below
     else:
-        grid = bases[:1].expand(batch, height, width, 2)
+        grid = bases[:1].expand(batch, height, width, 2).clone()
     if config.elastic_sigma > 0:
-        field = random_field(batch, height, width, config.elastic_sigma, config.elastic_grid,
-                             generator, device)
-        scale = torch.tensor([2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1)], device=device)
-        grid = torch.addcmul(grid, field, scale)
+        # The field is linear in the coarse displacements: scale those (few) to
+        # normalised units rather than the dense field.
+        gh = max(2, round(height / config.elastic_grid) + 1)
+        gw = max(2, round(width / config.elastic_grid) + 1)
+        coarse = torch.randn((batch, 2, gh, gw), generator=generator, device=device)
+        unit = torch.tensor([2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1)], device=device)
+        coarse = coarse * (config.elastic_sigma * unit).view(1, 2, 1, 1)
+        wy = _cubic_weights(gh, height, str(device))
+        wx = _cubic_weights(gw, width, str(device))
+        dense = torch.matmul(torch.matmul(wy, coarse), wx.T)  # (B, 2, H, W)
+        grid.add_(dense.permute(0, 2, 3, 1))
     return grid
 
 
@@ -107,7 +114,7 @@ def apply_grid(
     lab = labels.unsqueeze(1).to(grid.dtype)
     out_lab = F.grid_sample(lab, grid, mode="nearest", padding_mode="reflection",
                             align_corners=True)
-    out_lab = out_lab.squeeze(1).round().to(labels.dtype)
+    out_lab = out_lab.squeeze(1).to(labels.dtype)  # nearest: exact integer values
     out_w = None
     if weights is not None:
         out_w = F.grid_sample(weights.unsqueeze(1), grid, mode="nearest",

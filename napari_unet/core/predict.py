@@ -18,7 +18,7 @@ import torch
 
 from .checkpoint import ModelBundle
 from .data import as_stack
-from .device import autocast, prefers_channels_last, select_device
+from .device import autocast, keep_freed_memory, prefers_channels_last, select_device
 from .errors import (
     InputError,
     PredictionError,
@@ -93,6 +93,7 @@ class Predictor:
         mixed_precision: bool = True,
         tta: bool = False,
     ):
+        keep_freed_memory()
         self.bundle = bundle
         self.device = select_device(device) if isinstance(device, str) else device
         self.model = (model if model is not None else bundle.build_model()).to(self.device)

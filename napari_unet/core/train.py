@@ -24,7 +24,13 @@ import torch.nn.functional as F
 from .augment import AugmentConfig, Augmenter
 from .checkpoint import ModelBundle
 from .data import PatchSampler, TrainingData
-from .device import autocast, cpu_threads, prefers_channels_last, select_device
+from .device import (
+    autocast,
+    cpu_threads,
+    keep_freed_memory,
+    prefers_channels_last,
+    select_device,
+)
 from .errors import InputError, TrainingError
 
 log = logging.getLogger(__name__)
@@ -154,6 +160,7 @@ class Trainer:
             bundle = bundle.with_classes(data.n_classes)
         self._bundle = bundle
         self.device = select_device(self.config.device)
+        keep_freed_memory()
         if self.device.type == "cpu":
             torch.set_num_threads(cpu_threads(self.config.leave_core_free))
         self.model = bundle.build_model().to(self.device)
