@@ -6,8 +6,17 @@ Kept in one place so the command line and the GUI start from the same choices.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from .core.augment import AugmentConfig
+#: The shipped starting model for sparse strokes (made by scripts/pretrain.py).
+START_MODEL = Path(__file__).resolve().parent / "models" / "nuclei_start.pt"
+
+
+def start_model_config():
+    """Architecture of the starting model (and of new models for sparse strokes)."""
+    from .core.model import UNetConfig
+
+    return UNetConfig(in_channels=1, n_classes=2, base_channels=16, depth=4)
 
 
 @dataclass(frozen=True)
@@ -18,6 +27,7 @@ class Defaults:
 
 def training_defaults(labels_kind: str = "annotation", device: str = "auto") -> Defaults:
     """Model width and a :class:`~napari_unet.core.train.TrainConfig` for this case."""
+    from .core.augment import AugmentConfig
     from .core.train import TrainConfig
 
     gpu = device.startswith("cuda") or (device == "auto" and _cuda())
@@ -40,9 +50,15 @@ def sparse_train_config():
 
 
 def new_sparse_bundle(n_classes: int, pretrained: bool = True):
-    """A model for sparse strokes: the shipped starting model when there is one."""
-    from .core.checkpoint import ModelBundle
-    from .core.model import UNetConfig
+    """A new model for sparse strokes, started from the shipped nuclei model if asked.
 
-    return ModelBundle.new(UNetConfig(n_classes=n_classes, base_channels=16, depth=4),
-                           "annotation")
+    The starting model (``scripts/pretrain.py``) knows background and nuclei from
+    synthetic fluorescence images; with more classes its output layer grows.
+    """
+    from .core.checkpoint import ModelBundle, load_bundle
+
+    if pretrained and START_MODEL.is_file():
+        start = load_bundle(START_MODEL)
+        start.history = list(start.history)
+        return start.with_classes(n_classes) if n_classes > start.n_classes else start
+    return ModelBundle.new(start_model_config(), "annotation").with_classes(n_classes)

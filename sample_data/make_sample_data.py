@@ -19,39 +19,12 @@ from pathlib import Path
 import numpy as np
 import tifffile
 from scipy import ndimage as ndi
-from skimage.draw import ellipse, line
+from skimage.draw import line
+
+from napari_unet.synthetic import nuclei_slice
 
 HERE = Path(__file__).resolve().parent
 SHAPE = (5, 256, 256)
-
-
-def make_slice(rng: np.random.Generator, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    h, w = shape
-    labels = np.zeros(shape, np.uint16)
-    brightness = np.zeros(shape, np.float32)
-    n_target = int(rng.integers(18, 26))
-    placed = 0
-    for _ in range(400):
-        if placed == n_target:
-            break
-        r1, r2 = rng.uniform(7, 14), rng.uniform(7, 14)
-        cy, cx = rng.uniform(10, h - 10), rng.uniform(10, w - 10)
-        rr, cc = ellipse(cy, cx, r1, r2, shape=shape, rotation=rng.uniform(0, np.pi))
-        overlap = np.count_nonzero(labels[rr, cc])
-        if overlap > 0.08 * rr.size:  # a little overlap makes touching nuclei
-            continue
-        free = labels[rr, cc] == 0
-        placed += 1
-        labels[rr[free], cc[free]] = placed
-        brightness[rr[free], cc[free]] = rng.uniform(0.45, 1.0)
-    texture = ndi.gaussian_filter(rng.normal(0, 1, shape), 2).astype(np.float32)
-    signal = brightness * (1 + 0.25 * texture)
-    signal = ndi.gaussian_filter(signal, 1.2)
-    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
-    background = 0.08 + 0.06 * (yy + xx)
-    photons = rng.poisson((signal + background) * 300).astype(np.float32)
-    image = photons + rng.normal(100, 4, shape)
-    return np.clip(image, 0, 65535).astype(np.uint16), labels
 
 
 def scribble(rng: np.random.Generator, labels: np.ndarray) -> np.ndarray:
@@ -76,7 +49,7 @@ def scribble(rng: np.random.Generator, labels: np.ndarray) -> np.ndarray:
 
 def make(seed: int = 2026) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    images, labels = zip(*(make_slice(rng, SHAPE[1:]) for _ in range(SHAPE[0])))
+    images, labels = zip(*(nuclei_slice(rng, SHAPE[1:]) for _ in range(SHAPE[0])))
     image, label = np.stack(images), np.stack(labels)
     annotations = np.zeros(SHAPE, np.uint8)
     for z in range(2):

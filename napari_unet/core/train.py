@@ -261,7 +261,9 @@ class Trainer:
         """Train, yielding a :class:`Progress` after every iteration.
 
         The run ends when the budget is spent, when :meth:`stop` is called, or when the
-        generator is closed; the weights are kept in every case (:meth:`bundle`).
+        generator is closed; the weights are kept in every case (:meth:`bundle`). A time
+        budget counts the seconds spent training: time paused, or spent by the consumer
+        between iterations, is not counted.
         """
         cfg = self.config
         total = cfg.budget_iterations
@@ -309,11 +311,14 @@ class Trainer:
                 eta = None
                 if fraction > 0:
                     eta = max(0.0, elapsed / fraction - elapsed)
+                suspended = time.perf_counter()
                 yield Progress(
                     iteration=self.iteration, run_iteration=self.run_iteration, total=total,
                     loss=loss, learning_rate=lr, elapsed=elapsed, eta=eta, fraction=fraction,
                     validation_iou=validation,
                 )
+                # Time spent by the consumer between iterations is not training time.
+                paused_for += time.perf_counter() - suspended
         finally:
             prefetch.close()
             self._record(time.perf_counter() - self._started - paused_for)
