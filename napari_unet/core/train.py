@@ -118,7 +118,9 @@ def masked_loss(
 class _Prefetcher:
     """Draws the next batches on a background thread while the model trains."""
 
-    def __init__(self, sampler: PatchSampler, batch_size: int, depth: int = 2):
+    def __init__(self, sampler: PatchSampler, batch_size: int, depth: int = 2,
+                 pin: bool = False):
+        self._pin = pin
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._thread = threading.Thread(
@@ -130,6 +132,9 @@ class _Prefetcher:
         try:
             while not self._stop.is_set():
                 item = sampler.sample(batch_size)
+                if self._pin:  # page-locked for asynchronous copies to the GPU
+                    item = tuple(None if a is None else torch.from_numpy(a).pin_memory()
+                                 for a in item)
                 while not self._stop.is_set():
                     try:
                         self._queue.put(item, timeout=0.1)
@@ -237,12 +242,12 @@ class Trainer:
     def _autocast(self):
         return autocast(self.device, self.config.mixed_precision)
 
-    def _step(self, x: np.ndarray, y: np.ndarray, w: np.ndarray | None, lr: float) -> float:
+    def _step(self, x, y, w, lr: float) -> torch.Tensor:
         dev = self.device
         nb = dev.type == "cuda"
-        xt = torch.from_numpy(x).to(dev, non_blocking=nb)
-        yt = torch.from_numpy(y).to(dev, non_blocking=nb)
-        wt = None if w is None else torch.from_numpy(w).to(dev, non_blocking=nb)
+        xt = torch.as_tensor(x).to(dev, non_blocking=nb)
+        yt = torch.as_tensor(y).to(dev, non_blocking=nb)
+        wt = None if w is None else torch.as_tensor(w).to(dev, non_blocking=nb)
         xt, yt, wt = self.augmenter(xt, yt, wt)
         if self.channels_last:
             xt = xt.contiguous(memory_format=torch.channels_last)
@@ -255,7 +260,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return float(loss.detach())
+        return loss.detach()
 
     def fit(self) -> Iterator[Progress]:
         """Train, yielding a :class:`Progress` after every iteration.
@@ -267,9 +272,10 @@ class Trainer:
         """
         cfg = self.config
         total = cfg.budget_iterations
-        prefetch = _Prefetcher(self.sampler, cfg.batch_size)
+        prefetch = _Prefetcher(self.sampler, cfg.batch_size, pin=self.device.type == "cuda")
         self._started = time.perf_counter()
         paused_for = 0.0
+        pending: torch.Tensor | None = None
         try:
             while not self._stop.is_set():
                 if not self._running.is_set():
@@ -286,7 +292,14 @@ class Trainer:
                 lr = self._learning_rate(fraction)
                 x, y, w = prefetch.get()
                 try:
-                    loss = self._step(x, y, w, lr)
+                    loss_t = self._step(x, y, w, lr)
+                    # Reading a loss waits for the device: on a GPU read the previous
+                    # step's, so the next step is queued while this one runs.
+                    if self.device.type == "cuda" and pending is not None:
+                        loss = float(pending)
+                    else:
+                        loss = float(loss_t)
+                    pending = loss_t
                 except torch.OutOfMemoryError:
                     raise TrainingError(
                         f"out of memory on {self.device.type} with batch {cfg.batch_size} and "
