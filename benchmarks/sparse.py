@@ -27,6 +27,7 @@ from skimage.measure import label as connected
 from napari_unet.core.data import TrainingData
 from napari_unet.core.metrics import foreground_iou, instance_scores
 from napari_unet.core.predict import Predictor
+from napari_unet.synthetic import background_strokes
 
 
 def strokes(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -46,16 +47,8 @@ def strokes(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         s = np.zeros(labels.shape, bool)
         s[rr, cc] = True
         ann[ndi.binary_dilation(s, iterations=1) & inside] = 2
-    h, w = labels.shape
-    allowed = ndi.binary_erosion(labels == 0, iterations=4)
-    for _ in range(10):  # background strokes between and around the nuclei
-        y0, x0 = rng.integers(0, h), rng.integers(0, w)
-        y1 = int(np.clip(y0 + rng.integers(-80, 81), 0, h - 1))
-        x1 = int(np.clip(x0 + rng.integers(-80, 81), 0, w - 1))
-        rr, cc = line(int(y0), int(x0), y1, x1)
-        s = np.zeros(labels.shape, bool)
-        s[rr, cc] = True
-        ann[ndi.binary_dilation(s, iterations=2) & allowed] = 1
+    # background strokes between and around the nuclei
+    ann[background_strokes(rng, labels, count=10, reach=80, width=2, margin=4)] = 1
     return ann
 
 

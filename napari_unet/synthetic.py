@@ -73,3 +73,26 @@ def nuclei_slice(rng: np.random.Generator, shape: tuple[int, int] = (256, 256),
     counts = rng.poisson((signal + background) * s.photons).astype(np.float32)
     image = counts + rng.normal(100, s.read_noise, shape)
     return np.clip(image, 0, 65535).astype(np.uint16), labels
+
+
+def background_strokes(rng: np.random.Generator, labels: np.ndarray, count: int, reach: int,
+                       width: int = 2, margin: int = 3) -> np.ndarray:
+    """Straight brush strokes through the background, kept ``margin`` pixels off objects.
+
+    ``count`` strokes of up to ``reach`` pixels in each direction, ``width`` dilations
+    thick, as a biologist paints background between and around the objects.
+    """
+    from skimage.draw import line
+
+    h, w = labels.shape
+    allowed = ndi.binary_erosion(labels == 0, iterations=margin)
+    strokes = np.zeros(labels.shape, bool)
+    for _ in range(count):
+        y0, x0 = rng.integers(0, h), rng.integers(0, w)
+        y1 = int(np.clip(y0 + rng.integers(-reach, reach + 1), 0, h - 1))
+        x1 = int(np.clip(x0 + rng.integers(-reach, reach + 1), 0, w - 1))
+        rr, cc = line(int(y0), int(x0), y1, x1)
+        stroke = np.zeros(labels.shape, bool)
+        stroke[rr, cc] = True
+        strokes |= ndi.binary_dilation(stroke, iterations=width) & allowed
+    return strokes

@@ -19,9 +19,8 @@ from pathlib import Path
 import numpy as np
 import tifffile
 from scipy import ndimage as ndi
-from skimage.draw import line
 
-from napari_unet.synthetic import nuclei_slice
+from napari_unet.synthetic import background_strokes, nuclei_slice
 
 HERE = Path(__file__).resolve().parent
 SHAPE = (5, 256, 256)
@@ -33,17 +32,7 @@ def scribble(rng: np.random.Generator, labels: np.ndarray) -> np.ndarray:
     ids = [i for i in np.unique(labels) if i]
     for i in rng.choice(ids, size=min(5, len(ids)), replace=False):
         ann[ndi.binary_erosion(labels == i, iterations=1)] = 2
-    h, w = labels.shape
-    background = ndi.binary_erosion(labels == 0, iterations=3)
-    for _ in range(14):
-        y0, x0 = rng.integers(0, h), rng.integers(0, w)
-        y1 = int(np.clip(y0 + rng.integers(-60, 61), 0, h - 1))
-        x1 = int(np.clip(x0 + rng.integers(-60, 61), 0, w - 1))
-        rr, cc = line(int(y0), int(x0), y1, x1)
-        stroke = np.zeros(labels.shape, bool)
-        stroke[rr, cc] = True
-        stroke = ndi.binary_dilation(stroke, iterations=2) & background
-        ann[stroke] = 1
+    ann[background_strokes(rng, labels, count=14, reach=60, width=2, margin=3)] = 1
     return ann
 
 
