@@ -9,6 +9,7 @@ the tiled predictor.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Generator
@@ -22,15 +23,41 @@ if TYPE_CHECKING:
     from napari_unet.core.predict import Prediction
     from napari_unet.core.train import Progress
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Architecture:
-    """A new model's shape (its number of classes comes from the annotations)."""
+    """A new model's shape (its number of classes comes from the annotations).
+
+    With ``pretrained`` a new model starts from the shipped nuclei model and has its
+    shape (:func:`napari_unet.defaults.start_model_config`); ``depth``,
+    ``base_channels`` and ``bilinear`` apply otherwise.
+    """
 
     depth: int = 3
     base_channels: int = 16
     bilinear: bool = True
     checkpointing: bool = False
+    pretrained: bool = True
+
+
+def start_bundle(n_classes: int) -> ModelBundle:
+    """A new model started from the shipped nuclei model, or, when that file is missing
+    or unreadable, a fresh model of the same shape."""
+    from napari_unet.core.errors import NapariUnetError
+    from napari_unet.defaults import START_MODEL, new_sparse_bundle
+
+    if not START_MODEL.is_file():
+        log.info("The starting model %s is missing: a new model starts from fresh weights",
+                 START_MODEL)
+        return new_sparse_bundle(n_classes, pretrained=False)
+    try:
+        return new_sparse_bundle(n_classes, pretrained=True)
+    except NapariUnetError as exc:
+        log.warning("Could not read the starting model (%s): a new model starts from fresh "
+                    "weights", exc)
+        return new_sparse_bundle(n_classes, pretrained=False)
 
 
 @dataclass(frozen=True)
@@ -116,7 +143,9 @@ class TrainJob:
         req = self.request
         data = TrainingData.from_annotations(req.images, req.annotations, weights=req.weights)
         bundle = req.bundle
-        if bundle is None:
+        if bundle is None and req.architecture.pretrained:
+            bundle = start_bundle(max(data.n_classes, len(req.class_names), 2))
+        elif bundle is None:
             n = max(data.n_classes, len(req.class_names), 2)
             arch = req.architecture
             config = UNetConfig(in_channels=1, n_classes=n, base_channels=arch.base_channels,

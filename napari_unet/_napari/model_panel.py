@@ -15,6 +15,24 @@ from .jobs import Architecture
 from .state import Session
 
 MODEL_FILTER = "napari-unet model (*.pt *.pth *.unet);;All files (*)"
+PRETRAINED_TOOLTIP = ("a U-Net pre-trained on synthetic fluorescence nuclei; a few strokes then "
+                      "fine-tune it")
+
+
+#: Depth, base channels and bilinear upsampling of the shipped starting model, as
+#: ``napari_unet.defaults.start_model_config()`` (a test keeps them equal); written out
+#: so that building the panel does not import torch on the GUI thread.
+START_SHAPE = (4, 16, True)
+
+
+def _start_shape() -> tuple[int, int, bool]:
+    return START_SHAPE
+
+
+def _start_model_present() -> bool:
+    from napari_unet.defaults import START_MODEL
+
+    return START_MODEL.is_file()
 
 
 class ModelPanel(Container):
@@ -26,6 +44,8 @@ class ModelPanel(Container):
         self.session = session
         a = architecture or Architecture()
         self.info = Label(value="")
+        self.pretrained = CheckBox(value=a.pretrained, text="Start from the nuclei model",
+                                   tooltip=PRETRAINED_TOOLTIP)
         self.depth = SpinBox(value=a.depth, min=1, max=6, label="Depth")
         self.base_channels = ComboBox(choices=[8, 16, 32, 64], value=a.base_channels,
                                       label="Base channels")
@@ -35,8 +55,13 @@ class ModelPanel(Container):
         self.new = PushButton(text="New model")
         self.load = PushButton(text="Load…")
         self.save = PushButton(text="Save…")
-        self.extend([self.info, form(self.depth, self.base_channels, self.upsampling,
-                                     self.checkpointing), row(self.new, self.load, self.save)])
+        # The controls' own values while they show the starting model's shape.
+        self._custom = (a.depth, a.base_channels, a.bilinear)
+        self.extend([self.info, self.pretrained,
+                     form(self.depth, self.base_channels, self.upsampling, self.checkpointing),
+                     row(self.new, self.load, self.save)])
+        self.pretrained.changed.connect(self._on_pretrained)
+        self._on_pretrained(self.pretrained.value)
         self.new.changed.connect(self.new_model)
         self.load.changed.connect(self._ask_load)
         self.save.changed.connect(self._ask_save)
@@ -48,12 +73,19 @@ class ModelPanel(Container):
 
     @property
     def architecture(self) -> Architecture:
-        return Architecture(depth=self.depth.value, base_channels=self.base_channels.value,
-                            bilinear=self.upsampling.value,
-                            checkpointing=self.checkpointing.value)
+        """A new model's shape; with the nuclei model, its shape."""
+        if self.pretrained.value:
+            depth, channels, bilinear = _start_shape()
+        else:
+            depth, channels, bilinear = (self.depth.value, self.base_channels.value,
+                                         self.upsampling.value)
+        return Architecture(depth=depth, base_channels=channels, bilinear=bilinear,
+                            checkpointing=self.checkpointing.value,
+                            pretrained=self.pretrained.value)
 
     def new_model(self) -> None:
-        """Forget the current model: the next training starts from fresh weights."""
+        """Forget the current model: the next training starts a new one (from the nuclei
+        model when the box is checked, else from fresh weights)."""
         self.session.set_model(None, "new model")
 
     def load_model(self, path: str | Path) -> bool:
@@ -103,15 +135,31 @@ class ModelPanel(Container):
         if path:
             self.save_model(path)
 
+    def _on_pretrained(self, checked: bool) -> None:
+        """Show the starting model's shape while checked; give the controls back their
+        own values when unchecked."""
+        shape = (self.depth, self.base_channels, self.upsampling)
+        if checked:
+            self._custom = tuple(w.value for w in shape)
+            values = _start_shape()
+        else:
+            values = self._custom
+        for widget, value in zip(shape, values):
+            widget.value = value
+        self._refresh()
+
     def _refresh(self, *_args) -> None:
         bundle = self.session.bundle
         busy = self.session.training is not None and self.session.training.running
         fresh = bundle is None
+        self.pretrained.enabled = fresh and not busy
         for widget in (self.depth, self.base_channels, self.upsampling):
-            widget.enabled = fresh and not busy
+            widget.enabled = fresh and not busy and not self.pretrained.value
         self.new.enabled = self.load.enabled = not busy
         self.save.enabled = not fresh and not busy
-        if fresh:
+        if fresh and self.pretrained.value and _start_model_present():
+            self.info.value = "New model: fine-tuned from the\nnuclei model when training starts."
+        elif fresh:
             self.info.value = "New model: trained from scratch\nwhen training starts."
         else:
             c = bundle.config

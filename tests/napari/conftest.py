@@ -30,6 +30,8 @@ def tiny_settings() -> TrainSettings:
 def _workflow(viewer, settings: TrainSettings) -> WorkflowWidget:
     widget = WorkflowWidget(viewer, settings=settings)
     viewer.window.add_dock_widget(widget, name="napari-unet")
+    # A tiny fresh model, not the shipped nuclei model, keeps these tests fast.
+    widget.train.model.pretrained.value = False
     widget.train.model.base_channels.value = 8
     widget.train.model.depth.value = 2
     return widget
