@@ -30,6 +30,8 @@ _DIHEDRAL = torch.tensor(
 class AugmentConfig:
     """Strengths of the transforms; zero turns one off.
 
+    The dihedral transform is drawn once per batch unless ``flips_per_sample`` (which
+    costs a copy of the grid on the CPU); the elastic field is always drawn per sample.
     ``elastic_sigma`` is the standard deviation of the coarse displacements in pixels
     (the U-Net paper: 10 pixels on a 3x3 grid); ``elastic_grid`` the spacing of the
     coarse grid in pixels.
@@ -38,6 +40,7 @@ class AugmentConfig:
     elastic_sigma: float = 6.0
     elastic_grid: int = 64
     flips: bool = True
+    flips_per_sample: bool = False
     intensity: float = 0.2
     noise: float = 0.03
 
@@ -85,23 +88,24 @@ def sampling_grid(
     if config.flips:
         # Transposing a non-square patch would change its shape: flips only there.
         n = 8 if height == width else 4
-        idx = torch.randint(0, n, (batch,), generator=generator, device=device)
-        grid = bases[idx]  # a fresh tensor: the field is added in place below
+        draws = batch if config.flips_per_sample else 1
+        idx = torch.randint(0, n, (draws,), generator=generator, device=device)
+        base = bases[idx]
     else:
-        grid = bases[:1].expand(batch, height, width, 2).clone()
-    if config.elastic_sigma > 0:
-        # The field is linear in the coarse displacements: scale those (few) to
-        # normalised units rather than the dense field.
-        gh = max(2, round(height / config.elastic_grid) + 1)
-        gw = max(2, round(width / config.elastic_grid) + 1)
-        coarse = torch.randn((batch, 2, gh, gw), generator=generator, device=device)
-        unit = torch.tensor([2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1)], device=device)
-        coarse = coarse * (config.elastic_sigma * unit).view(1, 2, 1, 1)
-        wy = _cubic_weights(gh, height, str(device))
-        wx = _cubic_weights(gw, width, str(device))
-        dense = torch.matmul(torch.matmul(wy, coarse), wx.T)  # (B, 2, H, W)
-        grid.add_(dense.permute(0, 2, 3, 1))
-    return grid
+        base = bases[:1]
+    if config.elastic_sigma <= 0:
+        return base.expand(batch, height, width, 2).clone()
+    # The field is linear in the coarse displacements: scale those (few) to
+    # normalised units rather than the dense field.
+    gh = max(2, round(height / config.elastic_grid) + 1)
+    gw = max(2, round(width / config.elastic_grid) + 1)
+    coarse = torch.randn((batch, 2, gh, gw), generator=generator, device=device)
+    unit = torch.tensor([2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1)], device=device)
+    coarse = coarse * (config.elastic_sigma * unit).view(1, 2, 1, 1)
+    wy = _cubic_weights(gh, height, str(device))
+    wx = _cubic_weights(gw, width, str(device))
+    dense = torch.matmul(torch.matmul(wy, coarse), wx.T)  # (B, 2, H, W)
+    return dense.permute(0, 2, 3, 1) + base
 
 
 def apply_grid(
