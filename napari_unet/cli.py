@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile-size", type=_positive_int, default=1024)
     p.add_argument("--tta", action="store_true",
                    help="average over flipped copies (4x the time, slightly better outlines)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="foreground when 1 - p(background) exceeds this (0-1); higher gives "
+                        "smaller objects (default: the most likely class)")
 
     e = sub.add_parser("evaluate", help="score a model on an image with ground truth (JSON)")
     e.add_argument("--model", required=True, type=Path)
@@ -97,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="auto")
     e.add_argument("--tile-size", type=_positive_int, default=1024)
     e.add_argument("--tta", action="store_true", help="average over flipped copies")
+    e.add_argument("--threshold", type=float, default=None,
+                   help="foreground threshold, as for predict")
 
     sub.add_parser("demo", help="open napari with the sample data and the plugin docked")
     return parser
@@ -293,7 +298,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     data = image.data
     if args.min_size < 0:
         raise NapariUnetError("--min-size must be 0 or more")
-    predictor = Predictor(bundle, device=args.device, tile_size=args.tile_size, tta=args.tta)
+    predictor = Predictor(bundle, device=args.device, tile_size=args.tile_size, tta=args.tta,
+                          foreground_threshold=args.threshold)
     n = 1 if data.ndim == 2 else data.shape[0]
 
     def progress(done: int, total: int) -> None:
@@ -340,7 +346,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"0..{bundle.n_classes - 1}"
         )
     result = Predictor(bundle, device=args.device, tile_size=args.tile_size,
-                       tta=args.tta).predict(
+                       tta=args.tta, foreground_threshold=args.threshold).predict(
         image.data, instances=args.labels_kind == "instance", min_size=args.min_size)
     scores = evaluate(result.labels, truth, args.labels_kind, result.instances)
     print(json.dumps({"model": str(args.model), "image": str(args.image), **scores}))

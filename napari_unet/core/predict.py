@@ -79,6 +79,8 @@ class Predictor:
 
     ``tta`` averages the probabilities over the four flips of each tile (test-time
     augmentation): four times the work for slightly cleaner outlines.
+    ``foreground_threshold`` (see :meth:`labels_2d`) trades object size for precision;
+    ``None`` takes the most likely class.
     """
 
     def __init__(
@@ -92,6 +94,7 @@ class Predictor:
         model: UNet | None = None,
         mixed_precision: bool = True,
         tta: bool = False,
+        foreground_threshold: float | None = None,
     ):
         keep_freed_memory()
         self.bundle = bundle
@@ -100,6 +103,9 @@ class Predictor:
         self.model.eval()
         self.mixed_precision = mixed_precision
         self.tta = tta
+        if foreground_threshold is not None and not 0 < foreground_threshold < 1:
+            raise InputError("the foreground threshold must be between 0 and 1")
+        self.foreground_threshold = foreground_threshold
         self.channels_last = prefers_channels_last(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -241,7 +247,7 @@ class Predictor:
             if should_stop is not None and should_stop():
                 break
             p = self.probabilities_2d(norm.apply(stack[z]))
-            labels[z] = p.argmax(0)
+            labels[z] = self.labels_2d(p)
             if probs is not None:
                 probs[z] = p
             if inst is not None:
@@ -252,6 +258,18 @@ class Predictor:
             return Prediction(labels[0], None if probs is None else probs[0],
                               None if inst is None else inst[0])
         return Prediction(labels, probs, inst)
+
+    def labels_2d(self, probs: np.ndarray) -> np.ndarray:
+        """Classes from probabilities (C, H, W): the most likely one, or, with a
+        foreground threshold t, background unless 1 - p(background) > t, then the most
+        likely foreground class. Raising t shrinks objects, as Cellpose's cell
+        probability or StarDist's probability threshold do."""
+        t = self.foreground_threshold
+        if t is None:
+            return probs.argmax(0)
+        labels = probs[1:].argmax(0) + 1
+        labels[probs[0] >= 1 - t] = 0
+        return labels
 
     def instances_2d(self, probs: np.ndarray, labels: np.ndarray, min_size: int = 10) -> np.ndarray:
         """Split the foreground into objects.
