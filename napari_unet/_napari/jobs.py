@@ -201,6 +201,7 @@ class PredictRequest:
     instances: bool = False
     min_size: int = 10
     device: str = "auto"
+    foreground_threshold: float | None = None  # None: the most likely class
 
 
 def predict_job(request: PredictRequest, progress: Callable[[int, int], None] | None = None,
@@ -208,7 +209,8 @@ def predict_job(request: PredictRequest, progress: Callable[[int, int], None] | 
     """Predict in the worker thread (imports torch on first use)."""
     from napari_unet.core.predict import Predictor
 
-    predictor = Predictor(request.bundle, device=request.device)
+    predictor = Predictor(request.bundle, device=request.device,
+                          foreground_threshold=request.foreground_threshold)
     return predictor.predict(
         request.image, slices=request.slices, probabilities=request.probabilities,
         instances=request.instances, min_size=request.min_size, progress=progress,

@@ -9,6 +9,7 @@ import napari
 import numpy as np
 from magicgui.widgets import (
     CheckBox,
+    FloatSpinBox,
     Container,
     Label,
     ProgressBar,
@@ -53,11 +54,16 @@ class PredictPanel(Container):
         self.probabilities = CheckBox(value=False, text="Probability layer")
         self.instances = CheckBox(value=False, text="Split into objects (instances)")
         self.min_size = SpinBox(value=10, min=1, max=10**6, label="Smallest object (px)")
+        self.threshold = FloatSpinBox(
+            value=0.5, min=0.05, max=0.95, step=0.05, label="Foreground threshold",
+            tooltip="Raise it when objects come out too large (few strokes near their "
+                    "edges), lower it when they come out too small. 0.5: the most likely class.")
         self.run = PushButton(text="Predict")
         self.save = PushButton(text="Save labels…")
         self.progress = ProgressBar(value=0, min=0, max=1)
         self.status = Label(value="")
-        self.extend([form(self.scope, self.probabilities, self.instances, self.min_size),
+        self.extend([form(self.scope, self.threshold, self.probabilities, self.instances,
+                          self.min_size),
                      row(self.run, self.save), self.progress, self.status])
         self.worker = None
         self._cancel = threading.Event()
@@ -94,6 +100,7 @@ class PredictPanel(Container):
             image=data, bundle=bundle, probabilities=self.probabilities.value,
             instances=self.instances.value, min_size=self.min_size.value,
             device=controller_for(self.session).device,
+            foreground_threshold=None if self.threshold.value == 0.5 else self.threshold.value,
         )
         self._cancel.clear()
         self._done = threading.Event()

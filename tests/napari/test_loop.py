@@ -158,3 +158,26 @@ def test_train_on_every_annotated_image(annotated_workflow, qtbot, run_worker):
     assert [a.shape for a in request.images] == [(5, 256, 256), (2, 256, 256)]
     run_worker(widget.train.start_training())
     assert widget.session.bundle.history[-1]["annotated_pixels"][1] > 100
+
+
+def test_foreground_threshold_controls_object_size(annotated_workflow, run_worker):
+    """A model that calls every pixel foreground with p = 0.9: the threshold decides."""
+    import torch
+
+    from napari_unet.core.checkpoint import ModelBundle
+    from napari_unet.core.model import UNetConfig
+
+    viewer, widget = annotated_workflow
+    bundle = ModelBundle.new(UNetConfig(n_classes=2, base_channels=4, depth=2))
+    state = dict(bundle.state_dict)
+    state["outc.conv.weight"] = torch.zeros_like(state["outc.conv.weight"])
+    state["outc.conv.bias"] = torch.tensor([0.0, float(np.log(9.0))])  # p(fg) = 0.9
+    bundle.state_dict = state
+    widget.session.set_model(bundle)
+    run_worker(widget.predict.predict())
+    predictions = viewer.layers["nuclei predictions"]
+    z = widget.session.current_slice()
+    assert (predictions.data[z] == 1).all()
+    widget.predict.threshold.value = 0.95
+    run_worker(widget.predict.predict())
+    assert (predictions.data[z] == 0).all()
