@@ -9,8 +9,8 @@ import napari
 import numpy as np
 from magicgui.widgets import (
     CheckBox,
-    FloatSpinBox,
     Container,
+    FloatSpinBox,
     Label,
     ProgressBar,
     PushButton,
