@@ -59,7 +59,7 @@ class LossPlot(QWidget):
         font.setPointSizeF(max(6.0, font.pointSizeF() * 0.8))
         painter.setFont(font)
         painter.setPen(self._text)
-        frame = QRectF(self.rect()).adjusted(44, 8, -8, -20)
+        frame = QRectF(self.rect()).adjusted(52, 8, -8, -20)
         painter.drawText(QRectF(frame.left(), frame.bottom() + 3, frame.width(), 16),
                          Qt.AlignmentFlag.AlignHCenter, "iteration")
         if len(self.losses) < 2:
@@ -67,7 +67,8 @@ class LossPlot(QWidget):
             painter.end()
             return
         values = [v for v in self.losses if v > 0 and math.isfinite(v)] or [1.0]
-        lo, hi = math.log10(min(values)), math.log10(max(values))
+        ranked = sorted(values)  # the floor ignores the rare near-zero batch
+        lo, hi = math.log10(ranked[len(ranked) // 50]), math.log10(ranked[-1])
         if hi - lo < 0.1:
             lo, hi = lo - 0.05, hi + 0.05
         x0, x1 = self.iterations[0], max(self.iterations[-1], self.iterations[0] + 1)
@@ -80,7 +81,7 @@ class LossPlot(QWidget):
         align = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
         for frac, value in ((0.0, 10**lo), (1.0, 10**hi)):
             y = frame.bottom() - frac * frame.height()
-            painter.drawText(QRectF(0, y - 8, frame.left() - 4, 16), align, f"{value:.3g}")
+            painter.drawText(QRectF(0, y - 8, frame.left() - 4, 16), align, f"{value:.2g}")
         painter.drawText(QRectF(frame.left(), frame.bottom() + 3, 60, 16),
                          Qt.AlignmentFlag.AlignLeft, str(x0))
         painter.drawText(QRectF(frame.right() - 60, frame.bottom() + 3, 60, 16),
