@@ -68,12 +68,21 @@ def _base_grids(height: int, width: int, device: str) -> torch.Tensor:
 
 def random_field(
     batch: int, height: int, width: int, sigma: float, grid: int, generator: torch.Generator,
-    device: torch.device | str = "cpu",
+    device: torch.device | str = "cpu", normalised: bool = False,
 ) -> torch.Tensor:
-    """Dense displacement field (B, H, W, 2) in pixels, from a coarse random grid."""
+    """Dense displacement field (B, H, W, 2) as (x, y), from a coarse random grid.
+
+    In pixels, or with ``normalised`` in ``grid_sample``'s units. The field is linear in
+    the coarse displacements, so those (few) are scaled rather than the dense field.
+    """
     gh = max(2, round(height / grid) + 1)
     gw = max(2, round(width / grid) + 1)
-    coarse = torch.randn((batch, 2, gh, gw), generator=generator, device=device) * sigma
+    coarse = torch.randn((batch, 2, gh, gw), generator=generator, device=device)
+    if normalised:
+        unit = torch.tensor([2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1)], device=device)
+        coarse = coarse * (sigma * unit).view(1, 2, 1, 1)
+    else:
+        coarse = coarse * sigma
     wy = _cubic_weights(gh, height, str(device))
     wx = _cubic_weights(gw, width, str(device))
     return torch.matmul(torch.matmul(wy, coarse), wx.T).permute(0, 2, 3, 1)
@@ -95,17 +104,8 @@ def sampling_grid(
         base = bases[:1]
     if config.elastic_sigma <= 0:
         return base.expand(batch, height, width, 2).clone()
-    # The field is linear in the coarse displacements: scale those (few) to
-    # normalised units rather than the dense field.
-    gh = max(2, round(height / config.elastic_grid) + 1)
-    gw = max(2, round(width / config.elastic_grid) + 1)
-    coarse = torch.randn((batch, 2, gh, gw), generator=generator, device=device)
-    unit = torch.tensor([2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1)], device=device)
-    coarse = coarse * (config.elastic_sigma * unit).view(1, 2, 1, 1)
-    wy = _cubic_weights(gh, height, str(device))
-    wx = _cubic_weights(gw, width, str(device))
-    dense = torch.matmul(torch.matmul(wy, coarse), wx.T)  # (B, 2, H, W)
-    return dense.permute(0, 2, 3, 1) + base
+    return base + random_field(batch, height, width, config.elastic_sigma,
+                               config.elastic_grid, generator, device, normalised=True)
 
 
 def apply_grid(
