@@ -205,6 +205,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .defaults import training_defaults
 
     images, annotations = _load_pairs(args)
+    defaults = training_defaults(args.labels_kind, args.device)
     if args.resume:
         bundle = load_bundle(args.resume)
         if bundle.config.in_channels != 1:
@@ -216,15 +217,13 @@ def cmd_train(args: argparse.Namespace) -> int:
                                              normalisation=bundle.normalisation, seed=args.seed)
     else:
         data = TrainingData.from_annotations(images, annotations, seed=args.seed)
-        defaults = training_defaults(args.labels_kind, args.device)
-        config = UNetConfig(
+        architecture = UNetConfig(
             n_classes=data.n_classes,
             base_channels=args.base_channels or defaults.base_channels,
             depth=args.depth,
             bilinear=not args.transposed,
         )
-        bundle = ModelBundle.new(config, args.labels_kind, seed=args.seed)
-    defaults = training_defaults(args.labels_kind, args.device)
+        bundle = ModelBundle.new(architecture, args.labels_kind, seed=args.seed)
     config = dataclasses.replace(
         defaults.train,
         iterations=args.iterations,

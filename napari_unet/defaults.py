@@ -1,12 +1,16 @@
-"""Default model and training settings, tuned per labels kind and device.
+"""Default model and training settings, tuned per device.
 
 Kept in one place so the command line and the GUI start from the same choices.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch stays unimported until training
+    from .core.train import TrainConfig
 
 #: The shipped starting model for sparse strokes (made by scripts/pretrain.py).
 START_MODEL = Path(__file__).resolve().parent / "models" / "nuclei_start.pt"
@@ -22,11 +26,16 @@ def start_model_config():
 @dataclass(frozen=True)
 class Defaults:
     base_channels: int
-    train: object = field(default=None)
+    train: TrainConfig
 
 
 def training_defaults(labels_kind: str = "annotation", device: str = "auto") -> Defaults:
-    """Model width and a :class:`~napari_unet.core.train.TrainConfig` for this case."""
+    """Model width and a :class:`~napari_unet.core.train.TrainConfig` for this device.
+
+    ``labels_kind`` is part of the signature for kind-specific settings; today the
+    choice depends on the device alone (the loss and sampling adapt to how densely
+    the labels are annotated).
+    """
     from .core.augment import AugmentConfig
     from .core.train import TrainConfig
 

@@ -201,6 +201,7 @@ class Trainer:
         self._running = threading.Event()
         self._running.set()
         self._started = 0.0
+        self._history_entry: dict | None = None  # this run's record, set when fit() ends
 
     # ---------------------------------------------------------------- control
     def stop(self) -> None:
@@ -373,7 +374,7 @@ class Trainer:
         """A snapshot of the model (CPU tensors), its optimizer state and history."""
         b = self._bundle
         history = list(b.history)
-        entry = getattr(self, "_history_entry", None)
+        entry = self._history_entry
         if entry is not None and self.run_iteration:
             history.append(entry)
         state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
