@@ -36,3 +36,16 @@ def shared_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"real data not available at {path}")
     return path
+
+
+@pytest.fixture
+def crash_mid_write(monkeypatch):
+    """Call it to make tifffile write half a file and then find the disk full."""
+    import tifffile
+
+    def imwrite(path, data, **kwargs):
+        with open(path, "wb") as fh:
+            fh.write(b"II*\x00half a TIFF")
+        raise OSError(28, "No space left on device")
+
+    return lambda: monkeypatch.setattr(tifffile, "imwrite", imwrite)

@@ -140,41 +140,32 @@ def test_autosave_that_cannot_be_written_is_a_warning(empty_workflow, notificati
     assert annotations.data.any()
 
 
-def _crash_mid_write(monkeypatch):
-    def imwrite(path, data, **kwargs):
-        with open(path, "wb") as fh:
-            fh.write(b"II*\x00half")
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(tifffile, "imwrite", imwrite)
-
-
 def _digest(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_a_crash_while_autosaving_keeps_the_previous_autosave(empty_workflow, notifications,
-                                                             autosave_dir, monkeypatch):
+                                                             autosave_dir, crash_mid_write):
     viewer, widget = empty_workflow
     annotations = widget.annotate.create_layer()
     _paint(annotations)
     path = widget.annotate.autosave.save_now()
     digest = _digest(path)
     _paint(annotations, z=1, value=3)
-    _crash_mid_write(monkeypatch)
+    crash_mid_write()
     assert widget.annotate.autosave.save_now() is None
     assert _digest(path) == digest
     assert [p.name for p in autosave_dir.iterdir()] == [path.name]
     assert any("No space left" in m for m in notifications)
 
 
-def test_the_labels_writer_is_atomic(tmp_path, monkeypatch):
+def test_the_labels_writer_is_atomic(tmp_path, crash_mid_write):
     path = tmp_path / "labels.tif"
     labels = np.zeros((3, 20, 20), np.uint16)
     labels[1, 5:9, 5:9] = 300
     assert write_labels(str(path), labels, {"scale": (2.0, 0.5, 0.5)}) == [str(path)]
     digest = _digest(path)
-    _crash_mid_write(monkeypatch)
+    crash_mid_write()
     with pytest.raises(OSError, match="No space left"):
         write_labels(str(path), np.ones((3, 20, 20), np.uint8), {})
     assert _digest(path) == digest and [p.name for p in tmp_path.iterdir()] == ["labels.tif"]

@@ -58,23 +58,12 @@ def test_a_failed_training_leaves_the_previous_model(image_pair, tmp_path, cli):
     assert _digest(model) == digest
 
 
-def _crash_mid_write(monkeypatch):
-    """tifffile writes half a file, then the disk is full."""
-
-    def imwrite(path, data, **kwargs):
-        with open(path, "wb") as fh:
-            fh.write(b"II*\x00half a TIFF")
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(tifffile, "imwrite", imwrite)
-
-
-def test_label_files_are_written_atomically(tmp_path, monkeypatch):
+def test_label_files_are_written_atomically(tmp_path, monkeypatch, crash_mid_write):
     path = tmp_path / "labels.tif"
     good = np.arange(40 * 40, dtype=np.uint16).reshape(40, 40) % 7
     write_tiff(path, good)
     digest = _digest(path)
-    _crash_mid_write(monkeypatch)
+    crash_mid_write()
     with pytest.raises(OSError, match="No space left"):
         write_tiff(path, np.zeros((40, 40), np.uint8))
     assert _digest(path) == digest
@@ -84,12 +73,12 @@ def test_label_files_are_written_atomically(tmp_path, monkeypatch):
 
 
 def test_prediction_that_cannot_be_written_leaves_the_previous_labels(image_pair, model_file,
-                                                                     tmp_path, cli, monkeypatch):
+                                                                     tmp_path, cli, crash_mid_write):
     ip, _ = image_pair
     out = tmp_path / "labels.tif"
     assert cli("predict", "--model", model_file, "--image", ip, "--out", out)[0] == 0
     digest = _digest(out)
-    _crash_mid_write(monkeypatch)
+    crash_mid_write()
     rc, err = cli("predict", "--model", model_file, "--image", ip, "--out", out)
     assert rc == 2 and "No space left on device" in err and len(err.strip().splitlines()) == 1
     assert _digest(out) == digest
