@@ -24,6 +24,13 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
@@ -70,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--learning-rate", type=_positive_float, default=None)
     t.add_argument("--checkpointing", action="store_true",
                    help="recompute activations in backward to save memory")
+    t.add_argument("--border-weights", action="store_true",
+                   help="weigh the background between close objects up to 11x (the U-Net "
+                        "paper's weight map, w0 = 10, sigma = 5 px) to separate touching objects")
+    t.add_argument("--edge-weight", type=_non_negative_float, default=None,
+                   help="weight of the loss that snaps outlines to image edges (default 1 for "
+                        "annotation strokes, 0 for dense labels; 0 turns it off)")
 
     p = sub.add_parser("predict", help="predict labels of an image with a trained model")
     p.add_argument("--model", required=True, type=Path)
@@ -161,7 +174,7 @@ def _one_channel(image, channel: int | None = None, what: str = "image"):
 
 
 def _load_pairs(args: argparse.Namespace):
-    from .core.data import to_annotations
+    from .core.data import border_weights, painted_objects, to_annotations
     from .core.io import read_tiff
 
     if len(args.image) != len(args.labels):
@@ -169,7 +182,7 @@ def _load_pairs(args: argparse.Namespace):
             f"{len(args.image)} --image but {len(args.labels)} --labels: give one labels file "
             "per image, in the same order"
         )
-    images, annotations = [], []
+    images, annotations, weights = [], [], []
     for ip, lp in zip(args.image, args.labels):
         img = _one_channel(read_tiff(ip), args.channel).data
         lab = _one_channel(read_tiff(lp), None, "label image").data
@@ -180,7 +193,12 @@ def _load_pairs(args: argparse.Namespace):
             )
         images.append(img)
         annotations.append(to_annotations(lab, args.labels_kind))
-    return images, annotations
+        if getattr(args, "border_weights", False):
+            objects = lab if args.labels_kind == "instance" else painted_objects(annotations[-1])
+            weights.append(border_weights(objects))
+        else:
+            weights.append(None)
+    return images, annotations, weights
 
 
 def _bar(fraction: float, width: int = 28) -> str:
@@ -204,7 +222,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .core.train import Trainer
     from .defaults import training_defaults
 
-    images, annotations = _load_pairs(args)
+    images, annotations, weights = _load_pairs(args)
     defaults = training_defaults(args.labels_kind, args.device)
     if args.resume:
         bundle = load_bundle(args.resume)
@@ -213,10 +231,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                 f"{args.resume.name} expects images with {bundle.config.in_channels} channels; "
                 "napari-unet trains on one channel"
             )
-        data = TrainingData.from_annotations(images, annotations,
+        data = TrainingData.from_annotations(images, annotations, weights=weights,
                                              normalisation=bundle.normalisation, seed=args.seed)
     else:
-        data = TrainingData.from_annotations(images, annotations, seed=args.seed)
+        data = TrainingData.from_annotations(images, annotations, weights=weights,
+                                             seed=args.seed)
         architecture = UNetConfig(
             n_classes=data.n_classes,
             base_channels=args.base_channels or defaults.base_channels,
@@ -233,7 +252,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         leave_core_free=False,
         checkpointing=args.checkpointing,
         **{k: v for k, v in (("batch_size", args.batch_size), ("patch_size", args.patch_size),
-                             ("learning_rate", args.learning_rate)) if v is not None},
+                             ("learning_rate", args.learning_rate),
+                             ("edge_weight", args.edge_weight)) if v is not None},
     )
     trainer = Trainer(bundle, data, config)
     out = sys.stderr

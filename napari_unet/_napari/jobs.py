@@ -73,6 +73,7 @@ class TrainRequest:
     class_colors: list[str] = field(default_factory=list)
     train_options: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields
     elastic_sigma: float = 6.0
+    border_weights: bool = False  # weigh the background between painted objects more
     snapshot_every: float = 3.0  # seconds between weight copies for the live preview
 
 
@@ -92,6 +93,14 @@ class JobFailed(Exception):
     def __init__(self, error: BaseException):
         super().__init__(str(error))
         self.error = error
+
+
+def gap_weights(annotations: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+    """The U-Net paper's border weights between painted objects, times ``weights``."""
+    from napari_unet.core.data import border_weights, painted_objects
+
+    gaps = border_weights(painted_objects(annotations))
+    return gaps if weights is None else gaps * weights
 
 
 class TrainJob:
@@ -141,7 +150,10 @@ class TrainJob:
         from napari_unet.core.train import TrainConfig, Trainer
 
         req = self.request
-        data = TrainingData.from_annotations(req.images, req.annotations, weights=req.weights)
+        weights = req.weights
+        if req.border_weights:
+            weights = [gap_weights(a, w) for a, w in zip(req.annotations, req.weights)]
+        data = TrainingData.from_annotations(req.images, req.annotations, weights=weights)
         bundle = req.bundle
         if bundle is None and req.architecture.pretrained:
             bundle = start_bundle(max(data.n_classes, len(req.class_names), 2))

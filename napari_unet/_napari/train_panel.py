@@ -78,6 +78,7 @@ class TrainPanel(Container):
             request = build_request(
                 self.session, s.every_image, architecture=self.model.architecture,
                 train_options=s.train_options(), elastic_sigma=s.elastic_sigma,
+                border_weights=s.separate_touching,
                 snapshot_every=s.preview_every,
             )
         except NapariUnetError as exc:

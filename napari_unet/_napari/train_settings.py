@@ -23,13 +23,18 @@ class TrainSettings:
     batch_size: int = 4
     learning_rate: float = 3e-3
     elastic_sigma: float = 6.0
+    snap_to_edges: bool = True  # the edge loss (core.train.edge_loss)
+    separate_touching: bool = False  # the U-Net paper's border weights between objects
     device: str = "auto"
     live_preview: bool = True
     preview_every: float = 3.0
 
     def train_options(self) -> dict[str, Any]:
         """Keyword arguments of ``core.train.TrainConfig``."""
+        from napari_unet.defaults import EDGE_WEIGHT
+
         return {
+            "edge_weight": EDGE_WEIGHT if self.snap_to_edges else 0.0,
             "iterations": self.iterations if self.budget == "iterations" else None,
             "seconds": self.seconds if self.budget == "seconds" else None,
             "patch_size": self.patch_size,
@@ -64,12 +69,23 @@ class TrainSettingsForm(Container):
         self.elastic_sigma = FloatSpinBox(value=s.elastic_sigma, min=0, max=30, step=1,
                                           label="Elastic strength",
                                           tooltip="Elastic deformation (pixels); 0 turns it off")
+        self.snap_to_edges = CheckBox(
+            value=s.snap_to_edges, text="Snap outlines to image edges",
+            tooltip="A loss that puts object outlines on intensity edges, across the band "
+                    "your strokes leave unpainted around objects",
+        )
+        self.separate_touching = CheckBox(
+            value=s.separate_touching, text="Separate touching objects",
+            tooltip="Weigh painted background between close objects up to 11x (the U-Net "
+                    "paper's border weights): paint background in the gaps that matter",
+        )
         self.device = ComboBox(choices=["auto", "cpu", "cuda", "mps"], value=s.device,
                                label="Device")
         self.live_preview = CheckBox(value=s.live_preview, text="Refresh the slice in view")
         self.extend([self.every_image, self.budget, self.seconds, self.iterations,
                      self.patch_size, self.batch_size, self.learning_rate, self.elastic_sigma,
-                     self.device, self.live_preview])
+                     self.snap_to_edges, self.separate_touching, self.device,
+                     self.live_preview])
         self.budget.changed.connect(self._show_budget)
         self._show_budget(s.budget)
         self._preview_every = s.preview_every
@@ -81,7 +97,8 @@ class TrainSettingsForm(Container):
             every_image=bool(self.every_image.value), budget=self.budget.value,
             seconds=self.seconds.value, iterations=self.iterations.value, patch_size=patch,
             batch_size=self.batch_size.value, learning_rate=self.learning_rate.value,
-            elastic_sigma=self.elastic_sigma.value, device=self.device.value,
+            elastic_sigma=self.elastic_sigma.value, snap_to_edges=self.snap_to_edges.value,
+            separate_touching=self.separate_touching.value, device=self.device.value,
             live_preview=self.live_preview.value, preview_every=self._preview_every,
         )
 

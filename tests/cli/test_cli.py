@@ -46,6 +46,18 @@ def test_train_then_predict(pair, tmp_path, capsys):
     assert load_bundle(model).iterations == 6
 
 
+def test_border_and_edge_weights_reach_the_training_record(pair, tmp_path):
+    ip, lp = pair
+    runs = {}
+    for name, extra in (("plain", []), ("weighted", ["--border-weights", "--edge-weight", "2"])):
+        model = tmp_path / f"{name}.pt"
+        assert main(["train", "--image", str(ip), "--labels", str(lp), "--labels-kind",
+                     "instance", "--out", str(model), "--iterations", "2", *extra, *TINY]) == 0
+        runs[name] = load_bundle(model).history[-1]
+    assert runs["plain"]["pixel_weights"] is False and runs["plain"]["edge_weight"] == 0
+    assert runs["weighted"]["pixel_weights"] is True and runs["weighted"]["edge_weight"] == 2
+
+
 def test_several_pairs(pair, tmp_path):
     ip, lp = pair
     small = tmp_path / "small.tif"
@@ -69,6 +81,8 @@ def test_several_pairs(pair, tmp_path):
                             str(t / "o.tif")], "not a napari-unet model"),
         (lambda ip, lp, t: ["train", "--image", str(ip), "--labels", str(lp), "--out",
                             str(t / "m.pt"), "--iterations", "0"], "at least 1"),
+        (lambda ip, lp, t: ["train", "--image", str(ip), "--labels", str(lp), "--out",
+                            str(t / "m.pt"), "--edge-weight", "-1"], "0 or more"),
         (lambda ip, lp, t: ["train", "--image", str(ip), "--labels", str(lp), "--out",
                             str(t / "m.pt"), "--device", "cuda"] if not _cuda() else
          ["predict"], "cuda|required"),

@@ -6,7 +6,9 @@ from napari_unet.core.data import (
     Normalisation,
     PatchSampler,
     TrainingData,
+    border_weights,
     instance_to_classes,
+    painted_objects,
     to_annotations,
 )
 from napari_unet.core.errors import InputError
@@ -128,3 +130,33 @@ def test_small_images_are_padded(rng):
     x, y, _ = PatchSampler(td.train, 2, 32, seed=0).sample(2)
     assert x.shape == (2, 1, 32, 32)
     assert (y == IGNORE).sum() == 2 * (32 * 32 - 10 * 12)
+
+
+def test_border_weights_are_high_in_narrow_gaps_only():
+    labels = np.zeros((40, 60), np.uint16)
+    labels[5:25, 5:20] = 1
+    labels[5:25, 22:40] = 2  # 2 px from object 1
+    labels[30:38, 5:15] = 3
+    w = border_weights(labels, w0=10, sigma=5)
+    assert w.dtype == np.float32 and w.shape == labels.shape
+    gap = w[10, 20:22]
+    assert np.all(gap > 8) and np.all(gap <= 11)  # 1 + 10 exp(-(1+2)^2 / 50) = 9.4
+    assert np.all(w[labels > 0] == 1)  # objects keep weight 1
+    assert w[10, 55] == pytest.approx(1, abs=1e-3)  # far from any gap
+    assert w[27, 10] > w[10, 55]  # the wider 5 px gap between objects 1 and 3 counts less
+    assert w[27, 10] < gap.min()
+    stack = border_weights(np.stack([labels, np.zeros_like(labels)]))
+    assert np.array_equal(stack[0], w) and np.all(stack[1] == 1)
+
+
+def test_painted_objects_number_each_painted_region_of_each_class():
+    ann = np.zeros((2, 20, 30), np.uint8)
+    ann[0, 2:8, 2:8] = 2
+    ann[0, 2:8, 10:15] = 2
+    ann[0, 12:18, 2:8] = 3
+    ann[0, 10:11, :] = 1  # background strokes are not objects
+    ann[1, 5:9, 5:9] = 2
+    objects = painted_objects(ann)
+    assert objects[0].max() == 3 and objects[1].max() == 1
+    assert len(np.unique(objects[0][ann[0] == 2])) == 2
+    assert np.all(objects[ann < 2] == 0)

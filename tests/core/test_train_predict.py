@@ -11,7 +11,8 @@ from napari_unet.core.data import TrainingData, to_annotations
 from napari_unet.core.errors import InputError
 from napari_unet.core.model import UNetConfig
 from napari_unet.core.predict import Predictor, tile_starts
-from napari_unet.core.train import Progress, TrainConfig, Trainer, masked_loss
+from napari_unet.core.train import Progress, TrainConfig, Trainer, edge_loss, masked_loss
+from tests.conftest import blobs
 
 TINY = UNetConfig(n_classes=2, base_channels=8, depth=2)
 FAST = TrainConfig(iterations=40, batch_size=4, patch_size=32, learning_rate=1e-2,
@@ -151,6 +152,8 @@ def test_bad_training_settings_are_refused():
         TrainConfig(patch_size=30)
     with pytest.raises(InputError):
         TrainConfig(iterations=0)
+    with pytest.raises(InputError, match="edge"):
+        TrainConfig(edge_weight=-1)
 
 
 @pytest.mark.parametrize("size,tile,overlap", [(100, 64, 16), (2048, 512, 64), (30, 64, 16),
@@ -219,3 +222,39 @@ def test_foreground_threshold_shrinks_objects_and_none_is_argmax(rng):
     assert np.array_equal(high[high > 0], probs[1:].argmax(0)[high > 0] + 1)
     with pytest.raises(InputError):
         Predictor(bundle, foreground_threshold=1.5)
+
+
+def test_edge_loss_is_cheap_along_image_edges_and_dear_across_flat_regions():
+    image = torch.zeros(1, 1, 48, 48)
+    image[..., 12:36, 12:36] = 1.0
+    inside = image[0, 0] > 0
+    on_edges = torch.stack([~inside, inside]).float()[None] * 20 - 10
+    wider = torch.zeros(48, 48, dtype=torch.bool)
+    wider[8:40, 8:40] = True  # the outline crosses flat background
+    across = torch.stack([~wider, wider]).float()[None] * 20 - 10
+    assert edge_loss(on_edges, image) < 0.05 * edge_loss(across, image)
+    logits = across.clone().requires_grad_(True)
+    edge_loss(logits, image).backward()
+    assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+
+
+def test_edge_loss_moves_outlines_from_the_unpainted_band_onto_the_edges(rng):
+    """Strokes inside the objects and background far from them leave a band in which
+    cross-entropy alone cannot place the outline; the edge loss puts it on the edge."""
+    from scipy import ndimage as ndi
+
+    image, labels = blobs(rng, shape=(4, 64, 64), n=5, radius=8)
+    fg = labels > 0
+    ann = np.zeros(labels.shape, np.uint8)
+    ann[ndi.binary_erosion(fg, iterations=4, structure=np.ones((1, 3, 3)))] = 2
+    ann[~ndi.binary_dilation(fg, iterations=6, structure=np.ones((1, 3, 3)))] = 1
+    td = TrainingData.from_annotations([image], [ann])
+    errors = []
+    for weight in (0.0, 1.0):
+        cfg = TrainConfig(iterations=80, batch_size=4, patch_size=32, learning_rate=1e-2,
+                          edge_weight=weight, seed=1)
+        trainer = Trainer(ModelBundle.new(TINY, seed=1), td, cfg)
+        list(trainer.fit())
+        pred = Predictor(trainer.bundle()).predict(image).labels > 0
+        errors.append(np.count_nonzero(pred != fg))
+    assert errors[1] < 0.7 * errors[0], errors

@@ -181,3 +181,22 @@ def test_foreground_threshold_controls_object_size(annotated_workflow, run_worke
     widget.predict.threshold.value = 0.95
     run_worker(widget.predict.predict())
     assert (predictions.data[z] == 0).all()
+
+
+def test_edge_and_border_options_reach_the_training(annotated_workflow, run_worker):
+    viewer, widget = annotated_workflow
+    before = np.asarray(viewer.layers["nuclei annotations"].data).copy()
+    settings = widget.train.settings
+    assert settings.snap_to_edges and not settings.separate_touching  # the defaults
+    settings.iterations = 3
+    widget.train.form.settings = settings
+    run_worker(widget.train.start_training())
+    record = widget.session.bundle.history[-1]
+    assert record["edge_weight"] > 0 and record["pixel_weights"] is False
+    settings.snap_to_edges, settings.separate_touching = False, True
+    widget.train.form.settings = settings
+    assert widget.train.form.separate_touching.value and not widget.train.form.snap_to_edges.value
+    run_worker(widget.train.start_training())
+    record = widget.session.bundle.history[-1]
+    assert record["edge_weight"] == 0 and record["pixel_weights"] is True
+    assert np.array_equal(viewer.layers["nuclei annotations"].data, before)
