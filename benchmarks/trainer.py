@@ -91,19 +91,34 @@ def main() -> None:
                               patch_size=args.patch, device=args.device, leave_core_free=False,
                               mixed_precision=not args.no_mixed_precision)
     trainer = Trainer(bundle, data, cfg)
-    rates = {"bare": [], "fit": []}
+    from napari_unet.core import train as train_module
+
+    on_gpu = train_module._DeviceBatches.fits(trainer.sampler, trainer.device)
+    rates = {"bare": [], "fit": [], "host": []}
     for _ in range(2):  # interleaved, best of two, against drift
         rates["bare"].append(bare_rate(trainer, args.batch, args.patch, args.iterations))
         trainer = Trainer(trainer.bundle(), data, cfg)
         rates["fit"].append(fit_rate(trainer, args.iterations))
         trainer = Trainer(trainer.bundle(), data, cfg)
+        if on_gpu:  # the same loop with patches cut on the host by the sampling thread
+            limit = train_module._DeviceBatches.MAX_BYTES
+            train_module._DeviceBatches.MAX_BYTES = 0
+            try:
+                rates["host"].append(fit_rate(trainer, args.iterations))
+            finally:
+                train_module._DeviceBatches.MAX_BYTES = limit
+            trainer = Trainer(trainer.bundle(), data, cfg)
     bare, fit = max(rates["bare"]), max(rates["fit"])
     print(f"trainer on {trainer.device.type} ({torch.get_num_threads()} threads), base "
           f"{args.base}, depth {args.depth}, batch {args.batch}, patch {args.patch}")
     print(f"{'loop':<44} {'it/s':>8} {'images/s':>9} {'ratio':>6}")
     print(f"{'bare model forward+backward+step':<44} {bare:8.2f} {bare * args.batch:9.1f} {1:6.2f}")
-    print(f"{'fit(): sampling+augmentation+step':<44} {fit:8.2f} {fit * args.batch:9.1f} "
-          f"{fit / bare:6.2f}")
+    where = "patches cut on the GPU" if on_gpu else "sampling thread"
+    print(f"{'fit() (' + where + ')':<44} {fit:8.2f} {fit * args.batch:9.1f} {fit / bare:6.2f}")
+    if rates["host"]:
+        host = max(rates["host"])
+        print(f"{'fit() (sampling thread on the host)':<44} {host:8.2f} "
+              f"{host * args.batch:9.1f} {host / bare:6.2f}")
 
 
 if __name__ == "__main__":

@@ -78,9 +78,9 @@ def random_field(
     gh = max(2, round(height / grid) + 1)
     gw = max(2, round(width / grid) + 1)
     coarse = torch.randn((batch, 2, gh, gw), generator=generator, device=device)
-    if normalised:
-        unit = torch.tensor([2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1)], device=device)
-        coarse = coarse * (sigma * unit).view(1, 2, 1, 1)
+    if normalised:  # scaled by Python numbers: a small tensor sent to a GPU would sync it
+        coarse[:, 0] *= sigma * 2.0 / max(width - 1, 1)
+        coarse[:, 1] *= sigma * 2.0 / max(height - 1, 1)
     else:
         coarse = coarse * sigma
     wy = _cubic_weights(gh, height, str(device))

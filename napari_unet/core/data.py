@@ -387,21 +387,29 @@ class PatchSampler:
         weight = None if pair.weight is None else np.pad(pair.weight, pad, constant_values=1.0)
         return Pair(image, target, weight)
 
+    def draw(self, batch_size: int) -> list[tuple[int, int, int, int]]:
+        """Where the next batch's patches lie: (pair, z, y0, x0) of each."""
+        p = self.patch_size
+        cls = self.rng.choice(self.classes, size=batch_size, p=self.class_p)
+        jitter = self.rng.integers(-(p // 4), p // 4 + 1, size=(batch_size, 2))
+        corners = []
+        for b in range(batch_size):
+            pts = self.points[cls[b]]
+            i, z, cy, cx = pts[self.rng.integers(len(pts))]
+            _, h, w = self.pairs[i].image.shape
+            y0 = int(np.clip(cy + jitter[b, 0] - p // 2, 0, h - p))
+            x0 = int(np.clip(cx + jitter[b, 1] - p // 2, 0, w - p))
+            corners.append((int(i), int(z), y0, x0))
+        return corners
+
     def sample(self, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """A batch: images (B, 1, P, P) float32, targets (B, P, P) int64, weights or None."""
         p = self.patch_size
         x = np.empty((batch_size, 1, p, p), np.float32)
         y = np.empty((batch_size, p, p), np.int64)
         wts = np.ones((batch_size, p, p), np.float32) if self.has_weights else None
-        cls = self.rng.choice(self.classes, size=batch_size, p=self.class_p)
-        jitter = self.rng.integers(-(p // 4), p // 4 + 1, size=(batch_size, 2))
-        for b in range(batch_size):
-            pts = self.points[cls[b]]
-            i, z, cy, cx = pts[self.rng.integers(len(pts))]
+        for b, (i, z, y0, x0) in enumerate(self.draw(batch_size)):
             pair = self.pairs[i]
-            _, h, w = pair.image.shape
-            y0 = int(np.clip(cy + jitter[b, 0] - p // 2, 0, h - p))
-            x0 = int(np.clip(cx + jitter[b, 1] - p // 2, 0, w - p))
             x[b, 0] = pair.image[z, y0 : y0 + p, x0 : x0 + p]
             y[b] = pair.target[z, y0 : y0 + p, x0 : x0 + p]
             if wts is not None and pair.weight is not None:

@@ -41,6 +41,11 @@ def test_masked_loss_ignores_unannotated_pixels():
     weights = torch.ones(2, 8, 8)
     assert torch.allclose(masked_loss(logits, masked, weights, 0.0),
                           masked_loss(logits, masked, None, 0.0))
+    nothing = torch.full_like(target, -1)  # a patch without annotated pixels teaches nothing
+    leaf = logits.clone().requires_grad_(True)
+    empty = masked_loss(leaf, nothing, None, 0.5)
+    empty.backward()
+    assert empty.item() == 0 and torch.all(leaf.grad == 0)
 
 
 def test_fit_learns_blobs_and_reports_progress(blob_data):
@@ -258,3 +263,24 @@ def test_edge_loss_moves_outlines_from_the_unpainted_band_onto_the_edges(rng):
         pred = Predictor(trainer.bundle()).predict(image).labels > 0
         errors.append(np.count_nonzero(pred != fg))
     assert errors[1] < 0.7 * errors[0], errors
+
+
+def test_batches_cut_on_the_device_equal_the_sampler_batches(blob_data):
+    """The GPU path (data kept on the device) cuts the same patches as the CPU sampler."""
+    from napari_unet.core.data import PatchSampler
+    from napari_unet.core.train import _DeviceBatches
+
+    image, labels = blob_data
+    weights = np.ones(image.shape, np.float32)
+    weights[1] = 2.0
+    td = TrainingData.from_annotations([image, image[:1]], [to_annotations(labels, "instance"),
+                                       to_annotations(labels[:1], "instance")],
+                                       weights=[weights, None], validation_fraction=0)
+    a, b = (PatchSampler(td.train, 3, 32, seed=5) for _ in range(2))
+    on_device = _DeviceBatches(a, 6, torch.device("cpu"))
+    for _ in range(3):
+        x, y, w = on_device.get()
+        xs, ys, ws = b.sample(6)
+        assert torch.equal(x, torch.from_numpy(xs)) and torch.equal(y, torch.from_numpy(ys))
+        assert y.dtype == torch.int64 and torch.equal(w, torch.from_numpy(ws))
+    assert not _DeviceBatches.fits(a, torch.device("cpu"))  # the CPU keeps its sampling thread
