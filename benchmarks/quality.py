@@ -5,7 +5,8 @@
 * ISBI 2012 EM membranes: train (``semantic``) on slices 0-19, score slices 20-24:
   pixel error and Rand error (1 - adapted Rand F-score of the cells).
 * DSB 2018 fluorescence nuclei: train (``instance``) on images 0-29, score 30-39:
-  foreground IoU and instance F1 at IoU 0.5; an Otsu threshold is scored in the same run.
+  foreground IoU and instance F1 at IoU 0.5, from random weights and from the shipped
+  nuclei model (``--start-model nuclei``); an Otsu threshold is scored in the same run.
 
 Training uses the command line's defaults for this device; the clock counts training time
 only (scoring at a checkpoint pauses it). Prints one table per data set, writes the
@@ -29,14 +30,19 @@ from napari_unet.core.metrics import foreground_iou, instance_scores, pixel_erro
 from napari_unet.core.model import UNetConfig
 from napari_unet.core.predict import Predictor
 from napari_unet.core.train import Trainer
-from napari_unet.defaults import training_defaults
+from napari_unet.defaults import start_bundle, training_defaults
 
 
-def curve(images, annotations, kind, n_classes, checkpoints, score, device, seed=0):
+def curve(images, annotations, kind, n_classes, checkpoints, score, device, seed=0,
+          start=False):
     defaults = training_defaults(kind, device)
     data = TrainingData.from_annotations([images], [annotations], seed=seed)
-    bundle = ModelBundle.new(UNetConfig(n_classes=n_classes, base_channels=defaults.base_channels),
-                             kind, seed=seed)
+    if start:  # napari-unet train --start-model nuclei
+        bundle = start_bundle(kind, n_classes)
+    else:
+        bundle = ModelBundle.new(UNetConfig(n_classes=n_classes,
+                                            base_channels=defaults.base_channels),
+                                 kind, seed=seed)
     cfg = dataclasses.replace(defaults.train, seconds=max(checkpoints), device=device,
                               leave_core_free=False, seed=seed)
     trainer = Trainer(bundle, data, cfg)
@@ -60,6 +66,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--plot", type=Path, default=Path("docs/quality.png"))
     ap.add_argument("--only", choices=("isbi", "dsb"), default=None)
+    ap.add_argument("--dsb-start", choices=("none", "nuclei", "both"), default="both",
+                    help="DSB from random weights, from the shipped nuclei model, or both")
     args = ap.parse_args()
     checkpoints = sorted({c for c in args.checkpoints if c < args.seconds} | {args.seconds})
     results = {}
@@ -99,17 +107,22 @@ def main() -> None:
             return {"foreground_iou": foreground_iou(out.labels, test_lab),
                     "f1_50": instance_scores(out.instances, test_lab)["f1"]}
 
-        rows = curve(img[:30], to_annotations(lab[:30], "instance"), "instance", 3,
-                     checkpoints, score_dsb, args.device)
         otsu = np.stack([connected(im > threshold_otsu(im)) for im in test_img])
-        results["dsb"] = [{"seconds": s, "iterations": i, **m} for s, i, m in rows]
         results["dsb_otsu"] = {"foreground_iou": foreground_iou(otsu, test_lab),
                                "f1_50": instance_scores(otsu, test_lab)["f1"]}
-        table_rows = [[f"{s:.0f}", i, m["foreground_iou"], m["f1_50"]] for s, i, m in rows]
-        table_rows.append(["Otsu", "-", results["dsb_otsu"]["foreground_iou"],
-                           results["dsb_otsu"]["f1_50"]])
-        print(table("DSB 2018 nuclei: train images 0-29, score 30-39",
-                    ["seconds", "iterations", "fg IoU", "F1@0.5"], table_rows, [8, 10, 8, 8]))
+        starts = {"none": [False], "nuclei": [True], "both": [False, True]}[args.dsb_start]
+        for start in starts:
+            key, how = ("dsb_start", "from the nuclei model") if start else ("dsb", "from scratch")
+            rows = curve(img[:30], to_annotations(lab[:30], "instance"), "instance", 3,
+                         checkpoints, score_dsb, args.device, start=start)
+            results[key] = [{"seconds": s, "iterations": i, **m} for s, i, m in rows]
+            table_rows = [[f"{s:.0f}", i, m["foreground_iou"], m["f1_50"]] for s, i, m in rows]
+            table_rows.append(["Otsu", "-", results["dsb_otsu"]["foreground_iou"],
+                               results["dsb_otsu"]["f1_50"]])
+            print(table(f"DSB 2018 nuclei: train images 0-29 ({how}), score 30-39",
+                        ["seconds", "iterations", "fg IoU", "F1@0.5"], table_rows,
+                        [8, 10, 8, 8]))
+            print()
 
     if args.plot:
         args.plot.parent.mkdir(parents=True, exist_ok=True)
@@ -124,18 +137,25 @@ def plot(results: dict, path: Path, device: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [k for k in ("isbi", "dsb") if k in results]
+    panels = [k for k in ("isbi", "dsb") if k in results or f"{k}_start" in results]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.6), squeeze=False)
     for ax, key in zip(axes[0], panels):
-        rows = results[key]
+        rows = results.get(key, [])
         s = [r["seconds"] for r in rows]
         if key == "isbi":
             ax.plot(s, [r["pixel_error"] for r in rows], "o-", label="pixel error")
             ax.plot(s, [r["rand_error"] for r in rows], "s-", label="Rand error")
             ax.set_title("ISBI 2012 EM membranes (lower is better)")
         else:
-            ax.plot(s, [r["foreground_iou"] for r in rows], "o-", label="foreground IoU")
-            ax.plot(s, [r["f1_50"] for r in rows], "s-", label="instance F1 @ 0.5")
+            for k, how, style in (("dsb", "", "-"), ("dsb_start", ", nuclei start", "--")):
+                if k not in results:
+                    continue
+                r_ = results[k]
+                t = [r["seconds"] for r in r_]
+                ax.plot(t, [r["foreground_iou"] for r in r_], "o" + style, c="C0",
+                        label=f"foreground IoU{how}")
+                ax.plot(t, [r["f1_50"] for r in r_], "s" + style, c="C1",
+                        label=f"instance F1 @ 0.5{how}")
             ax.axhline(results["dsb_otsu"]["foreground_iou"], ls=":", c="grey",
                        label="Otsu threshold IoU")
             ax.set_title("DSB 2018 nuclei (higher is better)")

@@ -69,8 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", type=Path, help="continue training this model file")
     t.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda or mps")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--start-model", choices=("nuclei", "none"), default=None,
+                   help="start a new model from the shipped nuclei model (base 16, depth 4) "
+                        "or from random weights; default: nuclei for annotation strokes, "
+                        "none otherwise")
     t.add_argument("--base-channels", type=_positive_int, default=None)
-    t.add_argument("--depth", type=_positive_int, default=4)
+    t.add_argument("--depth", type=_positive_int, default=None, help="default 4")
     t.add_argument("--transposed", action="store_true", help="transposed-convolution up-sampling")
     t.add_argument("--batch-size", type=_positive_int, default=None)
     t.add_argument("--patch-size", type=_positive_int, default=None)
@@ -220,7 +224,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .core.data import TrainingData
     from .core.model import UNetConfig
     from .core.train import Trainer
-    from .defaults import training_defaults
+    from .defaults import start_bundle, training_defaults
 
     images, annotations, weights = _load_pairs(args)
     defaults = training_defaults(args.labels_kind, args.device)
@@ -236,13 +240,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         data = TrainingData.from_annotations(images, annotations, weights=weights,
                                              seed=args.seed)
-        architecture = UNetConfig(
-            n_classes=data.n_classes,
-            base_channels=args.base_channels or defaults.base_channels,
-            depth=args.depth,
-            bilinear=not args.transposed,
-        )
-        bundle = ModelBundle.new(architecture, args.labels_kind, seed=args.seed)
+        start = args.start_model or ("nuclei" if args.labels_kind == "annotation" else "none")
+        shaped = args.base_channels is not None or args.depth is not None or args.transposed
+        if start == "nuclei" and shaped and args.start_model == "nuclei":
+            raise NapariUnetError(
+                "--start-model nuclei fixes the architecture (base 16, depth 4, bilinear): "
+                "drop --base-channels, --depth and --transposed, or use --start-model none"
+            )
+        if start == "nuclei" and not shaped:
+            bundle = start_bundle(args.labels_kind, data.n_classes)
+        else:
+            architecture = UNetConfig(
+                n_classes=data.n_classes,
+                base_channels=args.base_channels or defaults.base_channels,
+                depth=args.depth or 4,
+                bilinear=not args.transposed,
+            )
+            bundle = ModelBundle.new(architecture, args.labels_kind, seed=args.seed)
     config = dataclasses.replace(
         defaults.train,
         iterations=args.iterations,

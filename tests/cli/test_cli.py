@@ -58,6 +58,33 @@ def test_border_and_edge_weights_reach_the_training_record(pair, tmp_path):
     assert runs["weighted"]["pixel_weights"] is True and runs["weighted"]["edge_weight"] == 2
 
 
+def test_new_models_start_from_the_nuclei_model_when_asked(pair, tmp_path, capsys):
+    from napari_unet.core.checkpoint import load_bundle as load
+    from napari_unet.defaults import START_MODEL
+
+    ip, lp = pair
+    shipped = load(START_MODEL)
+    model = tmp_path / "inst.pt"
+    assert main(["train", "--image", str(ip), "--labels", str(lp), "--labels-kind", "instance",
+                 "--out", str(model), "--iterations", "2", "--start-model", "nuclei",
+                 "--batch-size", "2", "--patch-size", "32"]) == 0
+    bundle = load(model)
+    assert bundle.label_kind == "instance" and bundle.n_classes == 3
+    assert bundle.class_names == ["background", "nucleus", "boundary"]
+    assert bundle.config.base_channels == shipped.config.base_channels
+    assert bundle.iterations == shipped.iterations + 2
+    # the start model fixes the architecture
+    rc = main(["train", "--image", str(ip), "--labels", str(lp), "--labels-kind", "instance",
+               "--out", str(tmp_path / "x.pt"), "--iterations", "2", "--start-model", "nuclei",
+               "--base-channels", "8"])
+    assert rc == 2 and "fixes the architecture" in capsys.readouterr().err
+    # dense labels start from random weights unless asked
+    assert main(["train", "--image", str(ip), "--labels", str(lp), "--labels-kind", "semantic",
+                 "--out", str(tmp_path / "s.pt"), "--iterations", "1", "--batch-size", "2",
+                 "--patch-size", "32"]) == 0
+    assert load(tmp_path / "s.pt").iterations == 1
+
+
 def test_several_pairs(pair, tmp_path):
     ip, lp = pair
     small = tmp_path / "small.tif"
