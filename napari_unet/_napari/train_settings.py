@@ -31,10 +31,11 @@ class TrainSettings:
 
     def train_options(self) -> dict[str, Any]:
         """Keyword arguments of ``core.train.TrainConfig``."""
-        from napari_unet.defaults import EDGE_WEIGHT
+        from napari_unet.defaults import ANCHOR_WEIGHT, EDGE_WEIGHT
 
         return {
             "edge_weight": EDGE_WEIGHT if self.snap_to_edges else 0.0,
+            "anchor_weight": ANCHOR_WEIGHT,
             "iterations": self.iterations if self.budget == "iterations" else None,
             "seconds": self.seconds if self.budget == "seconds" else None,
             "patch_size": self.patch_size,

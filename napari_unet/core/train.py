@@ -9,6 +9,7 @@ later ``Trainer`` continues where this one stopped.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import queue
@@ -51,6 +52,10 @@ class TrainConfig:
     class_balance: float | None = None  # None: 1 for sparse strokes, less for dense labels
     edge_weight: float = 0.0  # pairwise loss putting label edges on image edges (see edge_loss)
     edge_sigma: float = 0.1  # intensity difference (normalised units) that counts as an edge
+    # Keeps unannotated pixels near the prediction of the model this run starts from (a
+    # KL term; for trained or pre-trained models only): long runs on a few strokes then
+    # do not drift from what the starting model knew.
+    anchor_weight: float = 0.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     validate_every: int = 50
     seed: int = 0
@@ -72,6 +77,8 @@ class TrainConfig:
             raise InputError("the learning rate must be positive")
         if not self.edge_weight >= 0:
             raise InputError("the edge loss weight must be 0 or more")
+        if not self.anchor_weight >= 0:
+            raise InputError("the anchor weight must be 0 or more")
         if not self.edge_sigma > 0:
             raise InputError("the edge loss's intensity scale must be positive")
 
@@ -257,6 +264,9 @@ class Trainer:
         self.channels_last = prefers_channels_last(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        self._anchor = None  # a frozen copy of the starting model, for anchor_weight
+        if self.config.anchor_weight > 0 and bundle.iterations > 0:
+            self._anchor = copy.deepcopy(self.model).eval().requires_grad_(False)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self.optimizer = torch.optim.AdamW(
@@ -341,6 +351,13 @@ class Trainer:
         with self._autocast():
             logits = self.model(xt)
         loss = masked_loss(logits, yt, wt, self.config.dice_weight)
+        if self._anchor is not None:
+            with torch.no_grad(), self._autocast():
+                reference = torch.softmax(self._anchor(xt).float(), dim=1)
+            free = (yt < 0).unsqueeze(1).float()
+            logp = torch.log_softmax(logits.float(), dim=1)
+            kl = (reference * (torch.log(reference.clamp(min=1e-6)) - logp) * free).sum()
+            loss = loss + self.config.anchor_weight * kl / free.sum().clamp(min=1.0)
         if self.config.edge_weight > 0:
             loss = loss + self.config.edge_weight * edge_loss(logits, xt, self.config.edge_sigma)
         self.optimizer.zero_grad(set_to_none=True)
@@ -438,6 +455,7 @@ class Trainer:
             "annotated_pixels": [int(c) for c in self.data.counts],
             "pixel_weights": bool(self.sampler.has_weights),
             "edge_weight": self.config.edge_weight,
+            "anchor_weight": self.config.anchor_weight if self._anchor is not None else 0.0,
         }
 
     @torch.no_grad()

@@ -159,6 +159,8 @@ def test_bad_training_settings_are_refused():
         TrainConfig(iterations=0)
     with pytest.raises(InputError, match="edge"):
         TrainConfig(edge_weight=-1)
+    with pytest.raises(InputError, match="anchor"):
+        TrainConfig(anchor_weight=-0.5)
 
 
 @pytest.mark.parametrize("size,tile,overlap", [(100, 64, 16), (2048, 512, 64), (30, 64, 16),
@@ -284,3 +286,30 @@ def test_batches_cut_on_the_device_equal_the_sampler_batches(blob_data):
         assert torch.equal(x, torch.from_numpy(xs)) and torch.equal(y, torch.from_numpy(ys))
         assert y.dtype == torch.int64 and torch.equal(w, torch.from_numpy(ws))
     assert not _DeviceBatches.fits(a, torch.device("cpu"))  # the CPU keeps its sampling thread
+
+
+def test_anchor_keeps_unannotated_pixels_near_the_starting_model(blob_data):
+    image, labels, td = _data(blob_data)
+    start = Trainer(ModelBundle.new(TINY), td, FAST)
+    list(start.fit())
+    start = start.bundle()
+    before = Predictor(start).predict(image, probabilities=True).probabilities[:, 1]
+    ann = np.zeros(labels.shape, np.uint8)  # a few strokes: background on top, one object
+    ann[:, :6] = 1
+    ann[labels == labels[0].max()] = 2
+    few = TrainingData.from_annotations([image], [ann], validation_fraction=0)
+    drift = {}
+    for weight in (0.0, 3.0):
+        cfg = TrainConfig(iterations=30, batch_size=4, patch_size=32, learning_rate=1e-2,
+                          anchor_weight=weight, seed=2)
+        trainer = Trainer(start, few, cfg)
+        list(trainer.fit())
+        assert trainer.bundle().history[-1]["anchor_weight"] == weight
+        after = Predictor(trainer.bundle()).predict(image, probabilities=True).probabilities[:, 1]
+        drift[weight] = float(np.abs(after - before)[ann == 0].mean())
+    assert drift[3.0] < 0.6 * drift[0.0], drift
+    # a fresh model has nothing to keep: no anchor
+    fresh = Trainer(ModelBundle.new(TINY), few, TrainConfig(iterations=1, patch_size=32,
+                                                            anchor_weight=1.0))
+    list(fresh.fit())
+    assert fresh.bundle().history[-1]["anchor_weight"] == 0.0
