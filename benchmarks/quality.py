@@ -145,6 +145,7 @@ def plot(results: dict, path: Path, device: str) -> None:
         if key == "isbi":
             ax.plot(s, [r["pixel_error"] for r in rows], "o-", label="pixel error")
             ax.plot(s, [r["rand_error"] for r in rows], "s-", label="Rand error")
+            ax.axhline(0.065, ls=":", c="C0", label="pixel error target 0.065")
             ax.set_title("ISBI 2012 EM membranes (lower is better)")
         else:
             for k, how, style in (("dsb", "", "-"), ("dsb_start", ", nuclei start", "--")):
@@ -158,6 +159,7 @@ def plot(results: dict, path: Path, device: str) -> None:
                         label=f"instance F1 @ 0.5{how}")
             ax.axhline(results["dsb_otsu"]["foreground_iou"], ls=":", c="grey",
                        label="Otsu threshold IoU")
+            ax.axhline(0.90, ls=":", c="C0", label="IoU target 0.90")
             ax.set_title("DSB 2018 nuclei (higher is better)")
         ax.set_xlabel(f"seconds of training ({device})")
         ax.grid(alpha=0.3)

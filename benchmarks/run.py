@@ -1,4 +1,4 @@
-"""Run every benchmark and print their tables (about 15 minutes on a 2-core CPU).
+"""Run every benchmark and print their tables (about 35 minutes on a 2-core CPU).
 
     python benchmarks/run.py [--quick] [--device cpu|cuda]
 
@@ -31,6 +31,7 @@ def main() -> int:
         ["predict.py", *dev, *(["--stack", "4"] if args.quick else [])],
         ["quality.py", *dev, *quality],
         ["sparse.py", *(["--seconds", "30", "--checkpoints", "10", "20"] if args.quick else [])],
+        ["instances.py", *dev, *(["--seconds", "30"] if args.quick else [])],
         ["dsb_cli.py", *(["--seconds", "60"] if args.quick else [])],
     ]
     if os.environ.get("DISPLAY"):
