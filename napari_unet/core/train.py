@@ -265,7 +265,7 @@ class Trainer:
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self._anchor = None  # a frozen copy of the starting model, for anchor_weight
-        if self.config.anchor_weight > 0 and bundle.iterations > 0:
+        if self.config.anchor_weight > 0 and (bundle.iterations > 0 or bundle.history):
             self._anchor = copy.deepcopy(self.model).eval().requires_grad_(False)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
