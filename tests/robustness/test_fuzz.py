@@ -171,3 +171,19 @@ def test_tiled_prediction_shapes_and_probabilities(data, n_classes, shape, tile,
     np.testing.assert_array_equal(result.labels, probs.argmax(axis=-3))
     if result.instances is not None:
         assert result.instances.shape == shape and result.instances.min() >= 0
+
+
+@given(labels=hnp.arrays(np.uint16, st.tuples(st.integers(1, 3), st.integers(1, 40),
+                                              st.integers(1, 40)),
+                         elements=st.integers(0, 6)),
+       w0=st.floats(0, 20), sigma=st.floats(0.5, 10))
+@FUZZ
+def test_border_weights_are_bounded_and_leave_objects_alone(labels, w0, sigma):
+    from napari_unet.core.data import border_weights, painted_objects
+
+    w = border_weights(labels, w0=w0, sigma=sigma)
+    assert w.shape == labels.shape and w.dtype == np.float32
+    assert np.all(np.isfinite(w)) and np.all(w >= 1) and np.all(w <= 1 + w0 + 1e-4)
+    assert np.all(w[labels > 0] == 1)
+    objects = painted_objects(labels)
+    assert objects.shape == labels.shape and np.all((objects > 0) == (labels >= 2))
