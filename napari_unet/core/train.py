@@ -130,7 +130,7 @@ def masked_loss(
 
 
 def edge_loss(logits: torch.Tensor, image: torch.Tensor, sigma: float = 0.1,
-              radius: int = 3) -> torch.Tensor:
+              radius: int = 3, free: torch.Tensor | None = None) -> torch.Tensor:
     """Pairwise (CRF-like) loss: neighbours of similar intensity should share a label.
 
     For every pixel pair within ``radius``, the probability that their labels differ is
@@ -138,13 +138,17 @@ def edge_loss(logits: torch.Tensor, image: torch.Tensor, sigma: float = 0.1,
     of their distance, so changing label costs little only across an image edge (the
     regularised losses of Tang et al., ECCV 2018, and the gated CRF loss of Obukhov et
     al., 2019, for scribble supervision). With strokes, this moves the object outlines
-    from the middle of the unpainted band onto the intensity edge.
+    from the middle of the unpainted band onto the intensity edge. With ``free`` (B, H, W,
+    True where nothing is annotated) only pairs with an unannotated pixel count: where
+    both are annotated the annotation decides, so densely corrected slices are learnt as
+    painted.
     """
     probs = torch.softmax(logits.float(), dim=1)
     img = image.float()
     if img.shape[1] > 1:
         img = img.mean(dim=1, keepdim=True)
     _, _, h, w = probs.shape
+    open_ = None if free is None else free.float().unsqueeze(1)
     total = probs.new_zeros(())
     inv_i = -0.5 / sigma**2
     inv_d = -0.5 / max(radius / 2, 1) ** 2
@@ -158,6 +162,9 @@ def edge_loss(logits: torch.Tensor, image: torch.Tensor, sigma: float = 0.1,
             ia, ib = img[:, :, : h - dy, xa], img[:, :, dy:, xb]
             k = torch.exp((ia - ib).square() * inv_i) * math.exp((dy * dy + dx * dx) * inv_d)
             differ = 1 - (pa * pb).sum(dim=1, keepdim=True)
+            if open_ is not None:  # 1 unless both pixels of the pair are annotated
+                fa, fb = open_[:, :, : h - dy, xa], open_[:, :, dy:, xb]
+                k = k * (fa + fb - fa * fb)
             total = total + (k * differ).sum()
     return total / probs[:, :1].numel()
 
@@ -359,7 +366,8 @@ class Trainer:
             kl = (reference * (torch.log(reference.clamp(min=1e-6)) - logp) * free).sum()
             loss = loss + self.config.anchor_weight * kl / free.sum().clamp(min=1.0)
         if self.config.edge_weight > 0:
-            loss = loss + self.config.edge_weight * edge_loss(logits, xt, self.config.edge_sigma)
+            loss = loss + self.config.edge_weight * edge_loss(
+                logits, xt, self.config.edge_sigma, free=yt < 0)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

@@ -243,6 +243,13 @@ def test_edge_loss_is_cheap_along_image_edges_and_dear_across_flat_regions():
     logits = across.clone().requires_grad_(True)
     edge_loss(logits, image).backward()
     assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+    # pairs of annotated pixels are left to the annotation
+    annotated = torch.zeros(1, 48, 48, dtype=torch.bool)
+    assert edge_loss(across, image, free=annotated) == 0
+    assert torch.isclose(edge_loss(across, image, free=~annotated), edge_loss(across, image))
+    half = annotated.clone()
+    half[:, :, 24:] = True
+    assert 0 < edge_loss(across, image, free=half) < edge_loss(across, image)
 
 
 def test_edge_loss_moves_outlines_from_the_unpainted_band_onto_the_edges(rng):
