@@ -1,4 +1,4 @@
-"""Run every benchmark and print their tables (about 35 minutes on a 2-core CPU).
+"""Run every benchmark and print their tables (about 40 minutes on a 2-core CPU).
 
     python benchmarks/run.py [--quick] [--device cpu|cuda]
 
@@ -32,6 +32,7 @@ def main() -> int:
         ["quality.py", *dev, *quality],
         ["sparse.py", *(["--seconds", "30", "--checkpoints", "10", "20"] if args.quick else [])],
         ["instances.py", *dev, *(["--seconds", "30"] if args.quick else [])],
+        ["corrections.py", *(["--seconds", "10"] if args.quick else [])],
         ["dsb_cli.py", *(["--seconds", "60"] if args.quick else [])],
     ]
     if os.environ.get("DISPLAY"):
