@@ -40,8 +40,8 @@ def training_defaults(labels_kind: str = "annotation", device: str = "auto") -> 
     edges across the band that strokes leave unpainted around objects (DSB nuclei,
     ``benchmarks/sparse.py``: foreground IoU 0.67 -> 0.78 after 60 s), and the anchor to
     the starting model, without which long runs drift (H100, 60 s: IoU 0.70 instead of
-    0.76); dense labels already say where the outline is. The loss and sampling adapt to how densely the
-    labels are annotated.
+    0.76); dense labels already say where the outline is. The loss and sampling adapt to
+    how densely the labels are annotated.
     """
     from .core.augment import AugmentConfig
     from .core.train import TrainConfig
