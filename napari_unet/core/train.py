@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import queue
 import threading
 import time
 from collections.abc import Iterator
@@ -20,9 +19,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .augment import AugmentConfig, Augmenter
+from .batches import batch_source
 from .checkpoint import ModelBundle
 from .data import PatchSampler, TrainingData
 from .device import (
@@ -33,6 +32,7 @@ from .device import (
     select_device,
 )
 from .errors import InputError, TrainingError
+from .losses import anchor_loss, edge_loss, masked_loss
 
 log = logging.getLogger(__name__)
 
@@ -102,154 +102,6 @@ class Progress:
     eta: float | None
     fraction: float  # of this run's budget, 0..1
     validation_iou: float | None = None  # foreground IoU on held-out annotations, when due
-
-
-def masked_loss(
-    logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None, dice_weight: float
-) -> torch.Tensor:
-    """Cross-entropy ignoring unannotated pixels (-1), plus optional soft Dice.
-
-    Nothing here reads a value back from the device, so a GPU is never made to wait:
-    a batch without annotated pixels gives a loss of 0 by the clamped denominator.
-    """
-    valid = target >= 0
-    ce = F.cross_entropy(logits.float(), target.clamp(min=0), reduction="none")
-    w = valid.float() if weights is None else valid.float() * weights
-    loss = (ce * w).sum() / w.sum().clamp(min=1e-6)
-    if dice_weight > 0:
-        probs = torch.softmax(logits.float(), dim=1)
-        onehot = F.one_hot(target.clamp(min=0), logits.shape[1]).permute(0, 3, 1, 2).float()
-        m = valid.unsqueeze(1).float()
-        inter = (probs * onehot * m).sum(dim=(0, 2, 3))
-        denom = ((probs + onehot) * m).sum(dim=(0, 2, 3))
-        present = onehot.mul(m).sum(dim=(0, 2, 3)) > 0
-        dice = (2 * inter + 1.0) / (denom + 1.0)
-        n_present = present.sum().clamp(min=1)
-        loss = loss + dice_weight * ((1 - dice) * present).sum() / n_present
-    return loss
-
-
-def edge_loss(logits: torch.Tensor, image: torch.Tensor, sigma: float = 0.1,
-              radius: int = 3, free: torch.Tensor | None = None) -> torch.Tensor:
-    """Pairwise (CRF-like) loss: neighbours of similar intensity should share a label.
-
-    For every pixel pair within ``radius``, the probability that their labels differ is
-    weighed by a Gaussian of their intensity difference (``sigma``, normalised units) and
-    of their distance, so changing label costs little only across an image edge (the
-    regularised losses of Tang et al., ECCV 2018, and the gated CRF loss of Obukhov et
-    al., 2019, for scribble supervision). With strokes, this moves the object outlines
-    from the middle of the unpainted band onto the intensity edge. With ``free`` (B, H, W,
-    True where nothing is annotated) only pairs with an unannotated pixel count: where
-    both are annotated the annotation decides, so densely corrected slices are learnt as
-    painted.
-    """
-    probs = torch.softmax(logits.float(), dim=1)
-    img = image.float()
-    if img.shape[1] > 1:
-        img = img.mean(dim=1, keepdim=True)
-    _, _, h, w = probs.shape
-    open_ = None if free is None else free.float().unsqueeze(1)
-    total = probs.new_zeros(())
-    inv_i = -0.5 / sigma**2
-    inv_d = -0.5 / max(radius / 2, 1) ** 2
-    for dy in range(radius + 1):
-        for dx in range(-radius, radius + 1):
-            if (dy == 0 and dx <= 0) or dy * dy + dx * dx > radius * radius:
-                continue
-            xa = slice(max(-dx, 0), w - max(dx, 0))
-            xb = slice(max(dx, 0), w + min(dx, 0))
-            pa, pb = probs[:, :, : h - dy, xa], probs[:, :, dy:, xb]
-            ia, ib = img[:, :, : h - dy, xa], img[:, :, dy:, xb]
-            k = torch.exp((ia - ib).square() * inv_i) * math.exp((dy * dy + dx * dx) * inv_d)
-            differ = 1 - (pa * pb).sum(dim=1, keepdim=True)
-            if open_ is not None:  # 1 unless both pixels of the pair are annotated
-                fa, fb = open_[:, :, : h - dy, xa], open_[:, :, dy:, xb]
-                k = k * (fa + fb - fa * fb)
-            total = total + (k * differ).sum()
-    return total / probs[:, :1].numel()
-
-
-class _Prefetcher:
-    """Draws the next batches on a background thread while the model trains."""
-
-    def __init__(self, sampler: PatchSampler, batch_size: int, depth: int = 2,
-                 pin: bool = False):
-        self._pin = pin
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, args=(sampler, batch_size), daemon=True, name="napari-unet-sampler"
-        )
-        self._thread.start()
-
-    def _run(self, sampler: PatchSampler, batch_size: int) -> None:
-        try:
-            while not self._stop.is_set():
-                item = sampler.sample(batch_size)
-                if self._pin:  # page-locked for asynchronous copies to the GPU
-                    item = tuple(None if a is None else torch.from_numpy(a).pin_memory()
-                                 for a in item)
-                while not self._stop.is_set():
-                    try:
-                        self._queue.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-        except Exception as exc:  # handed to the training thread
-            self._queue.put(exc)
-
-    def get(self):
-        item = self._queue.get()
-        if isinstance(item, Exception):
-            raise item
-        return item
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
-
-
-class _DeviceBatches:
-    """Cuts patches from training data kept on the GPU: no sampling thread competes with
-    the training thread for the interpreter, and no patch crosses the bus."""
-
-    #: Training data up to this size (and a tenth of the GPU's memory) stays on the GPU.
-    MAX_BYTES = 2 * 1024**3
-
-    def __init__(self, sampler: PatchSampler, batch_size: int, device: torch.device):
-        self.sampler = sampler
-        self.batch_size = batch_size
-        self.device = device
-        self.pairs = [
-            (torch.from_numpy(p.image).to(device), torch.from_numpy(p.target).to(device),
-             None if p.weight is None else torch.from_numpy(p.weight).to(device))
-            for p in sampler.pairs
-        ]
-
-    @classmethod
-    def fits(cls, sampler: PatchSampler, device: torch.device) -> bool:
-        if device.type != "cuda":
-            return False
-        size = sum(p.image.nbytes + p.target.nbytes + (0 if p.weight is None else p.weight.nbytes)
-                   for p in sampler.pairs)
-        total = torch.cuda.get_device_properties(device).total_memory
-        return size <= min(cls.MAX_BYTES, total // 10)
-
-    def get(self):
-        p = self.sampler.patch_size
-        xs, ys, ws = [], [], []
-        for i, z, y0, x0 in self.sampler.draw(self.batch_size):
-            image, target, weight = self.pairs[i]
-            xs.append(image[z, y0 : y0 + p, x0 : x0 + p])
-            ys.append(target[z, y0 : y0 + p, x0 : x0 + p])
-            if self.sampler.has_weights:
-                ws.append(weight[z, y0 : y0 + p, x0 : x0 + p] if weight is not None
-                          else torch.ones((p, p), device=self.device))
-        w = torch.stack(ws) if ws else None
-        return torch.stack(xs).unsqueeze(1), torch.stack(ys).long(), w
-
-    def close(self) -> None:
-        self.pairs = []
 
 
 class Trainer:
@@ -358,16 +210,14 @@ class Trainer:
         with self._autocast():
             logits = self.model(xt)
         loss = masked_loss(logits, yt, wt, self.config.dice_weight)
+        free = yt < 0
         if self._anchor is not None:
             with torch.no_grad(), self._autocast():
-                reference = torch.softmax(self._anchor(xt).float(), dim=1)
-            free = (yt < 0).unsqueeze(1).float()
-            logp = torch.log_softmax(logits.float(), dim=1)
-            kl = (reference * (torch.log(reference.clamp(min=1e-6)) - logp) * free).sum()
-            loss = loss + self.config.anchor_weight * kl / free.sum().clamp(min=1.0)
+                reference = self._anchor(xt)
+            loss = loss + self.config.anchor_weight * anchor_loss(logits, reference, free)
         if self.config.edge_weight > 0:
             loss = loss + self.config.edge_weight * edge_loss(
-                logits, xt, self.config.edge_sigma, free=yt < 0)
+                logits, xt, self.config.edge_sigma, free=free)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -383,10 +233,7 @@ class Trainer:
         """
         cfg = self.config
         total = cfg.budget_iterations
-        if _DeviceBatches.fits(self.sampler, self.device):
-            prefetch = _DeviceBatches(self.sampler, cfg.batch_size, self.device)
-        else:
-            prefetch = _Prefetcher(self.sampler, cfg.batch_size, pin=self.device.type == "cuda")
+        prefetch = batch_source(self.sampler, cfg.batch_size, self.device)
         self._started = time.perf_counter()
         paused_for = 0.0
         pending: torch.Tensor | None = None

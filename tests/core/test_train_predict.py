@@ -9,9 +9,10 @@ import torch
 from napari_unet.core.checkpoint import ModelBundle
 from napari_unet.core.data import TrainingData, to_annotations
 from napari_unet.core.errors import InputError
+from napari_unet.core.losses import edge_loss, masked_loss
 from napari_unet.core.model import UNetConfig
 from napari_unet.core.predict import Predictor, tile_starts
-from napari_unet.core.train import Progress, TrainConfig, Trainer, edge_loss, masked_loss
+from napari_unet.core.train import Progress, TrainConfig, Trainer
 from tests.conftest import blobs
 
 TINY = UNetConfig(n_classes=2, base_channels=8, depth=2)
@@ -276,8 +277,8 @@ def test_edge_loss_moves_outlines_from_the_unpainted_band_onto_the_edges(rng):
 
 def test_batches_cut_on_the_device_equal_the_sampler_batches(blob_data):
     """The GPU path (data kept on the device) cuts the same patches as the CPU sampler."""
+    from napari_unet.core.batches import DeviceBatches
     from napari_unet.core.data import PatchSampler
-    from napari_unet.core.train import _DeviceBatches
 
     image, labels = blob_data
     weights = np.ones(image.shape, np.float32)
@@ -286,13 +287,13 @@ def test_batches_cut_on_the_device_equal_the_sampler_batches(blob_data):
                                        to_annotations(labels[:1], "instance")],
                                        weights=[weights, None], validation_fraction=0)
     a, b = (PatchSampler(td.train, 3, 32, seed=5) for _ in range(2))
-    on_device = _DeviceBatches(a, 6, torch.device("cpu"))
+    on_device = DeviceBatches(a, 6, torch.device("cpu"))
     for _ in range(3):
         x, y, w = on_device.get()
         xs, ys, ws = b.sample(6)
         assert torch.equal(x, torch.from_numpy(xs)) and torch.equal(y, torch.from_numpy(ys))
         assert y.dtype == torch.int64 and torch.equal(w, torch.from_numpy(ws))
-    assert not _DeviceBatches.fits(a, torch.device("cpu"))  # the CPU keeps its sampling thread
+    assert not DeviceBatches.fits(a, torch.device("cpu"))  # the CPU keeps its sampling thread
 
 
 def test_anchor_keeps_unannotated_pixels_near_the_starting_model(blob_data):
