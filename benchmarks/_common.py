@@ -4,10 +4,28 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 DATA = Path(os.environ.get("NAPARI_UNET_DATA",
                            Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+
+
+def timed(fn, device, calls: int = 1):
+    """Seconds per call of ``fn`` over ``calls`` calls, with the device's queue drained
+    before and after (CUDA runs asynchronously), and the last call's result."""
+    import torch
+
+    cuda = torch.device(device).type == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    out = None
+    for _ in range(calls):
+        out = fn()
+    if cuda:
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / calls, out
 
 
 def need(path: Path) -> Path:

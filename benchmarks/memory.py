@@ -10,10 +10,10 @@ checkpointing removes. Both runs use the same model, batch and seed, in the same
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 import torch.nn.functional as F
+from _common import timed
 
 from napari_unet.core.model import UNet
 
@@ -46,12 +46,7 @@ def run(checkpointing: bool, args) -> tuple[float, float]:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     saved["peak"] = 0
-    t0 = time.perf_counter()
-    for _ in range(args.iterations):
-        step()
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-    seconds = (time.perf_counter() - t0) / args.iterations
+    seconds = timed(step, dev, args.iterations)[0]
     peak = torch.cuda.max_memory_allocated() if dev.type == "cuda" else saved["peak"]
     return peak, seconds
 

@@ -21,7 +21,7 @@ import threading
 import time
 
 import numpy as np
-import torch
+from _common import timed
 
 from napari_unet.core.checkpoint import ModelBundle
 from napari_unet.core.model import UNetConfig
@@ -35,18 +35,10 @@ def image_of(size: int, seed: int = 0) -> np.ndarray:
     return ndi.gaussian_filter(rng.normal(size=(size, size)), 3).astype(np.float32) * 10
 
 
-def timed(fn, device, repeat=2):
-    best = float("inf")
-    out = None
-    for _ in range(repeat):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        out = fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
+def best_of(fn, device, repeat=2):
+    """The shortest of ``repeat`` timed calls, and the last result."""
+    runs = [timed(fn, device) for _ in range(repeat)]
+    return min(t for t, _ in runs), runs[-1][1]
 
 
 class RssSampler:
@@ -112,8 +104,8 @@ def main() -> None:
     device = tiled.device
     image = image_of(args.size)
     # Bring BN statistics away from their initial values so the network is not trivial.
-    t_untiled, p_untiled = timed(lambda: untiled.probabilities_2d(image), device)
-    t_tiled, p_tiled = timed(lambda: tiled.probabilities_2d(image), device)
+    t_untiled, p_untiled = best_of(lambda: untiled.probabilities_2d(image), device)
+    t_tiled, p_tiled = best_of(lambda: tiled.probabilities_2d(image), device)
     inner = (slice(None), slice(64, -64), slice(64, -64))
     diff = float(np.abs(p_tiled[inner] - p_untiled[inner]).max())
     print(f"prediction on {device.type}, base {args.base}, {args.size}x{args.size}, tiles of "

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import time
 
 import torch
+from _common import timed
 
+from napari_unet.core.batches import DeviceBatches
 from napari_unet.core.checkpoint import ModelBundle
 from napari_unet.core.data import TrainingData
+from napari_unet.core.losses import masked_loss
 from napari_unet.core.model import UNetConfig
-from napari_unet.core.train import TrainConfig, Trainer, masked_loss
+from napari_unet.core.train import TrainConfig, Trainer
 from napari_unet.samples import sample_path
 
 
@@ -40,28 +42,14 @@ def bare_rate(trainer: Trainer, batch: int, patch: int, n: int) -> float:
 
     for _ in range(3):
         step()
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(n):
-        step()
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-    return n / (time.perf_counter() - t0)
+    return 1 / timed(step, dev, n)[0]
 
 
 def fit_rate(trainer: Trainer, n: int) -> float:
     gen = trainer.fit()
     for _ in range(3):
         next(gen)
-    if trainer.device.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(n):
-        next(gen)
-    if trainer.device.type == "cuda":
-        torch.cuda.synchronize()
-    rate = n / (time.perf_counter() - t0)
+    rate = 1 / timed(lambda: next(gen), trainer.device, n)[0]
     trainer.stop()
     for _ in gen:
         pass
@@ -91,9 +79,7 @@ def main() -> None:
                               patch_size=args.patch, device=args.device, leave_core_free=False,
                               mixed_precision=not args.no_mixed_precision)
     trainer = Trainer(bundle, data, cfg)
-    from napari_unet.core import train as train_module
-
-    on_gpu = train_module._DeviceBatches.fits(trainer.sampler, trainer.device)
+    on_gpu = DeviceBatches.fits(trainer.sampler, trainer.device)
     rates = {"bare": [], "fit": [], "host": []}
     for _ in range(2):  # interleaved, best of two, against drift
         rates["bare"].append(bare_rate(trainer, args.batch, args.patch, args.iterations))
@@ -101,12 +87,12 @@ def main() -> None:
         rates["fit"].append(fit_rate(trainer, args.iterations))
         trainer = Trainer(trainer.bundle(), data, cfg)
         if on_gpu:  # the same loop with patches cut on the host by the sampling thread
-            limit = train_module._DeviceBatches.MAX_BYTES
-            train_module._DeviceBatches.MAX_BYTES = 0
+            limit = DeviceBatches.MAX_BYTES
+            DeviceBatches.MAX_BYTES = 0
             try:
                 rates["host"].append(fit_rate(trainer, args.iterations))
             finally:
-                train_module._DeviceBatches.MAX_BYTES = limit
+                DeviceBatches.MAX_BYTES = limit
             trainer = Trainer(trainer.bundle(), data, cfg)
     bare, fit = max(rates["bare"]), max(rates["fit"])
     print(f"trainer on {trainer.device.type} ({torch.get_num_threads()} threads), base "

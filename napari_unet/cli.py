@@ -45,6 +45,20 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _prediction_options(p: argparse.ArgumentParser) -> None:
+    """How to predict: the options ``predict`` and ``evaluate`` share."""
+    p.add_argument("--channel", type=int, default=None,
+                   help="the channel to predict, for RGB or multi-channel images (from 0)")
+    p.add_argument("--min-size", type=int, default=10, help="smallest object kept, in pixels")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--tile-size", type=_positive_int, default=1024)
+    p.add_argument("--tta", action="store_true",
+                   help="average over flipped copies (4x the time, slightly better outlines)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="foreground when 1 - p(background) exceeds this (0-1); higher gives "
+                        "smaller objects (default: the most likely class)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="napari-unet", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"napari-unet {__version__}")
@@ -92,33 +106,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, type=Path)
     p.add_argument("--image", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path, help="labels TIFF to write")
-    p.add_argument("--channel", type=int, default=None,
-                   help="the channel to predict, for RGB or multi-channel images (from 0)")
     p.add_argument("--probabilities", type=Path, help="also write class probabilities here")
     p.add_argument("--instances", action="store_true",
                    help="write one label per object instead of one per class")
-    p.add_argument("--min-size", type=int, default=10, help="smallest object kept, in pixels")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--tile-size", type=_positive_int, default=1024)
-    p.add_argument("--tta", action="store_true",
-                   help="average over flipped copies (4x the time, slightly better outlines)")
-    p.add_argument("--threshold", type=float, default=None,
-                   help="foreground when 1 - p(background) exceeds this (0-1); higher gives "
-                        "smaller objects (default: the most likely class)")
+    _prediction_options(p)
 
     e = sub.add_parser("evaluate", help="score a model on an image with ground truth (JSON)")
     e.add_argument("--model", required=True, type=Path)
     e.add_argument("--image", required=True, type=Path)
     e.add_argument("--labels", required=True, type=Path, help="ground truth of the same shape")
     e.add_argument("--labels-kind", choices=("semantic", "instance"), required=True)
-    e.add_argument("--channel", type=int, default=None,
-                   help="the channel to predict, for RGB or multi-channel images (from 0)")
-    e.add_argument("--min-size", type=int, default=10)
-    e.add_argument("--device", default="auto")
-    e.add_argument("--tile-size", type=_positive_int, default=1024)
-    e.add_argument("--tta", action="store_true", help="average over flipped copies")
-    e.add_argument("--threshold", type=float, default=None,
-                   help="foreground threshold, as for predict")
+    _prediction_options(e)
 
     sub.add_parser("demo", help="open napari with the sample data and the plugin docked")
     return parser
