@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # torch stays unimported until training
     from .core.train import TrainConfig
 
-#: Weight of the edge loss for painted strokes (see ``core.train.edge_loss``).
+#: Weight of the edge loss for painted strokes (see ``core.losses.edge_loss``).
 EDGE_WEIGHT = 1.0
 #: Weight of the anchor to the starting model for painted strokes (``TrainConfig``).
 ANCHOR_WEIGHT = 0.3

@@ -23,7 +23,7 @@ class TrainSettings:
     batch_size: int = 4
     learning_rate: float = 3e-3
     elastic_sigma: float = 6.0
-    snap_to_edges: bool = True  # the edge loss (core.train.edge_loss)
+    snap_to_edges: bool = True  # the edge loss (core.losses.edge_loss)
     separate_touching: bool = False  # the U-Net paper's border weights between objects
     device: str = "auto"
     live_preview: bool = True
