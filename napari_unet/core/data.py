@@ -359,6 +359,7 @@ class PatchSampler:
         self.pairs = [self._pad(p) for p in pairs]
         self.n_classes = n_classes
         self.points: list[np.ndarray] = []  # per class: (n, 4) of (pair, z, y, x)
+        annotated = np.zeros(n_classes, np.float64)  # pixels per class, before thinning
         for c in range(n_classes):
             pts = []
             for i, p in enumerate(self.pairs):
@@ -366,12 +367,12 @@ class PatchSampler:
                 if z.size:
                     pts.append(np.stack([np.full_like(z, i), z, y, x], axis=1))
             arr = np.concatenate(pts) if pts else np.zeros((0, 4), np.int64)
+            annotated[c] = len(arr)
             if len(arr) > max_points_per_class:
                 arr = arr[self.rng.choice(len(arr), max_points_per_class, replace=False)]
             self.points.append(arr.astype(np.int32))
         self.classes = [c for c in range(n_classes) if len(self.points[c])]
-        counts = np.array([sum(int(np.count_nonzero(p.target == c)) for p in self.pairs)
-                           for c in self.classes], np.float64)
+        counts = annotated[self.classes]
         # Centre classes: uniform (balance 1) or as frequent as annotated (balance 0).
         self.class_p = balance / len(self.classes) + (1 - balance) * counts / counts.sum()
         self.has_weights = any(p.weight is not None for p in self.pairs)
