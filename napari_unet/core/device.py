@@ -41,8 +41,11 @@ def cpu_threads(leave_one_free: bool) -> int:
     return max(1, n - 1) if leave_one_free else n
 
 
+@functools.cache
 def bf16_supported(device: torch.device) -> bool:
-    """Whether bf16 autocast is fast here: CUDA with bf16, or a CPU with AVX-512-BF16/AMX."""
+    """Whether bf16 autocast is fast here: CUDA with bf16, or a CPU with AVX-512-BF16/AMX.
+
+    Asked at every training step and prediction batch, answered once per device."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type == "cpu":
