@@ -31,6 +31,13 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
@@ -49,7 +56,8 @@ def _prediction_options(p: argparse.ArgumentParser) -> None:
     """How to predict: the options ``predict`` and ``evaluate`` share."""
     p.add_argument("--channel", type=int, default=None,
                    help="the channel to predict, for RGB or multi-channel images (from 0)")
-    p.add_argument("--min-size", type=int, default=10, help="smallest object kept, in pixels")
+    p.add_argument("--min-size", type=_non_negative_int, default=10,
+                   help="smallest object kept, in pixels")
     p.add_argument("--device", default="auto")
     p.add_argument("--tile-size", type=_positive_int, default=1024)
     p.add_argument("--tta", action="store_true",
@@ -218,7 +226,7 @@ def _fmt_seconds(s: float | None) -> str:
 def cmd_train(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from .core.checkpoint import ModelBundle, load_bundle
+    from .core.checkpoint import ModelBundle
     from .core.data import TrainingData
     from .core.model import UNetConfig
     from .core.train import Trainer
@@ -227,12 +235,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     images, annotations, weights = _load_pairs(args)
     defaults = training_defaults(args.labels_kind, args.device)
     if args.resume:
-        bundle = load_bundle(args.resume)
-        if bundle.config.in_channels != 1:
-            raise NapariUnetError(
-                f"{args.resume.name} expects images with {bundle.config.in_channels} channels; "
-                "napari-unet trains on one channel"
-            )
+        bundle = _load_model(args.resume)
         data = TrainingData.from_annotations(images, annotations, weights=weights,
                                              normalisation=bundle.normalisation, seed=args.seed)
     else:
@@ -240,7 +243,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                                              seed=args.seed)
         start = args.start_model or ("nuclei" if args.labels_kind == "annotation" else "none")
         shaped = args.base_channels is not None or args.depth is not None or args.transposed
-        if start == "nuclei" and shaped and args.start_model == "nuclei":
+        if args.start_model == "nuclei" and shaped:
             raise NapariUnetError(
                 "--start-model nuclei fixes the architecture (base 16, depth 4, bilinear): "
                 "drop --base-channels, --depth and --transposed, or use --start-model none"
@@ -307,30 +310,34 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _image_for(bundle, path: Path, channel: int | None = None):
-    """Read an image for prediction and check it against the model."""
-    from .core.io import read_tiff
+def _load_model(path: Path):
+    """A model file for one-channel images (every napari-unet model), or a sentence."""
+    from .core.checkpoint import load_bundle
 
-    image = _one_channel(read_tiff(path), channel)
+    bundle = load_bundle(path)
     if bundle.config.in_channels != 1:
         raise NapariUnetError(
-            f"this model expects {bundle.config.in_channels} channels; the image has one"
+            f"{path.name} expects images with {bundle.config.in_channels} channels; "
+            "napari-unet works on one channel"
         )
-    return image
+    return bundle
+
+
+def _predictor(bundle, args: argparse.Namespace):
+    """The predictor that :func:`_prediction_options` describe."""
+    from .core.predict import Predictor
+
+    return Predictor(bundle, device=args.device, tile_size=args.tile_size, tta=args.tta,
+                     foreground_threshold=args.threshold)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .core.checkpoint import load_bundle
-    from .core.io import write_tiff
-    from .core.predict import Predictor
+    from .core.io import read_tiff, write_tiff
 
-    bundle = load_bundle(args.model)
-    image = _image_for(bundle, args.image, args.channel)
+    bundle = _load_model(args.model)
+    image = _one_channel(read_tiff(args.image), args.channel)
     data = image.data
-    if args.min_size < 0:
-        raise NapariUnetError("--min-size must be 0 or more")
-    predictor = Predictor(bundle, device=args.device, tile_size=args.tile_size, tta=args.tta,
-                          foreground_threshold=args.threshold)
+    predictor = _predictor(bundle, args)
     n = 1 if data.ndim == 2 else data.shape[0]
 
     def progress(done: int, total: int) -> None:
@@ -356,14 +363,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
-    from .core.checkpoint import load_bundle
     from .core.data import check_labels_array
     from .core.io import read_tiff
     from .core.metrics import evaluate
-    from .core.predict import Predictor
 
-    bundle = load_bundle(args.model)
-    image = _image_for(bundle, args.image, args.channel)
+    bundle = _load_model(args.model)
+    image = _one_channel(read_tiff(args.image), args.channel)
     truth = check_labels_array(_one_channel(read_tiff(args.labels), None, "label image").data,
                                "ground truth labels")
     if truth.shape != image.data.shape:
@@ -376,8 +381,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"the ground truth uses class {int(truth.max())} but the model predicts classes "
             f"0..{bundle.n_classes - 1}"
         )
-    result = Predictor(bundle, device=args.device, tile_size=args.tile_size,
-                       tta=args.tta, foreground_threshold=args.threshold).predict(
+    result = _predictor(bundle, args).predict(
         image.data, instances=args.labels_kind == "instance", min_size=args.min_size)
     scores = evaluate(result.labels, truth, args.labels_kind, result.instances)
     print(json.dumps({"model": str(args.model), "image": str(args.image), **scores}))
