@@ -1,11 +1,20 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from napari_unet.core.speed import logical_cores
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+# Tests (and the command lines they start) train in fp32 on every core instead of first
+# timing this CPU (napari_unet.core.speed), whose answer depends on the machine and its
+# load. tests/core/test_speed.py and the fresh-process GUI test take the measured path.
+os.environ.setdefault("NAPARI_UNET_PRECISION", "fp32")
+os.environ.setdefault("NAPARI_UNET_THREADS", str(logical_cores()))
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import os
 import sys
 
 import torch
@@ -33,32 +32,32 @@ def select_device(name: str = "auto") -> torch.device:
 
 
 def cpu_threads(leave_one_free: bool) -> int:
-    """Threads for torch on the CPU; one core is left to the GUI when asked."""
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not on Linux
-        n = os.cpu_count() or 1
-    return max(1, n - 1) if leave_one_free else n
+    """Threads for torch on the CPU: the fastest count measured here
+    (:func:`~napari_unet.core.speed.cpu_choice`); with ``leave_one_free`` (the GUI) at
+    most all cores but one, so the viewer stays fluid while training runs."""
+    from .speed import cpu_choice, logical_cores
+
+    n = cpu_choice().threads
+    return max(1, min(n, logical_cores() - 1)) if leave_one_free else n
 
 
 @functools.cache
 def bf16_supported(device: torch.device) -> bool:
-    """Whether bf16 autocast is fast here: CUDA with bf16, or a CPU with AVX-512-BF16/AMX.
+    """Whether bf16 autocast is used on ``device``: CUDA with bf16, or a CPU where bf16
+    measured faster than fp32 (:func:`~napari_unet.core.speed.cpu_choice`).
 
     Asked at every training step and prediction batch, answered once per device."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type == "cpu":
-        check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-        try:
-            return bool(check()) if check is not None else False
-        except RuntimeError:  # pragma: no cover - builds without oneDNN
-            return False
+        from .speed import cpu_choice
+
+        return cpu_choice().bf16
     return False
 
 
 def autocast(device: torch.device, enabled: bool = True):
-    """bf16 autocast where it is fast (see :func:`bf16_supported`), else a no-op context."""
+    """bf16 autocast where it is used (see :func:`bf16_supported`), else a no-op context."""
     use = enabled and bf16_supported(device)
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use)
 

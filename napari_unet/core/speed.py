@@ -1,0 +1,255 @@
+"""Speed settings chosen by measuring this CPU, not by asking it what it supports.
+
+oneDNN reports bf16 as supported on AVX-512 CPUs that have no bf16 instructions; there
+bf16 autocast runs 2.5x slower than fp32. And the fastest thread count depends on the
+machine (logical against physical cores, other load). So the first training or prediction
+on a CPU times a few training steps of the default model (patch 128, batch 4) in fp32 and
+in bf16 and with several thread counts, interleaved so that other load slows each alike,
+and keeps the faster settings. bf16 is used only when it was at
+least 10 % faster. The result is cached per CPU model, core count and torch version (in
+``$NAPARI_UNET_CACHE_DIR``, else ``$XDG_CACHE_HOME/napari-unet`` or
+``~/.cache/napari-unet``), so the measurement (a few seconds) runs once per machine;
+not when other work kept the machine busy meanwhile: then it is measured again next time.
+``NAPARI_UNET_PRECISION=fp32|bf16`` and ``NAPARI_UNET_THREADS=N`` override it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import platform
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+#: bf16 must be at least this much faster than fp32 (step time ratio) to be used.
+BF16_MIN_GAIN = 0.9
+#: Shape of the measured training step: the CPU defaults' patch, half their batch.
+BATCH, PATCH = 4, 128
+CACHE_VERSION = 1
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            for line in info:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def logical_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
+def oneDNN_bf16() -> bool:  # noqa: N802 - the library's name
+    """Whether oneDNN can run bf16 at all here (natively or emulated)."""
+    import torch
+
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    try:
+        return bool(check()) if check is not None else False
+    except RuntimeError:  # pragma: no cover - builds without oneDNN
+        return False
+
+
+@dataclass(frozen=True)
+class CpuSpeed:
+    """Measured step times (seconds) of the default model on this CPU."""
+
+    cpu: str
+    cores: int
+    torch: str
+    fp32: dict[int, float]  # thread count -> median step time
+    bf16: float | None  # at ``bf16_threads``; None where oneDNN has no bf16
+    bf16_threads: int
+    source: str = field(default="measured", compare=False)  # measured or cache
+
+    @property
+    def threads(self) -> int:
+        """The fastest thread count measured."""
+        return min(self.fp32, key=self.fp32.get)
+
+    @property
+    def use_bf16(self) -> bool:
+        return self.bf16 is not None and self.bf16 < BF16_MIN_GAIN * self.fp32[self.bf16_threads]
+
+    def summary(self) -> str:
+        times = ", ".join(f"fp32 {n} threads {t:.3f} s" for n, t in sorted(self.fp32.items()))
+        bf16 = f", bf16 {self.bf16_threads} threads {self.bf16:.3f} s" if self.bf16 else ""
+        pick = "bf16" if self.use_bf16 else "fp32"
+        return (f"{self.cpu} ({self.cores} cores, torch {self.torch}): {times}{bf16} per "
+                f"step; using {pick} with {self.threads} threads")
+
+
+def thread_candidates(cores: int, default: int) -> list[int]:
+    """Thread counts worth timing: torch's default (physical cores), all logical cores,
+    one fewer than that."""
+    return sorted({n for n in (default, cores, cores - 1) if n >= 1}, reverse=True)
+
+
+def measure_cpu(steps: int = 2, batch: int = BATCH, patch: int = PATCH) -> CpuSpeed:
+    """Time ``steps`` training steps (after one warm-up) for each setting, interleaved."""
+    import torch
+    import torch.nn.functional as F
+
+    from .model import UNet, UNetConfig
+
+    cores = logical_cores()
+    default = torch.get_num_threads()
+    torch.manual_seed(0)
+    model = UNet.from_config(UNetConfig(base_channels=16, depth=4))
+    model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    x = torch.randn(batch, 1, patch, patch).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 2, (batch, patch, patch))
+
+    def step(threads: int, bf16: bool) -> float:
+        torch.set_num_threads(threads)
+        start = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = F.cross_entropy(model(x).float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return time.perf_counter() - start
+
+    settings = [(n, False) for n in thread_candidates(cores, default)]
+    if oneDNN_bf16():
+        settings.append((default, True))
+    times: dict[tuple[int, bool], list[float]] = {s: [] for s in settings}
+    try:
+        for s in settings:
+            step(*s)  # warm-up: oneDNN builds its kernels
+        for _ in range(steps):
+            for s in settings:
+                times[s].append(step(*s))
+    finally:
+        torch.set_num_threads(default)
+    med = {s: statistics.median(t) for s, t in times.items()}
+    return CpuSpeed(
+        cpu=cpu_name(), cores=cores, torch=torch.__version__,
+        fp32={n: t for (n, bf16), t in med.items() if not bf16},
+        bf16=med.get((default, True)), bf16_threads=default,
+    )
+
+
+def cache_dir() -> Path:
+    if os.environ.get("NAPARI_UNET_CACHE_DIR"):
+        return Path(os.environ["NAPARI_UNET_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "napari-unet"
+
+
+def _key() -> str:
+    import torch
+
+    return f"v{CACHE_VERSION}|{cpu_name()}|{logical_cores()}|{torch.__version__}"
+
+
+def _read_cache(path: Path) -> CpuSpeed | None:
+    try:
+        entry = json.loads(path.read_text(encoding="utf-8")).get(_key())
+        if entry is None:
+            return None
+        entry["fp32"] = {int(n): float(t) for n, t in entry["fp32"].items()}
+        entry["source"] = "cache"
+        return CpuSpeed(**entry)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def _write_cache(path: Path, speed: CpuSpeed) -> None:
+    """Add this machine's entry to the cache file, atomically; failures only log."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            entries = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(entries, dict):
+                entries = {}
+        except (OSError, ValueError):
+            entries = {}
+        entry = asdict(speed)
+        entry.pop("source")
+        entries[_key()] = entry
+        fd, tmp = tempfile.mkstemp(prefix=".speed-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump(entries, out, indent=1)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        log.info("could not cache the CPU speed measurement in %s: %s", path, exc)
+
+
+@dataclass(frozen=True)
+class CpuChoice:
+    """What training and prediction on this CPU use."""
+
+    threads: int
+    bf16: bool
+    why: str
+
+
+@functools.cache
+def cpu_speed() -> CpuSpeed:
+    """This CPU's step times: from the cache, or measured now (once per machine)."""
+    path = cache_dir() / "cpu_speed.json"
+    speed = _read_cache(path)
+    if speed is None:
+        busy = machine_busy()
+        speed = measure_cpu()
+        if busy or machine_busy():
+            log.info("the machine was busy while its speed was measured: the result is used "
+                     "for this run and measured again next time")
+        else:
+            _write_cache(path, speed)
+    return speed
+
+
+def machine_busy() -> bool:
+    """Whether other work keeps more than half of the cores busy (1-minute load)."""
+    try:
+        return os.getloadavg()[0] > 0.5 * logical_cores() + 1
+    except OSError:  # pragma: no cover - no load average
+        return False
+
+
+@functools.cache
+def cpu_choice() -> CpuChoice:
+    """The thread count and precision for this CPU: measured, unless the environment
+    says (``NAPARI_UNET_THREADS``, ``NAPARI_UNET_PRECISION``)."""
+    precision = os.environ.get("NAPARI_UNET_PRECISION", "").strip().lower()
+    threads = os.environ.get("NAPARI_UNET_THREADS", "").strip()
+    if precision not in ("", "auto", "fp32", "bf16"):
+        log.warning("NAPARI_UNET_PRECISION=%s is not fp32, bf16 or auto: ignored", precision)
+        precision = ""
+    if not (threads == "" or (threads.isdigit() and int(threads) >= 1)):
+        log.warning("NAPARI_UNET_THREADS=%s is not a positive number: ignored", threads)
+        threads = ""
+    if precision in ("fp32", "bf16") and threads:
+        choice = CpuChoice(int(threads), precision == "bf16", "set in the environment")
+    else:
+        speed = cpu_speed()
+        choice = CpuChoice(int(threads) if threads else speed.threads,
+                           speed.use_bf16 if precision in ("", "auto") else precision == "bf16",
+                           f"{speed.summary()} ({speed.source})")
+    if choice.bf16 and not oneDNN_bf16():
+        choice = CpuChoice(choice.threads, False, choice.why + "; oneDNN has no bf16 here")
+    log.info("CPU settings: %d threads, %s. %s", choice.threads,
+             "bf16" if choice.bf16 else "fp32", choice.why)
+    return choice

@@ -1,0 +1,108 @@
+"""Speed settings measured on this CPU (napari_unet.core.speed)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from napari_unet.core import speed
+from napari_unet.core.speed import CpuSpeed
+
+
+@pytest.fixture
+def fresh(monkeypatch, tmp_path):
+    """No overrides, an empty cache folder, nothing remembered from earlier calls."""
+    monkeypatch.delenv("NAPARI_UNET_PRECISION", raising=False)
+    monkeypatch.delenv("NAPARI_UNET_THREADS", raising=False)
+    monkeypatch.setenv("NAPARI_UNET_CACHE_DIR", str(tmp_path))
+    speed.cpu_speed.cache_clear()
+    speed.cpu_choice.cache_clear()
+    yield tmp_path
+    speed.cpu_speed.cache_clear()
+    speed.cpu_choice.cache_clear()
+
+
+def test_measure_times_every_setting():
+    measured = speed.measure_cpu(steps=1, batch=1, patch=32)
+    cores = speed.logical_cores()
+    assert set(measured.fp32) == set(speed.thread_candidates(cores, measured.bf16_threads))
+    assert all(t > 0 for t in measured.fp32.values())
+    assert (measured.bf16 is not None) == speed.oneDNN_bf16()
+    assert measured.threads in measured.fp32
+    assert measured.cpu == speed.cpu_name() and measured.cores == cores
+
+
+def _speed(fp32, bf16):
+    return CpuSpeed("cpu", 2, "torch", fp32, bf16, bf16_threads=2)
+
+
+def test_bf16_only_when_clearly_faster():
+    assert not _speed({2: 0.27, 1: 0.45}, 0.70).use_bf16  # AVX-512 without bf16 instructions
+    assert not _speed({2: 0.27, 1: 0.45}, 0.26).use_bf16  # inside the noise
+    assert _speed({2: 0.27, 1: 0.45}, 0.12).use_bf16  # native bf16
+    assert not _speed({2: 0.27}, None).use_bf16
+    assert _speed({2: 0.5, 1: 0.3}, None).threads == 1  # one thread measured faster
+
+
+def test_thread_candidates():
+    assert speed.thread_candidates(2, 2) == [2, 1]
+    assert speed.thread_candidates(16, 8) == [16, 15, 8]
+    assert speed.thread_candidates(1, 1) == [1]
+
+
+def test_measurement_is_cached_per_machine(fresh, monkeypatch):
+    calls = []
+    measured = _speed({2: 0.3, 1: 0.5}, 0.7)
+    monkeypatch.setattr(speed, "measure_cpu", lambda: calls.append(1) or measured)
+    monkeypatch.setattr(speed, "machine_busy", lambda: False)
+    choice = speed.cpu_choice()
+    assert (choice.threads, choice.bf16) == (2, False)
+    entries = json.loads((fresh / "cpu_speed.json").read_text())
+    assert len(entries) == 1 and next(iter(entries.values()))["bf16"] == 0.7
+    speed.cpu_speed.cache_clear()
+    speed.cpu_choice.cache_clear()
+    assert speed.cpu_speed() == measured and speed.cpu_speed().source == "cache"
+    assert calls == [1]
+
+
+def test_busy_machine_measures_again_next_time(fresh, monkeypatch):
+    monkeypatch.setattr(speed, "measure_cpu", lambda: _speed({2: 0.3}, None))
+    monkeypatch.setattr(speed, "machine_busy", lambda: True)
+    speed.cpu_speed()
+    assert not (fresh / "cpu_speed.json").exists()
+
+
+def test_damaged_cache_is_measured_again(fresh, monkeypatch):
+    (fresh / "cpu_speed.json").write_text("{not json")
+    monkeypatch.setattr(speed, "measure_cpu", lambda: _speed({2: 0.3}, None))
+    monkeypatch.setattr(speed, "machine_busy", lambda: False)
+    assert speed.cpu_speed().source == "measured"
+    assert json.loads((fresh / "cpu_speed.json").read_text())
+
+
+def test_environment_overrides(fresh, monkeypatch):
+    monkeypatch.setattr(speed, "measure_cpu", lambda: pytest.fail("must not measure"))
+    monkeypatch.setenv("NAPARI_UNET_PRECISION", "fp32")
+    monkeypatch.setenv("NAPARI_UNET_THREADS", "3")
+    choice = speed.cpu_choice()
+    assert (choice.threads, choice.bf16) == (3, False)
+
+
+def test_override_precision_keeps_measured_threads(fresh, monkeypatch):
+    monkeypatch.setattr(speed, "measure_cpu", lambda: _speed({2: 0.5, 1: 0.3}, 0.1))
+    monkeypatch.setattr(speed, "machine_busy", lambda: False)
+    monkeypatch.setenv("NAPARI_UNET_PRECISION", "fp32")
+    choice = speed.cpu_choice()
+    assert (choice.threads, choice.bf16) == (1, False)
+
+
+def test_trainer_uses_the_choice(fresh, monkeypatch):
+    """The GUI leaves one core to the viewer; the command line takes the fastest count."""
+    from napari_unet.core.device import cpu_threads
+
+    monkeypatch.setenv("NAPARI_UNET_PRECISION", "fp32")
+    monkeypatch.setenv("NAPARI_UNET_THREADS", "2")
+    monkeypatch.setattr(speed, "logical_cores", lambda: 2)
+    assert cpu_threads(leave_one_free=False) == 2
+    assert cpu_threads(leave_one_free=True) == 1
