@@ -69,10 +69,10 @@ def test_time_budget_bounds_the_run(blob_data):
     _, _, td = _data(blob_data)
     cfg = dataclasses.replace(FAST, iterations=None, seconds=1.5)
     trainer = Trainer(ModelBundle.new(TINY), td, cfg)
-    t0 = time.perf_counter()
-    n = sum(1 for _ in trainer.fit())
-    assert n > 1
-    assert time.perf_counter() - t0 < 4
+    records = list(trainer.fit())
+    # The run ends with the first iteration that reaches the budget, however fast the CPU.
+    assert records[-1].elapsed >= 1.5 and records[-1].fraction == 1.0
+    assert all(r.elapsed < 1.5 for r in records[:-1])
 
 
 def test_stop_from_another_thread_ends_within_one_iteration(blob_data):
