@@ -25,6 +25,7 @@ def main() -> int:
     dev = ["--device", args.device]
     quality = ["--seconds", "60", "--checkpoints", "15", "30", "60"] if args.quick else []
     runs = [
+        ["precision.py"],
         ["augment.py", *dev],
         ["trainer.py", *dev],
         ["memory.py", *dev],

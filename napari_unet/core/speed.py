@@ -67,30 +67,38 @@ def oneDNN_bf16() -> bool:  # noqa: N802 - the library's name
 
 @dataclass(frozen=True)
 class CpuSpeed:
-    """Measured step times (seconds) of the default model on this CPU."""
+    """Measured median step times (seconds) of the default model on this CPU, by thread
+    count, in fp32 and (where oneDNN has bf16) in bf16."""
 
     cpu: str
     cores: int
     torch: str
-    fp32: dict[int, float]  # thread count -> median step time
-    bf16: float | None  # at ``bf16_threads``; None where oneDNN has no bf16
-    bf16_threads: int
+    fp32: dict[int, float]
+    bf16: dict[int, float]
     source: str = field(default="measured", compare=False)  # measured or cache
 
     @property
-    def threads(self) -> int:
-        """The fastest thread count measured."""
-        return min(self.fp32, key=self.fp32.get)
+    def use_bf16(self) -> bool:
+        """bf16 at its best thread count beats fp32 at its best by ``BF16_MIN_GAIN``."""
+        return bool(self.bf16) and min(self.bf16.values()) < BF16_MIN_GAIN * min(
+            self.fp32.values())
 
     @property
-    def use_bf16(self) -> bool:
-        return self.bf16 is not None and self.bf16 < BF16_MIN_GAIN * self.fp32[self.bf16_threads]
+    def threads(self) -> int:
+        """The fastest thread count in the chosen precision."""
+        return self.fastest_threads(self.use_bf16)
+
+    def fastest_threads(self, bf16: bool) -> int:
+        times = self.bf16 if bf16 and self.bf16 else self.fp32
+        return min(times, key=times.get)
 
     def summary(self) -> str:
-        times = ", ".join(f"fp32 {n} threads {t:.3f} s" for n, t in sorted(self.fp32.items()))
-        bf16 = f", bf16 {self.bf16_threads} threads {self.bf16:.3f} s" if self.bf16 else ""
+        def times(name, measured):
+            return [f"{name} {n} threads {t:.3f} s" for n, t in sorted(measured.items())]
+
         pick = "bf16" if self.use_bf16 else "fp32"
-        return (f"{self.cpu} ({self.cores} cores, torch {self.torch}): {times}{bf16} per "
+        return (f"{self.cpu} ({self.cores} cores, torch {self.torch}): "
+                f"{', '.join(times('fp32', self.fp32) + times('bf16', self.bf16))} per "
                 f"step; using {pick} with {self.threads} threads")
 
 
@@ -126,9 +134,10 @@ def measure_cpu(steps: int = 2, batch: int = BATCH, patch: int = PATCH) -> CpuSp
         optimizer.step()
         return time.perf_counter() - start
 
-    settings = [(n, False) for n in thread_candidates(cores, default)]
+    candidates = thread_candidates(cores, default)
+    settings = [(n, False) for n in candidates]
     if oneDNN_bf16():
-        settings.append((default, True))
+        settings += [(n, True) for n in candidates]
     times: dict[tuple[int, bool], list[float]] = {s: [] for s in settings}
     try:
         for s in settings:
@@ -142,7 +151,7 @@ def measure_cpu(steps: int = 2, batch: int = BATCH, patch: int = PATCH) -> CpuSp
     return CpuSpeed(
         cpu=cpu_name(), cores=cores, torch=torch.__version__,
         fp32={n: t for (n, bf16), t in med.items() if not bf16},
-        bf16=med.get((default, True)), bf16_threads=default,
+        bf16={n: t for (n, bf16), t in med.items() if bf16},
     )
 
 
@@ -164,7 +173,8 @@ def _read_cache(path: Path) -> CpuSpeed | None:
         entry = json.loads(path.read_text(encoding="utf-8")).get(_key())
         if entry is None:
             return None
-        entry["fp32"] = {int(n): float(t) for n, t in entry["fp32"].items()}
+        for name in ("fp32", "bf16"):
+            entry[name] = {int(n): float(t) for n, t in entry[name].items()}
         entry["source"] = "cache"
         return CpuSpeed(**entry)
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
@@ -245,8 +255,8 @@ def cpu_choice() -> CpuChoice:
         choice = CpuChoice(int(threads), precision == "bf16", "set in the environment")
     else:
         speed = cpu_speed()
-        choice = CpuChoice(int(threads) if threads else speed.threads,
-                           speed.use_bf16 if precision in ("", "auto") else precision == "bf16",
+        bf16 = speed.use_bf16 if precision in ("", "auto") else precision == "bf16"
+        choice = CpuChoice(int(threads) if threads else speed.fastest_threads(bf16), bf16,
                            f"{speed.summary()} ({speed.source})")
     if choice.bf16 and not oneDNN_bf16():
         choice = CpuChoice(choice.threads, False, choice.why + "; oneDNN has no bf16 here")
