@@ -14,18 +14,18 @@ corrections* uses 3). Every arm continues from the same weights; all are scored 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 import numpy as np
 import tifffile
 from _common import DATA, need, table
 from sparse import strokes
 
+from napari_unet.core.config import TrainOptions
 from napari_unet.core.data import TrainingData
 from napari_unet.core.metrics import foreground_iou, instance_scores
+from napari_unet.core.plan import new_bundle
 from napari_unet.core.predict import Predictor
 from napari_unet.core.train import Trainer
-from napari_unet.defaults import new_sparse_bundle, sparse_train_config
 
 
 def main() -> None:
@@ -43,15 +43,15 @@ def main() -> None:
     test_idx = np.setdiff1d(np.arange(40), train_idx)
     ann = [strokes(labels[i], rng) for i in train_idx]
     gt = labels[test_idx]
-    cfg = dataclasses.replace(sparse_train_config(), seconds=args.seconds,
-                              leave_core_free=False, seed=args.seed)
+    options = TrainOptions(seconds=args.seconds, seed=args.seed)
+    cfg = options.train_config()
 
     def score(bundle):
         pred = Predictor(bundle).predict(images[test_idx], instances=True)
         return foreground_iou(pred.labels, gt), instance_scores(pred.instances, gt)["f1"]
 
     data = TrainingData.from_annotations(list(images[train_idx]), ann)
-    first = Trainer(new_sparse_bundle(data.n_classes), data, cfg)
+    first = Trainer(new_bundle(options, data.n_classes), data, cfg)
     for _ in first.fit():
         pass
     start = first.bundle()

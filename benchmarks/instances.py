@@ -14,19 +14,17 @@ and scores images 30-39: foreground IoU, instance F1 and average precision at Io
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 import numpy as np
 import tifffile
 from _common import DATA, need, table
 
-from napari_unet.core.checkpoint import ModelBundle
-from napari_unet.core.data import TrainingData, border_weights, to_annotations
+from napari_unet.core.config import TrainOptions
+from napari_unet.core.data import to_annotations
 from napari_unet.core.metrics import foreground_iou, instance_scores
-from napari_unet.core.model import UNetConfig
+from napari_unet.core.plan import plan_training
 from napari_unet.core.predict import Predictor
 from napari_unet.core.train import Trainer
-from napari_unet.defaults import training_defaults
 
 
 def main() -> None:
@@ -42,22 +40,17 @@ def main() -> None:
     test_img, test_lab = images[30:], labels[30:]
 
     variants = [
-        ("semantic, connected components", "semantic", (train_lab > 0).astype(np.uint8), None),
-        ("instance, watershed (default)", "instance", train_lab, None),
-        ("instance + border weights", "instance", train_lab, border_weights(train_lab)),
+        ("semantic, connected components", "semantic", (train_lab > 0).astype(np.uint8), False),
+        ("instance, watershed (default)", "instance", train_lab, False),
+        ("instance + border weights", "instance", train_lab, True),
     ]
     rows = []
     for name, kind, lab, weights in variants:
-        defaults = training_defaults(kind, args.device)
-        data = TrainingData.from_annotations([train_img], [to_annotations(lab, kind)],
-                                             weights=None if weights is None else [weights],
-                                             seed=args.seed)
-        bundle = ModelBundle.new(UNetConfig(n_classes=data.n_classes,
-                                            base_channels=defaults.base_channels),
-                                 kind, seed=args.seed)
-        cfg = dataclasses.replace(defaults.train, seconds=args.seconds, device=args.device,
-                                  leave_core_free=False, seed=args.seed)
-        trainer = Trainer(bundle, data, cfg)
+        options = TrainOptions(labels_kind=kind, seconds=args.seconds, device=args.device,
+                               seed=args.seed, start_model="none", border_weights=weights)
+        plan = plan_training([train_img], [to_annotations(lab, kind)], options,
+                             objects=[train_lab])
+        trainer = Trainer(plan.bundle, plan.data, plan.config)
         for _ in trainer.fit():
             pass
         out = Predictor(trainer.bundle(), device=args.device).predict(test_img, instances=True)

@@ -16,7 +16,6 @@ figures as JSON beside the plot, and draws quality against seconds.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 
@@ -24,28 +23,22 @@ import numpy as np
 import tifffile
 from _common import DATA, need, table
 
-from napari_unet.core.checkpoint import ModelBundle
-from napari_unet.core.data import TrainingData, to_annotations
+from napari_unet.core.config import TrainOptions
+from napari_unet.core.data import to_annotations
 from napari_unet.core.metrics import foreground_iou, instance_scores, pixel_error, rand_error
-from napari_unet.core.model import UNetConfig
+from napari_unet.core.plan import plan_training
 from napari_unet.core.predict import Predictor
 from napari_unet.core.train import Trainer
-from napari_unet.defaults import start_bundle, training_defaults
 
 
 def curve(images, annotations, kind, n_classes, checkpoints, score, device, seed=0,
           start=False):
-    defaults = training_defaults(kind, device)
-    data = TrainingData.from_annotations([images], [annotations], seed=seed)
-    if start:  # napari-unet train --start-model nuclei
-        bundle = start_bundle(kind, n_classes)
-    else:
-        bundle = ModelBundle.new(UNetConfig(n_classes=n_classes,
-                                            base_channels=defaults.base_channels),
-                                 kind, seed=seed)
-    cfg = dataclasses.replace(defaults.train, seconds=max(checkpoints), device=device,
-                              leave_core_free=False, seed=seed)
-    trainer = Trainer(bundle, data, cfg)
+    # napari-unet train --labels-kind KIND --seconds S [--start-model nuclei]
+    options = TrainOptions(labels_kind=kind, seconds=max(checkpoints), device=device,
+                           seed=seed, start_model="nuclei" if start else "none")
+    plan = plan_training([images], [annotations], options)
+    assert plan.bundle.n_classes == n_classes
+    trainer = Trainer(plan.bundle, plan.data, plan.config)
     marks = sorted(checkpoints)
     rows = []
     for progress in trainer.fit():

@@ -28,7 +28,6 @@ from scipy import ndimage as ndi
 from skimage.draw import line
 from skimage.measure import label as connected
 
-from napari_unet.core.data import TrainingData
 from napari_unet.core.metrics import foreground_iou, instance_scores
 from napari_unet.core.predict import Predictor
 from napari_unet.synthetic import background_strokes
@@ -118,16 +117,16 @@ def main() -> None:
         rows.append(["random forest (multiscale features)", rf_s, foreground_iou(rf_fg, gt),
                      instance_scores(rf_inst, gt)["f1"]])
 
-    from napari_unet.defaults import new_sparse_bundle, sparse_train_config, training_defaults
-
-    data = TrainingData.from_annotations(list(images[train_idx]), list(ann))
-    bundle = new_sparse_bundle(data.n_classes, pretrained=args.start == "pretrained")
+    from napari_unet.core.config import TrainOptions
+    from napari_unet.core.plan import plan_training
     from napari_unet.core.train import Trainer
 
     seconds = None if args.iterations else args.seconds
-    cfg = dataclasses.replace(sparse_train_config(), seconds=seconds, iterations=args.iterations,
-                              leave_core_free=False, seed=args.seed)
-    trainer = Trainer(bundle, data, cfg)
+    # napari-unet train --labels-kind annotation (the GUI's settings too)
+    options = TrainOptions(seconds=seconds, iterations=args.iterations, seed=args.seed,
+                           start_model="nuclei" if args.start == "pretrained" else "none")
+    plan = plan_training(list(images[train_idx]), list(ann), options)
+    trainer = Trainer(plan.bundle, plan.data, plan.config)
     marks = sorted(c for c in args.checkpoints if c <= args.seconds)
     if args.iterations:
         marks = [args.iterations // 3, 2 * args.iterations // 3]
@@ -142,11 +141,9 @@ def main() -> None:
                          instance_scores(pred.instances, gt)["f1"]])
     if args.dense_reference:  # the ceiling: the same 10 images with every pixel annotated
         dense = [(labels[i] > 0).astype(np.uint8) + 1 for i in train_idx]
-        ref = Trainer(new_sparse_bundle(2, pretrained=args.start == "pretrained"),
-                      TrainingData.from_annotations(list(images[train_idx]), dense),
-                      dataclasses.replace(training_defaults("semantic").train,
-                                          seconds=seconds, iterations=args.iterations,
-                                          leave_core_free=False, seed=args.seed))
+        ref_plan = plan_training(list(images[train_idx]), dense,
+                                 dataclasses.replace(options, labels_kind="semantic"))
+        ref = Trainer(ref_plan.bundle, ref_plan.data, ref_plan.config)
         for _ in ref.fit():
             pass
         pred = Predictor(ref.bundle()).predict(images[test_idx], instances=True)

@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=_positive_int, default=None)
     t.add_argument("--patch-size", type=_positive_int, default=None)
     t.add_argument("--learning-rate", type=_positive_float, default=None)
+    t.add_argument("--elastic-sigma", type=_non_negative_float, default=None,
+                   help="strength of the elastic deformation in pixels (0 turns it off; "
+                        "default 6 on a CPU, 8 on a GPU)")
     t.add_argument("--checkpointing", action="store_true",
                    help="recompute activations in backward to save memory")
     t.add_argument("--border-weights", action="store_true",
@@ -184,7 +187,9 @@ def _one_channel(image, channel: int | None = None, what: str = "image"):
 
 
 def _load_pairs(args: argparse.Namespace):
-    from .core.data import border_weights, painted_objects, to_annotations
+    """Images, their labels as annotations (0 = not annotated, 1 = background, ...) and,
+    for instance labels, the objects (for the border weights)."""
+    from .core.data import to_annotations
     from .core.io import read_tiff
 
     if len(args.image) != len(args.labels):
@@ -192,7 +197,7 @@ def _load_pairs(args: argparse.Namespace):
             f"{len(args.image)} --image but {len(args.labels)} --labels: give one labels file "
             "per image, in the same order"
         )
-    images, annotations, weights = [], [], []
+    images, annotations, objects = [], [], []
     for ip, lp in zip(args.image, args.labels):
         img = _one_channel(read_tiff(ip), args.channel).data
         lab = _one_channel(read_tiff(lp), None, "label image").data
@@ -203,12 +208,8 @@ def _load_pairs(args: argparse.Namespace):
             )
         images.append(img)
         annotations.append(to_annotations(lab, args.labels_kind))
-        if getattr(args, "border_weights", False):
-            objects = lab if args.labels_kind == "instance" else painted_objects(annotations[-1])
-            weights.append(border_weights(objects))
-        else:
-            weights.append(None)
-    return images, annotations, weights
+        objects.append(lab if args.labels_kind == "instance" else None)
+    return images, annotations, objects
 
 
 def _bar(fraction: float, width: int = 28) -> str:
@@ -223,54 +224,31 @@ def _fmt_seconds(s: float | None) -> str:
     return f"{s // 60:02d}:{s % 60:02d}"
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    import dataclasses
+def train_options(args: argparse.Namespace):
+    """The :class:`~napari_unet.core.config.TrainOptions` that ``train``'s options say."""
+    from .core.config import TrainOptions
 
-    from .core.checkpoint import ModelBundle
-    from .core.data import TrainingData
-    from .core.model import UNetConfig
-    from .core.train import Trainer
-    from .defaults import start_bundle, training_defaults
-
-    images, annotations, weights = _load_pairs(args)
-    defaults = training_defaults(args.labels_kind, args.device)
-    if args.resume:
-        bundle = _load_model(args.resume)
-        data = TrainingData.from_annotations(images, annotations, weights=weights,
-                                             normalisation=bundle.normalisation, seed=args.seed)
-    else:
-        data = TrainingData.from_annotations(images, annotations, weights=weights,
-                                             seed=args.seed)
-        start = args.start_model or ("nuclei" if args.labels_kind == "annotation" else "none")
-        shaped = args.base_channels is not None or args.depth is not None or args.transposed
-        if args.start_model == "nuclei" and shaped:
-            raise NapariUnetError(
-                "--start-model nuclei fixes the architecture (base 16, depth 4, bilinear): "
-                "drop --base-channels, --depth and --transposed, or use --start-model none"
-            )
-        if start == "nuclei" and not shaped:
-            bundle = start_bundle(args.labels_kind, data.n_classes)
-        else:
-            architecture = UNetConfig(
-                n_classes=data.n_classes,
-                base_channels=args.base_channels or defaults.base_channels,
-                depth=args.depth or 4,
-                bilinear=not args.transposed,
-            )
-            bundle = ModelBundle.new(architecture, args.labels_kind, seed=args.seed)
-    config = dataclasses.replace(
-        defaults.train,
-        iterations=args.iterations,
-        seconds=args.seconds,
-        device=args.device,
-        seed=args.seed,
-        leave_core_free=False,
-        checkpointing=args.checkpointing,
-        **{k: v for k, v in (("batch_size", args.batch_size), ("patch_size", args.patch_size),
-                             ("learning_rate", args.learning_rate),
-                             ("edge_weight", args.edge_weight)) if v is not None},
+    return TrainOptions(
+        labels_kind=args.labels_kind, iterations=args.iterations, seconds=args.seconds,
+        batch_size=args.batch_size, patch_size=args.patch_size,
+        learning_rate=args.learning_rate, elastic_sigma=args.elastic_sigma,
+        edge_weight=args.edge_weight,
+        border_weights=args.border_weights, start_model=args.start_model,
+        base_channels=args.base_channels, depth=args.depth, bilinear=not args.transposed,
+        checkpointing=args.checkpointing, device=args.device, seed=args.seed,
     )
-    trainer = Trainer(bundle, data, config)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .core.plan import plan_training
+    from .core.train import Trainer
+
+    options = train_options(args)
+    images, annotations, objects = _load_pairs(args)
+    plan = plan_training(images, annotations, options, objects=objects,
+                         resume=_load_model(args.resume) if args.resume else None)
+    data = plan.data
+    trainer = Trainer(plan.bundle, data, plan.config)
     out = sys.stderr
     if not args.quiet:
         out.write(

@@ -22,9 +22,9 @@ import torch
 
 from napari_unet.core.augment import AugmentConfig
 from napari_unet.core.checkpoint import ModelBundle
+from napari_unet.core.config import START_ARCHITECTURE, START_MODEL
 from napari_unet.core.data import TrainingData, to_annotations
 from napari_unet.core.train import TrainConfig, Trainer
-from napari_unet.defaults import START_MODEL, start_model_config
 from napari_unet.synthetic import nuclei_slice, random_style
 
 
@@ -45,7 +45,7 @@ def main() -> None:
     data = TrainingData.from_annotations([image], [to_annotations(label > 0, "semantic")],
                                          validation_fraction=0.05, seed=args.seed)
     print(f"{args.images} synthetic images in {time.perf_counter() - t0:.0f} s")
-    bundle = ModelBundle.new(start_model_config(), "annotation", seed=args.seed,
+    bundle = ModelBundle.new(START_ARCHITECTURE, "annotation", seed=args.seed,
                              class_names=["background", "nucleus"])
     cfg = dataclasses.replace(
         TrainConfig(), iterations=args.iterations, batch_size=args.batch, patch_size=128,

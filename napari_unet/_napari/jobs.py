@@ -9,56 +9,20 @@ the tiled predictor.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from napari_unet.core.config import TrainOptions
 
 if TYPE_CHECKING:
     from napari_unet.core.checkpoint import ModelBundle
     from napari_unet.core.predict import Prediction
     from napari_unet.core.train import Progress
-
-log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Architecture:
-    """A new model's shape (its number of classes comes from the annotations).
-
-    With ``pretrained`` a new model starts from the shipped nuclei model and has its
-    shape (:func:`napari_unet.defaults.start_model_config`); ``depth``,
-    ``base_channels`` and ``bilinear`` apply otherwise.
-    """
-
-    depth: int = 3
-    base_channels: int = 16
-    bilinear: bool = True
-    checkpointing: bool = False
-    pretrained: bool = True
-
-
-def start_bundle(n_classes: int) -> ModelBundle:
-    """A new model started from the shipped nuclei model, or, when that file is missing
-    or unreadable, a fresh model of the same shape."""
-    from napari_unet.core.errors import NapariUnetError
-    from napari_unet.defaults import START_MODEL, new_sparse_bundle
-
-    if not START_MODEL.is_file():
-        log.info("The starting model %s is missing: a new model starts from fresh weights",
-                 START_MODEL)
-        return new_sparse_bundle(n_classes, pretrained=False)
-    try:
-        return new_sparse_bundle(n_classes, pretrained=True)
-    except NapariUnetError as exc:
-        log.warning("Could not read the starting model (%s): a new model starts from fresh "
-                    "weights", exc)
-        return new_sparse_bundle(n_classes, pretrained=False)
-
 
 @dataclass(frozen=True)
 class TrainRequest:
@@ -67,13 +31,10 @@ class TrainRequest:
     images: list[np.ndarray]
     annotations: list[np.ndarray]
     weights: list[np.ndarray | None]
-    bundle: ModelBundle | None  # None: a new model of ``architecture``
-    architecture: Architecture = field(default_factory=Architecture)
+    bundle: ModelBundle | None  # None: a new model, as ``options`` say
+    options: TrainOptions = field(default_factory=TrainOptions)
     class_names: list[str] = field(default_factory=list)
     class_colors: list[str] = field(default_factory=list)
-    train_options: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields
-    elastic_sigma: float = 6.0
-    border_weights: bool = False  # weigh the background between painted objects more
     snapshot_every: float = 3.0  # seconds between weight copies for the live preview
 
 
@@ -93,14 +54,6 @@ class JobFailed(Exception):
     def __init__(self, error: BaseException):
         super().__init__(str(error))
         self.error = error
-
-
-def gap_weights(annotations: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
-    """The U-Net paper's border weights between painted objects, times ``weights``."""
-    from napari_unet.core.data import border_weights, painted_objects
-
-    gaps = border_weights(painted_objects(annotations))
-    return gaps if weights is None else gaps * weights
 
 
 class TrainJob:
@@ -143,36 +96,14 @@ class TrainJob:
 
     # In the worker thread ---------------------------------------------------
     def _build(self):
-        from napari_unet.core.augment import AugmentConfig
-        from napari_unet.core.checkpoint import ModelBundle
-        from napari_unet.core.data import TrainingData
-        from napari_unet.core.model import UNetConfig
-        from napari_unet.core.train import TrainConfig, Trainer
+        from napari_unet.core.plan import plan_training
+        from napari_unet.core.train import Trainer
 
         req = self.request
-        weights = req.weights
-        if req.border_weights:
-            weights = [gap_weights(a, w) for a, w in zip(req.annotations, req.weights)]
-        data = TrainingData.from_annotations(req.images, req.annotations, weights=weights)
-        bundle = req.bundle
-        if bundle is None and req.architecture.pretrained:
-            bundle = start_bundle(max(data.n_classes, len(req.class_names), 2))
-        elif bundle is None:
-            n = max(data.n_classes, len(req.class_names), 2)
-            arch = req.architecture
-            config = UNetConfig(in_channels=1, n_classes=n, base_channels=arch.base_channels,
-                                depth=arch.depth, bilinear=arch.bilinear)
-            bundle = ModelBundle.new(config, class_names=req.class_names[:n],
-                                     class_colors=req.class_colors[:n])
-        elif data.n_classes > bundle.n_classes:
-            bundle = bundle.with_classes(data.n_classes)
-        if len(req.class_names) >= bundle.n_classes:
-            bundle = replace(bundle, class_names=req.class_names[: bundle.n_classes],
-                             class_colors=req.class_colors[: bundle.n_classes])
-        augment = replace(AugmentConfig(), elastic_sigma=req.elastic_sigma)
-        options = dict(req.train_options)
-        options["checkpointing"] = req.architecture.checkpointing
-        return Trainer(bundle, data, TrainConfig(augment=augment, **options))
+        plan = plan_training(req.images, req.annotations, req.options, weights=req.weights,
+                             resume=req.bundle, class_names=req.class_names,
+                             class_colors=req.class_colors)
+        return Trainer(plan.bundle, plan.data, plan.config)
 
     def run(self) -> Generator[TrainUpdate, None, ModelBundle | None]:
         """Train; yield progress (and, every few seconds, weights); return the bundle."""

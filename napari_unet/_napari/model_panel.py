@@ -4,59 +4,51 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton
 from napari.utils.notifications import show_error, show_info
 
+from napari_unet.core.config import START_ARCHITECTURE, START_MODEL
 from napari_unet.core.errors import NapariUnetError
 
 from ._lifetime import CloseWatcher, Subscriptions
 from .combos import form, row
-from .jobs import Architecture
 from .state import Session
+from .train_settings import AUTO, auto_choice
 
 MODEL_FILTER = "napari-unet model (*.pt *.pth *.unet);;All files (*)"
 PRETRAINED_TOOLTIP = ("a U-Net pre-trained on synthetic fluorescence nuclei; a few strokes then "
                       "fine-tune it")
 
 
-#: Depth, base channels and bilinear upsampling of the shipped starting model, as
-#: ``napari_unet.defaults.start_model_config()`` (a test keeps them equal); written out
-#: so that building the panel does not import torch on the GUI thread.
-START_SHAPE = (4, 16, True)
-
-
-def _start_shape() -> tuple[int, int, bool]:
-    return START_SHAPE
+#: Depth, base channels and up-sampling of the shipped starting model.
+START_SHAPE = (START_ARCHITECTURE.depth, START_ARCHITECTURE.base_channels,
+               START_ARCHITECTURE.bilinear)
 
 
 def _start_model_present() -> bool:
-    from napari_unet.defaults import START_MODEL
-
     return START_MODEL.is_file()
 
 
 class ModelPanel(Container):
     """New model settings, Load / Save, and what the current model is."""
 
-    def __init__(self, session: Session, architecture: Architecture | None = None):
+    def __init__(self, session: Session, pretrained: bool = True):
         super().__init__(labels=False)
         self.margins = (0, 0, 0, 0)
         self.session = session
-        a = architecture or Architecture()
         self.info = Label(value="")
-        self.pretrained = CheckBox(value=a.pretrained, text="Start from the nuclei model",
+        self.pretrained = CheckBox(value=pretrained, text="Start from the nuclei model",
                                    tooltip=PRETRAINED_TOOLTIP)
-        self.depth = SpinBox(value=a.depth, min=1, max=6, label="Depth")
-        self.base_channels = ComboBox(choices=[8, 16, 32, 64], value=a.base_channels,
-                                      label="Base channels")
+        self.depth = auto_choice((1, 2, 3, 4, 5, 6), None, label="Depth")
+        self.base_channels = auto_choice((8, 16, 32, 64), None, label="Base channels")
         self.upsampling = ComboBox(choices=[("bilinear", True), ("transposed conv", False)],
-                                   value=a.bilinear, label="Upsampling")
-        self.checkpointing = CheckBox(value=a.checkpointing, text="Save memory (checkpointing)")
+                                   value=True, label="Upsampling")
+        self.checkpointing = CheckBox(value=False, text="Save memory (checkpointing)")
         self.new = PushButton(text="New model")
         self.load = PushButton(text="Load…")
         self.save = PushButton(text="Save…")
         # The controls' own values while they show the starting model's shape.
-        self._custom = (a.depth, a.base_channels, a.bilinear)
+        self._custom = (AUTO, AUTO, True)
         self.extend([self.info, self.pretrained,
                      form(self.depth, self.base_channels, self.upsampling, self.checkpointing),
                      row(self.new, self.load, self.save)])
@@ -71,17 +63,14 @@ class ModelPanel(Container):
         self._watcher = CloseWatcher(self.native, self._subs.release)
         self._refresh()
 
-    @property
-    def architecture(self) -> Architecture:
-        """A new model's shape; with the nuclei model, its shape."""
+    def options(self) -> dict:
+        """A new model's part of :class:`~napari_unet.core.config.TrainOptions`: the
+        nuclei model, or random weights of the chosen (or the device's default) shape."""
         if self.pretrained.value:
-            depth, channels, bilinear = _start_shape()
-        else:
-            depth, channels, bilinear = (self.depth.value, self.base_channels.value,
-                                         self.upsampling.value)
-        return Architecture(depth=depth, base_channels=channels, bilinear=bilinear,
-                            checkpointing=self.checkpointing.value,
-                            pretrained=self.pretrained.value)
+            return {"start_model": "nuclei", "checkpointing": self.checkpointing.value}
+        return {"start_model": "none", "depth": self.depth.value or None,
+                "base_channels": self.base_channels.value or None,
+                "bilinear": self.upsampling.value, "checkpointing": self.checkpointing.value}
 
     def new_model(self) -> None:
         """Forget the current model: the next training starts a new one (from the nuclei
@@ -141,7 +130,7 @@ class ModelPanel(Container):
         shape = (self.depth, self.base_channels, self.upsampling)
         if checked:
             self._custom = tuple(w.value for w in shape)
-            values = _start_shape()
+            values = START_SHAPE
         else:
             values = self._custom
         for widget, value in zip(shape, values):

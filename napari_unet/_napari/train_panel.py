@@ -68,6 +68,11 @@ class TrainPanel(Container):
     def settings(self) -> TrainSettings:
         return self.form.settings
 
+    def options(self):
+        """The next run's :class:`~napari_unet.core.config.TrainOptions` (checked: raises
+        :class:`~napari_unet.core.errors.InputError` with a sentence)."""
+        return self.settings.options(**self.model.options())
+
     def start_training(self):
         """Copy the layers, start the worker and return it (``None`` when refused)."""
         if self.controller.running:
@@ -75,12 +80,8 @@ class TrainPanel(Container):
             return None
         s = self.settings
         try:
-            request = build_request(
-                self.session, s.every_image, architecture=self.model.architecture,
-                train_options=s.train_options(), elastic_sigma=s.elastic_sigma,
-                border_weights=s.separate_touching,
-                snapshot_every=s.preview_every,
-            )
+            request = build_request(self.session, s.every_image, options=self.options(),
+                                    snapshot_every=s.preview_every)
         except NapariUnetError as exc:
             show_error(str(exc))
             return None

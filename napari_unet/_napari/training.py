@@ -125,7 +125,7 @@ class TrainingController:
     @property
     def device(self) -> str:
         """The device of the training in progress (``auto`` when none runs)."""
-        return self.job.request.train_options.get("device", "auto") if self.job else "auto"
+        return self.job.request.options.device if self.job else "auto"
 
     @property
     def paused(self) -> bool:

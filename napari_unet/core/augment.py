@@ -10,11 +10,12 @@ they were. Intensity jitter (gain, offset, gamma, noise) touches the image only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
+
+from .config import AugmentConfig
 
 # The eight 2x2 matrices of the dihedral group acting on (x, y) normalised coordinates.
 _DIHEDRAL = torch.tensor(
@@ -24,25 +25,6 @@ _DIHEDRAL = torch.tensor(
     ],
     dtype=torch.float32,
 )
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Strengths of the transforms; zero turns one off.
-
-    The dihedral transform is drawn once per batch unless ``flips_per_sample`` (which
-    costs a copy of the grid on the CPU); the elastic field is always drawn per sample.
-    ``elastic_sigma`` is the standard deviation of the coarse displacements in pixels
-    (the U-Net paper: 10 pixels on a 3x3 grid); ``elastic_grid`` the spacing of the
-    coarse grid in pixels.
-    """
-
-    elastic_sigma: float = 6.0
-    elastic_grid: int = 64
-    flips: bool = True
-    flips_per_sample: bool = False
-    intensity: float = 0.2
-    noise: float = 0.03
 
 
 @lru_cache(maxsize=32)

@@ -9,34 +9,12 @@ network runs on any image size: ``UNet.forward`` pads the input to a multiple of
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-
-@dataclass(frozen=True)
-class UNetConfig:
-    """The architecture, stored in every model file."""
-
-    in_channels: int = 1
-    n_classes: int = 2
-    base_channels: int = 32
-    depth: int = 4
-    bilinear: bool = True
-
-    def __post_init__(self) -> None:
-        if self.in_channels < 1 or self.n_classes < 2:
-            raise ValueError("a U-Net needs at least one input channel and two classes")
-        if not 1 <= self.depth <= 6:
-            raise ValueError(f"depth must be between 1 and 6, not {self.depth}")
-        if self.base_channels < 2:
-            raise ValueError(f"base_channels must be at least 2, not {self.base_channels}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from .config import UNetConfig
 
 
 class DoubleConv(nn.Module):

@@ -15,14 +15,15 @@ import math
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .augment import AugmentConfig, Augmenter
+from .augment import Augmenter
 from .batches import batch_source
 from .checkpoint import ModelBundle
+from .config import TrainConfig
 from .data import PatchSampler, TrainingData
 from .device import (
     autocast,
@@ -31,62 +32,10 @@ from .device import (
     prefers_channels_last,
     select_device,
 )
-from .errors import InputError, TrainingError
+from .errors import TrainingError
 from .losses import anchor_loss, edge_loss, masked_loss
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How long and how to train. ``iterations`` and ``seconds`` both bound the run."""
-
-    iterations: int | None = None
-    seconds: float | None = None
-    batch_size: int = 8
-    patch_size: int = 128
-    learning_rate: float = 3e-3
-    weight_decay: float = 1e-4
-    warmup: int = 20
-    dice_weight: float = 0.0  # soft Dice added to the loss; it fattens objects on dense labels
-    class_balance: float | None = None  # None: 1 for sparse strokes, less for dense labels
-    edge_weight: float = 0.0  # pairwise loss putting label edges on image edges (see edge_loss)
-    edge_sigma: float = 0.1  # intensity difference (normalised units) that counts as an edge
-    # Keeps unannotated pixels near the prediction of the model this run starts from (a
-    # KL term; for trained or pre-trained models only): long runs on a few strokes then
-    # do not drift from what the starting model knew.
-    anchor_weight: float = 0.0
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    validate_every: int = 50
-    seed: int = 0
-    device: str = "auto"
-    leave_core_free: bool = True
-    checkpointing: bool = False
-    mixed_precision: bool = True  # bf16 autocast where the device runs it fast
-
-    def __post_init__(self) -> None:
-        if self.iterations is not None and self.iterations < 1:
-            raise InputError("the number of iterations must be at least 1")
-        if self.seconds is not None and self.seconds <= 0:
-            raise InputError("the time budget must be more than 0 seconds")
-        if self.batch_size < 1:
-            raise InputError("the batch size must be at least 1")
-        if self.patch_size < 16 or self.patch_size % 16:
-            raise InputError("the patch size must be a multiple of 16, at least 16")
-        if not self.learning_rate > 0:
-            raise InputError("the learning rate must be positive")
-        if not self.edge_weight >= 0:
-            raise InputError("the edge loss weight must be 0 or more")
-        if not self.anchor_weight >= 0:
-            raise InputError("the anchor weight must be 0 or more")
-        if not self.edge_sigma > 0:
-            raise InputError("the edge loss's intensity scale must be positive")
-
-    @property
-    def budget_iterations(self) -> int | None:
-        if self.iterations is None and self.seconds is None:
-            return 500
-        return self.iterations
 
 
 @dataclass(frozen=True)

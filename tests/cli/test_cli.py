@@ -60,7 +60,7 @@ def test_border_and_edge_weights_reach_the_training_record(pair, tmp_path):
 
 def test_new_models_start_from_the_nuclei_model_when_asked(pair, tmp_path, capsys):
     from napari_unet.core.checkpoint import load_bundle as load
-    from napari_unet.defaults import START_MODEL
+    from napari_unet.core.config import START_MODEL
 
     ip, lp = pair
     shipped = load(START_MODEL)

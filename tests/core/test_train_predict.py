@@ -317,7 +317,7 @@ def test_anchor_keeps_unannotated_pixels_near_the_starting_model(blob_data):
         drift[weight] = float(np.abs(after - before)[ann == 0].mean())
     assert drift[3.0] < 0.6 * drift[0.0], drift
     # the shipped starting model is anchored to; a fresh model has nothing to keep
-    from napari_unet.defaults import start_bundle
+    from napari_unet.core.plan import start_bundle
 
     shipped = Trainer(start_bundle("annotation", 2), few,
                       TrainConfig(iterations=1, patch_size=32, anchor_weight=1.0))

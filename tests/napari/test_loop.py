@@ -60,9 +60,9 @@ def test_whole_loop(empty_workflow, qtbot, run_worker, tmp_path):
     assert worker is not None
     bundle = session.bundle
     assert bundle is not None and bundle.iterations == 40
-    from napari_unet.defaults import start_model_config
+    from napari_unet.core.config import START_ARCHITECTURE
 
-    assert bundle.config == start_model_config()
+    assert bundle.config == START_ARCHITECTURE
     assert len(widget.train.plot.losses) == 40
     assert fingerprint(annotations.data) == painted
 

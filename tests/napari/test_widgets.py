@@ -19,7 +19,7 @@ def test_demo_opens_the_sample_with_the_workflow(make_napari_viewer):
     assert "5 × 256 × 256" in widget.data.info.value
     settings = widget.train.settings
     assert settings.budget == "seconds" and settings.seconds <= 45
-    assert widget.train.model.architecture.base_channels == 16
+    assert widget.train.model.options()["start_model"] == "nuclei"
 
 
 def test_plugin_menu_widgets_share_one_session(make_napari_viewer):
