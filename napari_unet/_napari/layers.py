@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 from napari.layers import Image, Labels
@@ -11,6 +12,22 @@ from napari.utils.colormaps import DirectLabelColormap
 from .state import ClassSpec
 
 TRANSPARENT = (0.0, 0.0, 0.0, 0.0)
+
+
+@contextmanager
+def keep_selection(viewer) -> Iterator[None]:
+    """Add layers without taking the selection (and its paint mode) away from the layer
+    the user works on: napari selects every layer it adds."""
+    selection = viewer.layers.selection
+    before, active = set(selection), selection.active
+    try:
+        yield
+    finally:
+        if before and set(selection) != before:
+            selection.clear()
+            selection.update(layer for layer in before if layer in viewer.layers)
+            if active is not None and active in viewer.layers:
+                selection.active = active
 
 
 def annotations_name(image: Image) -> str:
@@ -112,11 +129,12 @@ def predictions_layer(viewer, image: Image, classes: Sequence[ClassSpec],
     if layer is None:
         if name in viewer.layers:  # a layer of that name but of another shape or type
             viewer.layers.remove(name)
-        layer = viewer.add_labels(
-            np.zeros(shape, dtype), name=name, scale=image.scale[-len(shape):],
-            translate=image.translate[-len(shape):], opacity=0.5,
-            colormap=prediction_colormap(classes),
-        )
+        with keep_selection(viewer):
+            layer = viewer.add_labels(
+                np.zeros(shape, dtype), name=name, scale=image.scale[-len(shape):],
+                translate=image.translate[-len(shape):], opacity=0.5,
+                colormap=prediction_colormap(classes),
+            )
     return layer
 
 
@@ -146,11 +164,12 @@ def write_extra_layer(viewer, image: Image, suffix: str, data: np.ndarray, kind:
     ):
         viewer.layers[name].data = data
         return
-    if name in viewer.layers:
-        viewer.layers.remove(name)
     add = viewer.add_labels if kind == "labels" else viewer.add_image
-    add(data, name=name, scale=_pad_scale(image.scale, ndim),
-        translate=_pad_scale(image.translate, ndim, 0.0), **kwargs)
+    with keep_selection(viewer):
+        if name in viewer.layers:
+            viewer.layers.remove(name)
+        add(data, name=name, scale=_pad_scale(image.scale, ndim),
+            translate=_pad_scale(image.translate, ndim, 0.0), **kwargs)
 
 
 def _pad_scale(values, ndim: int, fill: float = 1.0) -> tuple[float, ...]:

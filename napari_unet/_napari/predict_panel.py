@@ -154,12 +154,7 @@ class PredictPanel(Container):
             return
         classes = self.session.classes
         write_predictions(self._viewer, image, result.labels, classes, z)
-        marks = self.session.marks(image)
-        if z is not None:
-            marks.predicted.add(z)
-        else:
-            marks.predicted.update(range(result.labels.shape[0]) if result.labels.ndim == 3
-                                   else [0])
+        self.session.marks(image).record(result.labels, z)
         if result.probabilities is not None:
             fg = 1.0 - result.probabilities[..., 0, :, :]
             if z is not None:
