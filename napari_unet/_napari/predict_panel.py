@@ -170,7 +170,8 @@ class PredictPanel(Container):
                 full = np.zeros(image_shape(image), np.int32)
                 full[z] = inst
                 inst = full
-            write_extra_layer(self._viewer, image, "instances", inst, "labels", opacity=0.6)
+            write_extra_layer(self._viewer, image, "instances", inst, "labels", opacity=0.9,
+                              contour=1)
         where = f"slice {z}" if z is not None else "the whole image"
         self.status.value = f"Predicted {where} of {image.name!r}."
 

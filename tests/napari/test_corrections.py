@@ -104,3 +104,21 @@ def test_the_painted_layer_stays_selected(annotated_workflow, run_worker):
     run_worker(widget.predict.predict())
     assert "nuclei instances" in viewer.layers
     assert viewer.layers.selection.active == annotations
+
+
+def test_layers_stay_readable(annotated_workflow, run_worker):
+    """The image shows through predictions and annotations, and a stroke's colour is never
+    a prediction's."""
+    viewer, widget = annotated_workflow
+    annotations = viewer.layers["nuclei annotations"]
+    predictions = _predicted(viewer, widget, run_worker)
+    assert predictions.contour >= 1 or predictions.opacity <= 0.5
+    assert annotations.opacity < 1
+    background = annotations.colormap.color_dict[1]
+    assert background[3] * annotations.opacity <= 0.5
+
+    def colors(layer, values):
+        return {tuple(np.round(layer.colormap.color_dict[v], 3)) for v in values}
+
+    n = len(widget.session.classes)
+    assert colors(annotations, range(1, n + 1)).isdisjoint(colors(predictions, range(1, n)))
