@@ -121,6 +121,8 @@ class TrainPanel(Container):
         if p.validation_iou is not None:
             text += f" · IoU {p.validation_iou:.2f}"
         text += f"\n{_duration(p.elapsed)} elapsed, {_duration(p.eta)} left"
+        if self.controller.paused:  # the iteration in flight when Pause was pressed
+            text = "Paused. " + text
         self.status.value = text
 
     def _on_paused(self, paused: bool) -> None:
