@@ -1,6 +1,7 @@
 """The correction round: what accepting corrections teaches the model.
 
-    python benchmarks/corrections.py [--seconds 30] [--more 20] [--corrected 3]
+    python benchmarks/corrections.py [--seconds 30 | --iterations N] [--more 20 |
+        --more-iterations M] [--corrected 3]
 
 The loop of the plugin on DSB 2018 nuclei: strokes on 10 images (as in ``sparse.py``),
 train for ``--seconds`` from the shipped nuclei model, predict those images, then a
@@ -8,7 +9,9 @@ simulated user corrects the predictions of the ``--corrected`` worst ones as in 
 plugin: erases every predicted object that is not a nucleus (less than 20 % of it on the
 ground truth) and paints every nucleus the model missed (less than half of it predicted).
 The corrections are accepted in three ways and training continues from the same weights
-for the same number of iterations (what fits in ``--more`` seconds) in each:
+for the same number of iterations in each (``--more-iterations``, or what fits in
+``--more`` seconds at the speed of the first run; on a busy machine iteration budgets
+compare like with like):
 
 * ``whole slice``: every unannotated pixel of a corrected image takes the corrected
   prediction, the whole image weighs 3x (what *Accept corrections* used to do);
@@ -74,6 +77,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=30, help="training on the strokes")
     ap.add_argument("--more", type=float, default=20, help="training after the corrections")
+    ap.add_argument("--iterations", type=int, help="training on the strokes, instead of --seconds")
+    ap.add_argument("--more-iterations", type=int, help="instead of --more")
     ap.add_argument("--corrected", type=int, default=3, help="images corrected and accepted")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -87,10 +92,12 @@ def main() -> None:
     base = dataclasses.replace(sparse_train_config(), leave_core_free=False, seed=args.seed)
 
     t0 = time.perf_counter()
+    first = (dict(seconds=None, iterations=args.iterations) if args.iterations
+             else dict(seconds=args.seconds))
     start = train(new_sparse_bundle(2), list(images[train_idx]), ann, None,
-                  dataclasses.replace(base, seconds=args.seconds))
-    rate = start.iterations / (time.perf_counter() - t0)
-    more = max(1, int(round(rate * args.more)))
+                  dataclasses.replace(base, **first))
+    seconds = time.perf_counter() - t0
+    more = args.more_iterations or max(1, int(round(start.iterations / seconds * args.more)))
     cfg = dataclasses.replace(base, seconds=None, iterations=more)
 
     made = Predictor(start).predict(images[train_idx]).labels
@@ -134,7 +141,7 @@ def main() -> None:
                 foreground_iou(pred, labels[train_idx[worst]]),
                 foreground_iou(test, labels[test_idx])]
 
-    rows = [[f"strokes only, {start.iterations} it", "-", *scores(start, ann)]]
+    rows = [[f"strokes, {start.iterations} it, {seconds:.0f} s", "-", *scores(start, ann)]]
     for policy in ("whole slice", "edits, 3x", "edits, 1x"):
         annotations, weights = accepted(policy)
         bundle = train(start, list(images[train_idx]), annotations, weights, cfg)

@@ -1,4 +1,4 @@
-"""Step 5, Correct: accept the (edited) predictions as annotations, then train on."""
+"""Step 5, Correct: what the user changed on the predictions becomes annotation; train on."""
 
 from __future__ import annotations
 
@@ -45,13 +45,16 @@ class CorrectPanel(Container):
         self.accept = PushButton(text="Accept corrections")
         self.accept_train = PushButton(text="Accept and train")
         self.status = Label(value="")
-        self.extend([hint, form(self.scope), self.whole, row(self.accept, self.accept_train), self.status])
+        self.extend([hint, form(self.scope), self.whole, row(self.accept, self.accept_train),
+                     self.status])
         self.accept.changed.connect(self.accept_corrections)
         self.accept_train.changed.connect(self.accept_and_train)
         self.accept_train.visible = train_panel is not None
 
     def accept_corrections(self) -> list[int]:
-        """Copy the predictions into the annotations; return the slices accepted."""
+        """Make the user's edits of the predictions annotations (and, with *Also accept
+        what I left unchanged*, the rest of the prediction where nothing is annotated);
+        return the slices accepted."""
         image, annotations = self.session.image, self.session.annotations
         if image is None or annotations is None:
             show_warning("Choose an image and its annotations layer first.")
