@@ -1,9 +1,9 @@
 """Take ``docs/screenshot.png``: the plugin segmenting the sample stack.
 
-Opens the demo (sample stack, starter annotations, workflow widget), trains with the
-widget's defaults for a short time budget, predicts the whole stack, and saves a
-screenshot of the window. Run under a display, e.g.
-``xvfb-run -a -s "-screen 0 1600x1000x24" python scripts/screenshot.py``.
+Opens the demo (sample stack, starter annotations, workflow widget) in a 1280x800 window,
+trains with the widget's defaults for a short time budget, predicts the whole stack, and
+saves a screenshot of the window. Run under a display, e.g.
+``xvfb-run -a -s "-screen 0 1280x800x24" python scripts/screenshot.py``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def main() -> None:
     from napari_unet._napari.demo import open_demo
 
     viewer, widget = open_demo()
-    viewer.window.resize(1500, 950)
+    viewer.window.resize(1280, 800)
     app = QApplication.instance()
 
     def pump(seconds: float, until=None) -> None:
@@ -46,9 +46,8 @@ def main() -> None:
     widget.predict.scope.value = "stack"
     widget.predict.predict()
     pump(60, until=lambda: widget.predict.worker is None)
-    viewer.layers.selection.active = viewer.layers["nuclei predictions"]
     viewer.reset_view()
-    scroll = widget.verticalScrollBar()
+    scroll = widget.scroll.verticalScrollBar()
     scroll.setValue(widget.sections["3. Train"].pos().y())
     pump(1.5)
     args.out.parent.mkdir(parents=True, exist_ok=True)

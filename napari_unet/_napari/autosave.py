@@ -72,7 +72,7 @@ def autosave_path(image: Image) -> Path:
 def _write(path: Path, data: np.ndarray) -> Path:
     from napari_unet.core.io import write_tiff
 
-    write_tiff(path, data)
+    write_tiff(path, data, labels=True)
     return path
 
 

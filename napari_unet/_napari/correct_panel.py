@@ -1,11 +1,13 @@
-"""Step 5, Correct: accept the (edited) predictions as annotations, then train on."""
+"""Step 5, Correct: what the user changed on the predictions becomes annotation; train on."""
 
 from __future__ import annotations
 
 import napari
 import numpy as np
-from magicgui.widgets import Container, Label, PushButton, RadioButtons
+from magicgui.widgets import CheckBox, Container, Label, PushButton, RadioButtons
 from napari.utils.notifications import show_info, show_warning
+
+from napari_unet.core.corrections import accept_edits
 
 from .combos import form, row
 from .layers import find_labels, image_shape, predictions_name
@@ -13,11 +15,11 @@ from .state import Session, session_for
 from .training import CORRECTED_WEIGHT
 
 HINT = (
-    "Fix the predictions layer with the brush\n"
-    "(label 0 erases to background), then accept:\n"
-    "prediction p becomes annotation p + 1 where\n"
-    "nothing is painted yet. Corrected slices\n"
-    f"weigh {CORRECTED_WEIGHT:g}× in training."
+    "Fix the predictions layer: paint missed\n"
+    "objects, erase (label 0) false ones. Only\n"
+    "what you change becomes annotation, and\n"
+    f"weighs {CORRECTED_WEIGHT:g}× in training; erased stays\n"
+    "background."
 )
 
 
@@ -35,16 +37,24 @@ class CorrectPanel(Container):
             choices=[("Slice in view", "slice"), ("All predicted slices", "all")],
             value="slice", label="Accept", orientation="horizontal",
         )
+        self.whole = CheckBox(
+            value=False, text="Also accept what I left unchanged",
+            tooltip="Every pixel of the slice that is not annotated yet takes the predicted "
+                    "class, at normal weight: only when the whole slice is right",
+        )
         self.accept = PushButton(text="Accept corrections")
         self.accept_train = PushButton(text="Accept and train")
         self.status = Label(value="")
-        self.extend([hint, form(self.scope), row(self.accept, self.accept_train), self.status])
+        self.extend([hint, form(self.scope), self.whole, row(self.accept, self.accept_train),
+                     self.status])
         self.accept.changed.connect(self.accept_corrections)
         self.accept_train.changed.connect(self.accept_and_train)
         self.accept_train.visible = train_panel is not None
 
     def accept_corrections(self) -> list[int]:
-        """Copy the predictions into the annotations; return the slices accepted."""
+        """Make the user's edits of the predictions annotations (and, with *Also accept
+        what I left unchanged*, the rest of the prediction where nothing is annotated);
+        return the slices accepted."""
         image, annotations = self.session.image, self.session.annotations
         if image is None or annotations is None:
             show_warning("Choose an image and its annotations layer first.")
@@ -67,22 +77,35 @@ class CorrectPanel(Container):
             return []
         pred = np.asarray(predictions.data)
         ann = np.asarray(annotations.data)
-        top = np.iinfo(ann.dtype).max if np.issubdtype(ann.dtype, np.integer) else 0
+        accepted, edited_count = [], 0
         with annotations.block_history():
             for z in slices:
-                p = pred if len(shape) == 2 else pred[z]
-                a = ann if len(shape) == 2 else ann[z]
-                free = (a == 0) & (p.astype(np.int64) + 1 <= top)
-                yx = np.nonzero(free)
-                if not yx[0].size:
+                made = marks.made.get(z)
+                current = pred if len(shape) == 2 else pred[z]
+                if made is None or made.shape != current.shape:
                     continue
+                a = ann if len(shape) == 2 else ann[z]
+                where, values, edited = accept_edits(a, made, current, whole=self.whole.value)
+                if not where.any():
+                    continue
+                yx = np.nonzero(where)
                 index = yx if len(shape) == 2 else (np.full_like(yx[0], z), *yx)
-                annotations.data_setitem(index, (p[free].astype(np.int64) + 1).astype(ann.dtype))
-        marks.corrected.update(slices)
+                annotations.data_setitem(index, values)
+                previous = marks.corrected_pixels.get(z)
+                marks.corrected_pixels[z] = edited if previous is None else previous | edited
+                edited_count += int(edited.sum())
+                accepted.append(z)
+        if not accepted:
+            show_warning("Nothing to accept: you have not changed the predictions here. Paint "
+                         "or erase on the predictions layer, or tick 'Also accept what I left "
+                         "unchanged'.")
+            return []
+        marks.corrected.update(accepted)
         listed = ", ".join(str(z) for z in sorted(marks.corrected))
         self.status.value = f"Corrected slices: {listed}" if len(shape) == 3 else "Accepted."
-        show_info(f"Accepted the predictions of {len(slices)} slice(s) as annotations.")
-        return slices
+        show_info(f"Accepted {edited_count:,} corrected pixel(s) in {len(accepted)} slice(s) "
+                  "as annotations.")
+        return accepted
 
     def accept_and_train(self):
         """Accept, then continue training from the current weights; return the worker."""

@@ -75,7 +75,7 @@ def describe(layer: Image | None) -> str:
     if layer is None:
         return "No image: open one, or choose\nFile > Open Sample > napari-unet."
     shape = image_shape(layer)
-    axes = layer.metadata.get("axes") or "".join(layer.axis_labels)
+    axes = _axes(layer, len(shape))
     text = " × ".join(str(s) for s in shape)
     text += f" ({axes}) · {np.dtype(layer.dtype).name}"
     if layer.rgb:
@@ -85,3 +85,16 @@ def describe(layer: Image | None) -> str:
     elif len(shape) == 3:
         text += f"\n{shape[0]} slices of {shape[1]} × {shape[2]} pixels"
     return text
+
+
+def _axes(layer: Image, ndim: int) -> str:
+    """``ZYX``-style names of the image's axes: from the file, the layer, or Z / Y / X."""
+    from .reader import named_axes
+
+    axes = named_axes("".join(a for a in str(layer.metadata.get("axes") or "") if a not in "CS"))
+    if len(axes) == ndim and axes.isalpha():
+        return axes
+    labels = [str(a).upper() for a in layer.axis_labels][-ndim:]
+    if all(len(a) == 1 and a.isalpha() for a in labels):
+        return named_axes("".join(labels))
+    return "TZYX"[-ndim:] if ndim <= 4 else "?" * (ndim - 2) + "YX"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 from napari.layers import Image, Labels
@@ -11,6 +12,33 @@ from napari.utils.colormaps import DirectLabelColormap
 from .state import ClassSpec
 
 TRANSPARENT = (0.0, 0.0, 0.0, 0.0)
+#: Predicted classes 1, 2, ... are drawn as outlines in these colours, a family apart from
+#: the annotation classes' (blue background, orange, ...), so a stroke and a prediction
+#: are never confused and the image stays visible inside every object.
+PREDICTION_COLORS = ("#f032e6", "#ffe119", "#42d4f4", "#bfef45", "#fabed4", "#dcbeff",
+                     "#ffffff", "#aaffc3")
+PREDICTION_OPACITY = 0.9
+PREDICTION_CONTOUR = 1  # outline width in pixels
+#: Annotations are drawn see-through, the background class more than the others: an
+#: accepted background region must not hide the image.
+ANNOTATION_OPACITY = 0.7
+BACKGROUND_ALPHA = 0.5
+
+
+@contextmanager
+def keep_selection(viewer) -> Iterator[None]:
+    """Add layers without taking the selection (and its paint mode) away from the layer
+    the user works on: napari selects every layer it adds."""
+    selection = viewer.layers.selection
+    before, active = set(selection), selection.active
+    try:
+        yield
+    finally:
+        if before and set(selection) != before:
+            selection.clear()
+            selection.update(layer for layer in before if layer in viewer.layers)
+            if active is not None and active in viewer.layers:
+                selection.active = active
 
 
 def annotations_name(image: Image) -> str:
@@ -40,18 +68,25 @@ def unusable_reason(image: Image) -> str | None:
 
 
 def annotation_colormap(classes: Sequence[ClassSpec]) -> DirectLabelColormap:
-    """Annotation value v -> colour of class v (0 = not annotated, transparent)."""
+    """Annotation value v -> colour of class v (0 = not annotated, transparent); the
+    background class (1) half transparent."""
+    from napari.utils.colormaps.standardize_color import transform_color
+
     colors: dict[int | None, object] = {None: TRANSPARENT, 0: TRANSPARENT}
     for spec in classes:
-        colors[spec.value] = spec.color
+        rgba = transform_color(spec.color)[0].copy()
+        if spec.value == 1:
+            rgba[3] = BACKGROUND_ALPHA
+        colors[spec.value] = rgba
     return DirectLabelColormap(color_dict=colors)
 
 
 def prediction_colormap(classes: Sequence[ClassSpec]) -> DirectLabelColormap:
-    """Prediction p -> colour of annotation class p + 1; background (0) transparent."""
+    """Prediction p -> the p-th prediction colour; background (0) transparent."""
     colors: dict[int | None, object] = {None: TRANSPARENT, 0: TRANSPARENT}
     for spec in classes[1:]:
-        colors[spec.value - 1] = spec.color
+        p = spec.value - 1
+        colors[p] = PREDICTION_COLORS[(p - 1) % len(PREDICTION_COLORS)]
     return DirectLabelColormap(color_dict=colors)
 
 
@@ -76,7 +111,7 @@ def create_annotations(viewer, image: Image, classes: Sequence[ClassSpec]) -> La
         data = np.zeros(image_shape(image), np.uint8)
         layer = viewer.add_labels(
             data, name=annotations_name(image), scale=image.scale[-data.ndim:],
-            translate=image.translate[-data.ndim:], opacity=0.8,
+            translate=image.translate[-data.ndim:], opacity=ANNOTATION_OPACITY,
         )
     set_colormap(layer, annotation_colormap(classes))
     return layer
@@ -112,11 +147,13 @@ def predictions_layer(viewer, image: Image, classes: Sequence[ClassSpec],
     if layer is None:
         if name in viewer.layers:  # a layer of that name but of another shape or type
             viewer.layers.remove(name)
-        layer = viewer.add_labels(
-            np.zeros(shape, dtype), name=name, scale=image.scale[-len(shape):],
-            translate=image.translate[-len(shape):], opacity=0.5,
-            colormap=prediction_colormap(classes),
-        )
+        with keep_selection(viewer):
+            layer = viewer.add_labels(
+                np.zeros(shape, dtype), name=name, scale=image.scale[-len(shape):],
+                translate=image.translate[-len(shape):],
+                colormap=prediction_colormap(classes), opacity=PREDICTION_OPACITY,
+            )
+            layer.contour = PREDICTION_CONTOUR
     return layer
 
 
@@ -136,7 +173,7 @@ def _same_colors(a: DirectLabelColormap, b: DirectLabelColormap) -> bool:
 
 
 def write_extra_layer(viewer, image: Image, suffix: str, data: np.ndarray, kind: str,
-                      **kwargs) -> None:
+                      contour: int = 0, **kwargs) -> None:
     """Create or update the ``"<image> <suffix>"`` layer (probabilities, instances)."""
     name = f"{image.name} {suffix}"
     ndim = data.ndim
@@ -146,11 +183,14 @@ def write_extra_layer(viewer, image: Image, suffix: str, data: np.ndarray, kind:
     ):
         viewer.layers[name].data = data
         return
-    if name in viewer.layers:
-        viewer.layers.remove(name)
     add = viewer.add_labels if kind == "labels" else viewer.add_image
-    add(data, name=name, scale=_pad_scale(image.scale, ndim),
-        translate=_pad_scale(image.translate, ndim, 0.0), **kwargs)
+    with keep_selection(viewer):
+        if name in viewer.layers:
+            viewer.layers.remove(name)
+        layer = add(data, name=name, scale=_pad_scale(image.scale, ndim),
+                    translate=_pad_scale(image.translate, ndim, 0.0), **kwargs)
+        if contour:
+            layer.contour = contour
 
 
 def _pad_scale(values, ndim: int, fill: float = 1.0) -> tuple[float, ...]:

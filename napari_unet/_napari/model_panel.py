@@ -11,7 +11,7 @@ from napari_unet.core.config import START_ARCHITECTURE, START_MODEL
 from napari_unet.core.errors import NapariUnetError
 
 from ._lifetime import CloseWatcher, Subscriptions
-from .combos import form, row
+from .combos import row
 from .state import Session
 from .train_settings import AUTO, auto_choice
 
@@ -49,9 +49,10 @@ class ModelPanel(Container):
         self.save = PushButton(text="Save…")
         # The controls' own values while they show the starting model's shape.
         self._custom = (AUTO, AUTO, True)
-        self.extend([self.info, self.pretrained,
-                     form(self.depth, self.base_channels, self.upsampling, self.checkpointing),
-                     row(self.new, self.load, self.save)])
+        # The shape of a new model: the Train step shows it in its Advanced section.
+        self.shape_widgets = [self.depth, self.base_channels, self.upsampling,
+                              self.checkpointing]
+        self.extend([self.info, self.pretrained, row(self.new, self.load, self.save)])
         self.pretrained.changed.connect(self._on_pretrained)
         self._on_pretrained(self.pretrained.value)
         self.new.changed.connect(self.new_model)

@@ -120,7 +120,8 @@ class PredictPanel(Container):
         return worker
 
     def save_labels(self, path: str | Path) -> bool:
-        """Save the predictions of the chosen image as a compressed TIFF."""
+        """Save the predictions of the chosen image as a compressed TIFF: one label per
+        object with *Split into objects*, else one per class."""
         from napari_unet.core.io import write_tiff
 
         image = self.session.image
@@ -129,13 +130,48 @@ class PredictPanel(Container):
         if layer is None:
             show_warning("There are no predictions to save yet: press Predict first.")
             return False
+        data = np.asarray(layer.data)
+        if self.instances.value:
+            data = self._objects(image, data)
         try:
-            write_tiff(path, np.asarray(layer.data), scale=tuple(layer.scale))
+            write_tiff(path, data, scale=tuple(layer.scale), labels=True)
         except Exception as exc:
             show_error(f"Could not save the labels to {path}: {exc}")
             return False
-        show_info(f"Labels saved to {path}")
+        show_info(f"{'Objects' if self.instances.value else 'Labels'} saved to {path}")
         return True
+
+    def default_save_path(self) -> Path:
+        """``<image>_labels.tif`` beside the image's file (or in the current folder)."""
+        image = self.session.image
+        name = f"{image.name if image is not None else 'image'}_labels.tif"
+        source = None
+        if image is not None:
+            source = image.metadata.get("path") or getattr(image.source, "path", None)
+        return Path(source).parent / name if source else Path(name)
+
+    def _objects(self, image, predictions: np.ndarray) -> np.ndarray:
+        """The instances layer of ``image`` if there is one, else the predictions split
+        into connected objects of at least *Smallest object* pixels."""
+        name = f"{image.name} instances"
+        if name in self._viewer.layers and np.shape(self._viewer.layers[name].data) == (
+            predictions.shape
+        ):
+            return np.asarray(self._viewer.layers[name].data)
+        from skimage.measure import label as connected
+
+        planes = predictions.reshape(-1, *predictions.shape[-2:])
+        out = np.zeros(planes.shape, np.int32)
+        offset = 0
+        for k, plane in enumerate(planes):
+            for c in np.unique(plane[plane > 0]):
+                objects = connected(plane == c)
+                small = np.bincount(objects.ravel()) < self.min_size.value
+                small[0] = True
+                objects[small[objects]] = 0
+                out[k][objects > 0] = objects[objects > 0] + offset
+                offset = int(out.max())
+        return out.reshape(predictions.shape)
 
     def _model(self):
         """The current model, or a copy of the weights of the training in progress."""
@@ -154,12 +190,7 @@ class PredictPanel(Container):
             return
         classes = self.session.classes
         write_predictions(self._viewer, image, result.labels, classes, z)
-        marks = self.session.marks(image)
-        if z is not None:
-            marks.predicted.add(z)
-        else:
-            marks.predicted.update(range(result.labels.shape[0]) if result.labels.ndim == 3
-                                   else [0])
+        self.session.marks(image).record(result.labels, z)
         if result.probabilities is not None:
             fg = 1.0 - result.probabilities[..., 0, :, :]
             if z is not None:
@@ -175,7 +206,8 @@ class PredictPanel(Container):
                 full = np.zeros(image_shape(image), np.int32)
                 full[z] = inst
                 inst = full
-            write_extra_layer(self._viewer, image, "instances", inst, "labels", opacity=0.6)
+            write_extra_layer(self._viewer, image, "instances", inst, "labels", opacity=0.9,
+                              contour=1)
         where = f"slice {z}" if z is not None else "the whole image"
         self.status.value = f"Predicted {where} of {image.name!r}."
 
@@ -193,7 +225,8 @@ class PredictPanel(Container):
     def _ask_save(self) -> None:
         from qtpy.QtWidgets import QFileDialog
 
-        path, _ = QFileDialog.getSaveFileName(self.native, "Save the labels", "labels.tif",
+        path, _ = QFileDialog.getSaveFileName(self.native, "Save the labels",
+                                              str(self.default_save_path()),
                                               "TIFF (*.tif *.tiff)")
         if path:
             self.save_labels(path)

@@ -1,4 +1,8 @@
-"""Reader: TIFF stacks (and OME-TIFF) as one image layer, label images as Labels."""
+"""Reader: TIFF stacks (and OME-TIFF) as one image layer, label images as Labels.
+
+Labels or image is decided from the file's metadata and its values
+(:func:`napari_unet.core.io.looks_like_labels`), never from its name.
+"""
 
 from __future__ import annotations
 
@@ -36,11 +40,12 @@ def read_layers(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
 
 def layer_data(image: ImageData) -> LayerData:
     """One layer data tuple: Labels for label images, Image (split by channel) otherwise."""
-    data, axes, scale = image.data, image.axes, list(image.scale or [1.0] * image.data.ndim)
+    data, axes = image.data, named_axes(image.axes)
+    scale = list(image.scale or [1.0] * image.data.ndim)
     meta: dict[str, Any] = {"name": image.name, "metadata": {"axes": axes}}
     if image.path is not None:
         meta["metadata"]["path"] = str(image.path)
-    if looks_like_labels(data, image.path):
+    if looks_like_labels(data, image.labels_hint):
         data = as_label_dtype(data)
         meta.update(scale=scale, axis_labels=tuple(axes))
         return data, meta, "labels"
@@ -57,3 +62,14 @@ def layer_data(image: ImageData) -> LayerData:
         labels.pop(channel)
     meta.update(scale=scale, axis_labels=tuple(labels))
     return data, meta, "image"
+
+
+def named_axes(axes: str) -> str:
+    """Axes with the ones a plain TIFF leaves unnamed (tifffile's ``Q``, ``I``: a stack of
+    pages) called ``Z``, then ``T``, where those names are free."""
+    out = list(axes.upper())
+    free = [a for a in "ZT" if a not in out]
+    for i, a in enumerate(out):
+        if a in "QI" and free:
+            out[i] = free.pop(0)
+    return "".join(out)

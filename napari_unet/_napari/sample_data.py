@@ -9,6 +9,8 @@ import numpy as np
 from napari_unet.core.io import read_tiff
 from napari_unet.samples import sample_path
 
+from .layers import ANNOTATION_OPACITY
+
 LayerData = tuple[np.ndarray, dict[str, Any], str]
 
 
@@ -31,5 +33,6 @@ def nuclei_annotated() -> list[LayerData]:
     return [
         (data, meta, kind),
         (annotations, {"name": "nuclei annotations", "scale": meta["scale"],
-                       "axis_labels": meta["axis_labels"]}, "labels"),
+                       "axis_labels": meta["axis_labels"], "opacity": ANNOTATION_OPACITY},
+         "labels"),
     ]

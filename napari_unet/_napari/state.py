@@ -11,6 +11,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import numpy as np
 from psygnal import Signal
 
 from napari_unet.core.data import DEFAULT_COLORS
@@ -41,10 +42,29 @@ def default_classes(n: int = 2) -> list[ClassSpec]:
 
 @dataclass
 class SliceMarks:
-    """Slices of one image that were predicted, and those accepted as corrections."""
+    """Slices of one image that were predicted, and those accepted as corrections.
+
+    ``made`` keeps each predicted slice as the model made it (slice 0 for a 2D image):
+    what the user changed since is what the predictions layer differs from it in.
+    ``corrected_pixels`` marks, per slice, the pixels accepted from the user's edits.
+    """
 
     predicted: set[int] = field(default_factory=set)
     corrected: set[int] = field(default_factory=set)
+    made: dict[int, np.ndarray] = field(default_factory=dict)
+    corrected_pixels: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def record(self, labels: np.ndarray, z: int | None) -> None:
+        """Remember a prediction as made: one slice ``z``, or a whole 2D image or stack."""
+        if z is not None:
+            slices = {z: labels}
+        elif labels.ndim == 3:
+            slices = dict(enumerate(labels))
+        else:
+            slices = {0: labels}
+        for k, data in slices.items():
+            self.predicted.add(k)
+            self.made[k] = np.array(data, copy=True)
 
 
 class Session:

@@ -33,7 +33,7 @@ class TrainPanel(Container):
     """Train the model on the annotations in a background thread."""
 
     def __init__(self, viewer: napari.viewer.Viewer, session: Session | None = None,
-                 settings: TrainSettings | None = None):
+                 settings: TrainSettings | None = None, controls_elsewhere: bool = False):
         super().__init__(labels=False)
         self._viewer = viewer
         self.session = session or session_for(viewer)
@@ -46,10 +46,17 @@ class TrainPanel(Container):
         self.progress = ProgressBar(value=0, min=0, max=1000)
         self.progress.native.setTextVisible(False)
         self.status = Label(value="Ready.")
-        self.extend([self.model, self.form, row(self.start, self.pause, self.stop), self.progress,
-                     self.status])
-        self.plot = LossPlot()
-        self.native.layout().addWidget(self.plot)
+        self.plot = LossPlot(height=100)
+        for widget in self.model.shape_widgets:
+            self.form.add_advanced(widget)
+        # Start / Pause / Stop, progress, status and loss: the workflow pins them in view.
+        self.controls = Container(labels=False, widgets=[
+            row(self.start, self.pause, self.stop), self.progress, self.status])
+        self.controls.margins = (0, 0, 0, 0)
+        self.controls.native.layout().addWidget(self.plot)
+        self.extend([self.model, self.form])
+        if not controls_elsewhere:
+            self.append(self.controls)
         self.start.changed.connect(self.start_training)
         self.pause.changed.connect(self.toggle_pause)
         self.stop.changed.connect(self.controller.stop)
@@ -115,6 +122,8 @@ class TrainPanel(Container):
         if p.validation_iou is not None:
             text += f" · IoU {p.validation_iou:.2f}"
         text += f"\n{_duration(p.elapsed)} elapsed, {_duration(p.eta)} left"
+        if self.controller.paused:  # the iteration in flight when Pause was pressed
+            text = "Paused. " + text
         self.status.value = text
 
     def _on_paused(self, paused: bool) -> None:

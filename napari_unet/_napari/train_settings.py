@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, RadioButtons, SpinBox
+from superqt import QCollapsible
 
 from napari_unet.core.config import TrainOptions
 
@@ -114,10 +115,19 @@ class TrainSettingsForm(Container):
         self.device = ComboBox(choices=["auto", "cpu", "cuda", "mps"], value=s.device,
                                label="Device")
         self.live_preview = CheckBox(value=s.live_preview, text="Refresh the slice in view")
-        self.extend([self.every_image, self.budget, self.seconds, self.iterations,
-                     self.patch_size, self.batch_size, self.learning_rate, self.elastic_sigma,
-                     self.snap_to_edges, self.separate_touching, self.device,
-                     self.live_preview])
+        self.extend([self.budget, self.seconds, self.iterations])
+        # What a biologist rarely changes, folded away.
+        self.advanced_form = Container(widgets=[
+            self.every_image, self.patch_size, self.batch_size, self.learning_rate,
+            self.elastic_sigma, self.snap_to_edges, self.separate_touching, self.device,
+            self.live_preview,
+        ])
+        self.advanced_form.margins = (0, 0, 0, 0)
+        self.advanced = QCollapsible("Advanced")
+        self.advanced.setDuration(0)
+        self.advanced.addWidget(self.advanced_form.native)
+        self.advanced.layout().setContentsMargins(0, 0, 0, 0)
+        self.native.layout().addWidget(self.advanced)
         self.budget.changed.connect(self._show_budget)
         self._show_budget(s.budget)
         self._preview_every = s.preview_every
@@ -144,6 +154,10 @@ class TrainSettingsForm(Container):
         auto = {"learning_rate": 0.0, "elastic_sigma": -1.0}
         for name, v in fields.items():
             getattr(self, name).value = auto[name] if v is None and name in auto else v
+
+    def add_advanced(self, widget) -> None:
+        """Fold ``widget`` (a magicgui widget) into the Advanced section too."""
+        self.advanced_form.append(widget)
 
     def _show_budget(self, budget: str) -> None:
         self.seconds.visible = budget == "seconds"

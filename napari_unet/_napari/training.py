@@ -37,8 +37,23 @@ if TYPE_CHECKING:
     from .state import Session
 
 log = logging.getLogger(__name__)
-#: Loss-weight of the pixels of slices accepted as corrections.
+#: Loss-weight of the pixels the user corrected on the predictions and accepted.
 CORRECTED_WEIGHT = 3.0
+
+
+def correction_weights(corrected: dict[int, np.ndarray],
+                       shape: tuple[int, ...]) -> np.ndarray | None:
+    """Pixel weights: :data:`CORRECTED_WEIGHT` on the accepted corrections, 1 elsewhere;
+    ``None`` when nothing was corrected."""
+    masks = {z: m for z, m in corrected.items() if m.any()}
+    if not masks:
+        return None
+    weights = np.ones(shape, np.float32)
+    for z, mask in masks.items():
+        target = weights if len(shape) == 2 else weights[z]
+        if target.shape == mask.shape:
+            target[mask] = CORRECTED_WEIGHT
+    return weights
 
 
 def error_message(exc: BaseException, doing: str) -> str:
@@ -80,15 +95,8 @@ def build_request(session: Session, every_image: bool, **options) -> TrainReques
             )
         images.append(np.asarray(image.data).copy())
         annotations.append(np.asarray(labels.data).copy())
-        corrected = sorted(session.marks(image).corrected)
-        if corrected and images[-1].ndim == 3:
-            w = np.ones(images[-1].shape, np.float32)
-            w[corrected] = CORRECTED_WEIGHT
-            weights.append(w)
-        elif corrected:
-            weights.append(np.full(images[-1].shape, CORRECTED_WEIGHT, np.float32))
-        else:
-            weights.append(None)
+        weights.append(correction_weights(session.marks(image).corrected_pixels,
+                                          images[-1].shape))
     return TrainRequest(
         images=images, annotations=annotations, weights=weights, bundle=session.bundle,
         class_names=[c.name for c in session.classes],
@@ -238,7 +246,7 @@ class TrainingController:
         if not self.live_preview or image not in viewer.layers:
             return
         write_predictions(viewer, image, result.labels, self.session.classes, z)
-        self.session.marks(image).predicted.add(z or 0)
+        self.session.marks(image).record(result.labels, z)
         self.preview_updated.emit(z or 0)
 
 

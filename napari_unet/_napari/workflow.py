@@ -39,8 +39,10 @@ class Section(QWidget):
         self.panel.setVisible(expanded)
 
 
-class WorkflowWidget(QScrollArea):
-    """The five steps stacked in collapsible sections that share one session."""
+class WorkflowWidget(QWidget):
+    """The five steps stacked in collapsible sections that share one session, scrolling
+    above the training controls (Train / Pause / Stop, progress, status, loss), which stay
+    in view."""
 
     def __init__(self, viewer: napari.viewer.Viewer, session: Session | None = None,
                  settings: TrainSettings | None = None):
@@ -48,7 +50,7 @@ class WorkflowWidget(QScrollArea):
         self.session = session or session_for(viewer)
         self.data = DataPanel(viewer, self.session)
         self.annotate = AnnotatePanel(viewer, self.session)
-        self.train = TrainPanel(viewer, self.session, settings)
+        self.train = TrainPanel(viewer, self.session, settings, controls_elsewhere=True)
         self.predict = PredictPanel(viewer, self.session)
         self.correct = CorrectPanel(viewer, self.session, train_panel=self.train)
         body = QWidget()
@@ -64,9 +66,20 @@ class WorkflowWidget(QScrollArea):
             layout.addWidget(section)
             self.sections[title] = section
         layout.addStretch(1)
-        self.setWidget(body)
-        self.setWidgetResizable(True)
-        self.setFrameShape(QFrame.Shape.NoFrame)
-        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.scroll = QScrollArea()
+        self.scroll.setWidget(body)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        line = QFrame()
+        line.setFrameShape(QFrame.Shape.HLine)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.setSpacing(2)
+        outer.addWidget(self.scroll, 1)
+        outer.addWidget(line)
+        controls = self.train.controls.native
+        controls.setContentsMargins(4, 0, 4, 4)
+        outer.addWidget(controls)
         needed = max(body.sizeHint().width(), body.minimumSizeHint().width())
-        self.setMinimumWidth(needed + self.verticalScrollBar().sizeHint().width() + 6)
+        self.setMinimumWidth(needed + self.scroll.verticalScrollBar().sizeHint().width() + 6)

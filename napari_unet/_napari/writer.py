@@ -19,5 +19,6 @@ def write_labels(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     scale = meta.get("scale")
     axes = {2: "YX", 3: "ZYX"}.get(array.ndim)
     write_tiff(target, array, axes=axes,
-               scale=tuple(float(s) for s in scale) if scale is not None and axes else None)
+               scale=tuple(float(s) for s in scale) if scale is not None and axes else None,
+               labels=True)
     return [str(target)]

@@ -22,7 +22,10 @@ TIFF_SUFFIXES = (".tif", ".tiff", ".ome.tif", ".ome.tiff")
 #: Images larger than this are refused instead of exhausting memory (bytes, in memory);
 #: the environment variable NAPARI_UNET_MAX_IMAGE_BYTES, read at each call, overrides it.
 MAX_IMAGE_BYTES = 8 * 1024**3
-LABEL_NAME_HINTS = ("label", "mask", "annotation", "seg", "gt", "ground_truth", "prediction")
+#: Metadata keys and values that say a file is a label image: an ImageJ property, a key of
+#: tifffile's JSON description or an OME map annotation ``labels = true``, or ``kind`` (or
+#: ``type``) = one of :data:`LABEL_KINDS`.
+LABEL_KINDS = ("labels", "label", "label image", "mask", "segmentation", "annotations")
 
 
 @dataclass
@@ -33,6 +36,7 @@ class ImageData:
     axes: str
     scale: tuple[float, ...] = field(default=())
     path: Path | None = None
+    labels_hint: bool | None = None  # what the file's metadata says: labels, image or nothing
 
     @property
     def name(self) -> str:
@@ -89,6 +93,43 @@ def _axes_scale(tif: tifffile.TiffFile, series: tifffile.TiffPageSeries) -> tupl
     return tuple(float(scale[ax]) if scale[ax] > 0 else 1.0 for ax in axes)
 
 
+def _metadata_properties(tif: tifffile.TiffFile) -> dict[str, str]:
+    """Key-value metadata of a TIFF: ImageJ properties, tifffile's JSON description and
+    OME map annotations, keys in lower case."""
+    found: dict[str, str] = {}
+    with suppress(Exception):
+        for key, value in ((tif.imagej_metadata or {}).get("Properties") or {}).items():
+            found[str(key).lower()] = str(value)
+    with suppress(Exception):
+        for key, value in (tif.shaped_metadata[0] if tif.shaped_metadata else {}).items():
+            if isinstance(value, str | bool | int):
+                found[str(key).lower()] = str(value)
+    with suppress(Exception):
+        if tif.is_ome:
+            import xml.etree.ElementTree as ET
+
+            for el in ET.fromstring(tif.ome_metadata).iter():
+                if el.tag.endswith("}M") and el.attrib.get("K"):
+                    found[el.attrib["K"].lower()] = el.text or ""
+    return found
+
+
+def labels_hint(properties: dict[str, str]) -> bool | None:
+    """``True`` when metadata declare a label image, ``False`` an image, ``None`` when
+    they say nothing."""
+    flag = properties.get("labels", "").strip().lower()
+    if flag in ("true", "1", "yes"):
+        return True
+    if flag in ("false", "0", "no"):
+        return False
+    kind = (properties.get("kind") or properties.get("type") or "").strip().lower()
+    if kind in LABEL_KINDS:
+        return True
+    if kind in ("image", "raw", "intensity"):
+        return False
+    return None
+
+
 def read_tiff(path: str | os.PathLike, *, max_bytes: int | None = None) -> ImageData:
     """Read the first series of a TIFF (ImageJ hyperstacks and OME-TIFF included).
 
@@ -121,6 +162,7 @@ def read_tiff(path: str | os.PathLike, *, max_bytes: int | None = None) -> Image
             data = series.asarray()
             axes = series.axes
             scale = _axes_scale(tif, series)
+            hint = labels_hint(_metadata_properties(tif))
     except InputError:
         raise
     except MemoryError:
@@ -130,27 +172,58 @@ def read_tiff(path: str | os.PathLike, *, max_bytes: int | None = None) -> Image
         raise InputError(f"{path.name} is not a readable TIFF file ({detail})") from None
     if data.size == 0 or data.shape != shape:
         raise InputError(f"{path.name} is truncated or damaged (expected shape {shape})")
-    return ImageData(data=data, axes=axes, scale=scale, path=path)
+    return ImageData(data=data, axes=axes, scale=scale, path=path, labels_hint=hint)
 
 
-def looks_like_labels(data: np.ndarray, path: str | os.PathLike | None = None) -> bool:
-    """Whether an array is clearly a label image: named so, or integer with few values."""
-    if path is not None:
-        name = Path(path).name.lower()
-        if any(hint in name for hint in LABEL_NAME_HINTS):
-            if np.issubdtype(data.dtype, np.floating):  # labels saved as floats: 0.0, 1.0, ...
-                return bool(np.all(np.isfinite(data)) and np.all(data == np.round(data)))
-            return np.issubdtype(data.dtype, np.integer) or np.issubdtype(data.dtype, np.bool_)
+def looks_like_labels(data: np.ndarray, hint: bool | None = None) -> bool:
+    """Whether an array is clearly a label image; when unsure, it is not.
+
+    ``hint``, what the file's metadata say (:func:`labels_hint`), decides for integer,
+    boolean or whole-number data. Otherwise the data decide: booleans; integers (or whole
+    floats) from 0 with at most 64 distinct values (microscopy images are noisy); or integers from 0
+    with more values that are piecewise constant, as many objects are (four in five
+    neighbouring pixels equal where either is not 0). A file's name never decides.
+    """
+    if hint is not None:
+        if not hint:
+            return False
+        if np.issubdtype(data.dtype, np.floating):  # labels saved as floats: 0.0, 1.0, ...
+            return bool(np.all(np.isfinite(data)) and np.all(data == np.round(data)))
+        return np.issubdtype(data.dtype, np.integer) or data.dtype == np.bool_
     if data.dtype == np.bool_:
         return True
-    if not np.issubdtype(data.dtype, np.integer):
+    if data.ndim < 2 or not data.size:
         return False
     sample = data.ravel()[:: max(1, data.size // 1_000_000)]
-    values = np.unique(sample)
-    if values.size > 256 or values[0] < 0:
+    if np.issubdtype(data.dtype, np.floating):  # labels saved as floats: 0.0, 1.0, ... 63.0
+        values = np.unique(sample)
+        return bool(2 <= values.size <= 64 and np.all(np.isfinite(values)) and values[0] == 0
+                    and np.all(values == np.round(values))
+                    and np.all(data == np.round(data)))
+    if not np.issubdtype(data.dtype, np.integer):
         return False
-    # Microscopy images are noisy: few distinct values and a zero background mean labels.
-    return values.size <= 64 and values[0] == 0
+    values = np.unique(sample)
+    if values[0] != 0:
+        return False
+    if values.size <= 64:
+        return True
+    if values.size > min(65536, data.size // 16):
+        return False
+    return _piecewise_constant(data) >= 0.8
+
+
+def _piecewise_constant(data: np.ndarray) -> float:
+    """The fraction of horizontally and vertically neighbouring pixel pairs, one of them not
+    0, that are equal (up to about a million pairs of the first planes)."""
+    planes = data.reshape(-1, *data.shape[-2:])
+    planes = planes[: max(1, 1_000_000 // max(1, planes[0].size))]
+    equal = total = 0
+    for a, b in ((planes[..., 1:, :], planes[..., :-1, :]),
+                 (planes[..., :, 1:], planes[..., :, :-1])):
+        either = (a != 0) | (b != 0)
+        equal += int(np.count_nonzero(either & (a == b)))
+        total += int(np.count_nonzero(either))
+    return equal / total if total else 1.0
 
 
 def as_label_dtype(data: np.ndarray) -> np.ndarray:
@@ -192,11 +265,14 @@ def write_tiff(
     *,
     axes: str | None = None,
     scale: tuple[float, ...] | None = None,
+    labels: bool = False,
 ) -> None:
     """Write an image or a label image as a zlib-compressed ImageJ TIFF, atomically.
 
     Integer labels are stored as uint8, uint16 or, past 65,535 objects, uint32 (then as a
-    plain TIFF, which Fiji opens too); other data as float32.
+    plain TIFF, which Fiji opens too); other data as float32. With ``labels`` the file
+    says it holds labels (an ImageJ property ``labels = true``), so that it opens as
+    labels whatever its values.
     """
     data = np.asarray(data)
     if data.dtype == np.bool_:
@@ -221,12 +297,17 @@ def write_tiff(
         if "Z" in axes and imagej:
             metadata["spacing"] = scale[axes.index("Z")]
 
+    plain = {"axes": axes} if axes else {}
+    if labels:
+        metadata["Properties"] = {"labels": "true"}
+        plain["labels"] = True
+
     def _write(tmp: Path) -> None:
         tifffile.imwrite(
             tmp,
             data,
             imagej=imagej,
-            metadata=metadata if imagej else {"axes": axes} if axes else None,
+            metadata=metadata if imagej else plain or None,
             resolution=resolution,
             compression="zlib",
         )

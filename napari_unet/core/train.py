@@ -144,7 +144,9 @@ class Trainer:
     def _autocast(self):
         return autocast(self.device, self.config.mixed_precision)
 
-    def _step(self, x, y, w, lr: float) -> torch.Tensor:
+    def _step(self, x, y, w, lr: float) -> torch.Tensor | None:
+        """One update; ``None`` when :meth:`stop` came before the backward pass (most of a
+        step's time), which is then skipped: the weights stay as the last step left them."""
         dev = self.device
         nb = dev.type == "cuda"
         xt = torch.as_tensor(x).to(dev, non_blocking=nb)
@@ -167,6 +169,8 @@ class Trainer:
         if self.config.edge_weight > 0:
             loss = loss + self.config.edge_weight * edge_loss(
                 logits, xt, self.config.edge_sigma, free=free)
+        if self._stop.is_set():
+            return None
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -203,6 +207,8 @@ class Trainer:
                 x, y, w = prefetch.get()
                 try:
                     loss_t = self._step(x, y, w, lr)
+                    if loss_t is None:
+                        break
                     # Reading a loss waits for the device: on a GPU read the previous
                     # step's, so the next step is queued while this one runs.
                     if self.device.type == "cuda" and pending is not None:

@@ -133,8 +133,13 @@ def test_labels_detection():
     assert looks_like_labels(labels)
     noisy = np.random.default_rng(0).integers(90, 4000, (32, 32)).astype(np.uint16)
     assert not looks_like_labels(noisy)
-    assert looks_like_labels(noisy, "cells_mask.tif")
+    assert looks_like_labels(noisy, hint=True)  # the file's metadata say labels
+    assert not looks_like_labels(labels, hint=False)
     assert not looks_like_labels(np.zeros((4, 4), np.float32))
+    # Many objects: more than 64 values, but piecewise constant.
+    many = np.kron(np.arange(400, dtype=np.uint16).reshape(20, 20), np.ones((8, 8), np.uint16))
+    assert looks_like_labels(many)
+    assert not looks_like_labels(many + 1)  # no 0 background: unsure, an image
 
 
 def test_core_does_not_import_gui_and_package_does_not_import_torch():

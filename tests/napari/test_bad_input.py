@@ -151,7 +151,7 @@ def test_negative_annotations_are_refused(empty_workflow, notifications, run_wor
     labels = np.zeros(viewer.layers["nuclei"].data.shape, np.int16)
     labels[0, :10] = 1
     labels[0, 20:30] = -2
-    tifffile.imwrite(path, labels)
+    tifffile.imwrite(path, labels, metadata={"axes": "ZYX", "labels": True})
     [layer] = viewer.open(str(path), plugin="napari-unet")
     widget.annotate.layer.value = layer
     assert widget.session.annotations == layer

@@ -84,21 +84,26 @@ def test_whole_loop(empty_workflow, qtbot, run_worker, tmp_path):
     assert viewer.layers["nuclei predictions"] == predictions
     assert fingerprint(annotations.data) == painted
 
-    # Correct slice 3 (erase a square to background), then accept it.
+    # Correct slice 3: erase a square to background, then accept: only the edit is taken.
+    made = np.asarray(predictions.data[3]).copy()
     predictions.data[3, 100:130, 100:130] = 0
+    edited = made != np.asarray(predictions.data[3])
+    assert edited.any()
     before = np.asarray(annotations.data).copy()
     assert widget.correct.accept_corrections() == [3]
     after = np.asarray(annotations.data)
-    np.testing.assert_array_equal(after[3], predictions.data[3] + 1)
+    assert (after[3][edited] == 1).all()
+    np.testing.assert_array_equal(after[3][~edited], before[3][~edited])
     np.testing.assert_array_equal(np.delete(after, 3, 0), np.delete(before, 3, 0))
     assert session.marks(image).corrected == {3}
     request = build_request(session, every_image=False)
-    assert request.weights[0][3].min() == CORRECTED_WEIGHT
+    assert (request.weights[0][3][edited] == CORRECTED_WEIGHT).all()
+    assert (request.weights[0][3][~edited] == 1.0).all()
     assert request.weights[0][0].max() == 1.0
     annotations.undo()
     np.testing.assert_array_equal(annotations.data, before)
     annotations.redo()
-    np.testing.assert_array_equal(annotations.data[3], predictions.data[3] + 1)
+    np.testing.assert_array_equal(annotations.data, after)
 
     # Train again: it continues from the current weights.
     run_worker(widget.train.start_training())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import tifffile
 
 from napari_unet._napari.reader import get_reader
@@ -48,14 +49,57 @@ def test_label_images_open_as_labels(tmp_path):
     labels = np.zeros((3, 32, 32), np.uint16)
     labels[:, 4:10, 4:10] = 1
     labels[:, 20:30, 5:15] = 7
-    by_name = tmp_path / "nuclei_labels.tif"
-    write_tiff(by_name, labels)
-    by_values = tmp_path / "segmentation_result.tif"
+    by_values = tmp_path / "result.tif"
     write_tiff(by_values, labels)
-    for path in (by_name, by_values):
+    many = np.kron(np.arange(400, dtype=np.uint16).reshape(20, 20), np.ones((8, 8), np.uint16))
+    many_objects = tmp_path / "objects.tif"
+    write_tiff(many_objects, many)
+    for path, expected in ((by_values, labels), (many_objects, many)):
         [(data, _meta, kind)] = get_reader(str(path))(str(path))
         assert kind == "labels"
-        np.testing.assert_array_equal(data, labels)
+        np.testing.assert_array_equal(data, expected)
+
+
+@pytest.mark.parametrize("name", ["nuclei_full_length.tif", "wavelength_488.tif",
+                                  "segment_raw.tif", "bigtiff.tif", "nuclei_labels.tif"])
+def test_raw_images_open_as_images_whatever_their_name(tmp_path, name):
+    raw = np.random.default_rng(0).integers(80, 4000, (5, 32, 32), dtype=np.uint16)
+    path = tmp_path / name
+    tifffile.imwrite(path, raw)
+    [(data, meta, kind)] = get_reader(str(path))(str(path))
+    assert kind == "image"
+    np.testing.assert_array_equal(data, raw)
+    assert meta["axis_labels"] == ("Z", "Y", "X")  # a plain TIFF's unnamed axis is Z
+
+
+def test_metadata_decides_labels_or_image(tmp_path):
+    """An ImageJ property, tifffile's description or an OME map annotation that says
+    labels makes a noisy-looking integer file Labels; one that says image, an Image."""
+    values = np.random.default_rng(1).integers(0, 3000, (32, 32), dtype=np.uint16)
+    imagej = tmp_path / "a.tif"
+    tifffile.imwrite(imagej, values, imagej=True,
+                     metadata={"axes": "YX", "Properties": {"labels": "true"}})
+    shaped = tmp_path / "b.tif"
+    tifffile.imwrite(shaped, values, metadata={"axes": "YX", "kind": "labels"})
+    ome = tmp_path / "c.ome.tif"
+    xml = ('<?xml version="1.0" encoding="UTF-8"?><OME xmlns="http://www.openmicroscopy.org/'
+           'Schemas/OME/2016-06"><Image ID="Image:0"><Pixels ID="Pixels:0" DimensionOrder='
+           '"XYCZT" Type="uint16" SizeX="32" SizeY="32" SizeC="1" SizeZ="1" SizeT="1">'
+           '<Channel ID="Channel:0:0" SamplesPerPixel="1"/><TiffData/></Pixels>'
+           '<AnnotationRef ID="Annotation:0"/></Image><StructuredAnnotations>'
+           '<MapAnnotation ID="Annotation:0"><Value><M K="labels">true</M></Value>'
+           '</MapAnnotation></StructuredAnnotations></OME>')
+    tifffile.imwrite(ome, values, description=xml, metadata=None)
+    for path in (imagej, shaped, ome):
+        [(_data, _meta, kind)] = get_reader(str(path))(str(path))
+        assert kind == "labels", path.name
+    few = np.zeros((32, 32), np.uint8)
+    few[4:9, 4:9] = 3
+    declared_image = tmp_path / "d.tif"
+    tifffile.imwrite(declared_image, few, imagej=True,
+                     metadata={"axes": "YX", "Properties": {"kind": "image"}})
+    [(_data, _meta, kind)] = get_reader(str(declared_image))(str(declared_image))
+    assert kind == "image"
 
 
 def test_writer_round_trips_labels_compressed(tmp_path):
@@ -96,3 +140,21 @@ def test_sample_data_opens(make_napari_viewer):
     assert set(np.unique(annotations.data)) == {0, 1, 2}
     viewer.open_sample("napari-unet", "nuclei")
     assert len(viewer.layers) == 3
+
+
+def test_plain_stack_axes_read_z_in_viewer_and_data_panel(make_napari_viewer, tmp_path):
+    """A stack saved without axis names (tifffile calls the pages Q) reads Z / Y / X."""
+    from napari_unet._napari.data_panel import DataPanel
+
+    viewer = make_napari_viewer()
+    path = tmp_path / "plain.tif"
+    tifffile.imwrite(path, np.random.default_rng(2).integers(80, 4000, (6, 40, 48),
+                                                             dtype=np.uint16))
+    [image] = viewer.open(str(path), plugin="napari-unet")
+    assert tuple(image.axis_labels) == ("Z", "Y", "X")
+    panel = DataPanel(viewer)
+    panel.image.value = image
+    assert "(ZYX)" in panel.info.value and "Q" not in panel.info.value
+    viewer.add_image(np.zeros((3, 8, 8), np.float32), name="from elsewhere")
+    panel.image.value = viewer.layers["from elsewhere"]
+    assert "(ZYX)" in panel.info.value

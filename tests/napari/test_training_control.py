@@ -44,6 +44,7 @@ def test_pause_then_resume_continues_the_count(long_training, qtbot):
     held = list(iterations)
     qtbot.wait(600)
     assert iterations == held
+    assert widget.train.status.value.startswith("Paused.")  # not overwritten by progress
     widget.train.toggle_pause()
     assert not controller.paused and widget.train.pause.text == "Pause"
     qtbot.waitUntil(lambda: len(iterations) >= len(held) + 3, timeout=30_000)

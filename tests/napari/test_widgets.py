@@ -57,3 +57,23 @@ def test_class_list_and_brush(annotated_workflow):
     assert "dividing:" in annotate.counts.value
     annotate.class_list.remove_class()
     assert len(widget.session.classes) == 2
+
+
+def test_training_controls_in_view_at_1280x800(make_napari_viewer, qtbot):
+    """Train / Pause / Stop, progress, status and the loss curve are on screen without
+    scrolling in a 1280x800 window; the rarely changed settings are folded away."""
+    viewer, widget = open_demo(make_napari_viewer(show=True))
+    window = viewer.window._qt_window
+    window.resize(1280, 800)
+    qtbot.waitUntil(lambda: window.height() <= 800 and widget.height() > 0, timeout=3000)
+    qtbot.wait(100)
+    train = widget.train
+    for control in (train.start.native, train.pause.native, train.stop.native,
+                    train.progress.native, train.status.native, train.plot):
+        assert control.isVisible()
+        assert not control.visibleRegion().isEmpty()
+        top = control.mapTo(window, control.rect().topLeft()).y()
+        assert top >= 0 and top + control.height() <= window.height()
+    assert not train.form.advanced.isExpanded()
+    assert train.form.advanced.content().height() == 0
+    assert train.form.patch_size.native.visibleRegion().isEmpty()
