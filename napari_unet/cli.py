@@ -1,12 +1,15 @@
 """The ``napari-unet`` command line: train, predict, evaluate, demo.
 
 Errors the user can act on are printed as one line on stderr with exit status 2.
+Ctrl-C (SIGINT) ends with status 130 and SIGTERM with 143, after one line that says
+what was saved.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -16,6 +19,53 @@ from . import __version__
 from .core.errors import NapariUnetError, failure_message, is_out_of_memory
 
 EXIT_USAGE = 2
+#: Exit status after Ctrl-C (SIGINT) and SIGTERM, as a shell reports a process they end.
+EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM: raised where there is nothing to finish first."""
+
+    def __init__(self, signum: int = signal.SIGINT):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_interrupted(signum, frame) -> None:
+    raise Interrupted(signum)
+
+
+class _StopOnSignal:
+    """During training: the first Ctrl-C or SIGTERM asks the trainer to stop after the
+    current iteration; a second one raises :class:`Interrupted` at once."""
+
+    def __init__(self, trainer, quiet: bool):
+        self.trainer, self.quiet, self.signum = trainer, quiet, None
+        self._previous = {}
+
+    def __enter__(self):
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        for sig in EXIT_SIGNAL:
+            self._previous[sig] = signal.signal(sig, self._first)
+        return self
+
+    def _first(self, signum, frame) -> None:
+        self.signum = signum
+        self.trainer.stop()
+        for sig in EXIT_SIGNAL:
+            signal.signal(sig, _raise_interrupted)
+        if not self.quiet:
+            sys.stderr.write("\nstopping after this iteration to save the model trained so "
+                             "far (Ctrl-C again quits without saving)\n")
+            sys.stderr.flush()
+
+    def __exit__(self, *exc) -> None:
+        if self.signum is None:  # after a stop, a second signal still quits at once
+            for sig, handler in self._previous.items():
+                signal.signal(sig, handler)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -89,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--seconds", type=_positive_float, help="wall-clock budget")
     budget.add_argument("--iterations", type=_positive_int, help="iteration budget")
     t.add_argument("--resume", type=Path, help="continue training this model file")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace --out when it exists (without it, an existing --out is "
+                        "replaced only when it is the --resume model)")
     t.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda or mps")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--start-model", choices=("nuclei", "none"), default=None,
@@ -223,6 +276,33 @@ def _fmt_seconds(s: float | None) -> str:
     return f"{s // 60:02d}:{s % 60:02d}"
 
 
+def _check_train_out(args: argparse.Namespace) -> bool:
+    """Refuse an ``--out`` that cannot be written or that would replace an input or an
+    existing model; return whether ``--out`` may hold the weights of an unfinished run
+    (it did not exist, or it is the ``--resume`` model)."""
+    from .core.paths import check_outputs, same_file
+
+    inputs = [("--image", p) for p in args.image] + [("--labels", p) for p in args.labels]
+    check_outputs([("--out", args.out)], inputs)
+    resumed = args.resume is not None and same_file(args.out, args.resume)
+    exists = args.out.exists()
+    if exists and not resumed and not args.overwrite:
+        raise NapariUnetError(
+            f"--out {args.out} already exists: add --resume {args.out} to continue training "
+            "it, --overwrite to replace it, or choose another file name"
+        )
+    return not exists or resumed
+
+
+def _save_partial(trainer, args: argparse.Namespace, out_is_safe: bool) -> Path:
+    """Save an unfinished run to ``--out`` when that loses nothing, else beside it."""
+    from .core.paths import interrupted_path
+
+    target = args.out if out_is_safe else interrupted_path(args.out)
+    trainer.bundle().save(target)
+    return target
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -232,6 +312,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .core.train import Trainer
     from .defaults import start_bundle, training_defaults
 
+    out_is_safe = _check_train_out(args)
     images, annotations, weights = _load_pairs(args)
     defaults = training_defaults(args.labels_kind, args.device)
     if args.resume:
@@ -280,28 +361,38 @@ def cmd_train(args: argparse.Namespace) -> int:
     last = 0.0
     progress = None
     try:
-        for progress in trainer.fit():
-            now = time.monotonic()
-            if not args.quiet and (now - last > 0.5 or progress.fraction >= 1):
-                last = now
-                val = "" if trainer.last_validation is None else f" val IoU {trainer.last_validation:.3f}"
-                out.write(
-                    f"\r[{_bar(progress.fraction)}] {progress.fraction:4.0%} it {progress.run_iteration}"
-                    f" loss {progress.loss:.4f}{val} {_fmt_seconds(progress.elapsed)}<"
-                    f"{_fmt_seconds(progress.eta)}  "
-                )
-                out.flush()
-    except KeyboardInterrupt:
-        out.write("\ninterrupted: saving the model trained so far\n")
+        with _StopOnSignal(trainer, args.quiet) as stop:
+            for progress in trainer.fit():
+                now = time.monotonic()
+                if not args.quiet and (now - last > 0.5 or progress.fraction >= 1):
+                    last = now
+                    val = ("" if trainer.last_validation is None
+                           else f" val IoU {trainer.last_validation:.3f}")
+                    out.write(
+                        f"\r[{_bar(progress.fraction)}] {progress.fraction:4.0%} it "
+                        f"{progress.run_iteration} loss {progress.loss:.4f}{val} "
+                        f"{_fmt_seconds(progress.elapsed)}<{_fmt_seconds(progress.eta)}  "
+                    )
+                    out.flush()
     except (RuntimeError, MemoryError) as exc:
         # Out of memory after some iterations: keep what was learnt until then.
         if not is_out_of_memory(exc) or trainer.run_iteration == 0:
             raise
-        trainer.bundle().save(args.out)
+        target = _save_partial(trainer, args, out_is_safe)
         raise NapariUnetError(
             f"{failure_message(exc, 'Training')}; the {trainer.run_iteration} iterations "
-            f"trained until then were saved to {args.out}"
+            f"trained until then were saved to {target}"
         ) from None
+    if stop.signum is not None:
+        what = "Ctrl-C" if stop.signum == signal.SIGINT else "SIGTERM"
+        if trainer.run_iteration == 0:
+            out.write(f"napari-unet: stopped by {what} before the first iteration; nothing "
+                      "was saved\n")
+        else:
+            target = _save_partial(trainer, args, out_is_safe)
+            out.write(f"napari-unet: stopped by {what} after {trainer.run_iteration} "
+                      f"iterations; the model trained so far was saved to {target}\n")
+        return EXIT_SIGNAL[stop.signum]
     bundle = trainer.bundle()
     bundle.save(args.out)
     if not args.quiet:
@@ -333,7 +424,10 @@ def _predictor(bundle, args: argparse.Namespace):
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from .core.io import read_tiff, write_tiff
+    from .core.paths import check_outputs
 
+    check_outputs([("--out", args.out), ("--probabilities", args.probabilities)],
+                  [("--image", args.image), ("--model", args.model)])
     bundle = _load_model(args.model)
     image = _one_channel(read_tiff(args.image), args.channel)
     data = image.data
@@ -400,11 +494,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     commands = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate,
                 "demo": cmd_demo}
+    # SIGTERM (a cluster's time limit, docker stop) unwinds like Ctrl-C: temporary files
+    # are removed and one line is printed.
+    import threading
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = {sig: signal.getsignal(sig) for sig in EXIT_SIGNAL} if main_thread else {}
+    if main_thread:
+        signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
         return commands[args.command](args)
     except NapariUnetError as exc:
         sys.stderr.write(f"napari-unet: error: {exc}\n")
         return EXIT_USAGE
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        what = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+        sys.stderr.write(f"\nnapari-unet: stopped by {what}; nothing was written\n")
+        return EXIT_SIGNAL[signum]
     except (RuntimeError, MemoryError) as exc:  # out of memory, or the GPU failed
         message = failure_message(exc, args.command.capitalize())
         if message is None:
@@ -412,8 +519,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"napari-unet: error: {message}\n")
         return EXIT_USAGE
     except OSError as exc:
-        sys.stderr.write(f"napari-unet: error: {exc.strerror or exc}: {exc.filename or ''}\n")
+        sys.stderr.write(f"napari-unet: error: {_os_error(exc)}\n")
         return EXIT_USAGE
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _os_error(exc: OSError) -> str:
+    """A sentence for a failed read or write (a full disk, a file-size limit); the
+    temporary file of an atomic write is not named, the file it was for is."""
+    name = str(exc.filename or "")
+    base = Path(name).name
+    if base.startswith(".") and base.endswith(".tmp"):
+        name = str(Path(name).parent / base[1:].rsplit(".", 2)[0])
+    return f"{exc.strerror or exc}: {name}".rstrip(": ")
 
 
 if __name__ == "__main__":  # pragma: no cover

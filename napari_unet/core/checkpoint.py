@@ -113,8 +113,16 @@ class ModelBundle:
 
 def save_bundle(bundle: ModelBundle, path: str | Path) -> None:
     """Write the bundle atomically: a crash mid-write leaves any previous file intact."""
-    payload = bundle.to_dict()
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(bundle.to_dict(), buffer)  # in memory: a full disk is then a plain OSError
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            fh.write(buffer.getbuffer())
+
+    atomic_write(path, write)
 
 
 def load_bundle(path: str | Path) -> ModelBundle:

@@ -7,6 +7,7 @@ not import torch.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from contextlib import suppress
@@ -17,6 +18,7 @@ import numpy as np
 import tifffile
 
 from .errors import InputError
+from .paths import check_writable, new_file_mode, write_target
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".ome.tif", ".ome.tiff")
 #: Images larger than this are refused instead of exhausting memory (bytes, in memory);
@@ -168,21 +170,32 @@ def as_label_dtype(data: np.ndarray) -> np.ndarray:
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then move it into place.
 
-    A failure (an exception, a full disk, a crash) leaves any previous ``path`` intact.
+    A failure (an exception, a full disk, Ctrl-C) leaves any previous ``path`` intact and
+    no temporary file. A folder, a device, a pipe or a write-protected file is refused
+    (:class:`InputError`); a symbolic link to a file updates that file. A new file gets
+    the permissions of the umask, a replaced one keeps its own.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    path = write_target(check_writable(path))
     try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        mode = new_file_mode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = None
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name[:200]}.", suffix=".tmp",
+                                        dir=path.parent)
+        tmp = Path(tmp_name)
+        os.close(fd)
         write(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
-        with suppress(OSError):
-            tmp.unlink()
+        if tmp is not None:
+            with suppress(OSError):
+                tmp.unlink()
         raise
 
 
