@@ -385,6 +385,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         ) from None
     if stop.signum is not None:
         what = "Ctrl-C" if stop.signum == signal.SIGINT else "SIGTERM"
+        if not args.quiet:
+            out.write("\n")
         if trainer.run_iteration == 0:
             out.write(f"napari-unet: stopped by {what} before the first iteration; nothing "
                       "was saved\n")
