@@ -192,10 +192,14 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None
             os.fsync(fh.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if tmp is not None:
             with suppress(OSError):
                 tmp.unlink()
+        if isinstance(exc, OSError) and exc.errno and (
+                exc.filename is None or str(exc.filename) == str(tmp)):
+            # A full disk or a file-size limit: name the file the user asked for.
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
         raise
 
 

@@ -131,3 +131,23 @@ def test_sigterm_during_start_up_is_one_line(image_pair, tmp_path):
     assert proc.stderr.strip().splitlines() == ["napari-unet: stopped by SIGTERM; nothing was "
                                                 "written"]
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_a_file_size_limit_during_the_model_save_is_one_line(image_pair, tmp_path):
+    """A full disk or a file-size limit while saving: one line, status 2, no temporary."""
+    ip, lp = image_pair
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    script = ("import resource, signal, sys\n"
+              "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+              "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
+              "from napari_unet.cli import main\n"
+              "sys.exit(main(sys.argv[1:]))\n")
+    out = tmp_path / "m.pt"
+    proc = subprocess.run([sys.executable, "-c", script, "-q", "train", "--image", str(ip),
+                           "--labels", str(lp), "--out", str(out), *LONG[:-1], "2"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("napari-unet: error: File too large"), lines
+    assert str(out) in lines[0] and ".tmp" not in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([ip.name, lp.name])
