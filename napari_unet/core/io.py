@@ -210,10 +210,14 @@ def write_tiff(
     axes: str | None = None,
     scale: tuple[float, ...] | None = None,
 ) -> None:
-    """Write an image or a label image as a zlib-compressed ImageJ TIFF, atomically.
+    """Write an image or a label image as a zlib-compressed TIFF, atomically.
 
-    Integer labels are stored as uint8, uint16 or, past 65,535 objects, uint32 (then as a
-    plain TIFF, which Fiji opens too); other data as float32.
+    Integer labels keep every id: uint8, uint16, uint32 or uint64 by the largest one
+    (negative ids are refused); other data is stored as float32. ``axes`` (default YX,
+    ZYX, ZCYX by the number of dimensions) are all kept, axes of length one included. The
+    file is an ImageJ hyperstack when ImageJ can hold it (8 or 16-bit labels, float32, no
+    axis of length one), otherwise a plain TIFF with the axes in its description (Fiji
+    opens both).
     """
     data = np.asarray(data)
     if data.dtype == np.bool_:
@@ -221,14 +225,24 @@ def write_tiff(
     if np.issubdtype(data.dtype, np.integer):
         lo, hi = (int(data.min()), int(data.max())) if data.size else (0, 0)
         if lo < 0:
-            raise InputError("labels with negative values cannot be saved as TIFF")
-        dtype = np.uint8 if hi < 256 else np.uint16 if hi < 65536 else np.uint32
+            raise InputError(f"labels with negative values (down to {lo}) cannot be saved as "
+                             "TIFF labels; relabel them from 0")
+        dtype = next(t for t in (np.uint8, np.uint16, np.uint32, np.uint64)
+                     if hi <= np.iinfo(t).max)
         data = data.astype(dtype, copy=False)
     elif data.dtype != np.float32:
         data = data.astype(np.float32)
     if axes is None:
         axes = {2: "YX", 3: "ZYX", 4: "ZCYX"}.get(data.ndim)
-    imagej = data.dtype != np.uint32 and axes is not None and set(axes) <= set("TZCYXS")
+    if axes is not None and len(axes) != data.ndim:
+        raise InputError(f"axes {axes} do not fit an array of shape {data.shape}")
+    order = "TZCYXS"
+    imagej = (
+        data.dtype in (np.uint8, np.uint16, np.float32) and axes is not None
+        and set(axes) <= set(order) and len(set(axes)) == len(axes)
+        and list(axes) == sorted(axes, key=order.index)
+        and all(n > 1 for n, ax in zip(data.shape, axes) if ax not in "YX")
+    )
     metadata = {"axes": axes} if axes else {}
     resolution = None
     if scale and axes and len(scale) == len(axes):

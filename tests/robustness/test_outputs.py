@@ -154,3 +154,38 @@ def test_a_symlink_to_a_file_stays_a_symlink(tmp_path):
     import tifffile
 
     assert tifffile.imread(real).max() == 3
+
+
+@pytest.mark.parametrize("ids", [[0, 7, 2**32 + 7, 2**33], [0, 70_000], [0, 2**64 - 1],
+                                 [0, 255], [0, 65_535], [0, 2**32 - 1]])
+def test_the_labels_writer_keeps_every_id(ids, tmp_path):
+    from napari_unet._napari.writer import write_labels
+    from napari_unet.core.io import read_tiff
+
+    labels = np.zeros((4, 6), np.uint64 if max(ids) >= 2**63 else np.int64)
+    labels.flat[: len(ids)] = ids
+    (path,) = write_labels(str(tmp_path / "l.tif"), labels, {})
+    back = read_tiff(path).data
+    assert back.astype(np.uint64).tolist() == labels.astype(np.uint64).tolist()
+    assert back.dtype.itemsize == min(n for n in (1, 2, 4, 8) if max(ids) < 2 ** (8 * n))
+
+
+def test_the_labels_writer_keeps_every_axis(tmp_path):
+    from napari_unet._napari.writer import write_labels
+    from napari_unet.core.io import read_tiff
+
+    tzyx = np.arange(2 * 3 * 5 * 6, dtype=np.uint16).reshape(2, 3, 5, 6)
+    (path,) = write_labels(str(tmp_path / "tzyx.tif"), tzyx, {"scale": (1, 2.0, 0.5, 0.5)})
+    back = read_tiff(path)
+    assert back.axes == "TZYX" and back.data.shape == tzyx.shape
+    np.testing.assert_array_equal(back.data, tzyx)
+    assert back.scale[1:] == (2.0, 0.5, 0.5)
+    one_z = np.ones((1, 5, 6), np.uint8)
+    (path,) = write_labels(str(tmp_path / "z1.tif"), one_z, {})
+    assert read_tiff(path).data.shape == (1, 5, 6)  # one slice stays a stack
+    named = np.ones((3, 5, 6), np.uint8)
+    (path,) = write_labels(str(tmp_path / "t.tif"), named, {"axis_labels": ("t", "y", "x")})
+    assert read_tiff(path).axes == "TYX"
+    with pytest.raises(InputError, match="negative"):
+        write_labels(str(tmp_path / "neg.tif"), -np.ones((4, 4), np.int32), {})
+    assert not (tmp_path / "neg.tif").exists()
