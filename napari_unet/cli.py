@@ -102,8 +102,25 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _series_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--series", type=_non_negative_int, default=None,
+                   help="the image (series, from 0) to read from TIFF files that hold "
+                        "several; such files are refused without it, with the list of theirs")
+
+
+def _read(path: Path, args: argparse.Namespace, labels: bool = False):
+    """Read ``path`` with ``--series``; a labels file uses it only when it has several."""
+    from .core.io import read_tiff, tiff_series_count
+
+    series = getattr(args, "series", None)
+    if labels and series is not None and tiff_series_count(path) == 1:
+        series = None
+    return read_tiff(path, series=series)
+
+
 def _prediction_options(p: argparse.ArgumentParser) -> None:
     """How to predict: the options ``predict`` and ``evaluate`` share."""
+    _series_option(p)
     p.add_argument("--channel", type=int, default=None,
                    help="the channel to predict, for RGB or multi-channel images (from 0)")
     p.add_argument("--min-size", type=_non_negative_int, default=10,
@@ -135,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, type=Path, help="model file to write (.pt)")
     t.add_argument("--channel", type=int, default=None,
                    help="the channel to train on, for RGB or multi-channel images (from 0)")
+    _series_option(t)
     budget = t.add_mutually_exclusive_group()
     budget.add_argument("--seconds", type=_positive_float, help="wall-clock budget")
     budget.add_argument("--iterations", type=_positive_int, help="iteration budget")
@@ -238,7 +256,6 @@ def _one_channel(image, channel: int | None = None, what: str = "image"):
 
 def _load_pairs(args: argparse.Namespace):
     from .core.data import border_weights, painted_objects, to_annotations
-    from .core.io import read_tiff
 
     if len(args.image) != len(args.labels):
         raise NapariUnetError(
@@ -247,8 +264,8 @@ def _load_pairs(args: argparse.Namespace):
         )
     images, annotations, weights = [], [], []
     for ip, lp in zip(args.image, args.labels):
-        img = _one_channel(read_tiff(ip), args.channel).data
-        lab = _one_channel(read_tiff(lp), None, "label image").data
+        img = _one_channel(_read(ip, args), args.channel).data
+        lab = _one_channel(_read(lp, args, labels=True), None, "label image").data
         if img.shape != lab.shape:
             raise NapariUnetError(
                 f"{lp.name} has shape {lab.shape} but {ip.name} has shape {img.shape}; "
@@ -425,13 +442,13 @@ def _predictor(bundle, args: argparse.Namespace):
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .core.io import read_tiff, write_tiff
+    from .core.io import write_tiff
     from .core.paths import check_outputs
 
     check_outputs([("--out", args.out), ("--probabilities", args.probabilities)],
                   [("--image", args.image), ("--model", args.model)])
     bundle = _load_model(args.model)
-    image = _one_channel(read_tiff(args.image), args.channel)
+    image = _one_channel(_read(args.image, args), args.channel)
     data = image.data
     predictor = _predictor(bundle, args)
     n = 1 if data.ndim == 2 else data.shape[0]
@@ -460,13 +477,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
     from .core.data import check_labels_array
-    from .core.io import read_tiff
     from .core.metrics import evaluate
 
     bundle = _load_model(args.model)
-    image = _one_channel(read_tiff(args.image), args.channel)
-    truth = check_labels_array(_one_channel(read_tiff(args.labels), None, "label image").data,
-                               "ground truth labels")
+    image = _one_channel(_read(args.image, args), args.channel)
+    truth = check_labels_array(
+        _one_channel(_read(args.labels, args, labels=True), None, "label image").data,
+        "ground truth labels")
     if truth.shape != image.data.shape:
         raise NapariUnetError(
             f"{args.labels.name} has shape {truth.shape} but {args.image.name} has shape "

@@ -18,7 +18,7 @@ import numpy as np
 import tifffile
 
 from .errors import InputError
-from .paths import check_writable, new_file_mode, write_target
+from .paths import check_writable, new_file_mode, special_kind, write_target
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".ome.tif", ".ome.tiff")
 #: Images larger than this are refused instead of exhausting memory (bytes, in memory);
@@ -91,12 +91,29 @@ def _axes_scale(tif: tifffile.TiffFile, series: tifffile.TiffPageSeries) -> tupl
     return tuple(float(scale[ax]) if scale[ax] > 0 else 1.0 for ax in axes)
 
 
-def read_tiff(path: str | os.PathLike, *, max_bytes: int | None = None) -> ImageData:
-    """Read the first series of a TIFF (ImageJ hyperstacks and OME-TIFF included).
+def _describe(series: tifffile.TiffPageSeries) -> str:
+    shape = "x".join(str(n) for n in series.shape)
+    return f"{series.axes} {shape} {np.dtype(series.dtype).name}"
 
-    Raises :class:`InputError` with a sentence for the user when the file is missing,
-    not a TIFF, empty, truncated, has a zero-sized axis, or is larger than
-    ``max_bytes`` (default: NAPARI_UNET_MAX_IMAGE_BYTES or :data:`MAX_IMAGE_BYTES`).
+
+def _uncompressed(series: tifffile.TiffPageSeries) -> bool:
+    """Whether the series is stored without compression (then it cannot be larger in
+    memory than the file is on disk)."""
+    try:
+        return int(series.keyframe.compression) == 1
+    except Exception:  # no pages or an unusual layout: do not judge
+        return False
+
+
+def read_tiff(path: str | os.PathLike, *, max_bytes: int | None = None,
+              series: int | None = None) -> ImageData:
+    """Read a TIFF (ImageJ hyperstacks, OME-TIFF, LZW, JPEG... included).
+
+    A file of several series (images) needs ``series`` (from 0); without it the file is
+    refused with the list of its series. Raises :class:`InputError` with a sentence for
+    the user when the file is missing, not a TIFF, empty, truncated, has a zero-sized axis,
+    declares more pixels than it holds, or is larger than ``max_bytes`` (default:
+    NAPARI_UNET_MAX_IMAGE_BYTES or :data:`MAX_IMAGE_BYTES`).
     """
     path = Path(path)
     limit = max_image_bytes() if max_bytes is None else max_bytes
@@ -104,25 +121,44 @@ def read_tiff(path: str | os.PathLike, *, max_bytes: int | None = None) -> Image
         raise InputError(f"{path} does not exist")
     if path.is_dir():
         raise InputError(f"{path} is a folder, not a TIFF file")
+    kind = special_kind(path)
+    if kind is not None:
+        raise InputError(f"{path} is {kind}, not a TIFF file")
     if path.stat().st_size == 0:
         raise InputError(f"{path.name} is empty (0 bytes)")
     try:
         with tifffile.TiffFile(path) as tif:
             if not tif.series:
                 raise InputError(f"{path.name} holds no image")
-            series = tif.series[0]
-            shape, dtype = tuple(series.shape), np.dtype(series.dtype)
+            n = len(tif.series)
+            if series is None and n > 1:
+                listing = "; ".join(f"{i}: {_describe(s)}" for i, s in enumerate(tif.series))
+                raise InputError(f"{path.name} holds {n} images (series {listing}); choose "
+                                 "one with --series N")
+            index = 0 if series is None else series
+            if not 0 <= index < n:
+                raise InputError(f"--series {index} does not exist: {path.name} holds "
+                                 + ("one series (0)" if n == 1 else f"series 0 to {n - 1}"))
+            chosen = tif.series[index]
+            shape, dtype = tuple(chosen.shape), np.dtype(chosen.dtype)
             if any(s == 0 for s in shape) or not shape:
                 raise InputError(f"{path.name} has an empty axis (shape {shape})")
-            nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            nbytes = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
             if nbytes > limit:
                 raise InputError(
                     f"{path.name} needs {nbytes / 1024**3:.1f} GiB in memory, more than the "
                     f"{limit / 1024**3:.1f} GiB allowed; crop it or split it into smaller stacks"
                 )
-            data = series.asarray()
-            axes = series.axes
-            scale = _axes_scale(tif, series)
+            size = path.stat().st_size
+            if _uncompressed(chosen) and nbytes > size:
+                raise InputError(
+                    f"{path.name} declares an uncompressed image of shape {shape} "
+                    f"({nbytes:,} bytes) but the file has {size:,} bytes: it is truncated or "
+                    "damaged"
+                )
+            data = chosen.asarray()
+            axes = chosen.axes
+            scale = _axes_scale(tif, chosen)
     except InputError:
         raise
     except MemoryError:
@@ -133,6 +169,15 @@ def read_tiff(path: str | os.PathLike, *, max_bytes: int | None = None) -> Image
     if data.size == 0 or data.shape != shape:
         raise InputError(f"{path.name} is truncated or damaged (expected shape {shape})")
     return ImageData(data=data, axes=axes, scale=scale, path=path)
+
+
+def tiff_series_count(path: str | os.PathLike) -> int:
+    """How many series (images) a TIFF holds; 1 when it cannot tell."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            return max(1, len(tif.series))
+    except Exception:  # the reader says what is wrong with it
+        return 1
 
 
 def looks_like_labels(data: np.ndarray, path: str | os.PathLike | None = None) -> bool:
