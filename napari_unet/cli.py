@@ -88,6 +88,13 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    value = int(text)
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be 0 to {2**32 - 1}, not {text}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
@@ -161,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace --out when it exists (without it, an existing --out is "
                         "replaced only when it is the --resume model)")
     t.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda or mps")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=_seed, default=0)
     t.add_argument("--start-model", choices=("nuclei", "none"), default=None,
                    help="start a new model from the shipped nuclei model (base 16, depth 4) "
                         "or from random weights; default: nuclei for annotation strokes, "
@@ -245,6 +252,9 @@ def _one_channel(image, channel: int | None = None, what: str = "image"):
         data = np.take(data, channel or 0, axis=i)
         axes, scale = axes[:i] + axes[i + 1 :], scale[:i] + scale[i + 1 :]
         break
+    else:
+        if channel not in (None, 0):
+            raise NapariUnetError(f"--channel {channel} does not exist: {name} has one channel")
     while data.ndim > 3 and 1 in data.shape[:-2]:
         i = data.shape[:-2].index(1)
         data = np.take(data, 0, axis=i)
@@ -266,6 +276,9 @@ def _load_pairs(args: argparse.Namespace):
     for ip, lp in zip(args.image, args.labels):
         img = _one_channel(_read(ip, args), args.channel).data
         lab = _one_channel(_read(lp, args, labels=True), None, "label image").data
+        if img.shape != lab.shape and img.shape[-2:] == lab.shape[-2:] and (
+                img.size == lab.size):  # one slice, saved as 2D in one file, 3D in the other
+            img, lab = img.reshape(img.shape[-2:]), lab.reshape(lab.shape[-2:])
         if img.shape != lab.shape:
             raise NapariUnetError(
                 f"{lp.name} has shape {lab.shape} but {ip.name} has shape {img.shape}; "
@@ -442,11 +455,15 @@ def _predictor(bundle, args: argparse.Namespace):
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .core.io import write_tiff
+    from .core.io import is_tiff_path, write_tiff
     from .core.paths import check_outputs
 
     check_outputs([("--out", args.out), ("--probabilities", args.probabilities)],
                   [("--image", args.image), ("--model", args.model)])
+    for option, path in (("--out", args.out), ("--probabilities", args.probabilities)):
+        if path is not None and str(path) and not is_tiff_path(path):
+            raise NapariUnetError(f"{option} {path} must be a TIFF file (.tif or .tiff): "
+                                  "the labels are written as TIFF")
     bundle = _load_model(args.model)
     image = _one_channel(_read(args.image, args), args.channel)
     data = image.data
@@ -484,6 +501,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     truth = check_labels_array(
         _one_channel(_read(args.labels, args, labels=True), None, "label image").data,
         "ground truth labels")
+    if truth.shape != image.data.shape and truth.size == image.data.size and (
+            truth.shape[-2:] == image.data.shape[-2:]):  # one slice: 2D in one file only
+        truth = truth.reshape(image.data.shape)
     if truth.shape != image.data.shape:
         raise NapariUnetError(
             f"{args.labels.name} has shape {truth.shape} but {args.image.name} has shape "

@@ -141,6 +141,9 @@ def read_tiff(path: str | os.PathLike, *, max_bytes: int | None = None,
                                  + ("one series (0)" if n == 1 else f"series 0 to {n - 1}"))
             chosen = tif.series[index]
             shape, dtype = tuple(chosen.shape), np.dtype(chosen.dtype)
+            if dtype.kind == "c":
+                raise InputError(f"{path.name} holds complex numbers ({dtype.name}); save "
+                                 "their magnitude or real part as an image first")
             if any(s == 0 for s in shape) or not shape:
                 raise InputError(f"{path.name} has an empty axis (shape {shape})")
             nbytes = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize

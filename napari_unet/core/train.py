@@ -136,8 +136,10 @@ class Trainer:
         if bundle.optimizer_state:
             try:
                 self.optimizer.load_state_dict(bundle.optimizer_state)
-            except (ValueError, KeyError, RuntimeError):
+                _check_optimizer_state(self.optimizer)
+            except (ValueError, KeyError, RuntimeError, TypeError, AttributeError):
                 log.info("optimizer state does not fit this model; starting it afresh")
+                self.optimizer.state.clear()
         balance = self.config.class_balance
         if balance is None:
             balance = 1.0 if data.annotated_fraction < 0.5 else 0.0
@@ -348,6 +350,20 @@ class Trainer:
             normalisation=b.normalisation, history=history, iterations=self.iteration,
             optimizer_state=opt,
         )
+
+
+def _check_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
+    """Raise ValueError when a loaded optimizer state does not fit the parameters (a
+    model file whose state belongs to another model would fail at the first step)."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            for key, value in optimizer.state.get(p, {}).items():
+                if key == "step":
+                    if not isinstance(value, torch.Tensor | int | float):
+                        raise ValueError("optimizer step")
+                    continue
+                if not isinstance(value, torch.Tensor) or value.shape != p.shape:
+                    raise ValueError(f"optimizer state {key}")
 
 
 def _to_cpu(obj):
