@@ -88,6 +88,12 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _file(text: str) -> Path:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty file name: give the file to write")
+    return Path(text)
+
+
 def _seed(text: str) -> int:
     value = int(text)
     if not 0 <= value < 2**32:
@@ -156,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
                    default="annotation",
                    help="annotation: 0 = not annotated, 1 = background, 2.. classes; "
                         "semantic: dense, 0 = background; instance: 0 = background, 1..N objects")
-    t.add_argument("--out", required=True, type=Path, help="model file to write (.pt)")
+    t.add_argument("--out", required=True, type=_file, help="model file to write (.pt)")
     t.add_argument("--channel", type=int, default=None,
                    help="the channel to train on, for RGB or multi-channel images (from 0)")
     _series_option(t)
@@ -191,8 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="predict labels of an image with a trained model")
     p.add_argument("--model", required=True, type=Path)
     p.add_argument("--image", required=True, type=Path)
-    p.add_argument("--out", required=True, type=Path, help="labels TIFF to write")
-    p.add_argument("--probabilities", type=Path, help="also write class probabilities here")
+    p.add_argument("--out", required=True, type=_file, help="labels TIFF to write")
+    p.add_argument("--probabilities", type=_file, help="also write class probabilities here")
     p.add_argument("--instances", action="store_true",
                    help="write one label per object instead of one per class")
     _prediction_options(p)

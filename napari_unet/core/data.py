@@ -67,17 +67,20 @@ class Normalisation:
         if image.size == 0:
             return None
         step = max(1, image.size // 2_000_000)
-        flat = image.reshape(-1) if image.flags.c_contiguous else None
-        if flat is not None:
-            sample = flat[::step].astype(np.float32)
+        if image.flags.c_contiguous:
+            sample = image.reshape(-1)[::step]  # a view
         else:  # a strided view: sample rows and columns without copying the image
             k = max(1, int(round(step ** (1 / image.ndim))))
-            sample = image[(slice(None, None, k),) * image.ndim].astype(np.float32).ravel()
-        finite = np.isfinite(sample)
-        if not finite.all():
-            if not finite.any():
-                return None
-            sample = sample[finite]
+            sample = image[(slice(None, None, k),) * image.ndim].ravel()
+        if sample.dtype.kind == "b":
+            sample = sample.astype(np.uint8)
+        elif sample.dtype.kind in "fc":
+            sample = sample.astype(np.float32, copy=False)
+            finite = np.isfinite(sample)
+            if not finite.all():
+                if not finite.any():
+                    return None
+                sample = sample[finite]
         lo, hi = np.percentile(sample, [self.low, self.high])
         scale = float(hi - lo)
         if not np.isfinite(scale) or scale <= 0:
@@ -87,14 +90,19 @@ class Normalisation:
     @staticmethod
     def normalise(image: np.ndarray, stats: tuple[float, float] | None) -> np.ndarray:
         """``(image - offset) / scale`` as float32 (one copy); NaN and infinity become 0."""
-        x = np.asarray(image).astype(np.float32, copy=True)
+        image = np.asarray(image)
+        x = image.astype(np.float32, copy=True)
         if stats is None:
             x[...] = 0
             return x
         lo, scale = stats
         x -= np.float32(lo)
         x /= np.float32(scale)
-        np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        if image.dtype.kind in "fc":  # NaN and infinity, a million pixels at a time
+            flat = x.reshape(-1)
+            for i in range(0, flat.size, 1 << 20):
+                np.nan_to_num(flat[i : i + (1 << 20)], copy=False, nan=0.0, posinf=0.0,
+                              neginf=0.0)
         return x
 
 
