@@ -66,6 +66,28 @@ def test_train_refuses_to_replace_a_model_unless_resumed_or_asked(image_pair, tm
     assert cli(*base, "--overwrite")[0] == 0
 
 
+_HELD: list[int] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_held():
+    yield
+    while _HELD:
+        os.close(_HELD.pop())
+
+
+def _device(tmp_path):
+    """A character device of the test's own (a copy of /dev/null's node), so that even a
+    writer that replaced devices could not harm the system's; /dev/null where nodes
+    cannot be made (not root: then the system's cannot be replaced either)."""
+    node = tmp_path / "null"
+    try:
+        os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except PermissionError:
+        return "/dev/null"
+    return node
+
+
 def _bad_out(kind, tmp_path):
     if kind == "folder":
         (tmp_path / "dir.pt").mkdir()
@@ -87,9 +109,11 @@ def _bad_out(kind, tmp_path):
         os.mkfifo(tmp_path / "fifo.pt")
         return tmp_path / "fifo.pt"
     if kind == "device":
-        return "/dev/null"
-    if kind == "fd symlink":
-        (tmp_path / "fd.pt").symlink_to("/proc/self/fd/1")
+        return _device(tmp_path)
+    if kind == "fd symlink":  # a descriptor of this process (of a file of the test's own)
+        fd = os.open(tmp_path / "held", os.O_WRONLY | os.O_CREAT)
+        _HELD.append(fd)
+        (tmp_path / "fd.pt").symlink_to(f"/proc/self/fd/{fd}")
         return tmp_path / "fd.pt"
     if kind == "empty":
         return ""
@@ -115,7 +139,7 @@ def test_train_checks_out_before_training(kind, image_pair, tmp_path, cli):
     assert ".tmp" not in err and "training on" not in err  # refused before anything ran
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
     if kind == "device":
-        assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+        assert stat.S_ISCHR(os.stat(out).st_mode)
 
 
 @pytest.mark.parametrize("kind", ["fifo", "device", "fd symlink", "read-only file"])
