@@ -122,6 +122,7 @@ class PredictPanel(Container):
     def save_labels(self, path: str | Path) -> bool:
         """Save the predictions of the chosen image as a compressed TIFF."""
         from napari_unet.core.io import write_tiff
+        from napari_unet.core.paths import check_outputs
 
         image = self.session.image
         layer = None if image is None else find_labels(
@@ -130,8 +131,10 @@ class PredictPanel(Container):
             show_warning("There are no predictions to save yet: press Predict first.")
             return False
         try:
+            source = image.source.path or image.metadata.get("path")
+            check_outputs([("the labels file", path)], [("image", source)])
             write_tiff(path, np.asarray(layer.data), scale=tuple(layer.scale))
-        except Exception as exc:
+        except Exception as exc:  # an input, a protected file, a full disk...
             show_error(f"Could not save the labels to {path}: {exc}")
             return False
         show_info(f"Labels saved to {path}")
