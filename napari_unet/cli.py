@@ -1,12 +1,15 @@
 """The ``napari-unet`` command line: train, predict, evaluate, demo.
 
 Errors the user can act on are printed as one line on stderr with exit status 2.
+Ctrl-C (SIGINT) ends with status 130 and SIGTERM with 143, after one line that says
+what was saved.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -16,6 +19,53 @@ from . import __version__
 from .core.errors import NapariUnetError, failure_message, is_out_of_memory
 
 EXIT_USAGE = 2
+#: Exit status after Ctrl-C (SIGINT) and SIGTERM, as a shell reports a process they end.
+EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM: raised where there is nothing to finish first."""
+
+    def __init__(self, signum: int = signal.SIGINT):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_interrupted(signum, frame) -> None:
+    raise Interrupted(signum)
+
+
+class _StopOnSignal:
+    """During training: the first Ctrl-C or SIGTERM asks the trainer to stop after the
+    current iteration; a second one raises :class:`Interrupted` at once."""
+
+    def __init__(self, trainer, quiet: bool):
+        self.trainer, self.quiet, self.signum = trainer, quiet, None
+        self._previous = {}
+
+    def __enter__(self):
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        for sig in EXIT_SIGNAL:
+            self._previous[sig] = signal.signal(sig, self._first)
+        return self
+
+    def _first(self, signum, frame) -> None:
+        self.signum = signum
+        self.trainer.stop()
+        for sig in EXIT_SIGNAL:
+            signal.signal(sig, _raise_interrupted)
+        if not self.quiet:
+            sys.stderr.write("\nstopping after this iteration to save the model trained so "
+                             "far (Ctrl-C again quits without saving)\n")
+            sys.stderr.flush()
+
+    def __exit__(self, *exc) -> None:
+        if self.signum is None:  # after a stop, a second signal still quits at once
+            for sig, handler in self._previous.items():
+                signal.signal(sig, handler)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,6 +88,19 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _file(text: str) -> Path:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty file name: give the file to write")
+    return Path(text)
+
+
+def _seed(text: str) -> int:
+    value = int(text)
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be 0 to {2**32 - 1}, not {text}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
@@ -52,8 +115,25 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _series_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--series", type=_non_negative_int, default=None,
+                   help="the image (series, from 0) to read from TIFF files that hold "
+                        "several; such files are refused without it, with the list of theirs")
+
+
+def _read(path: Path, args: argparse.Namespace, labels: bool = False):
+    """Read ``path`` with ``--series``; a labels file uses it only when it has several."""
+    from .core.io import read_tiff, tiff_series_count
+
+    series = getattr(args, "series", None)
+    if labels and series is not None and tiff_series_count(path) == 1:
+        series = None
+    return read_tiff(path, series=series)
+
+
 def _prediction_options(p: argparse.ArgumentParser) -> None:
     """How to predict: the options ``predict`` and ``evaluate`` share."""
+    _series_option(p)
     p.add_argument("--channel", type=int, default=None,
                    help="the channel to predict, for RGB or multi-channel images (from 0)")
     p.add_argument("--min-size", type=_non_negative_int, default=10,
@@ -82,15 +162,19 @@ def build_parser() -> argparse.ArgumentParser:
                    default="annotation",
                    help="annotation: 0 = not annotated, 1 = background, 2.. classes; "
                         "semantic: dense, 0 = background; instance: 0 = background, 1..N objects")
-    t.add_argument("--out", required=True, type=Path, help="model file to write (.pt)")
+    t.add_argument("--out", required=True, type=_file, help="model file to write (.pt)")
     t.add_argument("--channel", type=int, default=None,
                    help="the channel to train on, for RGB or multi-channel images (from 0)")
+    _series_option(t)
     budget = t.add_mutually_exclusive_group()
     budget.add_argument("--seconds", type=_positive_float, help="wall-clock budget")
     budget.add_argument("--iterations", type=_positive_int, help="iteration budget")
     t.add_argument("--resume", type=Path, help="continue training this model file")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace --out when it exists (without it, an existing --out is "
+                        "replaced only when it is the --resume model)")
     t.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda or mps")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=_seed, default=0)
     t.add_argument("--start-model", choices=("nuclei", "none"), default=None,
                    help="start a new model from the shipped nuclei model (base 16, depth 4) "
                         "or from random weights; default: nuclei for annotation strokes, "
@@ -116,8 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="predict labels of an image with a trained model")
     p.add_argument("--model", required=True, type=Path)
     p.add_argument("--image", required=True, type=Path)
-    p.add_argument("--out", required=True, type=Path, help="labels TIFF to write")
-    p.add_argument("--probabilities", type=Path, help="also write class probabilities here")
+    p.add_argument("--out", required=True, type=_file, help="labels TIFF to write")
+    p.add_argument("--probabilities", type=_file, help="also write class probabilities here")
     p.add_argument("--instances", action="store_true",
                    help="write one label per object instead of one per class")
     _prediction_options(p)
@@ -177,6 +261,9 @@ def _one_channel(image, channel: int | None = None, what: str = "image"):
         data = np.take(data, channel or 0, axis=i)
         axes, scale = axes[:i] + axes[i + 1 :], scale[:i] + scale[i + 1 :]
         break
+    else:
+        if channel not in (None, 0):
+            raise NapariUnetError(f"--channel {channel} does not exist: {name} has one channel")
     while data.ndim > 3 and 1 in data.shape[:-2]:
         i = data.shape[:-2].index(1)
         data = np.take(data, 0, axis=i)
@@ -190,7 +277,6 @@ def _load_pairs(args: argparse.Namespace):
     """Images, their labels as annotations (0 = not annotated, 1 = background, ...) and,
     for instance labels, the objects (for the border weights)."""
     from .core.data import to_annotations
-    from .core.io import read_tiff
 
     if len(args.image) != len(args.labels):
         raise NapariUnetError(
@@ -199,8 +285,11 @@ def _load_pairs(args: argparse.Namespace):
         )
     images, annotations, objects = [], [], []
     for ip, lp in zip(args.image, args.labels):
-        img = _one_channel(read_tiff(ip), args.channel).data
-        lab = _one_channel(read_tiff(lp), None, "label image").data
+        img = _one_channel(_read(ip, args), args.channel).data
+        lab = _one_channel(_read(lp, args, labels=True), None, "label image").data
+        if img.shape != lab.shape and img.shape[-2:] == lab.shape[-2:] and (
+                img.size == lab.size):  # one slice, saved as 2D in one file, 3D in the other
+            img, lab = img.reshape(img.shape[-2:]), lab.reshape(lab.shape[-2:])
         if img.shape != lab.shape:
             raise NapariUnetError(
                 f"{lp.name} has shape {lab.shape} but {ip.name} has shape {img.shape}; "
@@ -239,11 +328,39 @@ def train_options(args: argparse.Namespace):
     )
 
 
+def _check_train_out(args: argparse.Namespace) -> bool:
+    """Refuse an ``--out`` that cannot be written or that would replace an input or an
+    existing model; return whether ``--out`` may hold the weights of an unfinished run
+    (it did not exist, or it is the ``--resume`` model)."""
+    from .core.paths import check_outputs, same_file
+
+    inputs = [("--image", p) for p in args.image] + [("--labels", p) for p in args.labels]
+    check_outputs([("--out", args.out)], inputs)
+    resumed = args.resume is not None and same_file(args.out, args.resume)
+    exists = args.out.exists()
+    if exists and not resumed and not args.overwrite:
+        raise NapariUnetError(
+            f"--out {args.out} already exists: add --resume {args.out} to continue training "
+            "it, --overwrite to replace it, or choose another file name"
+        )
+    return not exists or resumed
+
+
+def _save_partial(trainer, args: argparse.Namespace, out_is_safe: bool) -> Path:
+    """Save an unfinished run to ``--out`` when that loses nothing, else beside it."""
+    from .core.paths import interrupted_path
+
+    target = args.out if out_is_safe else interrupted_path(args.out)
+    trainer.bundle().save(target)
+    return target
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .core.plan import plan_training
     from .core.train import Trainer
 
     options = train_options(args)
+    out_is_safe = _check_train_out(args)
     images, annotations, objects = _load_pairs(args)
     plan = plan_training(images, annotations, options, objects=objects,
                          resume=_load_model(args.resume) if args.resume else None)
@@ -258,28 +375,40 @@ def cmd_train(args: argparse.Namespace) -> int:
     last = 0.0
     progress = None
     try:
-        for progress in trainer.fit():
-            now = time.monotonic()
-            if not args.quiet and (now - last > 0.5 or progress.fraction >= 1):
-                last = now
-                val = "" if trainer.last_validation is None else f" val IoU {trainer.last_validation:.3f}"
-                out.write(
-                    f"\r[{_bar(progress.fraction)}] {progress.fraction:4.0%} it {progress.run_iteration}"
-                    f" loss {progress.loss:.4f}{val} {_fmt_seconds(progress.elapsed)}<"
-                    f"{_fmt_seconds(progress.eta)}  "
-                )
-                out.flush()
-    except KeyboardInterrupt:
-        out.write("\ninterrupted: saving the model trained so far\n")
+        with _StopOnSignal(trainer, args.quiet) as stop:
+            for progress in trainer.fit():
+                now = time.monotonic()
+                if not args.quiet and (now - last > 0.5 or progress.fraction >= 1):
+                    last = now
+                    val = ("" if trainer.last_validation is None
+                           else f" val IoU {trainer.last_validation:.3f}")
+                    out.write(
+                        f"\r[{_bar(progress.fraction)}] {progress.fraction:4.0%} it "
+                        f"{progress.run_iteration} loss {progress.loss:.4f}{val} "
+                        f"{_fmt_seconds(progress.elapsed)}<{_fmt_seconds(progress.eta)}  "
+                    )
+                    out.flush()
     except (RuntimeError, MemoryError) as exc:
         # Out of memory after some iterations: keep what was learnt until then.
         if not is_out_of_memory(exc) or trainer.run_iteration == 0:
             raise
-        trainer.bundle().save(args.out)
+        target = _save_partial(trainer, args, out_is_safe)
         raise NapariUnetError(
             f"{failure_message(exc, 'Training')}; the {trainer.run_iteration} iterations "
-            f"trained until then were saved to {args.out}"
+            f"trained until then were saved to {target}"
         ) from None
+    if stop.signum is not None:
+        what = "Ctrl-C" if stop.signum == signal.SIGINT else "SIGTERM"
+        if not args.quiet:
+            out.write("\n")
+        if trainer.run_iteration == 0:
+            out.write(f"napari-unet: stopped by {what} before the first iteration; nothing "
+                      "was saved\n")
+        else:
+            target = _save_partial(trainer, args, out_is_safe)
+            out.write(f"napari-unet: stopped by {what} after {trainer.run_iteration} "
+                      f"iterations; the model trained so far was saved to {target}\n")
+        return EXIT_SIGNAL[stop.signum]
     bundle = trainer.bundle()
     bundle.save(args.out)
     if not args.quiet:
@@ -310,10 +439,17 @@ def _predictor(bundle, args: argparse.Namespace):
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .core.io import read_tiff, write_tiff
+    from .core.io import is_tiff_path, write_tiff
+    from .core.paths import check_outputs
 
+    check_outputs([("--out", args.out), ("--probabilities", args.probabilities)],
+                  [("--image", args.image), ("--model", args.model)])
+    for option, path in (("--out", args.out), ("--probabilities", args.probabilities)):
+        if path is not None and str(path) and not is_tiff_path(path):
+            raise NapariUnetError(f"{option} {path} must be a TIFF file (.tif or .tiff): "
+                                  "the labels are written as TIFF")
     bundle = _load_model(args.model)
-    image = _one_channel(read_tiff(args.image), args.channel)
+    image = _one_channel(_read(args.image, args), args.channel)
     data = image.data
     predictor = _predictor(bundle, args)
     n = 1 if data.ndim == 2 else data.shape[0]
@@ -342,13 +478,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
     from .core.data import check_labels_array
-    from .core.io import read_tiff
     from .core.metrics import evaluate
 
     bundle = _load_model(args.model)
-    image = _one_channel(read_tiff(args.image), args.channel)
-    truth = check_labels_array(_one_channel(read_tiff(args.labels), None, "label image").data,
-                               "ground truth labels")
+    image = _one_channel(_read(args.image, args), args.channel)
+    truth = check_labels_array(
+        _one_channel(_read(args.labels, args, labels=True), None, "label image").data,
+        "ground truth labels")
+    if truth.shape != image.data.shape and truth.size == image.data.size and (
+            truth.shape[-2:] == image.data.shape[-2:]):  # one slice: 2D in one file only
+        truth = truth.reshape(image.data.shape)
     if truth.shape != image.data.shape:
         raise NapariUnetError(
             f"{args.labels.name} has shape {truth.shape} but {args.image.name} has shape "
@@ -378,11 +517,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     commands = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate,
                 "demo": cmd_demo}
+    # SIGTERM (a cluster's time limit, docker stop) unwinds like Ctrl-C: temporary files
+    # are removed and one line is printed.
+    import threading
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = {sig: signal.getsignal(sig) for sig in EXIT_SIGNAL} if main_thread else {}
+    if main_thread:
+        signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
         return commands[args.command](args)
     except NapariUnetError as exc:
         sys.stderr.write(f"napari-unet: error: {exc}\n")
         return EXIT_USAGE
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        what = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+        sys.stderr.write(f"\nnapari-unet: stopped by {what}; nothing was written\n")
+        return EXIT_SIGNAL[signum]
     except (RuntimeError, MemoryError) as exc:  # out of memory, or the GPU failed
         message = failure_message(exc, args.command.capitalize())
         if message is None:
@@ -390,8 +542,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"napari-unet: error: {message}\n")
         return EXIT_USAGE
     except OSError as exc:
-        sys.stderr.write(f"napari-unet: error: {exc.strerror or exc}: {exc.filename or ''}\n")
+        sys.stderr.write(f"napari-unet: error: {_os_error(exc)}\n")
         return EXIT_USAGE
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _os_error(exc: OSError) -> str:
+    """A sentence for a failed read or write (a full disk, a file-size limit); the
+    temporary file of an atomic write is not named, the file it was for is."""
+    name = str(exc.filename or "")
+    base = Path(name).name
+    if base.startswith(".") and base.endswith(".tmp"):
+        name = str(Path(name).parent / base[1:].rsplit(".", 2)[0])
+    return f"{exc.strerror or exc}: {name}".rstrip(": ")
 
 
 if __name__ == "__main__":  # pragma: no cover

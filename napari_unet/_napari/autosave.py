@@ -1,9 +1,11 @@
 """Autosave of the annotations: every minute when they changed, and on close.
 
-The annotations of an image go to ``<image folder>/<image name>.annotations.tif`` when
-the image was opened from a folder one can write to, otherwise to
-``~/.napari-unet/autosave/<image name>.annotations.tif``. The environment variable
-``NAPARI_UNET_AUTOSAVE_DIR`` names one folder for all of them instead. Files are written
+The annotations of an image go to ``<image folder>/<image file name>.annotations.tif``
+when the image was opened from a folder one can write to, otherwise to
+``~/.napari-unet/autosave/<image name>.<image key>.annotations.tif``, where the key
+stands for the image's file and shape (or its pixels, for an image without a file). The
+environment variable ``NAPARI_UNET_AUTOSAVE_DIR`` names one folder for all of them
+instead. Files are written
 atomically (:func:`napari_unet.core.io.write_tiff`), from a copy taken on the GUI thread,
 in a worker thread. When the annotations layer of the same image is created again, the
 autosave is loaded into it (:func:`restore`), with a notification that says so.
@@ -11,6 +13,8 @@ autosave is loaded into it (:func:`restore`), with a notification that says so.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import os
 import re
@@ -54,19 +58,51 @@ def _is_sample(path: Path) -> bool:
         return False
 
 
-def autosave_path(image: Image) -> Path:
-    """Where the annotations of ``image`` are autosaved."""
-    name = re.sub(r"[^\w\-. \[\]()]", "_", image.name).strip() or "image"
-    name += SUFFIX
-    folder = os.environ.get(AUTOSAVE_ENV, "").strip()
-    if folder:
-        return Path(folder).expanduser() / name
+def _safe_name(text: str, max_bytes: int = 100) -> str:
+    """``text`` as a file name: odd characters replaced, no leading dot (no hidden file,
+    no "." or ".."), at most ``max_bytes`` bytes (file names stop at 255)."""
+    name = re.sub(r"[^\w\-. \[\]()]", "_", text).strip().lstrip(".").strip()
+    name = name.encode("utf-8")[:max_bytes].decode("utf-8", "ignore").strip()
+    return name or "image"
+
+
+def image_key(image: Image) -> str:
+    """A short code for the identity of ``image``: its resolved file and shape, or for an
+    image without a file, a hash of its pixels. Two images of one name differ in it."""
+    data = image.data[0] if getattr(image, "multiscale", False) else image.data
+    shape = tuple(int(n) for n in np.shape(data))
+    digest = hashlib.blake2b(digest_size=6)
     source = _source(image)
-    if source is not None and source.parent.is_dir() and os.access(source.parent, os.W_OK) and (
-        not _is_sample(source)
-    ):
-        return source.parent / name
-    return user_folder() / name
+    if source is not None:
+        with contextlib.suppress(OSError, RuntimeError):
+            source = source.resolve()
+        digest.update(f"file:{source}:{shape}".encode("utf-8", "surrogateescape"))
+    else:
+        array = np.ascontiguousarray(np.asarray(data))
+        digest.update(f"data:{array.dtype.str}:{shape}:".encode())
+        digest.update(memoryview(array).cast("B"))
+    return digest.hexdigest()
+
+
+def autosave_path(image: Image) -> Path:
+    """Where the annotations of ``image`` are autosaved.
+
+    Beside the image file: ``<file name>.annotations.tif``. In a shared folder (the
+    user's, or ``NAPARI_UNET_AUTOSAVE_DIR``): ``<name>.<image key>.annotations.tif``, so
+    that two images of one name never share an autosave (:func:`image_key`).
+    """
+    source = _source(image)
+    folder = os.environ.get(AUTOSAVE_ENV, "").strip()
+    if not folder and source is not None and source.parent.is_dir() and os.access(
+            source.parent, os.W_OK) and not _is_sample(source):
+        stem = source.name
+        for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
+            if stem.lower().endswith(suffix):
+                stem = stem[: -len(suffix)]
+                break
+        return source.parent / (_safe_name(stem, 200) + SUFFIX)
+    shared = Path(folder).expanduser() if folder else user_folder()
+    return shared / f"{_safe_name(image.name)}.{image_key(image)}{SUFFIX}"
 
 
 def _write(path: Path, data: np.ndarray) -> Path:

@@ -102,8 +102,9 @@ class ModelPanel(Container):
             return False
         try:
             bundle.save(path)
-        except (OSError, NapariUnetError) as exc:
-            show_error(f"Could not save the model to {path}: {exc}")
+        except Exception as exc:  # a full disk, a file-size limit, a protected file...
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            show_error(f"Could not save the model to {path}: {reason}")
             return False
         self.session.model_source = Path(path).name
         show_info(f"Model saved to {path}")

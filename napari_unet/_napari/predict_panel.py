@@ -123,6 +123,7 @@ class PredictPanel(Container):
         """Save the predictions of the chosen image as a compressed TIFF: one label per
         object with *Split into objects*, else one per class."""
         from napari_unet.core.io import write_tiff
+        from napari_unet.core.paths import check_outputs
 
         image = self.session.image
         layer = None if image is None else find_labels(
@@ -134,8 +135,10 @@ class PredictPanel(Container):
         if self.instances.value:
             data = self._objects(image, data)
         try:
+            source = image.source.path or image.metadata.get("path")
+            check_outputs([("the labels file", path)], [("image", source)])
             write_tiff(path, data, scale=tuple(layer.scale), labels=True)
-        except Exception as exc:
+        except Exception as exc:  # an input, a protected file, a full disk...
             show_error(f"Could not save the labels to {path}: {exc}")
             return False
         show_info(f"{'Objects' if self.instances.value else 'Labels'} saved to {path}")

@@ -1,4 +1,5 @@
-"""Reader: TIFF stacks (and OME-TIFF) as one image layer, label images as Labels.
+"""Reader: TIFF stacks (and OME-TIFF) as one image layer, label images as Labels; a file
+of several series gives one layer per series.
 
 Labels or image is decided from the file's metadata and its values
 (:func:`napari_unet.core.io.looks_like_labels`), never from its name.
@@ -18,6 +19,7 @@ from napari_unet.core.io import (
     is_tiff_path,
     looks_like_labels,
     read_tiff,
+    tiff_series_count,
 )
 
 LayerData = tuple[np.ndarray, dict[str, Any], str]
@@ -35,7 +37,19 @@ def get_reader(path: PathLike | Sequence[PathLike]) -> Callable[..., list[LayerD
 def read_layers(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
     """Read one or more TIFF files into napari layer data tuples."""
     paths = [path] if isinstance(path, str | Path) else list(path)
-    return [layer_data(read_tiff(p)) for p in paths]
+    layers = []
+    for p in paths:
+        n = tiff_series_count(p)
+        if n == 1:
+            layers.append(layer_data(read_tiff(p)))
+            continue
+        for i in range(n):  # a file of several images: one layer each, named so
+            data, meta, kind = layer_data(read_tiff(p, series=i))
+            names = meta["name"] if isinstance(meta["name"], list) else [meta["name"]]
+            names = [f"{name} [series {i}]" for name in names]
+            meta["name"] = names if isinstance(meta["name"], list) else names[0]
+            layers.append((data, meta, kind))
+    return layers
 
 
 def layer_data(image: ImageData) -> LayerData:

@@ -113,15 +113,28 @@ class ModelBundle:
 
 def save_bundle(bundle: ModelBundle, path: str | Path) -> None:
     """Write the bundle atomically: a crash mid-write leaves any previous file intact."""
-    payload = bundle.to_dict()
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(bundle.to_dict(), buffer)  # in memory: a full disk is then a plain OSError
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            fh.write(buffer.getbuffer())
+
+    atomic_write(path, write)
 
 
 def load_bundle(path: str | Path) -> ModelBundle:
     """Load a model file safely; raise :class:`ModelFileError` with a clear sentence."""
+    from .paths import special_kind
+
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ModelFileError(f"model file {path} does not exist")
+    kind = special_kind(path)
+    if kind is not None:
+        raise ModelFileError(f"{path} is {kind}, not a model file")
     if path.stat().st_size == 0:
         raise ModelFileError(f"{path.name} is empty, not a napari-unet model")
     if not zipfile.is_zipfile(path):
@@ -144,6 +157,44 @@ def load_bundle(path: str | Path) -> ModelBundle:
     return bundle_from_dict(payload, path.name)
 
 
+def _check_numbers(payload: dict, name: str) -> None:
+    """Refuse a damaged iteration count or normalisation before anything uses them."""
+    import math
+
+    iterations = payload.get("iterations", 0)
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or not (
+            0 <= iterations < 2**53):
+        raise ModelFileError(f"{name} is a damaged napari-unet model (iteration count "
+                             f"{iterations!r})")
+    norm = payload.get("normalisation", {})
+    if not isinstance(norm, dict):
+        raise ModelFileError(f"{name} is a damaged napari-unet model (normalisation {norm!r})")
+    low, high = norm.get("low", 1.0), norm.get("high", 99.8)
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+                  for v in (low, high))
+    if not numbers or not 0 <= low < high <= 100 or not isinstance(
+            norm.get("per_slice", True), bool):
+        raise ModelFileError(f"{name} is a damaged napari-unet model (normalisation "
+                             f"percentiles {low!r} to {high!r})"[:300])
+
+
+def _check_weights(config: UNetConfig, state: dict, name: str) -> None:
+    """Refuse weights that do not fit the declared architecture before building it: the
+    architecture is laid out without memory (torch's meta device), so a file that
+    declares an absurdly large model costs nothing to refuse."""
+    with torch.device("meta"):
+        expected = UNet.from_config(config).state_dict()
+    if set(state) != set(expected) or any(
+            not isinstance(state[k], torch.Tensor) or tuple(state[k].shape) != tuple(v.shape)
+            for k, v in expected.items()):
+        n = sum(v.numel() for v in expected.values())
+        raise ModelFileError(
+            f"{name} is a damaged napari-unet model: its architecture (base "
+            f"{config.base_channels} channels, depth {config.depth}, {n:,} parameters) does "
+            "not match the weights it holds"
+        )
+
+
 def bundle_from_dict(payload: Any, name: str = "the file") -> ModelBundle:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ModelFileError(f"{name} is not a napari-unet model")
@@ -155,6 +206,7 @@ def bundle_from_dict(payload: Any, name: str = "the file") -> ModelBundle:
         )
     try:
         config = UNetConfig(**payload["architecture"])
+        _check_numbers(payload, name)
         bundle = ModelBundle(
             config=config,
             state_dict=dict(payload["state_dict"]),
@@ -166,7 +218,10 @@ def bundle_from_dict(payload: Any, name: str = "the file") -> ModelBundle:
             iterations=int(payload.get("iterations", 0)),
             optimizer_state=payload.get("optimizer_state"),
         )
+        _check_weights(config, bundle.state_dict, name)
         UNet.from_config(config).load_state_dict(bundle.state_dict)
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+    except ModelFileError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError, OverflowError) as exc:
         raise ModelFileError(f"{name} is a damaged napari-unet model ({exc})"[:400]) from None
     return bundle

@@ -57,20 +57,52 @@ class Normalisation:
         return self._one(image)
 
     def _one(self, image: np.ndarray) -> np.ndarray:
-        x = image.astype(np.float32, copy=True)
-        finite = np.isfinite(x)
-        if not finite.all():
-            x[~finite] = np.nan
-        if not finite.any():
-            return np.zeros_like(x)
-        sample = x.ravel()[:: max(1, x.size // 2_000_000)]
-        lo, hi = np.nanpercentile(sample, [self.low, self.high])
+        return self.normalise(image, self.stats(image))
+
+    def stats(self, image: np.ndarray) -> tuple[float, float] | None:
+        """The offset and the scale that map the percentiles of ``image`` to 0 and 1,
+        from at most about two million of its pixels (no copy of the whole image);
+        ``None`` when it has no finite value."""
+        image = np.asarray(image)
+        if image.size == 0:
+            return None
+        step = max(1, image.size // 2_000_000)
+        if image.flags.c_contiguous:
+            sample = image.reshape(-1)[::step]  # a view
+        else:  # a strided view: sample rows and columns without copying the image
+            k = max(1, int(round(step ** (1 / image.ndim))))
+            sample = image[(slice(None, None, k),) * image.ndim].ravel()
+        if sample.dtype.kind == "b":
+            sample = sample.astype(np.uint8)
+        elif sample.dtype.kind in "fc":
+            sample = sample.astype(np.float32, copy=False)
+            finite = np.isfinite(sample)
+            if not finite.all():
+                if not finite.any():
+                    return None
+                sample = sample[finite]
+        lo, hi = np.percentile(sample, [self.low, self.high])
         scale = float(hi - lo)
         if not np.isfinite(scale) or scale <= 0:
             scale = 1.0
-        x -= lo
-        x /= scale
-        np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        return float(lo), scale
+
+    @staticmethod
+    def normalise(image: np.ndarray, stats: tuple[float, float] | None) -> np.ndarray:
+        """``(image - offset) / scale`` as float32 (one copy); NaN and infinity become 0."""
+        image = np.asarray(image)
+        x = image.astype(np.float32, copy=True)
+        if stats is None:
+            x[...] = 0
+            return x
+        lo, scale = stats
+        x -= np.float32(lo)
+        x /= np.float32(scale)
+        if image.dtype.kind in "fc":  # NaN and infinity, a million pixels at a time
+            flat = x.reshape(-1)
+            for i in range(0, flat.size, 1 << 20):
+                np.nan_to_num(flat[i : i + (1 << 20)], copy=False, nan=0.0, posinf=0.0,
+                              neginf=0.0)
         return x
 
 
@@ -154,9 +186,12 @@ def border_weights(instances: np.ndarray, w0: float = 10.0, sigma: float = 5.0) 
     stack = as_stack(check_labels_array(instances, "instance labels"))
     out = np.ones(stack.shape, np.float32)
     reach = int(np.ceil(sigma * np.sqrt(2 * np.log(100.0))))
+    from .metrics import sequential_ids
+
     for z, sl in enumerate(stack):
         if not sl.any():
             continue
+        sl = sequential_ids(sl)  # find_objects lists every id up to the largest
         d1 = np.full(sl.shape, np.inf, np.float32)
         d2 = np.full(sl.shape, np.inf, np.float32)
         for i, box in enumerate(find_objects(sl), start=1):

@@ -26,9 +26,16 @@ def select_device(name: str = "auto") -> torch.device:
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise InputError("device 'mps' was asked for but Apple's MPS is not available here")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError:
-        raise InputError(f"unknown device {name!r}; use auto, cpu, cuda or mps") from None
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise InputError(f"unknown device {name!r}; use auto, cpu, cuda (or cuda:N) or mps")
+    if device.type == "cuda" and device.index is not None and (
+            device.index >= torch.cuda.device_count()):
+        raise InputError(f"device {name!r} does not exist: this computer has "
+                         f"{torch.cuda.device_count()} CUDA GPU(s)")
+    return device
 
 
 def cpu_threads(leave_one_free: bool) -> int:

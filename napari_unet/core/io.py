@@ -7,6 +7,7 @@ not import torch.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from contextlib import suppress
@@ -17,6 +18,7 @@ import numpy as np
 import tifffile
 
 from .errors import InputError
+from .paths import check_writable, new_file_mode, special_kind, write_target
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".ome.tif", ".ome.tiff")
 #: Images larger than this are refused instead of exhausting memory (bytes, in memory);
@@ -130,12 +132,29 @@ def labels_hint(properties: dict[str, str]) -> bool | None:
     return None
 
 
-def read_tiff(path: str | os.PathLike, *, max_bytes: int | None = None) -> ImageData:
-    """Read the first series of a TIFF (ImageJ hyperstacks and OME-TIFF included).
+def _describe(series: tifffile.TiffPageSeries) -> str:
+    shape = "x".join(str(n) for n in series.shape)
+    return f"{series.axes} {shape} {np.dtype(series.dtype).name}"
 
-    Raises :class:`InputError` with a sentence for the user when the file is missing,
-    not a TIFF, empty, truncated, has a zero-sized axis, or is larger than
-    ``max_bytes`` (default: NAPARI_UNET_MAX_IMAGE_BYTES or :data:`MAX_IMAGE_BYTES`).
+
+def _uncompressed(series: tifffile.TiffPageSeries) -> bool:
+    """Whether the series is stored without compression (then it cannot be larger in
+    memory than the file is on disk)."""
+    try:
+        return int(series.keyframe.compression) == 1
+    except Exception:  # no pages or an unusual layout: do not judge
+        return False
+
+
+def read_tiff(path: str | os.PathLike, *, max_bytes: int | None = None,
+              series: int | None = None) -> ImageData:
+    """Read a TIFF (ImageJ hyperstacks, OME-TIFF, LZW, JPEG... included).
+
+    A file of several series (images) needs ``series`` (from 0); without it the file is
+    refused with the list of its series. Raises :class:`InputError` with a sentence for
+    the user when the file is missing, not a TIFF, empty, truncated, has a zero-sized axis,
+    declares more pixels than it holds, or is larger than ``max_bytes`` (default:
+    NAPARI_UNET_MAX_IMAGE_BYTES or :data:`MAX_IMAGE_BYTES`).
     """
     path = Path(path)
     limit = max_image_bytes() if max_bytes is None else max_bytes
@@ -143,25 +162,47 @@ def read_tiff(path: str | os.PathLike, *, max_bytes: int | None = None) -> Image
         raise InputError(f"{path} does not exist")
     if path.is_dir():
         raise InputError(f"{path} is a folder, not a TIFF file")
+    kind = special_kind(path)
+    if kind is not None:
+        raise InputError(f"{path} is {kind}, not a TIFF file")
     if path.stat().st_size == 0:
         raise InputError(f"{path.name} is empty (0 bytes)")
     try:
         with tifffile.TiffFile(path) as tif:
             if not tif.series:
                 raise InputError(f"{path.name} holds no image")
-            series = tif.series[0]
-            shape, dtype = tuple(series.shape), np.dtype(series.dtype)
+            n = len(tif.series)
+            if series is None and n > 1:
+                listing = "; ".join(f"{i}: {_describe(s)}" for i, s in enumerate(tif.series))
+                raise InputError(f"{path.name} holds {n} images (series {listing}); choose "
+                                 "one with --series N")
+            index = 0 if series is None else series
+            if not 0 <= index < n:
+                raise InputError(f"--series {index} does not exist: {path.name} holds "
+                                 + ("one series (0)" if n == 1 else f"series 0 to {n - 1}"))
+            chosen = tif.series[index]
+            shape, dtype = tuple(chosen.shape), np.dtype(chosen.dtype)
+            if dtype.kind == "c":
+                raise InputError(f"{path.name} holds complex numbers ({dtype.name}); save "
+                                 "their magnitude or real part as an image first")
             if any(s == 0 for s in shape) or not shape:
                 raise InputError(f"{path.name} has an empty axis (shape {shape})")
-            nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            nbytes = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
             if nbytes > limit:
                 raise InputError(
                     f"{path.name} needs {nbytes / 1024**3:.1f} GiB in memory, more than the "
                     f"{limit / 1024**3:.1f} GiB allowed; crop it or split it into smaller stacks"
                 )
-            data = series.asarray()
-            axes = series.axes
-            scale = _axes_scale(tif, series)
+            size = path.stat().st_size
+            if _uncompressed(chosen) and nbytes > size:
+                raise InputError(
+                    f"{path.name} declares an uncompressed image of shape {shape} "
+                    f"({nbytes:,} bytes) but the file has {size:,} bytes: it is truncated or "
+                    "damaged"
+                )
+            data = chosen.asarray()
+            axes = chosen.axes
+            scale = _axes_scale(tif, chosen)
             hint = labels_hint(_metadata_properties(tif))
     except InputError:
         raise
@@ -173,6 +214,15 @@ def read_tiff(path: str | os.PathLike, *, max_bytes: int | None = None) -> Image
     if data.size == 0 or data.shape != shape:
         raise InputError(f"{path.name} is truncated or damaged (expected shape {shape})")
     return ImageData(data=data, axes=axes, scale=scale, path=path, labels_hint=hint)
+
+
+def tiff_series_count(path: str | os.PathLike) -> int:
+    """How many series (images) a TIFF holds; 1 when it cannot tell."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            return max(1, len(tif.series))
+    except Exception:  # the reader says what is wrong with it
+        return 1
 
 
 def looks_like_labels(data: np.ndarray, hint: bool | None = None) -> bool:
@@ -241,21 +291,36 @@ def as_label_dtype(data: np.ndarray) -> np.ndarray:
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then move it into place.
 
-    A failure (an exception, a full disk, a crash) leaves any previous ``path`` intact.
+    A failure (an exception, a full disk, Ctrl-C) leaves any previous ``path`` intact and
+    no temporary file. A folder, a device, a pipe or a write-protected file is refused
+    (:class:`InputError`); a symbolic link to a file updates that file. A new file gets
+    the permissions of the umask, a replaced one keeps its own.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    path = write_target(check_writable(path))
     try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        mode = new_file_mode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = None
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name[:200]}.", suffix=".tmp",
+                                        dir=path.parent)
+        tmp = Path(tmp_name)
+        os.close(fd)
         write(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except BaseException:
-        with suppress(OSError):
-            tmp.unlink()
+    except BaseException as exc:
+        if tmp is not None:
+            with suppress(OSError):
+                tmp.unlink()
+        if isinstance(exc, OSError) and exc.errno and (
+                exc.filename is None or str(exc.filename) == str(tmp)):
+            # A full disk or a file-size limit: name the file the user asked for.
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
         raise
 
 
@@ -267,12 +332,16 @@ def write_tiff(
     scale: tuple[float, ...] | None = None,
     labels: bool = False,
 ) -> None:
-    """Write an image or a label image as a zlib-compressed ImageJ TIFF, atomically.
+    """Write an image or a label image as a zlib-compressed TIFF, atomically.
 
-    Integer labels are stored as uint8, uint16 or, past 65,535 objects, uint32 (then as a
-    plain TIFF, which Fiji opens too); other data as float32. With ``labels`` the file
-    says it holds labels (an ImageJ property ``labels = true``), so that it opens as
-    labels whatever its values.
+    Integer labels keep every id: uint8, uint16, uint32 or uint64 by the largest one
+    (negative ids are refused); other data is stored as float32. ``axes`` (default YX,
+    ZYX, ZCYX by the number of dimensions) are all kept, axes of length one included. The
+    file is an ImageJ hyperstack when ImageJ can hold it (8 or 16-bit labels, float32, no
+    axis of length one), otherwise a plain TIFF with the axes in its description (Fiji
+    opens both). With ``labels`` the file says it holds labels (an ImageJ property, or a
+    key of the description, ``labels = true``), so that it opens as labels whatever its
+    values.
     """
     data = np.asarray(data)
     if data.dtype == np.bool_:
@@ -280,14 +349,24 @@ def write_tiff(
     if np.issubdtype(data.dtype, np.integer):
         lo, hi = (int(data.min()), int(data.max())) if data.size else (0, 0)
         if lo < 0:
-            raise InputError("labels with negative values cannot be saved as TIFF")
-        dtype = np.uint8 if hi < 256 else np.uint16 if hi < 65536 else np.uint32
+            raise InputError(f"labels with negative values (down to {lo}) cannot be saved as "
+                             "TIFF labels; relabel them from 0")
+        dtype = next(t for t in (np.uint8, np.uint16, np.uint32, np.uint64)
+                     if hi <= np.iinfo(t).max)
         data = data.astype(dtype, copy=False)
     elif data.dtype != np.float32:
         data = data.astype(np.float32)
     if axes is None:
         axes = {2: "YX", 3: "ZYX", 4: "ZCYX"}.get(data.ndim)
-    imagej = data.dtype != np.uint32 and axes is not None and set(axes) <= set("TZCYXS")
+    if axes is not None and len(axes) != data.ndim:
+        raise InputError(f"axes {axes} do not fit an array of shape {data.shape}")
+    order = "TZCYXS"
+    imagej = (
+        data.dtype in (np.uint8, np.uint16, np.float32) and axes is not None
+        and set(axes) <= set(order) and len(set(axes)) == len(axes)
+        and list(axes) == sorted(axes, key=order.index)
+        and all(n > 1 for n, ax in zip(data.shape, axes) if ax not in "YX")
+    )
     metadata = {"axes": axes} if axes else {}
     resolution = None
     if scale and axes and len(scale) == len(axes):

@@ -67,6 +67,7 @@ def rand_error(pred: np.ndarray, truth: np.ndarray) -> float:
         # Membrane maps: score the cells between membranes.
         if p.max() <= 1 and t.max() <= 1:
             p, t = label(p == 0, connectivity=1), label(t == 0, connectivity=1)
+        p, t = sequential_ids(p), sequential_ids(t)
         err, _, _ = adapted_rand_error(t.astype(np.int64), p.astype(np.int64))
         errors.append(float(err))
     return float(np.mean(errors))
@@ -85,24 +86,35 @@ def match_instances(pred: np.ndarray, truth: np.ndarray, threshold: float = 0.5)
         pred, truth = pred[None], truth[None]
     tp = fp = fn = 0
     for p, t in zip(pred, truth):
-        p = p.astype(np.int64)
-        t = t.astype(np.int64)
-        n_p = len(np.unique(p[p > 0]))
-        n_t = len(np.unique(t[t > 0]))
+        p, t = sequential_ids(p), sequential_ids(t)
+        n_p = int(np.count_nonzero(np.bincount(p.ravel())[1:]))
+        n_t = int(np.count_nonzero(np.bincount(t.ravel())[1:]))
         if n_p == 0 or n_t == 0:
             fp, fn = fp + n_p, fn + n_t
             continue
-        kp, kt = int(p.max()) + 1, int(t.max()) + 1
-        inter = np.bincount(p.ravel() * kt + t.ravel(), minlength=kp * kt).reshape(kp, kt)
-        area_p, area_t = inter.sum(1), inter.sum(0)
-        union = area_p[:, None] + area_t[None, :] - inter
-        with np.errstate(invalid="ignore", divide="ignore"):
-            iou = np.where(union > 0, inter / union, 0.0)
-        iou[0, :] = 0
-        iou[:, 0] = 0
+        # Overlaps of object pairs, from the pixels where both have an object: memory in
+        # the number of pixels, never in the number of objects squared.
+        area_p = np.bincount(p.ravel())
+        area_t = np.bincount(t.ravel())
+        both = (p > 0) & (t > 0)
+        kt = np.int64(t.max()) + 1
+        pairs, inter = np.unique(p[both].astype(np.int64) * kt + t[both], return_counts=True)
+        ip, it = pairs // kt, pairs % kt
+        iou = inter / (area_p[ip] + area_t[it] - inter)
         m = int(np.count_nonzero(iou > threshold))
         tp, fp, fn = tp + m, fp + n_p - m, fn + n_t - m
     return {"tp": tp, "fp": fp, "fn": fn}
+
+
+def sequential_ids(labels: np.ndarray) -> np.ndarray:
+    """``labels`` with ids 1..N when they are spread wide (ids near 4e9 take no memory
+    in proportion to their value); small ids are returned as they are."""
+    labels = np.asarray(labels)
+    if labels.size == 0 or int(labels.max()) < 2**16:
+        return labels
+    from skimage.segmentation import relabel_sequential
+
+    return relabel_sequential(labels)[0]
 
 
 def instance_scores(pred: np.ndarray, truth: np.ndarray, threshold: float = 0.5) -> dict:

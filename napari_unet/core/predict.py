@@ -3,7 +3,8 @@
 Each slice is padded by reflection, cut into equal overlapping tiles (aligned to the
 U-Net's pooling grid and shrunk so they cover the slice evenly), predicted in batches,
 and blended with a weight that falls smoothly towards each tile's edge. Stacks are
-predicted slice by slice, so peak memory is the output plus one batch of tiles.
+predicted slice by slice, and slices larger than :data:`BAND_PIXELS` band by band, so
+peak memory is the input, the output and one band of float32 work.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ ProgressCallback = Callable[[int, int], None]
 log = logging.getLogger(__name__)
 #: Tiles are never shrunk below this side (pixels) when memory runs out.
 MIN_TILE = 64
+#: A slice larger than this (pixels) is predicted in bands of rows, each with a margin of
+#: context, so that memory holds the input, the labels and one band of probabilities.
+BAND_PIXELS = 8 * 1024**2
 
 
 @dataclass
@@ -242,12 +246,11 @@ class Predictor:
             if probabilities else None
         )
         inst = np.zeros(stack.shape, np.int32) if instances else None
-        norm = self.bundle.normalisation
         for done, z in enumerate(todo, start=1):
             if should_stop is not None and should_stop():
                 break
-            p = self.probabilities_2d(norm.apply(stack[z]))
-            labels[z] = self.labels_2d(p)
+            p = self._predict_slice(stack[z], labels[z], keep=probs is not None or
+                                    inst is not None)
             if probs is not None:
                 probs[z] = p
             if inst is not None:
@@ -258,6 +261,30 @@ class Predictor:
             return Prediction(labels[0], None if probs is None else probs[0],
                               None if inst is None else inst[0])
         return Prediction(labels, probs, inst)
+
+    def _predict_slice(self, image: np.ndarray, labels: np.ndarray,
+                       keep: bool) -> np.ndarray | None:
+        """Write the classes of one slice into ``labels``; return its probabilities
+        (C, H, W) when ``keep``. The slice is normalised with percentiles of the whole
+        slice but predicted in bands of rows when it is large (:data:`BAND_PIXELS`)."""
+        norm = self.bundle.normalisation
+        stats = norm.stats(image)
+        h, w = image.shape
+        rows = max(self.multiple, BAND_PIXELS // max(1, w))
+        if rows >= h:
+            p = self.probabilities_2d(norm.normalise(image, stats))
+            labels[...] = self.labels_2d(p)
+            return p if keep else None
+        probs = np.zeros((self.n_classes, h, w), np.float32) if keep else None
+        halo = max(self.overlap, 8 * self.multiple)  # context beyond each band
+        for r0 in range(0, h, rows):
+            r1 = min(h, r0 + rows)
+            a, b = max(0, r0 - halo), min(h, r1 + halo)
+            p = self.probabilities_2d(norm.normalise(image[a:b], stats))[:, r0 - a : r1 - a]
+            labels[r0:r1] = self.labels_2d(p)
+            if probs is not None:
+                probs[:, r0:r1] = p
+        return probs
 
     def labels_2d(self, probs: np.ndarray) -> np.ndarray:
         """Classes from probabilities (C, H, W): the most likely one, or, with a

@@ -77,16 +77,21 @@ class Trainer:
             self._anchor = copy.deepcopy(self.model).eval().requires_grad_(False)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=self.config.learning_rate,
-            weight_decay=self.config.weight_decay,
-            fused=self.device.type in ("cpu", "cuda"),
-        )
+        def new_optimizer() -> torch.optim.Optimizer:
+            return torch.optim.AdamW(
+                self.model.parameters(), lr=self.config.learning_rate,
+                weight_decay=self.config.weight_decay,
+                fused=self.device.type in ("cpu", "cuda"),
+            )
+
+        self.optimizer = new_optimizer()
         if bundle.optimizer_state:
             try:
                 self.optimizer.load_state_dict(bundle.optimizer_state)
-            except (ValueError, KeyError, RuntimeError):
+                _check_optimizer_state(self.optimizer)
+            except (ValueError, KeyError, RuntimeError, TypeError, AttributeError, IndexError):
                 log.info("optimizer state does not fit this model; starting it afresh")
+                self.optimizer = new_optimizer()
         balance = self.config.class_balance
         if balance is None:
             balance = 1.0 if data.annotated_fraction < 0.5 else 0.0
@@ -303,6 +308,23 @@ class Trainer:
             normalisation=b.normalisation, history=history, iterations=self.iteration,
             optimizer_state=opt,
         )
+
+
+def _check_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
+    """Raise ValueError when a loaded optimizer state does not fit the parameters (a
+    model file whose state belongs to another model would fail at the first step)."""
+    for group in optimizer.param_groups:
+        missing = set(optimizer.defaults) - set(group)
+        if missing:
+            raise ValueError(f"optimizer settings {sorted(missing)}")
+        for p in group["params"]:
+            for key, value in optimizer.state.get(p, {}).items():
+                if key == "step":
+                    if not isinstance(value, torch.Tensor | int | float):
+                        raise ValueError("optimizer step")
+                    continue
+                if not isinstance(value, torch.Tensor) or value.shape != p.shape:
+                    raise ValueError(f"optimizer state {key}")
 
 
 def _to_cpu(obj):

@@ -11,7 +11,7 @@ import pytest
 import tifffile
 from napari.layers import Image
 
-from napari_unet._napari.autosave import AUTOSAVE_ENV, autosave_path
+from napari_unet._napari.autosave import AUTOSAVE_ENV, autosave_path, image_key
 from napari_unet._napari.sample_data import nuclei
 from napari_unet._napari.workflow import WorkflowWidget
 from napari_unet._napari.writer import write_labels
@@ -39,16 +39,52 @@ def _paint(layer, z: int = 0, value: int = 2) -> None:
 def test_where_autosaves_go(tmp_path, monkeypatch):
     data = np.zeros((8, 8), np.uint8)
     monkeypatch.setenv(AUTOSAVE_ENV, str(tmp_path / "chosen"))
-    assert autosave_path(Image(data, name="cells")) == tmp_path / "chosen/cells.annotations.tif"
-    assert autosave_path(Image(data, name="a/b:c")).name == "a_b_c.annotations.tif"
+    key = image_key(Image(data, name="cells"))
+    assert autosave_path(Image(data, name="cells")) == (
+        tmp_path / f"chosen/cells.{key}.annotations.tif")
+    assert autosave_path(Image(data, name="a/b:c")).name == f"a_b_c.{key}.annotations.tif"
     monkeypatch.delenv(AUTOSAVE_ENV)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    beside = Image(data, name="cells", metadata={"path": str(tmp_path / "cells.tif")})
+    beside = Image(data, name="renamed", metadata={"path": str(tmp_path / "cells.tif")})
     assert autosave_path(beside) == tmp_path / "cells.annotations.tif"
     user = tmp_path / "home/.napari-unet/autosave"
-    assert autosave_path(Image(data, name="cells")) == user / "cells.annotations.tif"
+    assert autosave_path(Image(data, name="cells")) == user / f"cells.{key}.annotations.tif"
     sample = Image(data, name="nuclei", metadata={"path": str(sample_path("nuclei"))})
-    assert autosave_path(sample) == user / "nuclei.annotations.tif"  # not into the package
+    assert autosave_path(sample).parent == user  # not into the package
+
+
+def _stack(folder, value):
+    folder.mkdir()
+    data = np.full((2, 8, 8), value, np.uint16)
+    tifffile.imwrite(folder / "stack.tif", data)
+    return Image(data, name="stack", metadata={"path": str(folder / "stack.tif")})
+
+
+def test_two_images_of_one_name_never_share_an_autosave(tmp_path, monkeypatch):
+    monkeypatch.setenv(AUTOSAVE_ENV, str(tmp_path / "shared"))
+    one, two = _stack(tmp_path / "exp1", 1), _stack(tmp_path / "exp2", 2)
+    assert autosave_path(one) != autosave_path(two)
+    same = Image(np.full((2, 8, 8), 1, np.uint16), name="stack",
+                 metadata={"path": str(tmp_path / "exp1" / "stack.tif")})
+    assert autosave_path(same) == autosave_path(one)  # the same file: the same autosave
+    # Layers without a file: told apart by their pixels; the same pixels find theirs.
+    a, b = Image(np.zeros((8, 8)), name="x"), Image(np.ones((8, 8)), name="x")
+    assert autosave_path(a) != autosave_path(b)
+    assert autosave_path(a) == autosave_path(Image(np.zeros((8, 8)), name="x"))
+    # A file of the same path but another shape is another image.
+    other = Image(np.zeros((3, 8, 8)), name="stack",
+                  metadata={"path": str(tmp_path / "exp1" / "stack.tif")})
+    assert autosave_path(other) != autosave_path(one)
+
+
+@pytest.mark.parametrize("name", ["x" * 300, "é" * 200, ".", "..", "...hidden", " "])
+def test_long_and_odd_names_give_a_usable_file(name, tmp_path, monkeypatch):
+    monkeypatch.setenv(AUTOSAVE_ENV, str(tmp_path))
+    path = autosave_path(Image(np.zeros((4, 4)), name=name))
+    assert len(path.name.encode()) <= 255 and not path.name.startswith(".")
+    assert path.parent == tmp_path
+    write_labels(str(path), np.ones((4, 4), np.uint8), {})
+    assert read_tiff(path).data.sum() == 16
 
 
 def test_autosaves_at_intervals_when_changed(make_napari_viewer_proxy, tiny_settings, qtbot,
@@ -56,8 +92,8 @@ def test_autosaves_at_intervals_when_changed(make_napari_viewer_proxy, tiny_sett
     viewer, widget = _viewer_with_workflow(make_napari_viewer_proxy, tiny_settings)
     annotations = widget.annotate.create_layer()
     saver = widget.annotate.autosave
-    path = autosave_dir / "nuclei.annotations.tif"
-    assert saver.path == path
+    path = saver.path
+    assert path.parent == autosave_dir and path.name.startswith("nuclei.")
     saver.set_interval(0.05)
     qtbot.wait(200)
     assert not path.exists()  # nothing painted yet: nothing written
@@ -79,8 +115,8 @@ def test_saved_on_close_and_restored_when_the_image_is_opened_again(
     _paint(annotations)
     _paint(annotations, z=2, value=3)
     painted = np.asarray(annotations.data).copy()
+    path = widget.annotate.autosave.path
     viewer.close()  # long before the first tick of the timer
-    path = autosave_dir / "nuclei.annotations.tif"
     np.testing.assert_array_equal(read_tiff(path).data, painted)
 
     viewer, widget = _viewer_with_workflow(make_napari_viewer_proxy, tiny_settings)
@@ -99,7 +135,7 @@ def test_deleting_the_annotations_layer_keeps_them(empty_workflow, notifications
     painted = np.asarray(annotations.data).copy()
     viewer.layers.remove(annotations)
     assert widget.session.annotations is None
-    np.testing.assert_array_equal(read_tiff(autosave_dir / "nuclei.annotations.tif").data,
+    np.testing.assert_array_equal(read_tiff(autosave_path(viewer.layers["nuclei"])).data,
                                   painted)
     np.testing.assert_array_equal(widget.annotate.create_layer().data, painted)
 
@@ -108,7 +144,7 @@ def test_an_autosave_of_another_shape_is_not_loaded(empty_workflow, notification
                                                     autosave_dir):
     viewer, widget = empty_workflow
     autosave_dir.mkdir()
-    tifffile.imwrite(autosave_dir / "nuclei.annotations.tif", np.ones((2, 30, 30), np.uint8))
+    tifffile.imwrite(autosave_path(viewer.layers["nuclei"]), np.ones((2, 30, 30), np.uint8))
     annotations = widget.annotate.create_layer()
     assert not annotations.data.any()
     assert not any("Restored" in m for m in notifications)
@@ -118,7 +154,7 @@ def test_a_damaged_autosave_is_reported_and_left_alone(empty_workflow, notificat
                                                       autosave_dir):
     viewer, widget = empty_workflow
     autosave_dir.mkdir()
-    damaged = autosave_dir / "nuclei.annotations.tif"
+    damaged = autosave_path(viewer.layers["nuclei"])
     damaged.write_bytes(b"II*\x00 not much left")
     annotations = widget.annotate.create_layer()
     assert not annotations.data.any()

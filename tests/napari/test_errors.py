@@ -69,3 +69,27 @@ def test_accept_without_predictions(annotated_workflow, notifications):
     assert widget.correct.accept_corrections() == []
     assert any("Predict first" in m for m in notifications)
     np.testing.assert_array_equal(viewer.layers["nuclei annotations"].data, before)
+
+
+def test_saves_never_replace_the_image_nor_a_folder(empty_workflow, notifications, tmp_path):
+    import tifffile
+
+    from napari_unet._napari.layers import predictions_name
+    from napari_unet.core.checkpoint import ModelBundle
+    from napari_unet.core.model import UNetConfig
+
+    viewer, widget = empty_workflow
+    path = tmp_path / "raw.tif"
+    tifffile.imwrite(path, np.full((2, 30, 30), 9, np.uint16))
+    before = path.read_bytes()
+    image = viewer.open(str(path), plugin="napari-unet")[0]
+    widget.data.image.value = image
+    viewer.add_labels(np.ones((2, 30, 30), np.uint8), name=predictions_name(image))
+    assert not widget.predict.save_labels(path)
+    assert any("replace an input" in m for m in notifications)
+    assert path.read_bytes() == before
+    widget.session.set_model(ModelBundle.new(UNetConfig(base_channels=4, depth=2)), "tiny")
+    (tmp_path / "dir.pt").mkdir()
+    assert not widget.train.model.save_model(tmp_path / "dir.pt")
+    assert any("is a folder" in m for m in notifications)
+    assert widget.predict.save_labels(tmp_path / "labels.tif")

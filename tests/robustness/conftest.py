@@ -58,7 +58,10 @@ def cli(capsys):
     """Run the command line; return (exit status, stderr)."""
 
     def run(*args) -> tuple[int, str]:
-        rc = main(["-q", *map(str, args)])
+        try:
+            rc = main(["-q", *map(str, args)])
+        except SystemExit as exc:  # refused by the argument parser
+            rc = exc.code
         return rc, capsys.readouterr().err
 
     return run
