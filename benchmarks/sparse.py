@@ -29,6 +29,7 @@ from skimage.draw import line
 from skimage.measure import label as connected
 
 from napari_unet.core.data import TrainingData
+from napari_unet.core.decision import FOREGROUND_THRESHOLD
 from napari_unet.core.metrics import foreground_iou, instance_scores
 from napari_unet.core.predict import Predictor
 from napari_unet.synthetic import background_strokes
@@ -153,10 +154,10 @@ def main() -> None:
         rows.append([f"same 10 images fully annotated ({ref.run_iteration} it)",
                      ref.bundle().history[-1]["seconds"], foreground_iou(pred.labels, gt),
                      instance_scores(pred.instances, gt)["f1"]])
-    for threshold in (None, args.threshold):
+    for threshold in (FOREGROUND_THRESHOLD, args.threshold):
         pred = Predictor(trainer.bundle(), foreground_threshold=threshold).predict(
             images[test_idx], instances=True)
-        how = "" if threshold is None else f", threshold {threshold}"
+        how = f", threshold {threshold}"
         rows.append([f"napari-unet at the end ({trainer.run_iteration} it{how})",
                      progress.elapsed, foreground_iou(pred.labels, gt),
                      instance_scores(pred.instances, gt)["f1"]])

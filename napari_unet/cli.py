@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
+from .core.decision import FOREGROUND_THRESHOLD
 from .core.errors import NapariUnetError, failure_message, is_out_of_memory
 
 EXIT_USAGE = 2
@@ -52,6 +53,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _threshold(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), not {text}")
+    return value
+
+
 def _prediction_options(p: argparse.ArgumentParser) -> None:
     """How to predict: the options ``predict`` and ``evaluate`` share."""
     p.add_argument("--channel", type=int, default=None,
@@ -62,9 +70,10 @@ def _prediction_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tile-size", type=_positive_int, default=1024)
     p.add_argument("--tta", action="store_true",
                    help="average over flipped copies (4x the time, slightly better outlines)")
-    p.add_argument("--threshold", type=float, default=None,
-                   help="foreground when 1 - p(background) exceeds this (0-1); higher gives "
-                        "smaller objects (default: the most likely class)")
+    p.add_argument("--threshold", type=_threshold, default=FOREGROUND_THRESHOLD,
+                   help="foreground where 1 - p(background) is at least this (between 0 and 1), "
+                        "for any number of classes; a foreground pixel takes its most likely "
+                        "foreground class. Higher gives smaller objects (default %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:

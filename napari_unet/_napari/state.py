@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from psygnal import Signal
 
 from napari_unet.core.data import DEFAULT_COLORS
+from napari_unet.core.decision import FOREGROUND_THRESHOLD
 
 if TYPE_CHECKING:
     import napari
@@ -69,6 +70,9 @@ class Session:
         self.model_source = "new model"
         self._marks: dict[str, SliceMarks] = {}  # by the layer's unique id
         self.training = None  # the TrainingController, created by the first panel needing it
+        # Foreground where 1 - p(background) >= this: the Predict panel sets it, and both
+        # prediction and the live preview during training decide with it.
+        self.foreground_threshold = FOREGROUND_THRESHOLD
 
     @property
     def viewer(self) -> napari.Viewer:
