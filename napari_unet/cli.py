@@ -193,7 +193,6 @@ def _one_channel(image, channel: int | None = None, what: str = "image"):
 
 
 def _load_pairs(args: argparse.Namespace):
-    from .core.data import border_weights, painted_objects, to_annotations
     from .core.io import read_tiff
 
     if len(args.image) != len(args.labels):
@@ -201,7 +200,7 @@ def _load_pairs(args: argparse.Namespace):
             f"{len(args.image)} --image but {len(args.labels)} --labels: give one labels file "
             "per image, in the same order"
         )
-    images, annotations, weights = [], [], []
+    images, labels = [], []
     for ip, lp in zip(args.image, args.labels):
         img = _one_channel(read_tiff(ip), args.channel).data
         lab = _one_channel(read_tiff(lp), None, "label image").data
@@ -211,37 +210,27 @@ def _load_pairs(args: argparse.Namespace):
                 "they must match"
             )
         images.append(img)
-        annotations.append(to_annotations(lab, args.labels_kind))
-        if getattr(args, "border_weights", False):
-            objects = lab if args.labels_kind == "instance" else painted_objects(annotations[-1])
-            weights.append(border_weights(objects))
-        else:
-            weights.append(None)
-    return images, annotations, weights
+        labels.append(lab)
+    return images, labels
 
 
-def _bar(fraction: float, width: int = 28) -> str:
-    n = int(round(fraction * width))
-    return "#" * n + "-" * (width - n)
-
-
-def _fmt_seconds(s: float | None) -> str:
-    if s is None:
-        return "--:--"
-    s = int(round(s))
-    return f"{s // 60:02d}:{s % 60:02d}"
-
-
-def cmd_train(args: argparse.Namespace) -> int:
+def make_trainer(args: argparse.Namespace, images, labels):
+    """The :class:`~napari_unet.core.train.Trainer` that ``train`` runs with ``args`` (its
+    defaults included) on label images of ``args.labels_kind``. Benchmarks call it with
+    arrays and ``build_parser().parse_args(["train", ...])`` to train as the command does."""
     import dataclasses
 
     from .core.checkpoint import ModelBundle
-    from .core.data import TrainingData
+    from .core.data import TrainingData, border_weights, painted_objects, to_annotations
     from .core.model import UNetConfig
     from .core.train import Trainer
     from .defaults import start_bundle, training_defaults
 
-    images, annotations, weights = _load_pairs(args)
+    annotations = [to_annotations(lab, args.labels_kind) for lab in labels]
+    weights = [None] * len(labels)
+    if args.border_weights:
+        weights = [border_weights(lab if args.labels_kind == "instance" else painted_objects(a))
+                   for lab, a in zip(labels, annotations)]
     defaults = training_defaults(args.labels_kind, args.device)
     if args.resume:
         bundle = _load_model(args.resume)
@@ -279,7 +268,25 @@ def cmd_train(args: argparse.Namespace) -> int:
                              ("learning_rate", args.learning_rate),
                              ("edge_weight", args.edge_weight)) if v is not None},
     )
-    trainer = Trainer(bundle, data, config)
+    return Trainer(bundle, data, config)
+
+
+def _bar(fraction: float, width: int = 28) -> str:
+    n = int(round(fraction * width))
+    return "#" * n + "-" * (width - n)
+
+
+def _fmt_seconds(s: float | None) -> str:
+    if s is None:
+        return "--:--"
+    s = int(round(s))
+    return f"{s // 60:02d}:{s % 60:02d}"
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    images, labels = _load_pairs(args)
+    trainer = make_trainer(args, images, labels)
+    data = trainer.data
     out = sys.stderr
     if not args.quiet:
         out.write(
@@ -332,8 +339,9 @@ def _load_model(path: Path):
     return bundle
 
 
-def _predictor(bundle, args: argparse.Namespace):
-    """The predictor that :func:`_prediction_options` describe."""
+def make_predictor(bundle, args: argparse.Namespace):
+    """The predictor that :func:`_prediction_options` describe (``predict`` and
+    ``evaluate`` predict with it; benchmarks too, with the parsed defaults)."""
     from .core.predict import Predictor
 
     return Predictor(bundle, device=args.device, tile_size=args.tile_size, tta=args.tta,
@@ -346,7 +354,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     bundle = _load_model(args.model)
     image = _one_channel(read_tiff(args.image), args.channel)
     data = image.data
-    predictor = _predictor(bundle, args)
+    predictor = make_predictor(bundle, args)
     n = 1 if data.ndim == 2 else data.shape[0]
 
     def progress(done: int, total: int) -> None:
@@ -390,7 +398,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"the ground truth uses class {int(truth.max())} but the model predicts classes "
             f"0..{bundle.n_classes - 1}"
         )
-    result = _predictor(bundle, args).predict(
+    result = make_predictor(bundle, args).predict(
         image.data, instances=args.labels_kind == "instance", min_size=args.min_size)
     scores = evaluate(result.labels, truth, args.labels_kind, result.instances)
     print(json.dumps({"model": str(args.model), "image": str(args.image), **scores}))
