@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
+from .core.decision import FOREGROUND_THRESHOLD
 from .core.errors import NapariUnetError, failure_message, is_out_of_memory
 
 EXIT_USAGE = 2
@@ -131,6 +132,13 @@ def _read(path: Path, args: argparse.Namespace, labels: bool = False):
     return read_tiff(path, series=series)
 
 
+def _threshold(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), not {text}")
+    return value
+
+
 def _prediction_options(p: argparse.ArgumentParser) -> None:
     """How to predict: the options ``predict`` and ``evaluate`` share."""
     _series_option(p)
@@ -142,9 +150,10 @@ def _prediction_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tile-size", type=_positive_int, default=1024)
     p.add_argument("--tta", action="store_true",
                    help="average over flipped copies (4x the time, slightly better outlines)")
-    p.add_argument("--threshold", type=float, default=None,
-                   help="foreground when 1 - p(background) exceeds this (0-1); higher gives "
-                        "smaller objects (default: the most likely class)")
+    p.add_argument("--threshold", type=_threshold, default=FOREGROUND_THRESHOLD,
+                   help="foreground where 1 - p(background) is at least this (between 0 and 1), "
+                        "for any number of classes; a foreground pixel takes its most likely "
+                        "foreground class. Higher gives smaller objects (default %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -274,16 +283,13 @@ def _one_channel(image, channel: int | None = None, what: str = "image"):
 
 
 def _load_pairs(args: argparse.Namespace):
-    """Images, their labels as annotations (0 = not annotated, 1 = background, ...) and,
-    for instance labels, the objects (for the border weights)."""
-    from .core.data import to_annotations
-
+    """Images and their label images, as read and checked (one channel, same shapes)."""
     if len(args.image) != len(args.labels):
         raise NapariUnetError(
             f"{len(args.image)} --image but {len(args.labels)} --labels: give one labels file "
             "per image, in the same order"
         )
-    images, annotations, objects = [], [], []
+    images, labels = [], []
     for ip, lp in zip(args.image, args.labels):
         img = _one_channel(_read(ip, args), args.channel).data
         lab = _one_channel(_read(lp, args, labels=True), None, "label image").data
@@ -296,9 +302,8 @@ def _load_pairs(args: argparse.Namespace):
                 "they must match"
             )
         images.append(img)
-        annotations.append(to_annotations(lab, args.labels_kind))
-        objects.append(lab if args.labels_kind == "instance" else None)
-    return images, annotations, objects
+        labels.append(lab)
+    return images, labels
 
 
 def _bar(fraction: float, width: int = 28) -> str:
@@ -355,17 +360,28 @@ def _save_partial(trainer, args: argparse.Namespace, out_is_safe: bool) -> Path:
     return target
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def make_trainer(args: argparse.Namespace, images, labels):
+    """The :class:`~napari_unet.core.train.Trainer` that ``train`` runs with ``args`` (its
+    defaults included) on label images of ``args.labels_kind``, planned by
+    :func:`~napari_unet.core.plan.plan_training` as in the GUI. Benchmarks call it with
+    arrays and ``build_parser().parse_args(["train", ...])`` to train as the command does."""
+    from .core.data import to_annotations
     from .core.plan import plan_training
     from .core.train import Trainer
 
     options = train_options(args)
-    out_is_safe = _check_train_out(args)
-    images, annotations, objects = _load_pairs(args)
+    annotations = [to_annotations(lab, args.labels_kind) for lab in labels]
+    objects = [lab if args.labels_kind == "instance" else None for lab in labels]
     plan = plan_training(images, annotations, options, objects=objects,
                          resume=_load_model(args.resume) if args.resume else None)
-    data = plan.data
-    trainer = Trainer(plan.bundle, data, plan.config)
+    return Trainer(plan.bundle, plan.data, plan.config)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    out_is_safe = _check_train_out(args)
+    images, labels = _load_pairs(args)
+    trainer = make_trainer(args, images, labels)
+    data = trainer.data
     out = sys.stderr
     if not args.quiet:
         out.write(
@@ -430,8 +446,9 @@ def _load_model(path: Path):
     return bundle
 
 
-def _predictor(bundle, args: argparse.Namespace):
-    """The predictor that :func:`_prediction_options` describe."""
+def make_predictor(bundle, args: argparse.Namespace):
+    """The predictor that :func:`_prediction_options` describe (``predict`` and
+    ``evaluate`` predict with it; benchmarks too, with the parsed defaults)."""
     from .core.predict import Predictor
 
     return Predictor(bundle, device=args.device, tile_size=args.tile_size, tta=args.tta,
@@ -451,7 +468,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     bundle = _load_model(args.model)
     image = _one_channel(_read(args.image, args), args.channel)
     data = image.data
-    predictor = _predictor(bundle, args)
+    predictor = make_predictor(bundle, args)
     n = 1 if data.ndim == 2 else data.shape[0]
 
     def progress(done: int, total: int) -> None:
@@ -498,7 +515,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"the ground truth uses class {int(truth.max())} but the model predicts classes "
             f"0..{bundle.n_classes - 1}"
         )
-    result = _predictor(bundle, args).predict(
+    result = make_predictor(bundle, args).predict(
         image.data, instances=args.labels_kind == "instance", min_size=args.min_size)
     scores = evaluate(result.labels, truth, args.labels_kind, result.instances)
     print(json.dumps({"model": str(args.model), "image": str(args.image), **scores}))

@@ -35,6 +35,21 @@ def blobs(rng: np.random.Generator, shape=(2, 64, 64), n=6, radius=6):
     return image.astype(np.float32), labels
 
 
+def constant_bundle(probs, kind: str = "instance"):
+    """A real model that predicts ``probs`` (one per class) at every pixel of any image."""
+    import torch
+
+    from napari_unet.core.checkpoint import ModelBundle
+    from napari_unet.core.model import UNetConfig
+
+    bundle = ModelBundle.new(UNetConfig(n_classes=len(probs), base_channels=4, depth=2), kind)
+    state = dict(bundle.state_dict)
+    state["outc.conv.weight"] = torch.zeros_like(state["outc.conv.weight"])
+    state["outc.conv.bias"] = torch.log(torch.tensor(probs, dtype=torch.float32))
+    bundle.state_dict = state
+    return bundle
+
+
 @pytest.fixture
 def blob_data(rng):
     return blobs(rng)

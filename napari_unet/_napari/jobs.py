@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from napari_unet.core.config import TrainOptions
+from napari_unet.core.decision import FOREGROUND_THRESHOLD
 
 if TYPE_CHECKING:
     from napari_unet.core.checkpoint import ModelBundle
@@ -144,7 +145,7 @@ class PredictRequest:
     instances: bool = False
     min_size: int = 10
     device: str = "auto"
-    foreground_threshold: float | None = None  # None: the most likely class
+    foreground_threshold: float = FOREGROUND_THRESHOLD  # foreground: 1 - p(background) >= it
 
 
 def predict_job(request: PredictRequest, progress: Callable[[int, int], None] | None = None,

@@ -55,9 +55,13 @@ class PredictPanel(Container):
         self.instances = CheckBox(value=False, text="Split into objects (instances)")
         self.min_size = SpinBox(value=10, min=1, max=10**6, label="Smallest object (px)")
         self.threshold = FloatSpinBox(
-            value=0.5, min=0.05, max=0.95, step=0.05, label="Foreground threshold",
-            tooltip="Raise it when objects come out too large (few strokes near their "
-                    "edges), lower it when they come out too small. 0.5: the most likely class.")
+            value=self.session.foreground_threshold, min=0.05, max=0.95, step=0.05,
+            label="Foreground threshold",
+            tooltip="A pixel is foreground when its foreground probability, 1 - p(background), "
+                    "is at least this, whatever the number of classes; it then takes its most "
+                    "likely foreground class. 0.5: foreground when at least as likely as "
+                    "background. Raise it when objects come out too large, lower it when they "
+                    "come out too small. The live preview during training uses it too.")
         self.run = PushButton(text="Predict")
         self.save = PushButton(text="Save labels…")
         self.progress = ProgressBar(value=0, min=0, max=1)
@@ -71,6 +75,7 @@ class PredictPanel(Container):
         self._done.set()
         self._relay = _Relay()
         self._relay.progressed.connect(self._on_progress)
+        self.threshold.changed.connect(self._set_threshold)
         self.run.changed.connect(self.predict)
         self.save.changed.connect(self._ask_save)
         self.instances.changed.connect(lambda on: setattr(self.min_size, "visible", on))
@@ -100,7 +105,7 @@ class PredictPanel(Container):
             image=data, bundle=bundle, probabilities=self.probabilities.value,
             instances=self.instances.value, min_size=self.min_size.value,
             device=controller_for(self.session).device,
-            foreground_threshold=None if self.threshold.value == 0.5 else self.threshold.value,
+            foreground_threshold=self.session.foreground_threshold,
         )
         self._cancel.clear()
         self._done = threading.Event()
@@ -118,6 +123,9 @@ class PredictPanel(Container):
         self.status.value = "Predicting…"
         worker.start()
         return worker
+
+    def _set_threshold(self, value: float) -> None:
+        self.session.foreground_threshold = float(value)
 
     def save_labels(self, path: str | Path) -> bool:
         """Save the predictions of the chosen image as a compressed TIFF: one label per

@@ -15,6 +15,7 @@ import numpy as np
 from psygnal import Signal
 
 from napari_unet.core.data import DEFAULT_COLORS
+from napari_unet.core.decision import FOREGROUND_THRESHOLD
 
 if TYPE_CHECKING:
     import napari
@@ -89,6 +90,9 @@ class Session:
         self.model_source = "new model"
         self._marks: dict[str, SliceMarks] = {}  # by the layer's unique id
         self.training = None  # the TrainingController, created by the first panel needing it
+        # Foreground where 1 - p(background) >= this: the Predict panel sets it, and both
+        # prediction and the live preview during training decide with it.
+        self.foreground_threshold = FOREGROUND_THRESHOLD
 
     @property
     def viewer(self) -> napari.Viewer:

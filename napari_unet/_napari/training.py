@@ -228,7 +228,8 @@ class TrainingController:
             return
         z = self.session.current_slice()
         data = np.asarray(image.data[z] if z is not None else image.data).copy()
-        request = PredictRequest(image=data, bundle=bundle, device=self.device)
+        request = PredictRequest(image=data, bundle=bundle, device=self.device,
+                                 foreground_threshold=self.session.foreground_threshold)
         self._preview_done_event = threading.Event()
         worker = create_worker(predict_and_signal, request, self._preview_done_event,
                                _start_thread=False, _ignore_errors=True)

@@ -19,6 +19,7 @@ import torch
 
 from .checkpoint import ModelBundle
 from .data import as_stack
+from .decision import FOREGROUND_THRESHOLD, check_threshold, decide
 from .device import autocast, keep_freed_memory, prefers_channels_last, select_device
 from .errors import (
     InputError,
@@ -83,8 +84,9 @@ class Predictor:
 
     ``tta`` averages the probabilities over the four flips of each tile (test-time
     augmentation): four times the work for slightly cleaner outlines.
-    ``foreground_threshold`` (see :meth:`labels_2d`) trades object size for precision;
-    ``None`` takes the most likely class.
+    ``foreground_threshold`` t: a pixel is foreground when 1 - p(background) >= t, then
+    of its most likely foreground class (:func:`~.decision.decide`); raising t shrinks
+    objects, lowering it grows them.
     """
 
     def __init__(
@@ -98,7 +100,7 @@ class Predictor:
         model: UNet | None = None,
         mixed_precision: bool = True,
         tta: bool = False,
-        foreground_threshold: float | None = None,
+        foreground_threshold: float = FOREGROUND_THRESHOLD,
     ):
         keep_freed_memory()
         self.bundle = bundle
@@ -107,9 +109,7 @@ class Predictor:
         self.model.eval()
         self.mixed_precision = mixed_precision
         self.tta = tta
-        if foreground_threshold is not None and not 0 < foreground_threshold < 1:
-            raise InputError("the foreground threshold must be between 0 and 1")
-        self.foreground_threshold = foreground_threshold
+        self.foreground_threshold = check_threshold(foreground_threshold)
         self.channels_last = prefers_channels_last(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -287,19 +287,16 @@ class Predictor:
         return probs
 
     def labels_2d(self, probs: np.ndarray) -> np.ndarray:
-        """Classes from probabilities (C, H, W): the most likely one, or, with a
-        foreground threshold t, background unless 1 - p(background) > t, then the most
-        likely foreground class. Raising t shrinks objects, as Cellpose's cell
-        probability or StarDist's probability threshold do."""
-        t = self.foreground_threshold
-        if t is None:
-            return probs.argmax(0)
-        labels = probs[1:].argmax(0) + 1
-        labels[probs[0] >= 1 - t] = 0
-        return labels
+        """Classes from probabilities (C, H, W): background unless 1 - p(background) is
+        at least the foreground threshold, then the most likely foreground class. Raising
+        the threshold shrinks objects, as Cellpose's cell probability or StarDist's
+        probability threshold do."""
+        return decide(probs, self.foreground_threshold)
 
-    def instances_2d(self, probs: np.ndarray, labels: np.ndarray, min_size: int = 10) -> np.ndarray:
-        """Split the foreground into objects.
+    def instances_2d(self, probs: np.ndarray, labels: np.ndarray | None = None,
+                     min_size: int = 10) -> np.ndarray:
+        """Split the foreground of ``labels`` (by default :meth:`labels_2d` of ``probs``)
+        into objects.
 
         For a model trained on instance masks (background / interior / boundary) the
         interiors seed a watershed over the foreground on the boundary probability, so
@@ -309,6 +306,8 @@ class Predictor:
         from skimage.measure import label as connected
         from skimage.segmentation import relabel_sequential, watershed
 
+        if labels is None:
+            labels = self.labels_2d(probs)
         if self.bundle.label_kind == "instance" and self.n_classes == 3:
             foreground = labels > 0
             seeds = connected(labels == 1)

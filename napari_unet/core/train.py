@@ -25,6 +25,7 @@ from .batches import batch_source
 from .checkpoint import ModelBundle
 from .config import TrainConfig
 from .data import PatchSampler, TrainingData
+from .decision import decide
 from .device import (
     autocast,
     cpu_threads,
@@ -275,7 +276,8 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self, max_slices: int = 8, max_side: int = 512) -> float | None:
-        """Foreground IoU on the held-out annotated pixels (None when nothing is held out)."""
+        """Foreground IoU on the held-out annotated pixels (None when nothing is held out),
+        foreground decided as in prediction (:func:`~.decision.decide`)."""
         inter = union = 0
         self.model.eval()
         try:
@@ -284,7 +286,9 @@ class Trainer:
                 tgt = pair.target[0, :max_side, :max_side]
                 x = torch.from_numpy(np.ascontiguousarray(img))[None, None].to(self.device)
                 with self._autocast():
-                    pred = self.model(x).argmax(1)[0].cpu().numpy()
+                    logits = self.model(x)
+                probs = torch.softmax(logits[0].float(), dim=0).cpu().numpy()
+                pred = decide(probs)
                 valid = tgt >= 0
                 p, t = pred[valid] > 0, tgt[valid] > 0
                 inter += int(np.count_nonzero(p & t))

@@ -170,3 +170,26 @@ def test_evaluate_prints_one_json_object(pair, tmp_path, capsys):
     tifffile.imwrite(semantic, (tifffile.imread(lp) > 0).astype(np.uint8) * 5)
     assert main(["evaluate", "--model", str(model), "--image", str(ip), "--labels",
                  str(semantic), "--labels-kind", "semantic"]) == 2
+
+
+def test_predict_threshold_is_on_the_foreground_probability(pair, tmp_path, capsys):
+    """An instance model with p(background) 0.4 everywhere, most likely but below half."""
+    from tests.conftest import constant_bundle
+
+    ip, _ = pair
+    model, out = tmp_path / "const.pt", tmp_path / "pred.tif"
+    constant_bundle([0.4, 0.35, 0.25]).save(model)
+    base = ["predict", "--model", str(model), "--image", str(ip), "--out", str(out)]
+    assert main([*base, "--instances"]) == 0
+    assert (tifffile.imread(out) > 0).all()  # one object covering the foreground
+    assert main(base) == 0
+    assert (tifffile.imread(out) == 1).all()  # foreground, of the likelier foreground class
+    assert main([*base, "--threshold", "0.7"]) == 0
+    assert (tifffile.imread(out) == 0).all()
+    capsys.readouterr()
+    for bad in ("0", "1", "1.5", "nan"):
+        with pytest.raises(SystemExit) as exc:
+            main([*base, "--threshold", bad])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "--threshold" in err

@@ -21,7 +21,7 @@ def test_dsb_nuclei_beat_chance_after_brief_training():
     data = TrainingData.from_annotations([images[train]],
                                          [to_annotations(labels[train], "instance")])
     bundle = ModelBundle.new(UNetConfig(n_classes=3, base_channels=8, depth=3), "instance")
-    cfg = dataclasses.replace(TrainConfig(), iterations=60, batch_size=8, patch_size=96,
+    cfg = dataclasses.replace(TrainConfig(), iterations=150, batch_size=8, patch_size=96,
                               leave_core_free=False)
     trainer = Trainer(bundle, data, cfg)
     list(trainer.fit())

@@ -218,15 +218,15 @@ def test_instances_split_touching_objects():
     assert inst[10, 5] != inst[10, 20] and inst[0, 0] == 0
 
 
-def test_foreground_threshold_shrinks_objects_and_none_is_argmax(rng):
+def test_foreground_threshold_shrinks_objects(rng):
     bundle = ModelBundle.new(UNetConfig(n_classes=3, base_channels=4, depth=2), seed=3)
     probs = rng.dirichlet(np.ones(3), size=(40, 50)).transpose(2, 0, 1).astype(np.float32)
-    plain = Predictor(bundle).labels_2d(probs)
-    assert np.array_equal(plain, probs.argmax(0))
+    default = Predictor(bundle).labels_2d(probs)
+    assert np.array_equal(default > 0, probs[0] <= 0.5)
     low = Predictor(bundle, foreground_threshold=0.3).labels_2d(probs)
     high = Predictor(bundle, foreground_threshold=0.8).labels_2d(probs)
-    assert np.array_equal(high > 0, 1 - probs[0] > 0.8)
-    assert (high > 0).sum() < (low > 0).sum()
+    assert np.array_equal(high > 0, 1 - probs[0] >= 0.8)
+    assert (high > 0).sum() < (default > 0).sum() < (low > 0).sum()
     assert np.array_equal(high[high > 0], probs[1:].argmax(0)[high > 0] + 1)
     with pytest.raises(InputError):
         Predictor(bundle, foreground_threshold=1.5)

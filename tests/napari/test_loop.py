@@ -193,6 +193,30 @@ def test_foreground_threshold_controls_object_size(annotated_workflow, run_worke
     assert (predictions.data[z] == 0).all()
 
 
+def test_live_preview_decides_with_the_predict_panels_threshold(annotated_workflow, qtbot,
+                                                              run_worker):
+    """A three-class model with p(background) 0.4 everywhere: foreground at the default
+    threshold (background is not the most likely class), background at 0.7, both in the
+    Predict step and in the preview of a training in progress."""
+    from napari_unet._napari.training import controller_for
+    from tests.conftest import constant_bundle
+
+    viewer, widget = annotated_workflow
+    bundle = constant_bundle([0.4, 0.35, 0.25])
+    widget.session.set_model(bundle)
+    z = widget.session.current_slice()
+    controller = controller_for(widget.session)
+    for threshold, expected in ((0.5, 1), (0.7, 0), (0.55, 1)):
+        widget.predict.threshold.value = threshold
+        run_worker(widget.predict.predict())
+        predictions = viewer.layers["nuclei predictions"]
+        assert (predictions.data[z] == expected).all()
+        predictions.data[z] = 2  # the preview must write every pixel again
+        controller.refresh_preview(bundle)
+        run_worker(controller.preview_worker)
+        assert (predictions.data[z] == expected).all(), threshold
+
+
 def test_edge_and_border_options_reach_the_training(annotated_workflow, run_worker):
     viewer, widget = annotated_workflow
     before = np.asarray(viewer.layers["nuclei annotations"].data).copy()

@@ -1,0 +1,47 @@
+"""From class probabilities to labels: the one foreground decision.
+
+A pixel is foreground when its foreground probability, ``1 - p(background)``, is at
+least the threshold ``t`` (0.5 by default); a foreground pixel takes the most likely of
+the foreground classes. With two classes and ``t = 0.5`` this is the most likely class;
+with more it is not: a pixel with p(background) 0.4 and two foreground classes at 0.3
+each is foreground, although background is its most likely class. Prediction, the
+instance split, the live preview and the validation during training all decide with
+:func:`decide`. numpy only, so the GUI can read the default without importing torch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Foreground where 1 - p(background) >= this.
+FOREGROUND_THRESHOLD = 0.5
+
+
+def check_threshold(threshold: float) -> float:
+    """``threshold`` as a float strictly between 0 and 1, or :class:`InputError`."""
+    from .errors import InputError
+
+    try:
+        t = float(threshold)
+    except (TypeError, ValueError):
+        raise InputError(f"the foreground threshold must be a number, not {threshold!r}") from None
+    if not 0 < t < 1:
+        raise InputError(f"the foreground threshold must be between 0 and 1, not {threshold}")
+    return t
+
+
+def foreground(probs: np.ndarray, threshold: float = FOREGROUND_THRESHOLD) -> np.ndarray:
+    """True where ``1 - p(background) >= threshold``; ``probs`` is (C, ...) with class 0
+    the background."""
+    return (1.0 - probs[0]) >= threshold
+
+
+def decide(probs: np.ndarray, threshold: float = FOREGROUND_THRESHOLD) -> np.ndarray:
+    """Labels (0 = background, 1..C-1) of probabilities (C, ...): foreground where
+    :func:`foreground`, there the most likely foreground class."""
+    probs = np.asarray(probs)
+    if probs.shape[0] < 2:
+        raise ValueError("the decision needs at least two classes, background first")
+    labels = probs[1:].argmax(0) + 1
+    labels[~foreground(probs, threshold)] = 0
+    return labels
