@@ -1,0 +1,29 @@
+"""Batch sources (napari_unet.core.batches)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from napari_unet.core.data import TrainingData, to_annotations
+
+
+def test_batches_cut_on_the_device_equal_the_sampler_batches(blob_data):
+    """The GPU path (data kept on the device) cuts the same patches as the CPU sampler."""
+    from napari_unet.core.batches import DeviceBatches
+    from napari_unet.core.data import PatchSampler
+
+    image, labels = blob_data
+    weights = np.ones(image.shape, np.float32)
+    weights[1] = 2.0
+    td = TrainingData.from_annotations([image, image[:1]], [to_annotations(labels, "instance"),
+                                       to_annotations(labels[:1], "instance")],
+                                       weights=[weights, None], validation_fraction=0)
+    a, b = (PatchSampler(td.train, 3, 32, seed=5) for _ in range(2))
+    on_device = DeviceBatches(a, 6, torch.device("cpu"))
+    for _ in range(3):
+        x, y, w = on_device.get()
+        xs, ys, ws = b.sample(6)
+        assert torch.equal(x, torch.from_numpy(xs)) and torch.equal(y, torch.from_numpy(ys))
+        assert y.dtype == torch.int64 and torch.equal(w, torch.from_numpy(ws))
+    assert not DeviceBatches.fits(a, torch.device("cpu"))  # the CPU keeps its sampling thread
