@@ -210,3 +210,16 @@ def test_the_battery_covers_every_case():
                          (test_signals, "test_a_file_size_limit_during_the_model_save_is_one_line"),
                          (test_tiff_variants, "test_compressed_tiffs_are_read")):
         assert callable(getattr(module, name))
+
+
+def test_instances_without_probabilities_keep_one_plane_and_agree():
+    from napari_unet.core.checkpoint import ModelBundle
+    from napari_unet.core.model import UNetConfig
+
+    bundle = ModelBundle.new(UNetConfig(n_classes=3, base_channels=4, depth=2), "instance")
+    image = np.random.default_rng(2).normal(100, 30, (2, 96, 96)).astype(np.float32)
+    predictor = Predictor(bundle, device="cpu")
+    lean = predictor.predict(image, instances=True, min_size=1)
+    full = predictor.predict(image, instances=True, probabilities=True, min_size=1)
+    np.testing.assert_array_equal(lean.instances, full.instances)
+    assert lean.probabilities is None and lean.instances.max() > 1
