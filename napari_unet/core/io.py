@@ -60,6 +60,14 @@ def max_image_bytes() -> int:
         return MAX_IMAGE_BYTES
 
 
+def physical_memory() -> int | None:
+    """The computer's memory in bytes, when the system says."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def is_tiff_path(path: str | os.PathLike) -> bool:
     return str(path).lower().endswith(TIFF_SUFFIXES)
 
@@ -192,6 +200,12 @@ def read_tiff(path: str | os.PathLike, *, max_bytes: int | None = None,
                 raise InputError(
                     f"{path.name} needs {nbytes / 1024**3:.1f} GiB in memory, more than the "
                     f"{limit / 1024**3:.1f} GiB allowed; crop it or split it into smaller stacks"
+                )
+            ram = physical_memory()
+            if ram and nbytes > ram:
+                raise InputError(
+                    f"{path.name} needs {nbytes / 1024**3:.1f} GiB in memory, more than this "
+                    f"computer has ({ram / 1024**3:.1f} GiB); crop it or split it"
                 )
             size = path.stat().st_size
             if _uncompressed(chosen) and nbytes > size:

@@ -249,8 +249,10 @@ class Predictor:
         for done, z in enumerate(todo, start=1):
             if should_stop is not None and should_stop():
                 break
-            p = self._predict_slice(stack[z], labels[z], keep=probs is not None or
-                                    inst is not None)
+            # Instances of an instance model need only boundary - interior, not every class.
+            relief = (inst is not None and probs is None and self._splits_instances())
+            p = self._predict_slice(stack[z], labels[z], keep=probs is not None or (
+                inst is not None and not relief), relief=relief)
             if probs is not None:
                 probs[z] = p
             if inst is not None:
@@ -262,29 +264,36 @@ class Predictor:
                               None if inst is None else inst[0])
         return Prediction(labels, probs, inst)
 
-    def _predict_slice(self, image: np.ndarray, labels: np.ndarray,
-                       keep: bool) -> np.ndarray | None:
+    def _splits_instances(self) -> bool:
+        return self.bundle.label_kind == "instance" and self.n_classes == 3
+
+    def _predict_slice(self, image: np.ndarray, labels: np.ndarray, keep: bool,
+                       relief: bool = False) -> np.ndarray | None:
         """Write the classes of one slice into ``labels``; return its probabilities
-        (C, H, W) when ``keep``. The slice is normalised with percentiles of the whole
-        slice but predicted in bands of rows when it is large (:data:`BAND_PIXELS`)."""
+        (C, H, W) when ``keep``, or with ``relief`` only p(boundary) - p(interior)
+        (1, H, W). The slice is normalised with percentiles of the whole slice but
+        predicted in bands of rows when it is large (:data:`BAND_PIXELS`)."""
         norm = self.bundle.normalisation
         stats = norm.stats(image)
         h, w = image.shape
         rows = max(self.multiple, BAND_PIXELS // max(1, w))
-        if rows >= h:
-            p = self.probabilities_2d(norm.normalise(image, stats))
-            labels[...] = self.labels_2d(p)
-            return p if keep else None
-        probs = np.zeros((self.n_classes, h, w), np.float32) if keep else None
+        if keep:
+            out = np.zeros((self.n_classes, h, w), np.float32)
+        elif relief:
+            out = np.zeros((1, h, w), np.float32)
+        else:
+            out = None
         halo = max(self.overlap, 8 * self.multiple)  # context beyond each band
         for r0 in range(0, h, rows):
             r1 = min(h, r0 + rows)
             a, b = max(0, r0 - halo), min(h, r1 + halo)
             p = self.probabilities_2d(norm.normalise(image[a:b], stats))[:, r0 - a : r1 - a]
             labels[r0:r1] = self.labels_2d(p)
-            if probs is not None:
-                probs[:, r0:r1] = p
-        return probs
+            if keep:
+                out[:, r0:r1] = p
+            elif relief:
+                out[0, r0:r1] = p[2] - p[1]
+        return out
 
     def labels_2d(self, probs: np.ndarray) -> np.ndarray:
         """Classes from probabilities (C, H, W): background unless 1 - p(background) is
@@ -296,7 +305,8 @@ class Predictor:
     def instances_2d(self, probs: np.ndarray, labels: np.ndarray | None = None,
                      min_size: int = 10) -> np.ndarray:
         """Split the foreground of ``labels`` (by default :meth:`labels_2d` of ``probs``)
-        into objects.
+        into objects (``probs``: every class, or, with ``labels`` given, only
+        p(boundary) - p(interior) as one plane).
 
         For a model trained on instance masks (background / interior / boundary) the
         interiors seed a watershed over the foreground on the boundary probability, so
@@ -308,11 +318,12 @@ class Predictor:
 
         if labels is None:
             labels = self.labels_2d(probs)
-        if self.bundle.label_kind == "instance" and self.n_classes == 3:
+        if self._splits_instances():
             foreground = labels > 0
             seeds = connected(labels == 1)
             seeds = drop_small(seeds, max(1, min_size // 2))
-            out = watershed(probs[2] - probs[1], markers=seeds, mask=foreground)
+            relief = probs[0] if len(probs) == 1 else probs[2] - probs[1]
+            out = watershed(relief, markers=seeds, mask=foreground)
         else:
             out = np.zeros(labels.shape, np.int32)
             offset = 0
