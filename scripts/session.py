@@ -5,7 +5,7 @@
 What a user does, in a 1280x800 window: open the stack (*Open TIFF stack…* path), *Create
 annotations layer*, paint strokes on a few slices, *Train* for ``--iterations``, *Predict*
 the slice in view, erase the false objects on the predictions layer with the fill bucket
-(label 0), *Accept corrections*, train ``--seconds`` more, *Predict* again. It prints
+(label 0) on the first of ``--slices`` that shows some, *Accept corrections*, train ``--seconds`` more, *Predict* again. It prints
 whether the erased objects stayed erased, whether the annotations layer stayed selected,
 how much of the image the overlays cover, and saves a screenshot after each step.
 Needs ``../shared/data/dsb2018`` (or NAPARI_UNET_DATA).
@@ -30,7 +30,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("session-screenshots"))
     parser.add_argument("--iterations", type=int, default=60, help="first training run")
     parser.add_argument("--seconds", type=float, default=15.0, help="training after Accept")
-    parser.add_argument("--slice", type=int, default=5, help="the slice corrected")
+    parser.add_argument("--slices", type=int, nargs="+", default=[5, 15, 25, 35, 2, 12],
+                        help="slices looked at, in turn, for false objects to erase")
     args = parser.parse_args()
     folder = DATA / "dsb2018"
     if not folder.exists():
@@ -73,7 +74,7 @@ def main() -> int:
     def training_done() -> bool:
         return not widget.session.training.running
 
-    z = args.slice
+    z = args.slices[0]
     # 1. Data: open the stack.
     image = widget.data.open_path(folder / "fluo_image.tif")
     assert image is not None and image.name == "fluo_image", "the stack did not open"
@@ -97,14 +98,19 @@ def main() -> int:
     pump(600, until=training_done)
     shots.append(shot("2_trained"))
     selected_after_train = viewer.layers.selection.active == annotations
-    # 4. Predict the slice in view.
-    widget.predict.run.native.click()
-    pump(120, until=lambda: widget.predict.worker is None)
-    predictions = viewer.layers[f"{image.name} predictions"]
-    made = np.asarray(predictions.data[z]).copy()
-    objects, n = ndi.label(made > 0)
-    false = [k for k in range(1, n + 1) if np.mean(truth[z][objects == k] > 0) < 0.2]
-    if not false:  # the model made no false object here: the user disagrees with one
+    # 4. Predict the slice in view, slice after slice until one shows false objects.
+    for z in args.slices:
+        viewer.dims.set_current_step(0, z)
+        widget.predict.run.native.click()
+        pump(120, until=lambda: widget.predict.worker is None)
+        predictions = viewer.layers[f"{image.name} predictions"]
+        made = np.asarray(predictions.data[z]).copy()
+        objects, n = ndi.label(made > 0)
+        false = [k for k in range(1, n + 1) if np.mean(truth[z][objects == k] > 0) < 0.2]
+        if false:
+            break
+    fallback = not false
+    if fallback:  # the model made no false object: the user disagrees with one
         sizes = np.bincount(objects.ravel())[1:]
         false = [1 + int(np.argmin(np.where(sizes > 30, sizes, sizes.max() + 1)))]
     erased = []
@@ -143,7 +149,8 @@ def main() -> int:
     for layer in viewer.layers:
         layer.visible = True
 
-    print(f"image: {info}; strokes on slices {painted}; slice {z} corrected")  # noqa: T201
+    print(f"image: {info}; strokes on slices {painted}; slice {z} corrected "  # noqa: T201
+          f"({'false objects' if len(erased) and not fallback else 'no false object: a true one'})")
     print(f"trained {widget.session.bundle.iterations} iterations in all "  # noqa: T201
           f"({args.iterations} + {args.seconds:g} s)")
     print(f"erased objects: {len(erased)} ({sum(int(m.sum()) for m in erased)} px); "  # noqa: T201

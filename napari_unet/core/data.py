@@ -368,7 +368,7 @@ def _split(stacks, targets, weights, fraction, seed) -> tuple[list[Pair], list[P
 #: Loss weight from which an annotated pixel is a centre of :data:`FOCUS_SHARE` of the
 #: patches (see :class:`PatchSampler`).
 FOCUS_WEIGHT = 1.5
-FOCUS_SHARE = 0.25
+FOCUS_SHARE = 0.1
 
 
 class PatchSampler:

@@ -163,8 +163,8 @@ def test_painted_objects_number_each_painted_region_of_each_class():
 
 
 def test_sampler_centres_a_share_of_patches_on_heavy_pixels():
-    """A 5x5 correction weighted 3x among 128x128 painted pixels centres about a quarter
-    of the patches; without weights it would centre almost none."""
+    """A 5x5 correction weighted 3x among 128x128 painted pixels centres FOCUS_SHARE of
+    the patches; without weights it would centre almost none."""
     from napari_unet.core.data import FOCUS_SHARE, Pair, PatchSampler
 
     image = np.zeros((1, 256, 256), np.float32)
