@@ -111,12 +111,15 @@ def test_package_output_matches_the_project_predictor(package, trained):
 def test_predict_with_the_package_gives_the_labels_of_the_model_file(package, trained, tmp_path):
     model, ip = trained
     a, b = tmp_path / "from_pt.tif", tmp_path / "from_zip.tif"
-    for source, out in ((model, a), (package, b)):
+    pa, pb = tmp_path / "prob_pt.tif", tmp_path / "prob_zip.tif"
+    for source, out, prob in ((model, a, pa), (package, b, pb)):
         assert main(["-q", "predict", "--model", str(source), "--image", str(ip),
-                     "--out", str(out)]) == 0
-    labels = tifffile.imread(a)
-    assert labels.shape == (3, 64, 96) and labels.max() > 0
+                     "--out", str(out), "--probabilities", str(prob)]) == 0
+    labels, probs = tifffile.imread(a), tifffile.imread(pa)
+    assert labels.shape == (3, 64, 96) and probs.shape == (3, 3, 64, 96)
+    assert probs[:, 2].max() - probs[:, 2].min() > 0.01  # the image shows through
     np.testing.assert_array_equal(tifffile.imread(b), labels)
+    np.testing.assert_array_equal(tifffile.imread(pb), probs)
     bundle, back = load_bundle(model), load_package(package)
     assert back.config == bundle.config and back.label_kind == "instance"
     assert back.class_names == bundle.class_names
