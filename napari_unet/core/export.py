@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import logging
+import pickle
 import re
 import shutil
 import tempfile
@@ -392,6 +393,10 @@ def load_package(path: str | Path) -> ModelBundle:
                                map_location="cpu", weights_only=True)
     except ModelFileError:
         raise
+    except pickle.UnpicklingError:
+        raise ModelFileError(
+            f"{what} was refused: its weights hold Python objects that could run code when "
+            "loaded; nothing in it was run") from None
     except zipfile.BadZipFile:
         raise ModelFileError(f"{what} is not a bioimage.io model package (not a zip file), "
                              "or it is truncated") from None

@@ -1,6 +1,8 @@
 """bioimage.io model packages: ``napari-unet export`` and ``predict --model X.zip``."""
 
+import pickle
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -156,10 +158,18 @@ def test_predict_refuses_zip_files_it_cannot_run(package, trained, tmp_path, cap
             if item.filename == "rdf.yaml":
                 data = data.replace(b"napari_unet.core.model", b"somewhere.else")
             dst.writestr(item, data)
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(package) as src, zipfile.ZipFile(evil, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "weights.pt":  # an object the safe loader must refuse
+                data = pickle.dumps(Path("/an/object/that/is/not/a/tensor"))
+            dst.writestr(item, data)
     broken = tmp_path / "broken.zip"
     broken.write_bytes(package.read_bytes()[:2000])
     for source, message in ((other, "not a bioimage.io model package"),
                             (foreign, "not exported by napari-unet"),
+                            (evil, "nothing in it was run"),
                             (broken, "not a bioimage.io model package")):
         out = tmp_path / "labels.tif"
         capsys.readouterr()
