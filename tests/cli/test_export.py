@@ -1,5 +1,6 @@
 """bioimage.io model packages: ``napari-unet export`` and ``predict --model X.zip``."""
 
+import importlib.util
 import pickle
 import zipfile
 from pathlib import Path
@@ -60,13 +61,23 @@ def _reference(bundle, image2d):
     return predictor.predict(image2d, probabilities=True).probabilities
 
 
+def _weight_formats(package) -> list[str]:
+    with zipfile.ZipFile(package) as zf:
+        weights = yaml.safe_load(zf.read("rdf.yaml"))["weights"]
+    return [fmt for fmt, entry in weights.items() if entry]
+
+
 def test_package_passes_bioimageio_model_test(package):
+    formats = _weight_formats(package)
+    # ONNX weights come with the onnx package
+    expected = {"pytorch_state_dict", "torchscript"} | (
+        {"onnx"} if importlib.util.find_spec("onnx") else set())
+    assert set(formats) == expected
     summary = bioimageio_core.test_model(package)
     text = summary.format()
     assert summary.status == "passed", text
-    # both weight formats reproduced the test output
-    assert "Reproduce test outputs from test inputs (pytorch_state_dict)" in text
-    assert "Reproduce test outputs from test inputs (torchscript)" in text
+    for fmt in formats:  # every weight format reproduced the test output
+        assert f"Reproduce test outputs from test inputs ({fmt})" in text
 
 
 def test_package_describes_the_model(package, trained):
@@ -99,7 +110,7 @@ def test_package_output_matches_the_project_predictor(package, trained):
         test_input = np.load(fh)
     fresh = blobs(np.random.default_rng(9), shape=(1, 48, 80))[0][0] * 3 + 7
     descr = bioimageio_core.load_model_description(package)
-    for weights in ("pytorch_state_dict", "torchscript"):
+    for weights in _weight_formats(package):
         pipeline = bioimageio_core.create_prediction_pipeline(descr, weight_format=weights,
                                                               devices=["cpu"])
         for image in (test_input[0, 0], fresh.astype(np.float32)):
