@@ -15,8 +15,8 @@ from .combos import row
 from .state import Session
 from .train_settings import AUTO, auto_choice
 
-MODEL_FILTER = ("napari-unet model (*.pt *.pth *.unet *.zip);;napari-unet model (*.pt *.pth "
-                "*.unet);;bioimage.io model package (*.zip);;All files (*)")
+MODEL_FILTER = ("napari-unet model (*.pt *.pth *.unet *.zip);;"
+                "bioimage.io model package (*.zip);;All files (*)")
 PACKAGE_FILTER = "bioimage.io model package (*.zip)"
 PRETRAINED_TOOLTIP = ("a U-Net pre-trained on synthetic fluorescence nuclei; a few strokes then "
                       "fine-tune it")
@@ -176,8 +176,17 @@ class ModelPanel(Container):
 
         path, _ = QFileDialog.getSaveFileName(self.native, "Export as a bioimage.io package",
                                               self._export_name(), PACKAGE_FILTER)
-        if path:
+        if not path:
+            return
+        from qtpy.QtCore import Qt
+        from qtpy.QtWidgets import QApplication
+
+        # A few seconds on a CPU (tracing, test tensors): say so with the cursor.
+        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        try:
             self.export_model(path)
+        finally:
+            QApplication.restoreOverrideCursor()
 
     def _ask_load(self) -> None:
         from qtpy.QtWidgets import QFileDialog

@@ -49,3 +49,25 @@ def test_export_writes_a_package_of_the_current_model(empty_workflow, notificati
     assert any("replace an input" in m for m in notifications)
     assert out.read_bytes() == before
     assert panel._export_name() == str(tmp_path / "tiny-export.zip")
+
+
+def test_export_button_asks_where_beside_the_model(empty_workflow, tmp_path, monkeypatch):
+    from qtpy.QtWidgets import QApplication, QFileDialog
+
+    viewer, widget = empty_workflow
+    panel = widget.train.model
+    model = tmp_path / "tiny.pt"
+    ModelBundle.new(UNetConfig(n_classes=2, base_channels=4, depth=2)).save(model)
+    assert panel.load_model(model)
+    asked = []
+    chosen = tmp_path / "chosen"  # without .zip: the package gets it
+
+    def ask(parent, title, default, filters):
+        asked.append((default, filters))
+        return str(chosen), filters
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(ask))
+    panel.export.changed.emit(True)  # the button's click
+    assert asked == [(str(tmp_path / "tiny.zip"), "bioimage.io model package (*.zip)")]
+    assert load_package(tmp_path / "chosen.zip").n_classes == 2
+    assert QApplication.overrideCursor() is None
