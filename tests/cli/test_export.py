@@ -189,3 +189,77 @@ def test_predict_refuses_zip_files_it_cannot_run(package, trained, tmp_path, cap
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
         assert not out.exists()
+
+
+def _rewrite(package, target, rdf_edit=None, member_edit=None):
+    with zipfile.ZipFile(package) as src, zipfile.ZipFile(target, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "rdf.yaml" and rdf_edit is not None:
+                rdf = yaml.safe_load(data)
+                rdf_edit(rdf)
+                data = yaml.safe_dump(rdf).encode()
+            elif member_edit is not None:
+                data = member_edit(item.filename, data)
+            dst.writestr(item, data)
+
+
+def test_damaged_packages_are_refused_with_a_sentence(package, tmp_path):
+    """Corrupted bytes and edited descriptions never escape as anything but a
+    ModelFileError (one sentence for the user)."""
+    from napari_unet.core.errors import ModelFileError
+
+    def drop(*keys):
+        def edit(rdf):
+            node = rdf
+            for key in keys[:-1]:
+                node = node[key]
+            del node[keys[-1]]
+        return edit
+
+    def put(value, *keys):
+        def edit(rdf):
+            node = rdf
+            for key in keys[:-1]:
+                node = node[key]
+            node[keys[-1]] = value
+        return edit
+
+    def percentile(value):
+        def edit(rdf):
+            for step in rdf["inputs"][0]["preprocessing"]:
+                if step["id"] == "scale_range":
+                    step["kwargs"]["max_percentile"] = value
+        return edit
+
+    arch = ("weights", "pytorch_state_dict", "architecture")
+    edits = [drop("weights"), drop("inputs"), put([], "inputs"), put("x", "inputs"),
+             put({"depth": 40}, *arch, "kwargs"), put({"base_channels": 8}, *arch, "kwargs"),
+             put("nowhere.pt", "weights", "pytorch_state_dict", "source"),
+             put(None, "config"), put([], "weights", "pytorch_state_dict"),
+             percentile(150.0), percentile("high"), put("dataset", "type")]
+    cases = [lambda t, e=e: _rewrite(package, t, rdf_edit=e) for e in edits]
+    cases.append(lambda t: _rewrite(package, t, member_edit=lambda n, d: d[: len(d) // 2]
+                                    if n == "weights.pt" else d))
+    cases.append(lambda t: _rewrite(package, t, member_edit=lambda n, d: b"\xff\xfe" + d
+                                    if n == "weights.pt" else d))
+    raw = package.read_bytes()
+
+    def flip(target, pos, value):
+        data = bytearray(raw)
+        data[pos] = value
+        target.write_bytes(bytes(data))
+
+    rng = np.random.default_rng(0)
+    for pos, value in zip(rng.integers(len(raw), size=20), rng.integers(256, size=20)):
+        cases.append(lambda t, p=int(pos), v=int(value): flip(t, p, v))
+    refused = 0
+    for i, make in enumerate(cases):
+        target = tmp_path / f"case{i}.zip"
+        make(target)
+        try:
+            load_package(target)
+        except ModelFileError as exc:
+            refused += 1
+            assert "\n" not in str(exc) and len(str(exc)) < 400
+    assert refused >= len(edits) + 2  # every edit and damaged weights are refused
