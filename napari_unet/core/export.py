@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import tifffile
 
 from .checkpoint import FORMAT, FORMAT_VERSION, ModelBundle, bundle_from_dict
 from .errors import InputError, ModelFileError
@@ -229,6 +230,9 @@ def export_bioimageio(bundle: ModelBundle, out: str | Path, *,
         tmp = Path(tmp_name)
         np.save(tmp / "test_input.npy", raw)
         np.save(tmp / "test_output.npy", probs)
+        # sample tensors, for people: the test slice and its probabilities as TIFF
+        tifffile.imwrite(tmp / "sample_input.tif", raw[0, 0])
+        tifffile.imwrite(tmp / "sample_output.tif", probs[0])
         torch.save({k: v.detach().cpu() for k, v in bundle.state_dict.items()},
                    tmp / "weights.pt")
         (tmp / "README.md").write_text(_documentation(bundle, name), encoding="utf-8")
@@ -259,6 +263,7 @@ def export_bioimageio(bundle: ModelBundle, out: str | Path, *,
                   v0_5.SpaceInputAxis(id=y, size=size),
                   v0_5.SpaceInputAxis(id=x, size=size)],
             test_tensor=v0_5.FileDescr(source=tmp / "test_input.npy"),
+            sample_tensor=v0_5.FileDescr(source=tmp / "sample_input.tif"),
             data=v0_5.IntervalOrRatioDataDescr(type="float32"),
             preprocessing=[v0_5.ScaleRangeDescr(kwargs=v0_5.ScaleRangeKwargs(
                 axes=[y, x], min_percentile=float(norm.low),
@@ -275,6 +280,7 @@ def export_bioimageio(bundle: ModelBundle, out: str | Path, *,
                   v0_5.SpaceOutputAxis(id=x, size=v0_5.SizeReference(tensor_id=ref,
                                                                       axis_id=x))],
             test_tensor=v0_5.FileDescr(source=tmp / "test_output.npy"),
+            sample_tensor=v0_5.FileDescr(source=tmp / "sample_output.tif"),
             data=v0_5.IntervalOrRatioDataDescr(type="float32", range=(0.0, 1.0)),
             postprocessing=[v0_5.SoftmaxDescr(kwargs=v0_5.SoftmaxKwargs(
                 axis=v0_5.AxisId("channel")))],
