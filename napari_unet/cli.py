@@ -232,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--channel", type=int, default=None,
                    help="the channel of --test-image, for RGB or multi-channel images")
     x.add_argument("--name", default=None, help="the model's name in the package")
+    x.add_argument("--author", action="append", default=None,
+                   help="a name the package credits; repeat for several")
     x.add_argument("--overwrite", action="store_true", help="replace --out when it exists")
 
     sub.add_parser("demo", help="open napari with the sample data and the plugin docked")
@@ -555,7 +557,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     test_image = None
     if args.test_image is not None:
         test_image = _one_channel(_read(args.test_image, args), args.channel).data
-    result = export_bioimageio(bundle, args.out, test_image=test_image, name=args.name)
+    result = export_bioimageio(bundle, args.out, test_image=test_image, name=args.name,
+                               authors=args.author)
     if not args.quiet:
         left = "".join(f"; {fmt} left out ({why})" for fmt, why in result.skipped.items())
         sys.stderr.write(f"wrote {args.out} (weights: {', '.join(result.weight_formats)}"

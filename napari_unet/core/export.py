@@ -198,11 +198,12 @@ def _require_spec():
 
 def export_bioimageio(bundle: ModelBundle, out: str | Path, *,
                       test_image: np.ndarray | None = None, name: str | None = None,
-                      onnx: bool = True) -> ExportResult:
+                      authors: list[str] | None = None, onnx: bool = True) -> ExportResult:
     """Write ``bundle`` as a bioimage.io model package (a ``.zip``) at ``out``, atomically.
 
     ``test_image`` (2D or a stack; by default the shipped nuclei sample) gives the test
     tensors: its middle slice, cropped to at most :data:`TEST_SIDE` pixels a side.
+    ``authors``: the names the package credits (bioimage.io asks for at least one).
     """
     _require_spec()
     import torch
@@ -301,7 +302,8 @@ def export_bioimageio(bundle: ModelBundle, out: str | Path, *,
         from pydantic import ValidationError
 
         try:
-            descr = _model_descr(v0_5, name, bundle, tmp, inputs, outputs, weights)
+            descr = _model_descr(v0_5, name, authors or ["napari-unet user"], bundle, tmp,
+                                 inputs, outputs, weights)
         except ValidationError as exc:
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err.get("loc", ()))
@@ -318,13 +320,14 @@ def export_bioimageio(bundle: ModelBundle, out: str | Path, *,
     return ExportResult(out, formats, skipped)
 
 
-def _model_descr(v0_5, name: str, bundle: ModelBundle, tmp: Path, inputs, outputs, weights):
+def _model_descr(v0_5, name: str, authors: list[str], bundle: ModelBundle, tmp: Path, inputs,
+                 outputs, weights):
     norm = bundle.normalisation
     return v0_5.ModelDescr(
         name=name,
         description=f"U-Net segmenting {bundle.n_classes} classes "
                     f"({', '.join(bundle.class_names)}), trained with napari-unet",
-        authors=[v0_5.Author(name="napari-unet user")],
+        authors=[v0_5.Author(name=a) for a in authors],
         cite=[v0_5.CiteEntry(text=U_NET_CITATION, doi=v0_5.Doi(U_NET_DOI))],
         license=v0_5.LicenseId("BSD-3-Clause"),
         documentation=v0_5.FileDescr(source=tmp / "README.md"),

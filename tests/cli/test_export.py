@@ -50,7 +50,8 @@ def package(trained):
     model, ip = trained
     out = model.with_name("m.zip")
     assert main(["-q", "export", "--model", str(model), "--out", str(out),
-                 "--test-image", str(ip)]) == 0
+                 "--test-image", str(ip), "--author", "Ada Lovelace", "--author",
+                 "Alan Turing"]) == 0
     return out
 
 
@@ -86,8 +87,9 @@ def test_package_describes_the_model(package, trained):
         rdf = yaml.safe_load(zf.read("rdf.yaml"))
         names = set(zf.namelist())
     assert rdf["type"] == "model" and rdf["format_version"].startswith("0.5")
-    assert {"weights.pt", "weights_torchscript.pt", "test_input.npy",
-            "test_output.npy"} <= names
+    assert {"weights.pt", "weights_torchscript.pt", "test_input.npy", "test_output.npy",
+            "sample_input.tif", "sample_output.tif"} <= names
+    assert [a["name"] for a in rdf["authors"]] == ["Ada Lovelace", "Alan Turing"]
     raw = rdf["inputs"][0]
     assert [a["type"] for a in raw["axes"]] == ["batch", "channel", "space", "space"]
     assert raw["axes"][2]["size"] == {"min": 4, "step": 4}  # 2**depth
