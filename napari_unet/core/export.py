@@ -222,8 +222,9 @@ def export_bioimageio(bundle: ModelBundle, out: str | Path, *,
                          "bioimage.io package cannot describe")
     name = name or f"napari-unet {out.stem}"
     multiple = 2**bundle.config.depth
-    raw, probs = reference_tensors(bundle, default_test_image() if test_image is None else
-                              test_image)
+    if test_image is None:
+        test_image = default_test_image()
+    raw, probs = reference_tensors(bundle, test_image)
     model = bundle.build_model().eval()
     ids = channel_ids(bundle.class_names)
 
