@@ -1,4 +1,4 @@
-"""The ``napari-unet`` command line: train, predict, evaluate, demo.
+"""The ``napari-unet`` command line: train, predict, evaluate, export, demo.
 
 Errors the user can act on are printed as one line on stderr with exit status 2.
 Ctrl-C (SIGINT) ends with status 130 and SIGTERM with 143, after one line that says
@@ -222,6 +222,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--labels-kind", choices=("semantic", "instance"), required=True)
     _prediction_options(e)
 
+    x = sub.add_parser("export", help="write a model as a bioimage.io model package (.zip)")
+    x.add_argument("--model", required=True, type=Path, help="napari-unet model file (.pt)")
+    x.add_argument("--out", required=True, type=_file, help="package to write (.zip)")
+    x.add_argument("--test-image", type=Path, default=None,
+                   help="TIFF whose middle slice, cropped to 256 x 256 pixels at most, gives "
+                        "the package's test tensors (default: the nuclei sample)")
+    _series_option(x)
+    x.add_argument("--channel", type=int, default=None,
+                   help="the channel of --test-image, for RGB or multi-channel images")
+    x.add_argument("--name", default=None, help="the model's name in the package")
+    x.add_argument("--author", action="append", default=None,
+                   help="a name the package credits; repeat for several")
+    x.add_argument("--overwrite", action="store_true", help="replace --out when it exists")
+
     sub.add_parser("demo", help="open napari with the sample data and the plugin docked")
     return parser
 
@@ -434,10 +448,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _load_model(path: Path):
-    """A model file for one-channel images (every napari-unet model), or a sentence."""
+    """A model file for one-channel images (every napari-unet model), or a sentence. A
+    ``.zip`` is read as a bioimage.io package that napari-unet exported."""
     from .core.checkpoint import load_bundle
 
-    bundle = load_bundle(path)
+    if path.suffix.lower() == ".zip":
+        from .core.export import load_package
+
+        bundle = load_package(path)
+    else:
+        bundle = load_bundle(path)
     if bundle.config.in_channels != 1:
         raise NapariUnetError(
             f"{path.name} expects images with {bundle.config.in_channels} channels; "
@@ -522,6 +542,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .core.export import export_bioimageio, is_package_path
+    from .core.paths import check_outputs
+
+    check_outputs([("--out", args.out)], [("--model", args.model),
+                                          ("--test-image", args.test_image)])
+    if not is_package_path(args.out):
+        raise NapariUnetError(f"--out {args.out} must end in .zip: a bioimage.io model "
+                              "package is a zip file")
+    if args.out.exists() and not args.overwrite:
+        raise NapariUnetError(f"--out {args.out} exists; give --overwrite to replace it")
+    bundle = _load_model(args.model)
+    test_image = None
+    if args.test_image is not None:
+        test_image = _one_channel(_read(args.test_image, args), args.channel).data
+    result = export_bioimageio(bundle, args.out, test_image=test_image, name=args.name,
+                               authors=args.author)
+    if not args.quiet:
+        left = "".join(f"; {fmt} left out ({why})" for fmt, why in result.skipped.items())
+        sys.stderr.write(f"wrote {args.out} (weights: {', '.join(result.weight_formats)}"
+                         f"{left})\n")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from ._napari.demo import run_demo
 
@@ -533,7 +577,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     args = build_parser().parse_args(argv)
     commands = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate,
-                "demo": cmd_demo}
+                "export": cmd_export, "demo": cmd_demo}
     # SIGTERM (a cluster's time limit, docker stop) unwinds like Ctrl-C: temporary files
     # are removed and one line is printed.
     import threading

@@ -15,7 +15,9 @@ from .combos import row
 from .state import Session
 from .train_settings import AUTO, auto_choice
 
-MODEL_FILTER = "napari-unet model (*.pt *.pth *.unet);;All files (*)"
+MODEL_FILTER = ("napari-unet model (*.pt *.pth *.unet *.zip);;"
+                "bioimage.io model package (*.zip);;All files (*)")
+PACKAGE_FILTER = "bioimage.io model package (*.zip)"
 PRETRAINED_TOOLTIP = ("a U-Net pre-trained on synthetic fluorescence nuclei; a few strokes then "
                       "fine-tune it")
 
@@ -30,7 +32,7 @@ def _start_model_present() -> bool:
 
 
 class ModelPanel(Container):
-    """New model settings, Load / Save, and what the current model is."""
+    """New model settings, Load / Save / Export, and what the current model is."""
 
     def __init__(self, session: Session, pretrained: bool = True):
         super().__init__(labels=False)
@@ -47,17 +49,23 @@ class ModelPanel(Container):
         self.new = PushButton(text="New model")
         self.load = PushButton(text="Load…")
         self.save = PushButton(text="Save…")
+        self.export = PushButton(text="Export…", tooltip="write the model as a bioimage.io "
+                                 "model package (.zip) for the Model Zoo, deepImageJ, "
+                                 "ilastik... or napari-unet elsewhere")
+        self._model_path: Path | None = None  # the file the current model was loaded from
         # The controls' own values while they show the starting model's shape.
         self._custom = (AUTO, AUTO, True)
         # The shape of a new model: the Train step shows it in its Advanced section.
         self.shape_widgets = [self.depth, self.base_channels, self.upsampling,
                               self.checkpointing]
-        self.extend([self.info, self.pretrained, row(self.new, self.load, self.save)])
+        self.extend([self.info, self.pretrained, row(self.new, self.load, self.save,
+                                                          self.export)])
         self.pretrained.changed.connect(self._on_pretrained)
         self._on_pretrained(self.pretrained.value)
         self.new.changed.connect(self.new_model)
         self.load.changed.connect(self._ask_load)
         self.save.changed.connect(self._ask_save)
+        self.export.changed.connect(self._ask_export)
         self._subs = Subscriptions()
         self._subs.connect(session.model_changed, self._refresh)
         self._subs.connect(session.busy_changed, self._refresh)
@@ -76,14 +84,17 @@ class ModelPanel(Container):
     def new_model(self) -> None:
         """Forget the current model: the next training starts a new one (from the nuclei
         model when the box is checked, else from fresh weights)."""
+        self._model_path = None
         self.session.set_model(None, "new model")
 
     def load_model(self, path: str | Path) -> bool:
-        """Load a model file (safely); errors become a notification."""
+        """Load a model file (safely) or a bioimage.io package that napari-unet exported
+        (``.zip``); errors become a notification."""
         from napari_unet.core.checkpoint import load_bundle
+        from napari_unet.core.export import is_package_path, load_package
 
         try:
-            bundle = load_bundle(path)
+            bundle = load_package(path) if is_package_path(path) else load_bundle(path)
         except NapariUnetError as exc:
             show_error(str(exc))
             return False
@@ -91,6 +102,7 @@ class ModelPanel(Container):
             show_error(f"{Path(path).name} expects images with {bundle.config.in_channels} "
                        "channels; napari-unet works on images with one channel")
             return False
+        self._model_path = Path(path)
         self.session.set_model(bundle, Path(path).name)
         return True
 
@@ -107,9 +119,74 @@ class ModelPanel(Container):
             show_error(f"Could not save the model to {path}: {reason}")
             return False
         self.session.model_source = Path(path).name
+        self._model_path = Path(path)
         show_info(f"Model saved to {path}")
         self._refresh()
         return True
+
+    def export_model(self, path: str | Path) -> bool:
+        """Write the current model as a bioimage.io model package (``.zip``) at ``path``;
+        its test tensors come from the slice in view of the image (the nuclei sample
+        without one). Errors become a notification."""
+        from napari_unet.core.export import export_bioimageio
+        from napari_unet.core.paths import check_outputs
+
+        bundle = self.session.bundle
+        if bundle is None:
+            show_error("There is no trained model to export yet: train or load one first.")
+            return False
+        path = Path(path)
+        if path.suffix.lower() != ".zip":
+            path = path.with_name(path.name + ".zip")
+        try:
+            check_outputs([("the package", path)], [("the model file", self._model_path)])
+            result = export_bioimageio(bundle, path, test_image=self._test_image(bundle))
+        except NapariUnetError as exc:
+            show_error(f"Could not export the model: {exc}")
+            return False
+        except Exception as exc:  # a full disk, a file-size limit, a failed trace...
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            show_error(f"Could not export the model to {path}: {reason}")
+            return False
+        left = "".join(f" ({fmt} left out: {why})" for fmt, why in result.skipped.items())
+        show_info(f"Model exported to {path}{left}")
+        return True
+
+    def _test_image(self, bundle):
+        """The slice in view of the image when it is one channel and large enough."""
+        import numpy as np
+
+        layer = self.session.image
+        if layer is None or getattr(layer, "rgb", False) or layer.ndim not in (2, 3):
+            return None
+        z = self.session.current_slice()
+        data = np.asarray(layer.data if z is None else layer.data[z])
+        side = 2**bundle.config.depth
+        return data if min(data.shape) >= side and data.dtype.kind in "uif" else None
+
+    def _export_name(self) -> str:
+        if self._model_path is None:
+            return "model.zip"
+        if self._model_path.suffix.lower() == ".zip":
+            return str(self._model_path.with_name(f"{self._model_path.stem}-export.zip"))
+        return str(self._model_path.with_suffix(".zip"))
+
+    def _ask_export(self) -> None:
+        from qtpy.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getSaveFileName(self.native, "Export as a bioimage.io package",
+                                              self._export_name(), PACKAGE_FILTER)
+        if not path:
+            return
+        from qtpy.QtCore import Qt
+        from qtpy.QtWidgets import QApplication
+
+        # A few seconds on a CPU (tracing, test tensors): say so with the cursor.
+        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        try:
+            self.export_model(path)
+        finally:
+            QApplication.restoreOverrideCursor()
 
     def _ask_load(self) -> None:
         from qtpy.QtWidgets import QFileDialog
@@ -147,7 +224,7 @@ class ModelPanel(Container):
         for widget in (self.depth, self.base_channels, self.upsampling):
             widget.enabled = fresh and not busy and not self.pretrained.value
         self.new.enabled = self.load.enabled = not busy
-        self.save.enabled = not fresh and not busy
+        self.save.enabled = self.export.enabled = not fresh and not busy
         if fresh and self.pretrained.value and _start_model_present():
             self.info.value = "New model: fine-tuned from the\nnuclei model when training starts."
         elif fresh:

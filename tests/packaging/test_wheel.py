@@ -1,0 +1,79 @@
+"""The built distribution: an sdist and a wheel that pass ``twine check``, and a wheel that
+installs into a fresh virtual environment where napari finds the plugin and its sample."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("build")
+pytest.importorskip("hatchling")
+pytest.importorskip("twine")
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PROBE = textwrap.dedent("""
+    import json, sys
+    import napari_unet
+    from npe2 import PluginManager
+    pm = PluginManager.instance()
+    pm.discover()
+    manifest = pm.get_manifest("napari-unet")
+    samples = [s.key for s in manifest.contributions.sample_data]
+    import napari
+    viewer = napari.Viewer(show=False)
+    viewer.open_sample("napari-unet", samples[0])
+    layers = [(layer.name, layer.data.shape) for layer in viewer.layers]
+    viewer.close()
+    print(json.dumps({"module": napari_unet.__file__, "plugins": list(pm._manifests),
+                      "package": manifest.package_metadata.name, "samples": samples,
+                      "layers": layers}))
+""")
+
+
+def _run(args, cwd, env=None, timeout=600):
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True,
+                            timeout=timeout)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dist")
+    _run([sys.executable, "-m", "build", "--sdist", "--wheel", "--no-isolation",
+          "--outdir", str(out), str(ROOT)], cwd=out)
+    wheels, sdists = list(out.glob("*.whl")), list(out.glob("*.tar.gz"))
+    assert len(wheels) == 1 and len(sdists) == 1
+    return wheels[0], sdists[0]
+
+
+def test_sdist_and_wheel_pass_twine_check(dist):
+    wheel, sdist = dist
+    out = _run([sys.executable, "-m", "twine", "check", "--strict", str(wheel), str(sdist)],
+               cwd=wheel.parent)
+    assert out.count("PASSED") == 2
+
+
+def test_wheel_installs_and_napari_finds_the_plugin(dist, tmp_path):
+    wheel, _ = dist
+    venv = tmp_path / "venv"
+    # torch and napari come from this machine; the plugin only from the wheel
+    _run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], cwd=tmp_path)
+    python = venv / "bin" / "python"
+    _run([str(python), "-m", "pip", "install", "--no-deps", "--no-index", "--ignore-installed",
+          str(wheel)], cwd=tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    info = json.loads(_run([str(python), "-c", PROBE], cwd=tmp_path, env=env).splitlines()[-1])
+    assert Path(info["module"]).is_relative_to(venv)  # the installed wheel, no checkout
+    assert "napari-unet" in info["plugins"] and info["samples"][0] == "nuclei"
+    assert info["layers"] and info["layers"][0][0] == "nuclei"
+    assert len(info["layers"][0][1]) == 3  # the sample stack (Z, Y, X)
+    version = _run([str(venv / "bin" / "napari-unet"), "--version"], cwd=tmp_path, env=env)
+    assert version.startswith("napari-unet ")
