@@ -222,6 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--redo", action="store_true",
                    help="with a folder or pattern: also predict the images whose outputs are "
                         "newer than the image and the model (skipped without it)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=_positive_int, default=None,
+                       help="with a folder or pattern: predict on a dask LocalCluster of this "
+                            "many worker processes (one thread each); needs napari-unet[cluster]")
+    where.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                       help="with a folder or pattern: predict on the workers of this dask "
+                            "scheduler (for example one started by dask-jobqueue)")
     _prediction_options(p)
 
     e = sub.add_parser("evaluate", help="score a model on an image with ground truth (JSON)")
@@ -455,13 +462,19 @@ def _load_model(path: Path):
     return bundle
 
 
+def predictor_options(args: argparse.Namespace) -> dict:
+    """The keyword arguments of :class:`~napari_unet.core.predict.Predictor` that
+    :func:`_prediction_options` describe."""
+    return {"device": args.device, "tile_size": args.tile_size, "tta": args.tta,
+            "foreground_threshold": args.threshold}
+
+
 def make_predictor(bundle, args: argparse.Namespace):
     """The predictor that :func:`_prediction_options` describe (``predict`` and
     ``evaluate`` predict with it; benchmarks too, with the parsed defaults)."""
     from .core.predict import Predictor
 
-    return Predictor(bundle, device=args.device, tile_size=args.tile_size, tta=args.tta,
-                     foreground_threshold=args.threshold)
+    return Predictor(bundle, **predictor_options(args))
 
 
 class _Reader:
@@ -507,9 +520,15 @@ def _predict_many(args: argparse.Namespace) -> int:
     settings = Settings(instances=args.instances, min_size=args.min_size)
     read = _Reader(args.series, args.channel)
     try:
-        predictor = make_predictor(bundle, args) if todo else None
-        for job in todo:
-            report(run_job(job, predictor, settings, read))
+        if args.workers is not None or args.scheduler is not None:
+            from .core.cluster import run_on_cluster
+
+            run_on_cluster(todo, bundle, predictor_options(args), settings, read,
+                           workers=args.workers, scheduler=args.scheduler, on_result=report)
+        else:
+            predictor = make_predictor(bundle, args) if todo else None
+            for job in todo:
+                report(run_job(job, predictor, settings, read))
     except KeyboardInterrupt as exc:
         signum = getattr(exc, "signum", signal.SIGINT)
         what = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
@@ -532,6 +551,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if is_many(args.image):
         return _predict_many(args)
+    for option in ("workers", "scheduler"):
+        if getattr(args, option) is not None:
+            raise NapariUnetError(f"--{option} predicts many files: give --image a folder or "
+                                  "a quoted pattern such as 'folder/*.tif'")
     check_outputs([("--out", args.out), ("--probabilities", args.probabilities)],
                   [("--image", args.image), ("--model", args.model)])
     for option, path in (("--out", args.out), ("--probabilities", args.probabilities)):
