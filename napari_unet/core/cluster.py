@@ -43,13 +43,19 @@ def _run_on_worker(job: Job, bundle: Any, options: dict, settings: Settings,
     return run_job(job, worker_predictor(bundle, options), settings, read)
 
 
-def _client(workers: int | None, scheduler: str | None):
-    """A client and the cluster it started (``None`` for an existing scheduler)."""
+def _import_distributed():
     try:
-        from distributed import Client, LocalCluster
+        import distributed
     except ImportError:
         raise InputError("running on a cluster needs dask.distributed: pip install "
                          "'napari-unet[cluster]'") from None
+    return distributed
+
+
+def _client(workers: int | None, scheduler: str | None):
+    """A client and the cluster it started (``None`` for an existing scheduler)."""
+    from distributed import Client, LocalCluster
+
     if scheduler is not None:
         try:
             return Client(scheduler, timeout=CONNECT_TIMEOUT), None
@@ -84,7 +90,15 @@ def run_on_cluster(
     jobs = list(jobs)
     if not jobs:
         return []
-    client, cluster = _client(workers, scheduler)
+    _import_distributed()  # it sets its loggers' levels when imported
+    quiet = logging.getLogger("distributed")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # no lines about workers starting and closing
+    try:
+        client, cluster = _client(workers, scheduler)
+    except BaseException:
+        quiet.setLevel(level)
+        raise
     try:
         from distributed import as_completed
 
@@ -105,6 +119,9 @@ def run_on_cluster(
                 on_result(result)
         return results
     finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        try:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+        finally:
+            quiet.setLevel(level)

@@ -22,6 +22,10 @@ def test_two_worker_processes_write_what_one_process_writes(model, folder, tmp_p
     assert rc == 2
     assert any(x.startswith("broken.tif: error: broken.tif ") for x in err.splitlines())
     assert "3 predicted, 0 skipped, 1 failed" in err
+    # one line per file and the counts, nothing from the cluster's machinery
+    lines = err.splitlines()
+    assert len(lines) == 5 and sorted(x.split(":")[0] for x in lines[:4]) == [
+        "a.tif", "b.tif", "broken.tif", "c.tif"]
     one, two = _outputs(tmp_path / "one"), _outputs(tmp_path / "two")
     assert sorted(two) == sorted([*one, "a_probabilities.tif", "b_probabilities.tif",
                                   "c_probabilities.tif"])
