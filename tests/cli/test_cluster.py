@@ -59,3 +59,17 @@ def test_cluster_options_need_many_files(model, folder, tmp_path, capsys, option
     err = capsys.readouterr().err
     assert rc == 2 and "predicts many files" in err and err.count("\n") == 1
     assert not (tmp_path / "a.tif").exists()
+
+
+def test_a_scheduler_that_does_not_answer_is_one_line(model, folder, tmp_path, capsys,
+                                                       monkeypatch):
+    from napari_unet.core import cluster
+
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", 1)
+    rc = main(["predict", "--model", str(model), "--image", str(folder), "--out",
+               str(tmp_path / "out"), "--scheduler", "tcp://127.0.0.1:1"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1
+    assert err.startswith("napari-unet: error: cannot reach the dask scheduler at "
+                          "tcp://127.0.0.1:1")
+    assert list((tmp_path / "out").iterdir()) == []
