@@ -208,26 +208,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="predict labels of an image with a trained model")
     p.add_argument("--model", required=True, type=Path)
-    p.add_argument("--image", required=True, type=Path,
-                   help="image TIFF; or a folder, or a quoted pattern such as 'folder/*.tif', "
-                        "to predict every TIFF file in it")
+    p.add_argument("--image", required=True, type=Path, nargs="+",
+                   help="image TIFF; or several, a folder, or a quoted pattern such as "
+                        "'folder/*.tif', to predict every TIFF file they name")
     p.add_argument("--out", required=True, type=_file,
-                   help="labels TIFF to write; with a folder or pattern, the folder that gets "
-                        "NAME_labels.tif for each image (created if missing)")
+                   help="labels TIFF to write; with several images, the folder that gets "
+                        "NAME_labels.tif for each (created if missing)")
     p.add_argument("--probabilities", type=_file,
-                   help="also write class probabilities here (with a folder or pattern: the "
+                   help="also write class probabilities here (with several images: the "
                         "folder that gets NAME_probabilities.tif)")
     p.add_argument("--instances", action="store_true",
                    help="write one label per object instead of one per class")
     p.add_argument("--redo", action="store_true",
-                   help="with a folder or pattern: also predict the images whose outputs are "
+                   help="with several images: also predict the images whose outputs are "
                         "newer than the image and the model (skipped without it)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--workers", type=_positive_int, default=None,
-                       help="with a folder or pattern: predict on a dask LocalCluster of this "
+                       help="with several images: predict on a dask LocalCluster of this "
                             "many worker processes (one thread each); needs napari-unet[cluster]")
     where.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
-                       help="with a folder or pattern: predict on the workers of this dask "
+                       help="with several images: predict on the workers of this dask "
                             "scheduler (for example one started by dask-jobqueue)")
     _prediction_options(p)
 
@@ -489,15 +489,16 @@ class _Reader:
 
 
 def _predict_many(args: argparse.Namespace) -> int:
-    """``predict`` on a folder or a pattern: one line per file on stderr, files already
-    done skipped, a bad file reported and the others predicted; status 2 if any failed."""
-    from .core.batch import Settings, check_folder, find_images, is_done, plan_jobs, run_job
+    """``predict`` on several files, a folder or a pattern: one line per file on stderr,
+    files already done skipped, a bad file reported and the others predicted; status 2
+    if any failed."""
+    from .core.batch import Settings, check_folder, collect_images, is_done, plan_jobs, run_job
 
     started = time.perf_counter()
     out = check_folder(args.out)
     probabilities = (None if args.probabilities is None
                      else check_folder(args.probabilities, "--probabilities"))
-    images = find_images(args.image)
+    images = collect_images(args.image)
     jobs = plan_jobs(images, out, probabilities, extra_inputs=[args.model])
     bundle = _load_model(args.model)
     todo = [job for job in jobs if args.redo or not is_done(job, args.model)]
@@ -549,20 +550,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .core.io import is_tiff_path, write_tiff
     from .core.paths import check_outputs
 
-    if is_many(args.image):
+    if len(args.image) > 1 or is_many(args.image[0]):
         return _predict_many(args)
     for option in ("workers", "scheduler"):
         if getattr(args, option) is not None:
-            raise NapariUnetError(f"--{option} predicts many files: give --image a folder or "
-                                  "a quoted pattern such as 'folder/*.tif'")
+            raise NapariUnetError(f"--{option} predicts many files: give --image a folder, "
+                                  "a quoted pattern such as 'folder/*.tif' or several files")
+    image_path = args.image[0]
     check_outputs([("--out", args.out), ("--probabilities", args.probabilities)],
-                  [("--image", args.image), ("--model", args.model)])
+                  [("--image", image_path), ("--model", args.model)])
     for option, path in (("--out", args.out), ("--probabilities", args.probabilities)):
         if path is not None and str(path) and not is_tiff_path(path):
             raise NapariUnetError(f"{option} {path} must be a TIFF file (.tif or .tiff): "
                                   "the labels are written as TIFF")
     bundle = _load_model(args.model)
-    image = _one_channel(_read(args.image, args), args.channel)
+    image = _one_channel(_read(image_path, args), args.channel)
     data = image.data
     predictor = make_predictor(bundle, args)
     n = 1 if data.ndim == 2 else data.shape[0]

@@ -66,6 +66,19 @@ def find_images(text: str | os.PathLike) -> list[Path]:
     return found
 
 
+def collect_images(items: list[str | os.PathLike]) -> list[Path]:
+    """The files that ``--image`` names: folders and patterns as :func:`find_images`,
+    other names as given (one that does not exist fails on its own line), each once."""
+    found, seen = [], set()
+    for item in items:
+        for path in find_images(item) if is_many(item) else [Path(item)]:
+            key = os.path.abspath(path)
+            if key not in seen:
+                seen.add(key)
+                found.append(path)
+    return found
+
+
 @dataclass(frozen=True)
 class Job:
     """One input and the files predicted from it."""

@@ -113,3 +113,18 @@ def test_folders_refuse_what_would_lose_data(model, folder, tmp_path, capsys, ca
     assert expected in err
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
     assert not (tmp_path / "labels.tif").exists()
+
+
+def test_several_files_as_a_shell_expands_a_pattern(model, folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = main(["predict", "--model", str(model), "--image", str(folder / "c.tif"),
+               str(folder / "a.tif"), str(folder / "missing.tif"), str(folder / "a.tif"),
+               "--out", str(out)])
+    assert rc == 2
+    err = capsys.readouterr().err.splitlines()
+    assert [x.split(":")[0] for x in err[:3]] == ["c.tif", "a.tif", "missing.tif"]
+    assert "does not exist" in err[2]
+    assert "2 predicted, 0 skipped, 1 failed" in err[3] and len(err) == 4
+    assert sorted(p.name for p in out.iterdir()) == ["a_labels.tif", "c_labels.tif"]
+    np.testing.assert_array_equal(tifffile.imread(out / "a_labels.tif"),
+                                  _single(model, folder / "a.tif", tmp_path / "one.tif"))
