@@ -221,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write one label per object instead of one per class")
     p.add_argument("--redo", action="store_true",
                    help="with several images: also predict the images whose outputs are "
-                        "newer than the image and the model (skipped without it)")
+                        "newer than the image and the model (skipped without it, whatever the "
+                        "options they were predicted with)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--workers", type=_positive_int, default=None,
                        help="with several images: predict on a dask LocalCluster of this "

@@ -150,7 +150,6 @@ class FileResult:
     objects: int | None = None  # instances found
     foreground: float | None = None  # fraction of pixels of a foreground class
     error: str | None = None
-    skipped: bool = False
 
     @property
     def failed(self) -> bool:
@@ -158,8 +157,6 @@ class FileResult:
 
     def line(self) -> str:
         name = self.image.name
-        if self.skipped:
-            return f"{name}: skipped, its outputs are up to date"
         if self.error is not None:
             return f"{name}: error: {self.error}"
         shape = "x".join(str(n) for n in self.shape)
