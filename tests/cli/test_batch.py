@@ -128,3 +128,28 @@ def test_several_files_as_a_shell_expands_a_pattern(model, folder, tmp_path, cap
     assert sorted(p.name for p in out.iterdir()) == ["a_labels.tif", "c_labels.tif"]
     np.testing.assert_array_equal(tifffile.imread(out / "a_labels.tif"),
                                   _single(model, folder / "a.tif", tmp_path / "one.tif"))
+
+
+def test_a_stopped_run_keeps_what_it_wrote_and_the_next_one_goes_on(model, folder, tmp_path,
+                                                                     capsys, monkeypatch):
+    import signal
+
+    from napari_unet import cli
+
+    read = cli._Reader.__call__
+
+    def sigterm_at_b(self, path):  # SIGTERM arrives while b.tif is read
+        if path.name == "b.tif":
+            raise cli.Interrupted(signal.SIGTERM)
+        return read(self, path)
+
+    out = tmp_path / "out"
+    args = ["predict", "--model", str(model), "--image", str(folder), "--out", str(out)]
+    with monkeypatch.context() as patch:
+        patch.setattr(cli._Reader, "__call__", sigterm_at_b)
+        assert main(args) == 143
+    err = capsys.readouterr().err
+    assert "stopped by SIGTERM after 1 of 3 files; their outputs are kept" in err
+    assert [p.name for p in out.iterdir()] == ["a_labels.tif"]  # no temporary file left
+    assert main(args) == 0
+    assert "2 predicted, 1 skipped, 0 failed" in capsys.readouterr().err
