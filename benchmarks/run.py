@@ -35,6 +35,7 @@ def main() -> int:
         ["instances.py", *dev, *(["--seconds", "30"] if args.quick else [])],
         ["corrections.py", *(["--seconds", "10"] if args.quick else [])],
         ["dsb_cli.py", *(["--seconds", "60"] if args.quick else [])],
+        ["folder.py", *(["--n", "8", "--size", "512"] if args.quick else [])],
     ]
     if os.environ.get("DISPLAY"):
         runs.append(["responsiveness.py"])

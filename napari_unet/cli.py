@@ -208,11 +208,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="predict labels of an image with a trained model")
     p.add_argument("--model", required=True, type=Path)
-    p.add_argument("--image", required=True, type=Path)
-    p.add_argument("--out", required=True, type=_file, help="labels TIFF to write")
-    p.add_argument("--probabilities", type=_file, help="also write class probabilities here")
+    p.add_argument("--image", required=True, type=Path, nargs="+",
+                   help="image TIFF; or several, a folder, or a quoted pattern such as "
+                        "'folder/*.tif', to predict every TIFF file they name")
+    p.add_argument("--out", required=True, type=_file,
+                   help="labels TIFF to write; with several images, the folder that gets "
+                        "NAME_labels.tif for each (created if missing)")
+    p.add_argument("--probabilities", type=_file,
+                   help="also write class probabilities here (with several images: the "
+                        "folder that gets NAME_probabilities.tif)")
     p.add_argument("--instances", action="store_true",
                    help="write one label per object instead of one per class")
+    p.add_argument("--redo", action="store_true",
+                   help="with several images: also predict the images whose outputs are "
+                        "newer than the image and the model (skipped without it, whatever the "
+                        "options they were predicted with)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=_positive_int, default=None,
+                       help="with several images: predict on a dask LocalCluster of this "
+                            "many worker processes (one thread each); needs napari-unet[cluster]")
+    where.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                       help="with several images: predict on the workers of this dask "
+                            "scheduler (for example one started by dask-jobqueue)")
     _prediction_options(p)
 
     e = sub.add_parser("evaluate", help="score a model on an image with ground truth (JSON)")
@@ -466,27 +483,109 @@ def _load_model(path: Path):
     return bundle
 
 
+def predictor_options(args: argparse.Namespace) -> dict:
+    """The keyword arguments of :class:`~napari_unet.core.predict.Predictor` that
+    :func:`_prediction_options` describe."""
+    return {"device": args.device, "tile_size": args.tile_size, "tta": args.tta,
+            "foreground_threshold": args.threshold}
+
+
 def make_predictor(bundle, args: argparse.Namespace):
     """The predictor that :func:`_prediction_options` describe (``predict`` and
     ``evaluate`` predict with it; benchmarks too, with the parsed defaults)."""
     from .core.predict import Predictor
 
-    return Predictor(bundle, device=args.device, tile_size=args.tile_size, tta=args.tta,
-                     foreground_threshold=args.threshold)
+    return Predictor(bundle, **predictor_options(args))
+
+
+class _Reader:
+    """Reads one image as ``predict`` does (``--series``, ``--channel``); picklable, so
+    that the workers of a cluster read their own files."""
+
+    def __init__(self, series: int | None, channel: int | None):
+        self.series, self.channel = series, channel
+
+    def __call__(self, path: Path):
+        return _one_channel(_read(path, argparse.Namespace(series=self.series)), self.channel)
+
+
+def _predict_many(args: argparse.Namespace) -> int:
+    """``predict`` on several files, a folder or a pattern: one line per file on stderr,
+    files already done skipped, a bad file reported and the others predicted; status 2
+    if any failed."""
+    from .core.batch import Settings, check_folder, collect_images, is_done, plan_jobs, run_job
+
+    started = time.perf_counter()
+    out = check_folder(args.out)
+    probabilities = (None if args.probabilities is None
+                     else check_folder(args.probabilities, "--probabilities"))
+    images = collect_images(args.image)
+    jobs = plan_jobs(images, out, probabilities, extra_inputs=[args.model])
+    bundle = _load_model(args.model)
+    todo = [job for job in jobs if args.redo or not is_done(job, args.model)]
+    for folder in {out, probabilities} - {None}:
+        folder.mkdir(parents=True, exist_ok=True)
+    err = sys.stderr
+    if not args.quiet:
+        for job in jobs:
+            if job not in todo:
+                err.write(f"{job.image.name}: skipped, its outputs are up to date "
+                          "(--redo predicts it again)\n")
+    results = []
+
+    def report(result) -> None:
+        results.append(result)
+        if result.failed or not args.quiet:
+            err.write(result.line() + "\n")
+            err.flush()
+
+    settings = Settings(instances=args.instances, min_size=args.min_size)
+    read = _Reader(args.series, args.channel)
+    try:
+        if args.workers is not None or args.scheduler is not None:
+            from .core.cluster import run_on_cluster
+
+            run_on_cluster(todo, bundle, predictor_options(args), settings, read,
+                           workers=args.workers, scheduler=args.scheduler, on_result=report)
+        else:
+            predictor = make_predictor(bundle, args) if todo else None
+            for job in todo:
+                report(run_job(job, predictor, settings, read))
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        what = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+        done = sum(not r.failed for r in results)
+        err.write(f"\nnapari-unet: stopped by {what} after {done} of {len(todo)} files; their "
+                  "outputs are kept: run the same command again to predict the others\n")
+        return EXIT_SIGNAL[signum]
+    failed = sum(r.failed for r in results)
+    if not args.quiet or failed:
+        err.write(f"{len(results) - failed} predicted, {len(jobs) - len(todo)} skipped, "
+                  f"{failed} failed, in {time.perf_counter() - started:.1f} s; outputs in "
+                  f"{out}\n")
+    return EXIT_USAGE if failed else 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from .core.batch import is_many
     from .core.io import is_tiff_path, write_tiff
     from .core.paths import check_outputs
 
+    if len(args.image) > 1 or is_many(args.image[0]):
+        return _predict_many(args)
+    for option in ("workers", "scheduler"):
+        if getattr(args, option) is not None:
+            raise NapariUnetError(f"--{option} predicts many files: give --image a folder, "
+                                  "a quoted pattern such as 'folder/*.tif' or several files")
+    image_path = args.image[0]
     check_outputs([("--out", args.out), ("--probabilities", args.probabilities)],
-                  [("--image", args.image), ("--model", args.model)])
+                  [("--image", image_path), ("--model", args.model)])
     for option, path in (("--out", args.out), ("--probabilities", args.probabilities)):
         if path is not None and str(path) and not is_tiff_path(path):
             raise NapariUnetError(f"{option} {path} must be a TIFF file (.tif or .tiff): "
                                   "the labels are written as TIFF")
     bundle = _load_model(args.model)
-    image = _one_channel(_read(args.image, args), args.channel)
+    image = _one_channel(_read(image_path, args), args.channel)
     data = image.data
     predictor = make_predictor(bundle, args)
     n = 1 if data.ndim == 2 else data.shape[0]

@@ -124,6 +124,7 @@ def measure_cpu(steps: int = 2, batch: int = BATCH, patch: int = PATCH) -> CpuSp
     x = torch.randn(batch, 1, patch, patch).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 2, (batch, patch, patch))
 
+    @torch.enable_grad()  # also when first asked during a prediction (under no_grad)
     def step(threads: int, bf16: bool) -> float:
         torch.set_num_threads(threads)
         start = time.perf_counter()

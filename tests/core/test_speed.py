@@ -36,6 +36,16 @@ def test_measure_times_every_setting():
     assert measured.cpu == speed.cpu_name() and measured.cores == cores
 
 
+def test_measure_during_a_prediction():
+    """The first prediction of a process on a machine not measured yet measures it from
+    inside torch.no_grad."""
+    import torch
+
+    with torch.no_grad():
+        measured = speed.measure_cpu(steps=1, batch=1, patch=32)
+    assert all(t > 0 for t in measured.fp32.values())
+
+
 def _speed(fp32, bf16=None):
     return CpuSpeed("cpu", 2, "torch", fp32, bf16 or {})
 
