@@ -9,7 +9,8 @@ and keeps the faster settings. bf16 is used only when it was at
 least 10 % faster. The result is cached per CPU model, core count and torch version (in
 ``$NAPARI_UNET_CACHE_DIR``, else ``$XDG_CACHE_HOME/napari-unet`` or
 ``~/.cache/napari-unet``), so the measurement (a few seconds) runs once per machine;
-not when other work kept the machine busy meanwhile: then it is measured again next time.
+not when other processes used more than a tenth of the machine meanwhile: then it is
+measured again next time. Deleting ``cpu_speed.json`` there measures again.
 ``NAPARI_UNET_PRECISION=fp32|bf16`` and ``NAPARI_UNET_THREADS=N`` override it.
 """
 
@@ -222,9 +223,9 @@ def cpu_speed() -> CpuSpeed:
     path = cache_dir() / "cpu_speed.json"
     speed = _read_cache(path)
     if speed is None:
-        busy = machine_busy()
+        before, start = cpu_seconds(), time.perf_counter()
         speed = measure_cpu()
-        if busy or machine_busy():
+        if machine_busy(before, time.perf_counter() - start):
             log.info("the machine was busy while its speed was measured: the result is used "
                      "for this run and measured again next time")
         else:
@@ -232,12 +233,32 @@ def cpu_speed() -> CpuSpeed:
     return speed
 
 
-def machine_busy() -> bool:
-    """Whether other work keeps more than half of the cores busy (1-minute load)."""
+def cpu_seconds() -> tuple[float, float] | None:
+    """CPU seconds used so far by the whole machine (all processes, and time the hypervisor
+    gave to others) and by this process; ``None`` where ``/proc/stat`` is missing."""
     try:
-        return os.getloadavg()[0] > 0.5 * logical_cores() + 1
-    except OSError:  # pragma: no cover - no load average
-        return False
+        with open("/proc/stat", encoding="ascii") as stat:
+            ticks = [int(v) for v in stat.readline().split()[1:9]]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = ticks
+        own = os.times()
+        return ((user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK"),
+                own.user + own.system)
+    except (OSError, ValueError):
+        return None
+
+
+def machine_busy(before: tuple[float, float] | None, wall: float) -> bool:
+    """Whether other processes used more than a tenth of the machine during the ``wall``
+    seconds since ``before`` (:func:`cpu_seconds`); without ``/proc/stat``, whether the
+    1-minute load exceeds half of the cores."""
+    now = cpu_seconds()
+    if before is None or now is None:
+        try:
+            return os.getloadavg()[0] > 0.5 * logical_cores()
+        except OSError:  # pragma: no cover - no load average
+            return False
+    others = (now[0] - before[0]) - (now[1] - before[1])
+    return others > 0.1 * wall * logical_cores()
 
 
 @functools.cache

@@ -74,7 +74,7 @@ def test_measurement_is_cached_per_machine(fresh, monkeypatch):
     calls = []
     measured = _speed({2: 0.3, 1: 0.5}, {2: 0.7, 1: 0.9})
     monkeypatch.setattr(speed, "measure_cpu", lambda: calls.append(1) or measured)
-    monkeypatch.setattr(speed, "machine_busy", lambda: False)
+    monkeypatch.setattr(speed, "machine_busy", lambda *_: False)
     choice = speed.cpu_choice()
     assert (choice.threads, choice.bf16) == (2, False)
     entries = json.loads((fresh / "cpu_speed.json").read_text())
@@ -87,7 +87,7 @@ def test_measurement_is_cached_per_machine(fresh, monkeypatch):
 
 def test_busy_machine_measures_again_next_time(fresh, monkeypatch):
     monkeypatch.setattr(speed, "measure_cpu", lambda: _speed({2: 0.3}))
-    monkeypatch.setattr(speed, "machine_busy", lambda: True)
+    monkeypatch.setattr(speed, "machine_busy", lambda *_: True)
     speed.cpu_speed()
     assert not (fresh / "cpu_speed.json").exists()
 
@@ -95,7 +95,7 @@ def test_busy_machine_measures_again_next_time(fresh, monkeypatch):
 def test_damaged_cache_is_measured_again(fresh, monkeypatch):
     (fresh / "cpu_speed.json").write_text("{not json")
     monkeypatch.setattr(speed, "measure_cpu", lambda: _speed({2: 0.3}))
-    monkeypatch.setattr(speed, "machine_busy", lambda: False)
+    monkeypatch.setattr(speed, "machine_busy", lambda *_: False)
     assert speed.cpu_speed().source == "measured"
     assert json.loads((fresh / "cpu_speed.json").read_text())
 
@@ -110,7 +110,7 @@ def test_environment_overrides(fresh, monkeypatch):
 
 def test_override_precision_keeps_measured_threads(fresh, monkeypatch):
     monkeypatch.setattr(speed, "measure_cpu", lambda: _speed({2: 0.5, 1: 0.3}, {2: 0.1, 1: 0.1}))
-    monkeypatch.setattr(speed, "machine_busy", lambda: False)
+    monkeypatch.setattr(speed, "machine_busy", lambda *_: False)
     monkeypatch.setenv("NAPARI_UNET_PRECISION", "fp32")
     choice = speed.cpu_choice()
     assert (choice.threads, choice.bf16) == (1, False)
@@ -125,3 +125,18 @@ def test_trainer_uses_the_choice(fresh, monkeypatch):
     monkeypatch.setattr(speed, "logical_cores", lambda: 2)
     assert cpu_threads(leave_one_free=False) == 2
     assert cpu_threads(leave_one_free=True) == 1
+
+
+def test_other_work_during_the_measurement_counts_as_busy():
+    """A process spinning on a core while this one waits: the machine was busy."""
+    import subprocess
+    import sys
+    import time
+
+    before, start = speed.cpu_seconds(), time.perf_counter()
+    if before is None:
+        pytest.skip("no /proc/stat on this system")
+    subprocess.run([sys.executable, "-c",
+                    "import time\nend = time.perf_counter() + 1.5\n"
+                    "while time.perf_counter() < end: pass"], check=True)
+    assert speed.machine_busy(before, time.perf_counter() - start)
