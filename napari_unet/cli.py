@@ -653,8 +653,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.overwrite:
         raise NapariUnetError(f"--out {args.out} exists; give --overwrite to replace it")
     bundle = _load_model(args.model)
-    test_image = None
-    if args.test_image is not None:
+    if args.test_image is None:
+        from .samples import sample_image
+
+        test_image = sample_image()
+    else:
         test_image = _one_channel(_read(args.test_image, args), args.channel).data
     result = export_bioimageio(bundle, args.out, test_image=test_image, name=args.name,
                                authors=args.author)

@@ -1,4 +1,4 @@
-"""Paths of the sample data shipped with the package (no torch, no napari).
+"""The sample data shipped with the package (no torch, no napari).
 
 In a wheel the TIFFs live in ``napari_unet/_sample_data``; in a source checkout or an
 editable install they are read from the repository's ``sample_data/`` folder, where
@@ -31,3 +31,10 @@ def sample_path(name: str) -> Path:
     if name not in SAMPLES:
         raise KeyError(f"unknown sample {name!r}; choose from {', '.join(SAMPLES)}")
     return sample_dir() / SAMPLES[name]
+
+
+def sample_image(name: str = "nuclei"):
+    """The pixels of one sample (a numpy array)."""
+    from napari_unet.core.io import read_tiff
+
+    return read_tiff(sample_path(name)).data

@@ -153,16 +153,19 @@ class ModelPanel(Container):
         return True
 
     def _test_image(self, bundle):
-        """The slice in view of the image when it is one channel and large enough."""
+        """The slice in view of the image when it is one channel and large enough, else
+        the shipped nuclei sample."""
         import numpy as np
+
+        from napari_unet.samples import sample_image
 
         layer = self.session.image
         if layer is None or getattr(layer, "rgb", False) or layer.ndim not in (2, 3):
-            return None
+            return sample_image()
         z = self.session.current_slice()
         data = np.asarray(layer.data if z is None else layer.data[z])
         side = 2**bundle.config.depth
-        return data if min(data.shape) >= side and data.dtype.kind in "uif" else None
+        return data if min(data.shape) >= side and data.dtype.kind in "uif" else sample_image()
 
     def _export_name(self) -> str:
         if self._model_path is None:

@@ -97,15 +97,6 @@ def centre_slice(image: np.ndarray, multiple: int, side: int = TEST_SIDE) -> np.
     return np.ascontiguousarray(image[y0 : y0 + th, x0 : x0 + tw])
 
 
-def default_test_image() -> np.ndarray:
-    """The nuclei sample image shipped with the package."""
-    from napari_unet.samples import sample_path
-
-    from .io import read_tiff
-
-    return read_tiff(sample_path("nuclei")).data
-
-
 def reference_tensors(bundle: ModelBundle, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The test input (1, 1, Y, X) float32 and the probabilities (1, C, Y, X) that this
     project's :class:`~.predict.Predictor` gives for it: one tile without overlap,
@@ -196,12 +187,13 @@ def _require_spec():
         ) from None
 
 
-def export_bioimageio(bundle: ModelBundle, out: str | Path, *,
-                      test_image: np.ndarray | None = None, name: str | None = None,
+def export_bioimageio(bundle: ModelBundle, out: str | Path, *, test_image: np.ndarray,
+                      name: str | None = None,
                       authors: list[str] | None = None, onnx: bool = True) -> ExportResult:
     """Write ``bundle`` as a bioimage.io model package (a ``.zip``) at ``out``, atomically.
 
-    ``test_image`` (2D or a stack; by default the shipped nuclei sample) gives the test
+    ``test_image`` (2D or a stack; the command line and the GUI fall back on the shipped
+    nuclei sample, :func:`napari_unet.samples.sample_image`) gives the test
     tensors: its middle slice, cropped to at most :data:`TEST_SIDE` pixels a side.
     ``authors``: the names the package credits (bioimage.io asks for at least one).
     """
@@ -222,8 +214,6 @@ def export_bioimageio(bundle: ModelBundle, out: str | Path, *,
                          "bioimage.io package cannot describe")
     name = name or f"napari-unet {out.stem}"
     multiple = 2**bundle.config.depth
-    if test_image is None:
-        test_image = default_test_image()
     raw, probs = reference_tensors(bundle, test_image)
     model = bundle.build_model().eval()
     ids = channel_ids(bundle.class_names)
