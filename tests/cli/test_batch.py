@@ -134,13 +134,14 @@ def test_a_stopped_run_keeps_what_it_wrote_and_the_next_one_goes_on(model, folde
                                                                      capsys, monkeypatch):
     import signal
 
-    from napari_unet import cli
+    from napari_unet.cli import Interrupted
+    from napari_unet.cli import predict as cli
 
     read = cli._Reader.__call__
 
     def sigterm_at_b(self, path):  # SIGTERM arrives while b.tif is read
         if path.name == "b.tif":
-            raise cli.Interrupted(signal.SIGTERM)
+            raise Interrupted(signal.SIGTERM)
         return read(self, path)
 
     out = tmp_path / "out"

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from napari_unet.cli import Interrupted, _StopOnSignal
+from napari_unet.cli import Interrupted
+from napari_unet.cli.train import _StopOnSignal
 from napari_unet.core.checkpoint import load_bundle
 from napari_unet.core.data import TrainingData
 from napari_unet.core.train import TrainConfig, Trainer
@@ -118,11 +119,12 @@ def test_sigterm_during_start_up_is_one_line(image_pair, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     script = ("import os, signal, sys\n"
               "from napari_unet import cli\n"
+              "from napari_unet.cli import train\n"
               "def load(args):\n"
               "    os.kill(os.getpid(), signal.SIGTERM)\n"
               "    return real(args)\n"
-              "real = cli._load_pairs\n"
-              "cli._load_pairs = load\n"
+              "real = train._load_pairs\n"
+              "train._load_pairs = load\n"
               "sys.exit(cli.main(sys.argv[1:]))\n")
     proc = subprocess.run([sys.executable, "-c", script, "train", "--image", str(ip),
                            "--labels", str(lp), "--out", str(tmp_path / "m.pt"), *LONG],

@@ -1,0 +1,79 @@
+"""The ``napari-unet`` command line: train, predict, evaluate, export, demo.
+
+Errors the user can act on are printed as one line on stderr with exit status 2.
+Ctrl-C (SIGINT) ends with status 130 and SIGTERM with 143, after one line that says
+what was saved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from napari_unet.core.errors import NapariUnetError, failure_message
+
+from .common import EXIT_SIGNAL, EXIT_USAGE, Interrupted, _raise_interrupted
+from .parser import build_parser
+from .predict import cmd_evaluate, cmd_export, cmd_predict, make_predictor
+from .train import cmd_train, make_trainer, train_options
+
+__all__ = ["Interrupted", "build_parser", "main", "make_predictor", "make_trainer",
+           "train_options"]
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from napari_unet._napari.demo import run_demo
+
+    run_demo()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    commands = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate,
+                "export": cmd_export, "demo": cmd_demo}
+    # SIGTERM (a cluster's time limit, docker stop) unwinds like Ctrl-C: temporary files
+    # are removed and one line is printed.
+    import threading
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = {sig: signal.getsignal(sig) for sig in EXIT_SIGNAL} if main_thread else {}
+    if main_thread:
+        signal.signal(signal.SIGTERM, _raise_interrupted)
+    try:
+        return commands[args.command](args)
+    except NapariUnetError as exc:
+        sys.stderr.write(f"napari-unet: error: {exc}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        what = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+        sys.stderr.write(f"\nnapari-unet: stopped by {what}; nothing was written\n")
+        return EXIT_SIGNAL[signum]
+    except (RuntimeError, MemoryError) as exc:  # out of memory, or the GPU failed
+        message = failure_message(exc, args.command.capitalize())
+        if message is None:
+            raise
+        sys.stderr.write(f"napari-unet: error: {message}\n")
+        return EXIT_USAGE
+    except OSError as exc:
+        sys.stderr.write(f"napari-unet: error: {_os_error(exc)}\n")
+        return EXIT_USAGE
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _os_error(exc: OSError) -> str:
+    """A sentence for a failed read or write (a full disk, a file-size limit); the
+    temporary file of an atomic write is not named, the file it was for is."""
+    name = str(exc.filename or "")
+    base = Path(name).name
+    if base.startswith(".") and base.endswith(".tmp"):
+        name = str(Path(name).parent / base[1:].rsplit(".", 2)[0])
+    return f"{exc.strerror or exc}: {name}".rstrip(": ")

@@ -1,0 +1,190 @@
+"""The argument parser: every command's options and their checks."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from napari_unet import __version__
+from napari_unet.core.decision import FOREGROUND_THRESHOLD
+
+from .common import EXIT_USAGE
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit status 2
+        sys.stderr.write(f"napari-unet: error: {message}\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
+
+
+def _file(text: str) -> Path:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty file name: give the file to write")
+    return Path(text)
+
+
+def _seed(text: str) -> int:
+    value = int(text)
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be 0 to {2**32 - 1}, not {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
+    return value
+
+
+def _series_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--series", type=_non_negative_int, default=None,
+                   help="the image (series, from 0) to read from TIFF files that hold "
+                        "several; such files are refused without it, with the list of theirs")
+
+
+def _threshold(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), not {text}")
+    return value
+
+
+def _prediction_options(p: argparse.ArgumentParser) -> None:
+    """How to predict: the options ``predict`` and ``evaluate`` share."""
+    _series_option(p)
+    p.add_argument("--channel", type=int, default=None,
+                   help="the channel to predict, for RGB or multi-channel images (from 0)")
+    p.add_argument("--min-size", type=_non_negative_int, default=10,
+                   help="smallest object kept, in pixels")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--tile-size", type=_positive_int, default=1024)
+    p.add_argument("--tta", action="store_true",
+                   help="average over flipped copies (4x the time, slightly better outlines)")
+    p.add_argument("--threshold", type=_threshold, default=FOREGROUND_THRESHOLD,
+                   help="foreground where 1 - p(background) is at least this (between 0 and 1), "
+                        "for any number of classes; a foreground pixel takes its most likely "
+                        "foreground class. Higher gives smaller objects (default %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="napari-unet", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"napari-unet {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a U-Net on image / label TIFF pairs")
+    t.add_argument("--image", action="append", required=True, type=Path,
+                   help="image TIFF (2D or a stack of 2D slices); repeat for several")
+    t.add_argument("--labels", action="append", required=True, type=Path,
+                   help="label TIFF of the same shape as its --image; repeat likewise")
+    t.add_argument("--labels-kind", choices=("annotation", "semantic", "instance"),
+                   default="annotation",
+                   help="annotation: 0 = not annotated, 1 = background, 2.. classes; "
+                        "semantic: dense, 0 = background; instance: 0 = background, 1..N objects")
+    t.add_argument("--out", required=True, type=_file, help="model file to write (.pt)")
+    t.add_argument("--channel", type=int, default=None,
+                   help="the channel to train on, for RGB or multi-channel images (from 0)")
+    _series_option(t)
+    budget = t.add_mutually_exclusive_group()
+    budget.add_argument("--seconds", type=_positive_float, help="wall-clock budget")
+    budget.add_argument("--iterations", type=_positive_int, help="iteration budget")
+    t.add_argument("--resume", type=Path, help="continue training this model file")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace --out when it exists (without it, an existing --out is "
+                        "replaced only when it is the --resume model)")
+    t.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda or mps")
+    t.add_argument("--seed", type=_seed, default=0)
+    t.add_argument("--start-model", choices=("nuclei", "none"), default=None,
+                   help="start a new model from the shipped nuclei model (base 16, depth 4) "
+                        "or from random weights; default: nuclei for annotation strokes, "
+                        "none otherwise")
+    t.add_argument("--base-channels", type=_positive_int, default=None)
+    t.add_argument("--depth", type=_positive_int, default=None, help="default 4")
+    t.add_argument("--transposed", action="store_true", help="transposed-convolution up-sampling")
+    t.add_argument("--batch-size", type=_positive_int, default=None)
+    t.add_argument("--patch-size", type=_positive_int, default=None)
+    t.add_argument("--learning-rate", type=_positive_float, default=None)
+    t.add_argument("--elastic-sigma", type=_non_negative_float, default=None,
+                   help="strength of the elastic deformation in pixels (0 turns it off; "
+                        "default 6 on a CPU, 8 on a GPU)")
+    t.add_argument("--checkpointing", action="store_true",
+                   help="recompute activations in backward to save memory")
+    t.add_argument("--border-weights", action="store_true",
+                   help="weigh the background between close objects up to 11x (the U-Net "
+                        "paper's weight map, w0 = 10, sigma = 5 px) to separate touching objects")
+    t.add_argument("--edge-weight", type=_non_negative_float, default=None,
+                   help="weight of the loss that snaps outlines to image edges (default 1 for "
+                        "annotation strokes, 0 for dense labels; 0 turns it off)")
+
+    p = sub.add_parser("predict", help="predict labels of an image with a trained model")
+    p.add_argument("--model", required=True, type=Path)
+    p.add_argument("--image", required=True, type=Path, nargs="+",
+                   help="image TIFF; or several, a folder, or a quoted pattern such as "
+                        "'folder/*.tif', to predict every TIFF file they name")
+    p.add_argument("--out", required=True, type=_file,
+                   help="labels TIFF to write; with several images, the folder that gets "
+                        "NAME_labels.tif for each (created if missing)")
+    p.add_argument("--probabilities", type=_file,
+                   help="also write class probabilities here (with several images: the "
+                        "folder that gets NAME_probabilities.tif)")
+    p.add_argument("--instances", action="store_true",
+                   help="write one label per object instead of one per class")
+    p.add_argument("--redo", action="store_true",
+                   help="with several images: also predict the images whose outputs are "
+                        "newer than the image and the model (skipped without it, whatever the "
+                        "options they were predicted with)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=_positive_int, default=None,
+                       help="with several images: predict on a dask LocalCluster of this "
+                            "many worker processes (one thread each); needs napari-unet[cluster]")
+    where.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                       help="with several images: predict on the workers of this dask "
+                            "scheduler (for example one started by dask-jobqueue)")
+    _prediction_options(p)
+
+    e = sub.add_parser("evaluate", help="score a model on an image with ground truth (JSON)")
+    e.add_argument("--model", required=True, type=Path)
+    e.add_argument("--image", required=True, type=Path)
+    e.add_argument("--labels", required=True, type=Path, help="ground truth of the same shape")
+    e.add_argument("--labels-kind", choices=("semantic", "instance"), required=True)
+    _prediction_options(e)
+
+    x = sub.add_parser("export", help="write a model as a bioimage.io model package (.zip)")
+    x.add_argument("--model", required=True, type=Path, help="napari-unet model file (.pt)")
+    x.add_argument("--out", required=True, type=_file, help="package to write (.zip)")
+    x.add_argument("--test-image", type=Path, default=None,
+                   help="TIFF whose middle slice, cropped to 256 x 256 pixels at most, gives "
+                        "the package's test tensors (default: the nuclei sample)")
+    _series_option(x)
+    x.add_argument("--channel", type=int, default=None,
+                   help="the channel of --test-image, for RGB or multi-channel images")
+    x.add_argument("--name", default=None, help="the model's name in the package")
+    x.add_argument("--author", action="append", default=None,
+                   help="a name the package credits; repeat for several")
+    x.add_argument("--overwrite", action="store_true", help="replace --out when it exists")
+
+    sub.add_parser("demo", help="open napari with the sample data and the plugin docked")
+    return parser

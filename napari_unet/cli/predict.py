@@ -1,0 +1,206 @@
+"""``napari-unet predict``, ``evaluate`` and ``export``: one file, many files, a cluster."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+
+from napari_unet.core.errors import NapariUnetError
+
+from .common import EXIT_SIGNAL, EXIT_USAGE, _bar
+from .inputs import _load_model, _one_channel, _read
+
+
+def predictor_options(args: argparse.Namespace) -> dict:
+    """The keyword arguments of :class:`~napari_unet.core.predict.Predictor` that
+    :func:`_prediction_options` describe."""
+    return {"device": args.device, "tile_size": args.tile_size, "tta": args.tta,
+            "foreground_threshold": args.threshold}
+
+
+def make_predictor(bundle, args: argparse.Namespace):
+    """The predictor that :func:`_prediction_options` describe (``predict`` and
+    ``evaluate`` predict with it; benchmarks too, with the parsed defaults)."""
+    from napari_unet.core.predict import Predictor
+
+    return Predictor(bundle, **predictor_options(args))
+
+
+class _Reader:
+    """Reads one image as ``predict`` does (``--series``, ``--channel``); picklable, so
+    that the workers of a cluster read their own files."""
+
+    def __init__(self, series: int | None, channel: int | None):
+        self.series, self.channel = series, channel
+
+    def __call__(self, path: Path):
+        return _one_channel(_read(path, argparse.Namespace(series=self.series)), self.channel)
+
+
+def _predict_many(args: argparse.Namespace) -> int:
+    """``predict`` on several files, a folder or a pattern: one line per file on stderr,
+    files already done skipped, a bad file reported and the others predicted; status 2
+    if any failed."""
+    from napari_unet.core.batch import (
+        Settings,
+        check_folder,
+        collect_images,
+        is_done,
+        plan_jobs,
+        run_job,
+    )
+
+    started = time.perf_counter()
+    out = check_folder(args.out)
+    probabilities = (None if args.probabilities is None
+                     else check_folder(args.probabilities, "--probabilities"))
+    images = collect_images(args.image)
+    jobs = plan_jobs(images, out, probabilities, extra_inputs=[args.model])
+    bundle = _load_model(args.model)
+    todo = [job for job in jobs if args.redo or not is_done(job, args.model)]
+    for folder in {out, probabilities} - {None}:
+        folder.mkdir(parents=True, exist_ok=True)
+    err = sys.stderr
+    if not args.quiet:
+        for job in jobs:
+            if job not in todo:
+                err.write(f"{job.image.name}: skipped, its outputs are up to date "
+                          "(--redo predicts it again)\n")
+    results = []
+
+    def report(result) -> None:
+        results.append(result)
+        if result.failed or not args.quiet:
+            err.write(result.line() + "\n")
+            err.flush()
+
+    settings = Settings(instances=args.instances, min_size=args.min_size)
+    read = _Reader(args.series, args.channel)
+    try:
+        if args.workers is not None or args.scheduler is not None:
+            from napari_unet.core.cluster import run_on_cluster
+
+            run_on_cluster(todo, bundle, predictor_options(args), settings, read,
+                           workers=args.workers, scheduler=args.scheduler, on_result=report)
+        else:
+            predictor = make_predictor(bundle, args) if todo else None
+            for job in todo:
+                report(run_job(job, predictor, settings, read))
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        what = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+        done = sum(not r.failed for r in results)
+        err.write(f"\nnapari-unet: stopped by {what} after {done} of {len(todo)} files; their "
+                  "outputs are kept: run the same command again to predict the others\n")
+        return EXIT_SIGNAL[signum]
+    failed = sum(r.failed for r in results)
+    if not args.quiet or failed:
+        err.write(f"{len(results) - failed} predicted, {len(jobs) - len(todo)} skipped, "
+                  f"{failed} failed, in {time.perf_counter() - started:.1f} s; outputs in "
+                  f"{out}\n")
+    return EXIT_USAGE if failed else 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from napari_unet.core.batch import is_many
+    from napari_unet.core.io import is_tiff_path, write_tiff
+    from napari_unet.core.paths import check_outputs
+
+    if len(args.image) > 1 or is_many(args.image[0]):
+        return _predict_many(args)
+    for option in ("workers", "scheduler"):
+        if getattr(args, option) is not None:
+            raise NapariUnetError(f"--{option} predicts many files: give --image a folder, "
+                                  "a quoted pattern such as 'folder/*.tif' or several files")
+    image_path = args.image[0]
+    check_outputs([("--out", args.out), ("--probabilities", args.probabilities)],
+                  [("--image", image_path), ("--model", args.model)])
+    for option, path in (("--out", args.out), ("--probabilities", args.probabilities)):
+        if path is not None and str(path) and not is_tiff_path(path):
+            raise NapariUnetError(f"{option} {path} must be a TIFF file (.tif or .tiff): "
+                                  "the labels are written as TIFF")
+    bundle = _load_model(args.model)
+    image = _one_channel(_read(image_path, args), args.channel)
+    data = image.data
+    predictor = make_predictor(bundle, args)
+    n = 1 if data.ndim == 2 else data.shape[0]
+
+    def progress(done: int, total: int) -> None:
+        if not args.quiet and total > 1:
+            sys.stderr.write(f"\r[{_bar(done / total)}] slice {done}/{total}  ")
+            sys.stderr.flush()
+
+    result = predictor.predict(data, probabilities=args.probabilities is not None,
+                               instances=args.instances, min_size=args.min_size,
+                               progress=progress)
+    labels = result.instances if args.instances else result.labels
+    write_tiff(args.out, labels, scale=image.scale if len(image.scale) == labels.ndim else None)
+    if args.probabilities is not None:
+        write_tiff(args.probabilities, result.probabilities)
+    if not args.quiet:
+        if n > 1:
+            sys.stderr.write("\n")
+        what = f"{int(labels.max())} objects" if args.instances else f"{bundle.n_classes} classes"
+        sys.stderr.write(f"wrote {args.out} ({what})\n")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from napari_unet.core.data import check_labels_array
+    from napari_unet.core.metrics import evaluate
+
+    bundle = _load_model(args.model)
+    image = _one_channel(_read(args.image, args), args.channel)
+    truth = check_labels_array(
+        _one_channel(_read(args.labels, args, labels=True), None, "label image").data,
+        "ground truth labels")
+    if truth.shape != image.data.shape and truth.size == image.data.size and (
+            truth.shape[-2:] == image.data.shape[-2:]):  # one slice: 2D in one file only
+        truth = truth.reshape(image.data.shape)
+    if truth.shape != image.data.shape:
+        raise NapariUnetError(
+            f"{args.labels.name} has shape {truth.shape} but {args.image.name} has shape "
+            f"{image.data.shape}; they must match"
+        )
+    if args.labels_kind == "semantic" and truth.max() >= bundle.n_classes:
+        raise NapariUnetError(
+            f"the ground truth uses class {int(truth.max())} but the model predicts classes "
+            f"0..{bundle.n_classes - 1}"
+        )
+    result = make_predictor(bundle, args).predict(
+        image.data, instances=args.labels_kind == "instance", min_size=args.min_size)
+    scores = evaluate(result.labels, truth, args.labels_kind, result.instances)
+    print(json.dumps({"model": str(args.model), "image": str(args.image), **scores}))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from napari_unet.core.export import export_bioimageio, is_package_path
+    from napari_unet.core.paths import check_outputs
+
+    check_outputs([("--out", args.out)], [("--model", args.model),
+                                          ("--test-image", args.test_image)])
+    if not is_package_path(args.out):
+        raise NapariUnetError(f"--out {args.out} must end in .zip: a bioimage.io model "
+                              "package is a zip file")
+    if args.out.exists() and not args.overwrite:
+        raise NapariUnetError(f"--out {args.out} exists; give --overwrite to replace it")
+    bundle = _load_model(args.model)
+    if args.test_image is None:
+        from napari_unet.samples import sample_image
+
+        test_image = sample_image()
+    else:
+        test_image = _one_channel(_read(args.test_image, args), args.channel).data
+    result = export_bioimageio(bundle, args.out, test_image=test_image, name=args.name,
+                               authors=args.author)
+    if not args.quiet:
+        left = "".join(f"; {fmt} left out ({why})" for fmt, why in result.skipped.items())
+        sys.stderr.write(f"wrote {args.out} (weights: {', '.join(result.weight_formats)}"
+                         f"{left})\n")
+    return 0

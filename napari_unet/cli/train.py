@@ -1,0 +1,162 @@
+"""``napari-unet train``: plan the run as the GUI does, train, save what it learnt."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+
+from napari_unet.core.errors import NapariUnetError, failure_message, is_out_of_memory
+
+from .common import EXIT_SIGNAL, _bar, _fmt_seconds, _raise_interrupted
+from .inputs import _load_model, _load_pairs
+
+
+class _StopOnSignal:
+    """During training: the first Ctrl-C or SIGTERM asks the trainer to stop after the
+    current iteration; a second one raises :class:`Interrupted` at once."""
+
+    def __init__(self, trainer, quiet: bool):
+        self.trainer, self.quiet, self.signum = trainer, quiet, None
+        self._previous = {}
+
+    def __enter__(self):
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        for sig in EXIT_SIGNAL:
+            self._previous[sig] = signal.signal(sig, self._first)
+        return self
+
+    def _first(self, signum, frame) -> None:
+        self.signum = signum
+        self.trainer.stop()
+        for sig in EXIT_SIGNAL:
+            signal.signal(sig, _raise_interrupted)
+        if not self.quiet:
+            sys.stderr.write("\nstopping after this iteration to save the model trained so "
+                             "far (Ctrl-C again quits without saving)\n")
+            sys.stderr.flush()
+
+    def __exit__(self, *exc) -> None:
+        if self.signum is None:  # after a stop, a second signal still quits at once
+            for sig, handler in self._previous.items():
+                signal.signal(sig, handler)
+
+
+def train_options(args: argparse.Namespace):
+    """The :class:`~napari_unet.core.config.TrainOptions` that ``train``'s options say."""
+    from napari_unet.core.config import TrainOptions
+
+    return TrainOptions(
+        labels_kind=args.labels_kind, iterations=args.iterations, seconds=args.seconds,
+        batch_size=args.batch_size, patch_size=args.patch_size,
+        learning_rate=args.learning_rate, elastic_sigma=args.elastic_sigma,
+        edge_weight=args.edge_weight,
+        border_weights=args.border_weights, start_model=args.start_model,
+        base_channels=args.base_channels, depth=args.depth, bilinear=not args.transposed,
+        checkpointing=args.checkpointing, device=args.device, seed=args.seed,
+    )
+
+
+def _check_train_out(args: argparse.Namespace) -> bool:
+    """Refuse an ``--out`` that cannot be written or that would replace an input or an
+    existing model; return whether ``--out`` may hold the weights of an unfinished run
+    (it did not exist, or it is the ``--resume`` model)."""
+    from napari_unet.core.paths import check_outputs, same_file
+
+    inputs = [("--image", p) for p in args.image] + [("--labels", p) for p in args.labels]
+    check_outputs([("--out", args.out)], inputs)
+    resumed = args.resume is not None and same_file(args.out, args.resume)
+    exists = args.out.exists()
+    if exists and not resumed and not args.overwrite:
+        raise NapariUnetError(
+            f"--out {args.out} already exists: add --resume {args.out} to continue training "
+            "it, --overwrite to replace it, or choose another file name"
+        )
+    return not exists or resumed
+
+
+def _save_partial(trainer, args: argparse.Namespace, out_is_safe: bool) -> Path:
+    """Save an unfinished run to ``--out`` when that loses nothing, else beside it."""
+    from napari_unet.core.paths import interrupted_path
+
+    target = args.out if out_is_safe else interrupted_path(args.out)
+    trainer.bundle().save(target)
+    return target
+
+
+def make_trainer(args: argparse.Namespace, images, labels):
+    """The :class:`~napari_unet.core.train.Trainer` that ``train`` runs with ``args`` (its
+    defaults included) on label images of ``args.labels_kind``, planned by
+    :func:`~napari_unet.core.plan.plan_training` as in the GUI. Benchmarks call it with
+    arrays and ``build_parser().parse_args(["train", ...])`` to train as the command does."""
+    from napari_unet.core.data import to_annotations
+    from napari_unet.core.plan import plan_training
+    from napari_unet.core.train import Trainer
+
+    options = train_options(args)
+    annotations = [to_annotations(lab, args.labels_kind) for lab in labels]
+    objects = [lab if args.labels_kind == "instance" else None for lab in labels]
+    plan = plan_training(images, annotations, options, objects=objects,
+                         resume=_load_model(args.resume) if args.resume else None)
+    return Trainer(plan.bundle, plan.data, plan.config)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    out_is_safe = _check_train_out(args)
+    images, labels = _load_pairs(args)
+    trainer = make_trainer(args, images, labels)
+    data = trainer.data
+    out = sys.stderr
+    if not args.quiet:
+        out.write(
+            f"training on {trainer.device.type}: {sum(p.image.shape[0] for p in data.train)} "
+            f"slices, {data.n_classes} classes, annotated pixels {data.counts.tolist()}\n"
+        )
+    last = 0.0
+    progress = None
+    try:
+        with _StopOnSignal(trainer, args.quiet) as stop:
+            for progress in trainer.fit():
+                now = time.monotonic()
+                if not args.quiet and (now - last > 0.5 or progress.fraction >= 1):
+                    last = now
+                    val = ("" if trainer.last_validation is None
+                           else f" val IoU {trainer.last_validation:.3f}")
+                    out.write(
+                        f"\r[{_bar(progress.fraction)}] {progress.fraction:4.0%} it "
+                        f"{progress.run_iteration} loss {progress.loss:.4f}{val} "
+                        f"{_fmt_seconds(progress.elapsed)}<{_fmt_seconds(progress.eta)}  "
+                    )
+                    out.flush()
+    except (RuntimeError, MemoryError) as exc:
+        # Out of memory after some iterations: keep what was learnt until then.
+        if not is_out_of_memory(exc) or trainer.run_iteration == 0:
+            raise
+        target = _save_partial(trainer, args, out_is_safe)
+        raise NapariUnetError(
+            f"{failure_message(exc, 'Training')}; the {trainer.run_iteration} iterations "
+            f"trained until then were saved to {target}"
+        ) from None
+    if stop.signum is not None:
+        what = "Ctrl-C" if stop.signum == signal.SIGINT else "SIGTERM"
+        if not args.quiet:
+            out.write("\n")
+        if trainer.run_iteration == 0:
+            out.write(f"napari-unet: stopped by {what} before the first iteration; nothing "
+                      "was saved\n")
+        else:
+            target = _save_partial(trainer, args, out_is_safe)
+            out.write(f"napari-unet: stopped by {what} after {trainer.run_iteration} "
+                      f"iterations; the model trained so far was saved to {target}\n")
+        return EXIT_SIGNAL[stop.signum]
+    bundle = trainer.bundle()
+    bundle.save(args.out)
+    if not args.quiet:
+        its = 0 if progress is None else progress.run_iteration
+        out.write(f"\nsaved {args.out} ({its} iterations this run, {bundle.iterations} in all)\n")
+    return 0
