@@ -17,7 +17,7 @@ compare like with like):
   prediction, the whole image weighs 3x, patches are drawn as before (what *Accept
   corrections* used to do);
 * ``edits, 3x``: only the pixels the user changed become annotation, they weigh 3x
-  and centre a share of the patches (``core.data.FOCUS_SHARE``; the plugin's *Accept
+  and centre a share of the patches (``core.sampling.FOCUS_SHARE``; the plugin's *Accept
   corrections* now), here with a share of 0.25 and 0.1;
 * ``edits, 1x``: the same annotation without the extra weight (nor the focus).
 
@@ -39,7 +39,7 @@ from _common import DATA, need, table
 from scipy import ndimage as ndi
 from sparse import strokes
 
-from napari_unet.core import data as data_module
+from napari_unet.core import sampling as sampling_module
 from napari_unet.core.config import TrainOptions
 from napari_unet.core.corrections import accept_edits
 from napari_unet.core.data import TrainingData
@@ -150,7 +150,7 @@ def main() -> None:
     for policy, share in (("whole slice", 0.0), ("edits, 3x", 0.25), ("edits, 3x", 0.1),
                           ("edits, 1x", 0.0)):
         annotations, weights = accepted(policy)
-        data_module.FOCUS_SHARE = share
+        sampling_module.FOCUS_SHARE = share
         bundle = train(start, list(images[train_idx]), annotations, weights, cfg)
         label = policy if policy != "edits, 3x" else f"{policy}, focus {share:g}"
         rows.append([label, f"+{more} it", *scores(bundle, annotations)])

@@ -20,7 +20,7 @@ import tifffile
 from _common import DATA, need, table
 
 from napari_unet.core.config import TrainOptions
-from napari_unet.core.data import to_annotations
+from napari_unet.core.labels import to_annotations
 from napari_unet.core.metrics import foreground_iou, instance_scores
 from napari_unet.core.plan import plan_training
 from napari_unet.core.predict import Predictor

@@ -192,7 +192,7 @@ def main() -> None:
 
     image = tifffile.imread(sample_path("nuclei"))
     labels = tifffile.imread(sample_path("nuclei_labels"))
-    from napari_unet.core.data import to_annotations
+    from napari_unet.core.labels import to_annotations
 
     data = TrainingData.from_annotations([image], [to_annotations(labels, "instance")],
                                          validation_fraction=0)

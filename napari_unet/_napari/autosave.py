@@ -114,9 +114,9 @@ def _write(path: Path, data: np.ndarray) -> Path:
 
 def restore(layer: Labels, image: Image) -> Path | None:
     """Load the autosave of ``image`` into ``layer`` when there is one of its shape."""
-    from napari_unet.core.data import check_labels_array
     from napari_unet.core.errors import NapariUnetError
     from napari_unet.core.io import read_tiff
+    from napari_unet.core.labels import check_labels_array
 
     path = autosave_path(image)
     if not path.is_file():

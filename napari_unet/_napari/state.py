@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from psygnal import Signal
 
-from napari_unet.core.data import DEFAULT_COLORS
 from napari_unet.core.decision import FOREGROUND_THRESHOLD
+from napari_unet.core.labels import DEFAULT_COLORS
 
 if TYPE_CHECKING:
     import napari

@@ -151,7 +151,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
-    from napari_unet.core.data import check_labels_array
+    from napari_unet.core.labels import check_labels_array
     from napari_unet.core.metrics import evaluate
 
     bundle = _load_model(args.model)

@@ -94,7 +94,7 @@ def make_trainer(args: argparse.Namespace, images, labels):
     defaults included) on label images of ``args.labels_kind``, planned by
     :func:`~napari_unet.core.plan.plan_training` as in the GUI. Benchmarks call it with
     arrays and ``build_parser().parse_args(["train", ...])`` to train as the command does."""
-    from napari_unet.core.data import to_annotations
+    from napari_unet.core.labels import to_annotations
     from napari_unet.core.plan import plan_training
     from napari_unet.core.train import Trainer
 

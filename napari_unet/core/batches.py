@@ -8,7 +8,7 @@ import threading
 
 import torch
 
-from .data import PatchSampler
+from .sampling import PatchSampler
 
 
 class HostBatches:

@@ -17,10 +17,11 @@ from typing import Any
 
 import torch
 
-from .data import DEFAULT_COLORS, INSTANCE_CLASSES, Normalisation
 from .errors import ModelFileError
 from .io import atomic_write
+from .labels import DEFAULT_COLORS, INSTANCE_CLASSES
 from .model import UNet, UNetConfig
+from .normalise import Normalisation
 
 FORMAT = "napari-unet model"
 FORMAT_VERSION = 1

@@ -16,9 +16,10 @@ import numpy as np
 
 from .checkpoint import ModelBundle, default_class_names, load_bundle
 from .config import START_MODEL, TrainConfig, TrainOptions
-from .data import TrainingData, border_weights, painted_objects
+from .data import TrainingData
 from .device import select_device
 from .errors import InputError
+from .labels import border_weights, painted_objects
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from .checkpoint import ModelBundle
-from .data import as_stack
 from .decision import FOREGROUND_THRESHOLD, check_threshold, decide
 from .device import autocast, keep_freed_memory, prefers_channels_last, select_device
 from .errors import (
@@ -28,6 +27,7 @@ from .errors import (
     is_device_failure,
     is_out_of_memory,
 )
+from .labels import as_stack
 from .model import UNet
 
 ProgressCallback = Callable[[int, int], None]

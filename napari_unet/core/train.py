@@ -24,7 +24,7 @@ from .augment import Augmenter
 from .batches import batch_source
 from .checkpoint import ModelBundle
 from .config import TrainConfig
-from .data import PatchSampler, TrainingData
+from .data import TrainingData
 from .decision import decide
 from .device import (
     autocast,
@@ -35,6 +35,7 @@ from .device import (
 )
 from .errors import TrainingError
 from .losses import anchor_loss, edge_loss, masked_loss
+from .sampling import PatchSampler
 
 log = logging.getLogger(__name__)
 

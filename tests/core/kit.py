@@ -1,6 +1,7 @@
 """Tiny models and data shared by the core tests of training and prediction."""
 
-from napari_unet.core.data import TrainingData, to_annotations
+from napari_unet.core.data import TrainingData
+from napari_unet.core.labels import to_annotations
 from napari_unet.core.model import UNetConfig
 from napari_unet.core.train import TrainConfig
 

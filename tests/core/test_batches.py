@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from napari_unet.core.data import TrainingData, to_annotations
+from napari_unet.core.data import TrainingData
+from napari_unet.core.labels import to_annotations
 
 
 def test_batches_cut_on_the_device_equal_the_sampler_batches(blob_data):
     """The GPU path (data kept on the device) cuts the same patches as the CPU sampler."""
     from napari_unet.core.batches import DeviceBatches
-    from napari_unet.core.data import PatchSampler
+    from napari_unet.core.sampling import PatchSampler
 
     image, labels = blob_data
     weights = np.ones(image.shape, np.float32)

@@ -1,17 +1,17 @@
 import numpy as np
 import pytest
 
-from napari_unet.core.data import (
+from napari_unet.core.data import TrainingData
+from napari_unet.core.errors import InputError
+from napari_unet.core.labels import (
     IGNORE,
-    Normalisation,
-    PatchSampler,
-    TrainingData,
     border_weights,
     instance_to_classes,
     painted_objects,
     to_annotations,
 )
-from napari_unet.core.errors import InputError
+from napari_unet.core.normalise import Normalisation
+from napari_unet.core.sampling import PatchSampler
 
 
 def test_label_kinds_follow_the_conventions():
@@ -165,7 +165,8 @@ def test_painted_objects_number_each_painted_region_of_each_class():
 def test_sampler_centres_a_share_of_patches_on_heavy_pixels():
     """A 5x5 correction weighted 3x among 128x128 painted pixels centres FOCUS_SHARE of
     the patches; without weights it would centre almost none."""
-    from napari_unet.core.data import FOCUS_SHARE, Pair, PatchSampler
+    from napari_unet.core.data import Pair
+    from napari_unet.core.sampling import FOCUS_SHARE, PatchSampler
 
     image = np.zeros((1, 256, 256), np.float32)
     target = np.full((1, 256, 256), -1, np.int64)

@@ -9,8 +9,8 @@ import torch
 from napari_unet.core import plan as plan_module
 from napari_unet.core.checkpoint import load_bundle
 from napari_unet.core.config import START_MODEL, TrainOptions
-from napari_unet.core.data import to_annotations
 from napari_unet.core.errors import InputError
+from napari_unet.core.labels import to_annotations
 from napari_unet.core.plan import plan_training
 from napari_unet.core.train import Trainer
 

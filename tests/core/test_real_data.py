@@ -6,7 +6,8 @@ import numpy as np
 import tifffile
 
 from napari_unet.core.checkpoint import ModelBundle
-from napari_unet.core.data import TrainingData, to_annotations
+from napari_unet.core.data import TrainingData
+from napari_unet.core.labels import to_annotations
 from napari_unet.core.model import UNetConfig
 from napari_unet.core.predict import Predictor
 from napari_unet.core.train import TrainConfig, Trainer

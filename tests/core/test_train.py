@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from napari_unet.core.checkpoint import ModelBundle
-from napari_unet.core.data import TrainingData, to_annotations
+from napari_unet.core.data import TrainingData
 from napari_unet.core.errors import InputError
+from napari_unet.core.labels import to_annotations
 from napari_unet.core.predict import Predictor
 from napari_unet.core.train import Progress, TrainConfig, Trainer
 from tests.core.kit import FAST, TINY, blob_training

@@ -15,10 +15,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from napari_unet.core.data import IGNORE, Normalisation, PatchSampler, TrainingData
+from napari_unet.core.data import TrainingData
 from napari_unet.core.errors import InputError, NapariUnetError
 from napari_unet.core.io import read_tiff
+from napari_unet.core.labels import IGNORE
+from napari_unet.core.normalise import Normalisation
 from napari_unet.core.predict import Predictor
+from napari_unet.core.sampling import PatchSampler
 
 from .conftest import tiny_bundle
 
@@ -179,7 +182,7 @@ def test_tiled_prediction_shapes_and_probabilities(data, n_classes, shape, tile,
        w0=st.floats(0, 20), sigma=st.floats(0.5, 10))
 @FUZZ
 def test_border_weights_are_bounded_and_leave_objects_alone(labels, w0, sigma):
-    from napari_unet.core.data import border_weights, painted_objects
+    from napari_unet.core.labels import border_weights, painted_objects
 
     w = border_weights(labels, w0=w0, sigma=sigma)
     assert w.shape == labels.shape and w.dtype == np.float32

@@ -14,8 +14,8 @@ import torch
 
 from napari_unet.core import predict as predict_module
 from napari_unet.core.checkpoint import load_bundle
-from napari_unet.core.data import Normalisation
 from napari_unet.core.errors import ModelFileError
+from napari_unet.core.normalise import Normalisation
 from napari_unet.core.predict import Predictor
 
 from .conftest import TINY, assert_refused, sparse_annotations, tiny_bundle
