@@ -9,8 +9,9 @@ saves a screenshot of the window. Run under a display, e.g.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
+
+from _events import pump
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,19 +23,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshot.png")
     args = parser.parse_args()
 
-    from qtpy.QtWidgets import QApplication
 
     from napari_unet._napari.demo import open_demo
 
     viewer, widget = open_demo()
     viewer.window.resize(1280, 800)
-    app = QApplication.instance()
-
-    def pump(seconds: float, until=None) -> None:
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end and not (until and until()):
-            app.processEvents()
-            time.sleep(0.005)
 
     pump(1.0)
     settings = widget.train.settings

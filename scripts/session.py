@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
+from _events import pump
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("NAPARI_UNET_DATA", ROOT.parent / "shared" / "data"))
@@ -37,7 +37,6 @@ def main() -> int:
     if not folder.exists():
         sys.exit(f"DSB 2018 data not found at {folder} (set NAPARI_UNET_DATA)")
     import tifffile
-    from qtpy.QtWidgets import QApplication
     from scipy import ndimage as ndi
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -57,13 +56,6 @@ def main() -> int:
     viewer.window.resize(1280, 800)
     widget = WorkflowWidget(viewer)
     viewer.window.add_dock_widget(widget, name="napari-unet", area="right")
-    app = QApplication.instance()
-
-    def pump(seconds: float, until=None) -> None:
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end and not (until and until()):
-            app.processEvents()
-            time.sleep(0.005)
 
     def shot(name: str) -> Path:
         pump(0.5)
