@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
-from napari_unet.core.errors import NapariUnetError
+import numpy as np
+
+from napari_unet.core.channels import format_channels, pick_channels
+from napari_unet.core.errors import InputError, NapariUnetError
 
 
 def _read(path: Path, args: argparse.Namespace, labels: bool = False):
@@ -18,60 +22,113 @@ def _read(path: Path, args: argparse.Namespace, labels: bool = False):
     return read_tiff(path, series=series)
 
 
-def _one_channel(image, channel: int | None = None, what: str = "image"):
-    """The image as 2D or a Z stack of one channel, or a sentence saying what to do.
+@dataclass
+class Selected:
+    """An image as the commands use it: ``data`` in the core's form (2D, ZYX, or ZCYX
+    with several channels), ``shape`` and ``scale`` of its labels, and ``channels``, the
+    channels of the file it holds (None: the file's only channel)."""
 
-    An RGB(A) or multi-channel image needs ``--channel``; axes of length one are dropped;
-    a time series or any other fifth axis is refused.
+    data: np.ndarray
+    shape: tuple[int, ...]
+    scale: tuple[float, ...]
+    channels: tuple[int, ...] | None
+    path: Path | None = None
+
+
+def _channel_axis(data, axes: str) -> int | None:
+    """The file's channel axis: ``C``, or samples last (RGB); tifffile reads planar
+    stacks of three slices as "SYX": those stay slices, as in the napari reader."""
+    if "C" in axes:
+        return axes.index("C")
+    if axes.endswith("S"):
+        return len(axes) - 1
+    return None
+
+
+def _flag_text(flag: str, channels) -> str:
+    return f"{flag} {format_channels(channels)}"
+
+
+def _select(image, channels: tuple[int, ...] | None = None, what: str = "image",
+            flag: str = "--channels", model=None) -> Selected:
+    """The channels of ``image`` to use, or a sentence saying what to do.
+
+    ``channels`` chosen on the command line (given as ``flag``) win; else a ``model``'s
+    own channels (those it was trained on); else, for training, all of them. A label
+    image must have one channel. Axes of length one are dropped; a time series or any
+    other fifth axis is refused.
     """
-    import dataclasses
-
-    import numpy as np
-
     data, axes = image.data, image.axes
     scale = list(image.scale) if len(image.scale) == data.ndim else [1.0] * data.ndim
     if len(axes) != data.ndim:
         axes = "Q" * (data.ndim - 2) + "YX"
     name = image.path.name if image.path is not None else "the image"
-    has_channels = ("C" in axes and data.shape[axes.index("C")] > 1) or (
-        axes.endswith("S") and data.shape[-1] > 1)
-    if sum(n > 1 for n in data.shape[:-2]) - has_channels > 1:
+    ci = _channel_axis(data, axes)
+    n = 1 if ci is None else data.shape[ci]
+    if ci is not None and n == 1:  # one channel: not a channel axis
+        data, axes, scale = np.take(data, 0, axis=ci), axes[:ci] + axes[ci + 1 :], (
+            scale[:ci] + scale[ci + 1 :])
+        ci = None
+    if ci is not None and ci == data.ndim - 1:  # samples last (RGB): channels before Y, X
+        data, axes = np.moveaxis(data, ci, -3), axes[:ci - 2] + "S" + axes[ci - 2 : ci]
+        scale = scale[: ci - 2] + [1.0] + scale[ci - 2 : ci]
+        ci = data.ndim - 3
+    others = [i for i in range(data.ndim - 2) if i != ci]
+    if sum(data.shape[i] > 1 for i in others) > 1:
         raise NapariUnetError(
             f"{name} has {data.ndim} dimensions (axes {axes}, shape {data.shape}); napari-unet "
-            f"works on a 2D {what} or a Z stack of 2D slices with one channel: save one time "
-            "point or position as a TIFF first"
+            f"works on a 2D {what} or a Z stack of 2D slices, with channels for images: save "
+            "one time point or position as a TIFF first"
         )
-    for ax in "SC":
-        # Samples count as channels when last (RGB); tifffile reads planar stacks of
-        # three slices as "SYX": those stay slices, as in the napari reader.
-        if ax not in axes or (ax == "S" and not axes.endswith("S")):
-            continue
-        i = axes.index(ax)
-        n = data.shape[i]
-        if n > 1 and channel is None:
-            kind = {3: "an RGB image", 4: "an RGBA image"}.get(n) if ax == "S" else None
-            kind = kind or f"an image of {n} channels"
+    kind = (None if ci is None else {3: "an RGB image", 4: "an RGBA image"}.get(n)
+            if axes[ci] == "S" else None) or f"an image of {n} channels"
+    if what != "image" and n > 1:
+        raise NapariUnetError(f"{name} is {kind} (axes {image.axes}, shape "
+                              f"{image.data.shape}); a {what} has one channel")
+    if channels is not None:
+        for c in channels:
+            if not 0 <= c < n:
+                have = "one channel" if n == 1 else f"channels 0 to {n - 1}"
+                lead = (f"{flag} {c}" if len(channels) == 1
+                        else f"channel {c} of {_flag_text(flag, channels)}")
+                raise NapariUnetError(f"{lead} does not exist: {name} has {have}")
+    elif model is not None:
+        channels = model.channels
+        if channels is None and n > 1:
             raise NapariUnetError(
-                f"{name} is {kind} (axes {axes}, shape {data.shape}); napari-unet works on "
-                f"one channel: choose one with --channel 0 to {n - 1}"
-            )
-        if channel is not None and not 0 <= channel < n:
+                f"{name} is {kind} (axes {image.axes}, shape {image.data.shape}) but the "
+                f"model reads one channel: choose it with --channels N (0 to {n - 1})")
+        if channels is not None and max(channels) >= n:
+            have = "one channel" if n == 1 else f"channels 0 to {n - 1}"
+            k = len(channels)
+            reads = "one channel" if k == 1 else f"{k} channels"
             raise NapariUnetError(
-                f"--channel {channel} does not exist: {name} has channels 0 to {n - 1}"
-            )
-        data = np.take(data, channel or 0, axis=i)
-        axes, scale = axes[:i] + axes[i + 1 :], scale[:i] + scale[i + 1 :]
-        break
+                f"the model reads {reads} (channel{'s' if k > 1 else ''} "
+                f"{format_channels(channels)} of its training images) but {name} has {have}: "
+                f"choose {'one' if k == 1 else k} of its channels with --channels")
+    # Axes of length one (but a slice) go: what remains is Z, Y, X and the channels.
+    while data.ndim - (ci is not None) > 3:
+        drop = next((i for i in others if data.shape[i] == 1), None)
+        if drop is None:  # pragma: no cover - refused above
+            break
+        data, axes = np.take(data, 0, axis=drop), axes[:drop] + axes[drop + 1 :]
+        scale = scale[:drop] + scale[drop + 1 :]
+        ci = None if ci is None else ci - (drop < ci)
+        others = [i for i in range(data.ndim - 2) if i != ci]
+    if ci is None:
+        shape, spatial_scale = data.shape, scale
     else:
-        if channel not in (None, 0):
-            raise NapariUnetError(f"--channel {channel} does not exist: {name} has one channel")
-    while data.ndim > 3 and 1 in data.shape[:-2]:
-        i = data.shape[:-2].index(1)
-        data = np.take(data, 0, axis=i)
-        axes, scale = axes[:i] + axes[i + 1 :], scale[:i] + scale[i + 1 :]
-    if data.ndim not in (2, 3):  # pragma: no cover - refused above
+        shape = data.shape[:ci] + data.shape[ci + 1 :]
+        spatial_scale = scale[:ci] + scale[ci + 1 :]
+    if len(shape) not in (2, 3):  # pragma: no cover - refused above
         raise NapariUnetError(f"{name} has shape {data.shape}; use a 2D {what} or a Z stack")
-    return dataclasses.replace(image, data=data, axes=axes, scale=tuple(scale))
+    try:
+        core = pick_channels(data, ci, channels, name)
+    except InputError as exc:
+        raise NapariUnetError(str(exc)) from None
+    if channels is None and n > 1:
+        channels = tuple(range(n))
+    return Selected(core, tuple(shape), tuple(spatial_scale), channels, image.path)
 
 
 def _load_pairs(args: argparse.Namespace):
@@ -81,26 +138,34 @@ def _load_pairs(args: argparse.Namespace):
             f"{len(args.image)} --image but {len(args.labels)} --labels: give one labels file "
             "per image, in the same order"
         )
-    images, labels = [], []
+    images, labels, chosen = [], [], set()
     for ip, lp in zip(args.image, args.labels):
-        img = _one_channel(_read(ip, args), args.channel).data
-        lab = _one_channel(_read(lp, args, labels=True), None, "label image").data
-        if img.shape != lab.shape and img.shape[-2:] == lab.shape[-2:] and (
-                img.size == lab.size):  # one slice, saved as 2D in one file, 3D in the other
-            img, lab = img.reshape(img.shape[-2:]), lab.reshape(lab.shape[-2:])
-        if img.shape != lab.shape:
+        sel = _select(_read(ip, args), args.channels, flag=args.channels_flag)
+        img = sel.data
+        lab = _select(_read(lp, args, labels=True), None, "label image").data
+        shape = sel.shape
+        if shape != lab.shape and shape[-2:] == lab.shape[-2:] and (
+                int(np.prod(shape)) == lab.size):  # one slice: 2D in one file, 3D in the other
+            lab = lab.reshape(shape)
+        if shape != lab.shape:
             raise NapariUnetError(
-                f"{lp.name} has shape {lab.shape} but {ip.name} has shape {img.shape}; "
-                "they must match"
+                f"{lp.name} has shape {lab.shape} but {ip.name} has shape {shape}"
+                + (f" (with {len(sel.channels)} channels)" if img.ndim == 4 else "")
+                + "; they must match"
             )
+        chosen.add(sel.channels)
         images.append(img)
         labels.append(lab)
+    if len(chosen) > 1:
+        raise NapariUnetError("the images have different numbers of channels: choose the "
+                              "same channels of each with --channels")
+    args.recorded_channels = chosen.pop()
     return images, labels
 
 
 def _load_model(path: Path):
-    """A model file for one-channel images (every napari-unet model), or a sentence. A
-    ``.zip`` is read as a bioimage.io package that napari-unet exported."""
+    """A model file, or a sentence. A ``.zip`` is read as a bioimage.io package that
+    napari-unet exported."""
     from napari_unet.core.checkpoint import load_bundle
 
     if path.suffix.lower() == ".zip":
@@ -109,9 +174,4 @@ def _load_model(path: Path):
         bundle = load_package(path)
     else:
         bundle = load_bundle(path)
-    if bundle.config.in_channels != 1:
-        raise NapariUnetError(
-            f"{path.name} expects images with {bundle.config.in_channels} channels; "
-            "napari-unet works on one channel"
-        )
     return bundle

@@ -65,6 +65,37 @@ def _series_option(p: argparse.ArgumentParser) -> None:
                         "several; such files are refused without it, with the list of theirs")
 
 
+class _Channels(argparse.Action):
+    """``--channels 0,2`` (or ``--channel 2``): the channels as a tuple in ``channels``,
+    the option as written in ``channels_flag`` (for messages)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from napari_unet.core.channels import parse_channels
+        from napari_unet.core.errors import InputError
+
+        if getattr(namespace, "channels", None) is not None:
+            parser.error(f"argument {option_string}: the channels are already chosen "
+                         f"({namespace.channels_flag}); give --channels once")
+        try:
+            channels = parse_channels(values)
+        except InputError as exc:
+            parser.error(f"argument {option_string}: {exc}")
+        if option_string == "--channel" and len(channels) != 1:
+            parser.error(f"argument --channel: one channel, not {values!r}; several go "
+                         "with --channels")
+        namespace.channels = channels
+        namespace.channels_flag = option_string
+
+
+def _channels_option(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--channels", action=_Channels, default=None, metavar="0,2",
+                   help=f"the channels of the image to {what}, numbered from 0 and separated "
+                        "by commas, in that order")
+    p.add_argument("--channel", action=_Channels, default=None, metavar="N",
+                   help="one channel: the same as --channels N")
+    p.set_defaults(channels_flag="--channels")
+
+
 def _threshold(text: str) -> float:
     value = float(text)
     if not 0 < value < 1:
@@ -75,8 +106,7 @@ def _threshold(text: str) -> float:
 def _prediction_options(p: argparse.ArgumentParser) -> None:
     """How to predict: the options ``predict`` and ``evaluate`` share."""
     _series_option(p)
-    p.add_argument("--channel", type=int, default=None,
-                   help="the channel to predict, for RGB or multi-channel images (from 0)")
+    _channels_option(p, "predict (default: those the model was trained on)")
     p.add_argument("--min-size", type=_non_negative_int, default=10,
                    help="smallest object kept, in pixels")
     p.add_argument("--device", default="auto")
@@ -105,8 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="annotation: 0 = not annotated, 1 = background, 2.. classes; "
                         "semantic: dense, 0 = background; instance: 0 = background, 1..N objects")
     t.add_argument("--out", required=True, type=_file, help="model file to write (.pt)")
-    t.add_argument("--channel", type=int, default=None,
-                   help="the channel to train on, for RGB or multi-channel images (from 0)")
+    _channels_option(t, "train on (default: all); the model records them")
     _series_option(t)
     budget = t.add_mutually_exclusive_group()
     budget.add_argument("--seconds", type=_positive_float, help="wall-clock budget")
@@ -179,8 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="TIFF whose middle slice, cropped to 256 x 256 pixels at most, gives "
                         "the package's test tensors (default: the nuclei sample)")
     _series_option(x)
-    x.add_argument("--channel", type=int, default=None,
-                   help="the channel of --test-image, for RGB or multi-channel images")
+    _channels_option(x, "take for --test-image (default: those the model was trained on)")
     x.add_argument("--name", default=None, help="the model's name in the package")
     x.add_argument("--author", action="append", default=None,
                    help="a name the package credits; repeat for several")

@@ -11,7 +11,7 @@ from pathlib import Path
 from napari_unet.core.errors import NapariUnetError
 
 from .common import EXIT_SIGNAL, EXIT_USAGE, _bar
-from .inputs import _load_model, _one_channel, _read
+from .inputs import _load_model, _read, _select
 
 
 def predictor_options(args: argparse.Namespace) -> dict:
@@ -30,14 +30,17 @@ def make_predictor(bundle, args: argparse.Namespace):
 
 
 class _Reader:
-    """Reads one image as ``predict`` does (``--series``, ``--channel``); picklable, so
-    that the workers of a cluster read their own files."""
+    """Reads one image as ``predict`` does (``--series``, ``--channels`` or the model's
+    channels); picklable, so that the workers of a cluster read their own files."""
 
-    def __init__(self, series: int | None, channel: int | None):
-        self.series, self.channel = series, channel
+    def __init__(self, series: int | None, channels: tuple[int, ...] | None, flag: str,
+                 model_channels: tuple[int, ...] | None):
+        self.series, self.channels, self.flag = series, channels, flag
+        self.model = argparse.Namespace(channels=model_channels)
 
     def __call__(self, path: Path):
-        return _one_channel(_read(path, argparse.Namespace(series=self.series)), self.channel)
+        return _select(_read(path, argparse.Namespace(series=self.series)), self.channels,
+                       flag=self.flag, model=self.model)
 
 
 def _predict_many(args: argparse.Namespace) -> int:
@@ -78,7 +81,7 @@ def _predict_many(args: argparse.Namespace) -> int:
             err.flush()
 
     settings = Settings(instances=args.instances, min_size=args.min_size)
-    read = _Reader(args.series, args.channel)
+    read = _Reader(args.series, args.channels, args.channels_flag, bundle.channels)
     try:
         if args.workers is not None or args.scheduler is not None:
             from napari_unet.core.cluster import run_on_cluster
@@ -123,10 +126,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
             raise NapariUnetError(f"{option} {path} must be a TIFF file (.tif or .tiff): "
                                   "the labels are written as TIFF")
     bundle = _load_model(args.model)
-    image = _one_channel(_read(image_path, args), args.channel)
+    image = _select(_read(image_path, args), args.channels, flag=args.channels_flag,
+                    model=bundle)
     data = image.data
     predictor = make_predictor(bundle, args)
-    n = 1 if data.ndim == 2 else data.shape[0]
+    n = 1 if len(image.shape) == 2 else image.shape[0]
 
     def progress(done: int, total: int) -> None:
         if not args.quiet and total > 1:
@@ -135,7 +139,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     result = predictor.predict(data, probabilities=args.probabilities is not None,
                                instances=args.instances, min_size=args.min_size,
-                               progress=progress)
+                               progress=progress).shaped(image.shape)
     labels = result.instances if args.instances else result.labels
     write_tiff(args.out, labels, scale=image.scale if len(image.scale) == labels.ndim else None)
     if args.probabilities is not None:
@@ -151,21 +155,25 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
+    import numpy as np
+
     from napari_unet.core.labels import check_labels_array
     from napari_unet.core.metrics import evaluate
 
     bundle = _load_model(args.model)
-    image = _one_channel(_read(args.image, args), args.channel)
+    image = _select(_read(args.image, args), args.channels, flag=args.channels_flag,
+                    model=bundle)
     truth = check_labels_array(
-        _one_channel(_read(args.labels, args, labels=True), None, "label image").data,
+        _select(_read(args.labels, args, labels=True), None, "label image").data,
         "ground truth labels")
-    if truth.shape != image.data.shape and truth.size == image.data.size and (
-            truth.shape[-2:] == image.data.shape[-2:]):  # one slice: 2D in one file only
-        truth = truth.reshape(image.data.shape)
-    if truth.shape != image.data.shape:
+    shape = image.shape
+    if truth.shape != shape and truth.size == int(np.prod(shape)) and (
+            truth.shape[-2:] == shape[-2:]):  # one slice: 2D in one file only
+        truth = truth.reshape(shape)
+    if truth.shape != shape:
         raise NapariUnetError(
             f"{args.labels.name} has shape {truth.shape} but {args.image.name} has shape "
-            f"{image.data.shape}; they must match"
+            f"{shape}; they must match"
         )
     if args.labels_kind == "semantic" and truth.max() >= bundle.n_classes:
         raise NapariUnetError(
@@ -173,7 +181,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"0..{bundle.n_classes - 1}"
         )
     result = make_predictor(bundle, args).predict(
-        image.data, instances=args.labels_kind == "instance", min_size=args.min_size)
+        image.data, instances=args.labels_kind == "instance",
+        min_size=args.min_size).shaped(shape)
     scores = evaluate(result.labels, truth, args.labels_kind, result.instances)
     print(json.dumps({"model": str(args.model), "image": str(args.image), **scores}))
     return 0
@@ -192,11 +201,16 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise NapariUnetError(f"--out {args.out} exists; give --overwrite to replace it")
     bundle = _load_model(args.model)
     if args.test_image is None:
+        if bundle.in_channels > 1:
+            raise NapariUnetError(
+                f"{args.model.name} reads {bundle.in_channels} channels: give --test-image, an "
+                "image with those channels, for the package's test tensors")
         from napari_unet.samples import sample_image
 
         test_image = sample_image()
     else:
-        test_image = _one_channel(_read(args.test_image, args), args.channel).data
+        test_image = _select(_read(args.test_image, args), args.channels,
+                             flag=args.channels_flag, model=bundle).data
     result = export_bioimageio(bundle, args.out, test_image=test_image, name=args.name,
                                authors=args.author)
     if not args.quiet:

@@ -59,6 +59,7 @@ def train_options(args: argparse.Namespace):
         border_weights=args.border_weights, start_model=args.start_model,
         base_channels=args.base_channels, depth=args.depth, bilinear=not args.transposed,
         checkpointing=args.checkpointing, device=args.device, seed=args.seed,
+        channels=getattr(args, "recorded_channels", None) or args.channels,
     )
 
 

@@ -178,8 +178,9 @@ def run_job(job: Job, predictor: Any, settings: Settings,
     """Read, predict and write one file; any error the user can act on (a bad file, a
     full disk, out of memory) ends up in the result instead of being raised.
 
-    ``read(path)`` returns an object with ``data`` (2D or ZYX, one channel) and ``scale``
-    (see :class:`~.io.ImageData`); ``predictor`` a :class:`~.predict.Predictor`.
+    ``read(path)`` returns an object with ``data`` (2D or ZYX, or ZCYX with channels),
+    ``shape`` (of its labels) and ``scale`` (of the labels' axes); ``predictor`` a
+    :class:`~.predict.Predictor`.
     """
     start = time.perf_counter()
     result = FileResult(job.image)
@@ -189,7 +190,7 @@ def run_job(job: Job, predictor: Any, settings: Settings,
         result.shape = tuple(int(n) for n in data.shape)
         prediction = predictor.predict(data, probabilities=job.probabilities is not None,
                                        instances=settings.instances,
-                                       min_size=settings.min_size)
+                                       min_size=settings.min_size).shaped(image.shape)
         labels = prediction.instances if settings.instances else prediction.labels
         scale = tuple(image.scale) if len(image.scale) == labels.ndim else None
         write_tiff(job.labels, labels, scale=scale)

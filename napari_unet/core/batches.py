@@ -82,13 +82,14 @@ class DeviceBatches:
         xs, ys, ws = [], [], []
         for i, z, y0, x0 in self.sampler.draw(self.batch_size):
             image, target, weight = self.pairs[i]
-            xs.append(image[z, y0 : y0 + p, x0 : x0 + p])
+            xs.append(image[z, ..., y0 : y0 + p, x0 : x0 + p])
             ys.append(target[z, y0 : y0 + p, x0 : x0 + p])
             if self.sampler.has_weights:
                 ws.append(weight[z, y0 : y0 + p, x0 : x0 + p] if weight is not None
                           else torch.ones((p, p), device=self.device))
         w = torch.stack(ws) if ws else None
-        return torch.stack(xs).unsqueeze(1), torch.stack(ys).long(), w
+        x = torch.stack(xs)
+        return x.unsqueeze(1) if x.ndim == 3 else x, torch.stack(ys).long(), w
 
     def close(self) -> None:
         self.pairs = []

@@ -50,8 +50,16 @@ class ModelBundle:
     history: list[dict[str, Any]] = field(default_factory=list)
     iterations: int = 0
     optimizer_state: dict | None = None
+    # The channels of the training images the model reads, in order (None: the images'
+    # only channel, as in models saved before channels were recorded; a model of several
+    # input channels that does not say reads the first ones).
+    channels: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.channels is not None:
+            self.channels = tuple(int(c) for c in self.channels)
+        elif self.config.in_channels > 1:
+            self.channels = tuple(range(self.config.in_channels))
         n = self.config.n_classes
         if len(self.class_names) != n:
             self.class_names = default_class_names(n, self.label_kind)
@@ -76,6 +84,34 @@ class ModelBundle:
         model.load_state_dict(self.state_dict)
         return model
 
+    @property
+    def in_channels(self) -> int:
+        return self.config.in_channels
+
+    def default_channels(self) -> tuple[int, ...] | None:
+        """The channels of an image to predict when none are chosen: those it was
+        trained on (None: a one-channel image as it is)."""
+        return self.channels
+
+    def with_channels(self, n_channels: int) -> ModelBundle:
+        """A one-channel model reading ``n_channels`` channels: its first convolution's
+        weights spread evenly over them, so it starts by seeing their mean (how the
+        shipped nuclei model starts on images of several channels)."""
+        if n_channels == self.config.in_channels:
+            return self
+        if self.config.in_channels != 1:
+            raise ValueError("only a one-channel model can be widened to several channels")
+        config = UNetConfig(**{**self.config.to_dict(), "in_channels": n_channels})
+        state = {k: v.clone() for k, v in self.state_dict.items()}
+        key = "inc.double_conv.0.weight"
+        state[key] = state[key].repeat(1, n_channels, 1, 1) / n_channels
+        return ModelBundle(config=config, state_dict=state, label_kind=self.label_kind,
+                           class_names=list(self.class_names),
+                           class_colors=list(self.class_colors),
+                           normalisation=self.normalisation,
+                           history=copy.deepcopy(self.history), iterations=self.iterations,
+                           optimizer_state=None)
+
     def with_classes(self, n_classes: int) -> ModelBundle:
         """The same model with more output classes; old classes keep their weights."""
         if n_classes <= self.n_classes:
@@ -91,7 +127,7 @@ class ModelBundle:
         return ModelBundle(config=config, state_dict=state, label_kind=self.label_kind,
                            class_names=names, normalisation=self.normalisation,
                            history=copy.deepcopy(self.history), iterations=self.iterations,
-                           optimizer_state=None)
+                           optimizer_state=None, channels=self.channels)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -106,6 +142,7 @@ class ModelBundle:
             "history": copy.deepcopy(self.history),
             "iterations": int(self.iterations),
             "optimizer_state": self.optimizer_state,
+            "channels": None if self.channels is None else list(self.channels),
         }
 
     def save(self, path: str | Path) -> None:
@@ -179,6 +216,20 @@ def _check_numbers(payload: dict, name: str) -> None:
                              f"percentiles {low!r} to {high!r})"[:300])
 
 
+def _check_channels(payload: dict, config: UNetConfig, name: str) -> tuple[int, ...] | None:
+    """The recorded channels: None (files from before they were recorded) or one
+    distinct index from 0 per input channel of the model."""
+    channels = payload.get("channels")
+    if channels is None:
+        return None
+    if not isinstance(channels, list | tuple) or len(channels) != config.in_channels or any(
+            isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < 2**16
+            for c in channels) or len(set(channels)) != len(channels):
+        raise ModelFileError(f"{name} is a damaged napari-unet model (channels "
+                             f"{channels!r} for {config.in_channels} input channels)"[:300])
+    return tuple(channels)
+
+
 def _check_weights(config: UNetConfig, state: dict, name: str) -> None:
     """Refuse weights that do not fit the declared architecture before building it: the
     architecture is laid out without memory (torch's meta device), so a file that
@@ -218,6 +269,7 @@ def bundle_from_dict(payload: Any, name: str = "the file") -> ModelBundle:
             history=list(payload.get("history", [])),
             iterations=int(payload.get("iterations", 0)),
             optimizer_state=payload.get("optimizer_state"),
+            channels=_check_channels(payload, config, name),
         )
         _check_weights(config, bundle.state_dict, name)
         UNet.from_config(config).load_state_dict(bundle.state_dict)

@@ -185,8 +185,17 @@ class TrainOptions:
     device: str = "auto"
     seed: int = 0
     leave_core_free: bool = False  # the GUI leaves a core to the viewer
+    # The channels of the images to train on, recorded in the model (the images given
+    # to the planning hold these channels already); None: all the images have.
+    channels: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.channels is not None:
+            if not self.channels or any(
+                    isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in self.channels):
+                raise InputError(f"channels are indices from 0, not {self.channels!r}")
+            if len(set(self.channels)) != len(self.channels):
+                raise InputError(f"each channel may be chosen once, not {self.channels!r}")
         if self.labels_kind not in LABELS_KINDS:
             raise InputError(f"unknown kind of labels {self.labels_kind!r}; use one of "
                              f"{', '.join(LABELS_KINDS)}")
@@ -219,12 +228,14 @@ class TrainOptions:
         shaped = self.base_channels is not None or self.depth is not None or not self.bilinear
         return self.labels_kind == "annotation" and not shaped
 
-    def architecture(self, n_classes: int, device_kind: str = "cpu") -> UNetConfig:
+    def architecture(self, n_classes: int, device_kind: str = "cpu",
+                     in_channels: int = 1) -> UNetConfig:
         """A new model's architecture (the starting model's, when it starts from it)."""
         if self.starts_from_nuclei:
-            return replace(START_ARCHITECTURE, n_classes=max(n_classes, 2))
+            return replace(START_ARCHITECTURE, n_classes=max(n_classes, 2),
+                           in_channels=in_channels)
         d = defaults_for(self.labels_kind, device_kind)
-        return UNetConfig(in_channels=1, n_classes=max(n_classes, 2),
+        return UNetConfig(in_channels=in_channels, n_classes=max(n_classes, 2),
                           base_channels=self.base_channels or d.base_channels,
                           depth=self.depth or d.depth, bilinear=self.bilinear)
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .channels import n_channels
 from .errors import InputError
 from .labels import IGNORE, annotation_classes, as_stack, check_labels_array
 from .normalise import Normalisation
@@ -18,7 +19,8 @@ from .normalise import Normalisation
 
 @dataclass
 class Pair:
-    """One image (Z, Y, X) already normalised, with its target (model classes, -1 ignored)."""
+    """One image already normalised, (Z, Y, X) or with channels (Z, C, Y, X), with its
+    target (Z, Y, X) (model classes, -1 ignored)."""
 
     image: np.ndarray
     target: np.ndarray
@@ -33,6 +35,7 @@ class TrainingData:
     validation: list[Pair] = field(default_factory=list)
     n_classes: int = 2
     counts: np.ndarray = field(default_factory=lambda: np.zeros(2, np.int64))
+    n_channels: int = 1
 
     @property
     def annotated_fraction(self) -> float:
@@ -54,6 +57,8 @@ class TrainingData:
     ) -> TrainingData:
         """Check, normalise and split image / annotation pairs.
 
+        ``images`` have one channel (2D or Z stacks) or several, as (Z, C, Y, X) (see
+        :mod:`.channels`), all the same number;
         ``annotations`` follow the sparse convention (0 = ignore, 1 = background, ...);
         ``weights`` (optional, same shapes) scale the loss per pixel, e.g. for
         corrected slices. Raises :class:`InputError` with a sentence for the user when
@@ -65,25 +70,35 @@ class TrainingData:
             raise InputError("each image needs exactly one annotation image")
         norm = normalisation or Normalisation()
         stacks, targets, wstacks = [], [], []
+        channels = {n_channels(img) for img in images}
+        if len(channels) > 1:
+            raise InputError(f"the images have different numbers of channels "
+                             f"({', '.join(str(c) for c in sorted(channels))}); train on the "
+                             "same channels of each")
         for i, (img, ann) in enumerate(zip(images, annotations)):
             label = f"image {i + 1}" if len(images) > 1 else "image"
             img = np.asarray(img)
-            if img.ndim not in (2, 3):
+            if img.ndim not in (2, 3, 4):
                 raise InputError(
-                    f"the {label} has shape {img.shape}; use a 2D image or a stack of 2D slices "
-                    "with one channel"
+                    f"the {label} has shape {img.shape}; use a 2D image or a stack of 2D slices, "
+                    "with its channels as (Z, C, Y, X)"
                 )
-            if np.shape(ann) != img.shape:
+            spatial = img.shape if img.ndim < 4 else (img.shape[0], *img.shape[2:])
+            if img.ndim == 4 and img.shape[0] == 1 and np.ndim(ann) == 2:
+                spatial = spatial[1:]  # one slice of channels, annotated in 2D
+            if np.shape(ann) != spatial:
                 raise InputError(
                     f"the annotations of the {label} have shape {np.shape(ann)} but the image has "
-                    f"shape {img.shape}; they must match"
+                    f"shape {spatial}"
+                    + (f" (with {img.shape[1]} channels)" if img.ndim == 4 else "")
+                    + "; they must match"
                 )
             ann = check_labels_array(ann, "annotations")
             if img.size == 0:
                 raise InputError(f"the {label} is empty")
             if not np.issubdtype(img.dtype, np.number) and img.dtype != np.bool_:
                 raise InputError(f"the {label} has type {img.dtype}, not numbers")
-            stacks.append(norm.apply(as_stack(img)))
+            stacks.append(norm.apply(img if img.ndim == 4 else as_stack(img)))
             target = as_stack(ann).astype(np.int16) - 1  # 0 -> -1 (ignore), 1 -> 0 (bg), ...
             targets.append(target)
             w = None if weights is None or weights[i] is None else as_stack(weights[i])
@@ -112,7 +127,8 @@ class TrainingData:
                 "(label 1) and a class to find (label 2 or more)"
             )
         train, validation = _split(stacks, targets, wstacks, validation_fraction, seed)
-        return cls(train=train, validation=validation, n_classes=k, counts=counts)
+        return cls(train=train, validation=validation, n_classes=k, counts=counts,
+                   n_channels=channels.pop())
 
 
 def _split(stacks, targets, weights, fraction, seed) -> tuple[list[Pair], list[Pair]]:
@@ -144,7 +160,7 @@ def _split(stacks, targets, weights, fraction, seed) -> tuple[list[Pair], list[P
         h = t.shape[1]
         strip = max(int(h * fraction), 1)
         if h >= 128 and (t >= 0).mean() > 0.9:
-            val_pairs.append(Pair(pair.image[:, h - strip :], t[:, h - strip :]))
+            val_pairs.append(Pair(pair.image[..., h - strip :, :], t[:, h - strip :]))
             t = t.copy()
             t[:, h - strip :] = IGNORE
             train_pairs[0] = Pair(pair.image, t, pair.weight)

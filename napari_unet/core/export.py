@@ -23,6 +23,7 @@ import re
 import shutil
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,17 +99,38 @@ def centre_slice(image: np.ndarray, multiple: int, side: int = TEST_SIDE) -> np.
 
 
 def reference_tensors(bundle: ModelBundle, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The test input (1, 1, Y, X) float32 and the probabilities (1, C, Y, X) that this
-    project's :class:`~.predict.Predictor` gives for it: one tile without overlap,
-    float32 on the CPU, the computation a bioimage.io tool does with the package."""
+    """The test input (1, C_in, Y, X) float32 and the probabilities (1, C, Y, X) that
+    this project's :class:`~.predict.Predictor` gives for it: one tile without overlap,
+    float32 on the CPU, the computation a bioimage.io tool does with the package.
+    ``image`` holds the model's channels (:func:`~.channels.as_model_input`)."""
+    from .channels import as_model_input
     from .predict import Predictor
 
     multiple = 2**bundle.config.depth
-    raw = centre_slice(image, multiple).astype(np.float32)
-    predictor = Predictor(bundle, device="cpu", tile_size=max(raw.shape), overlap=0,
+    full = as_model_input(image, bundle.in_channels, bundle.channels)
+    middle = full[full.shape[0] // 2]
+    raw = np.stack([centre_slice(c, multiple) for c in middle]).astype(np.float32)
+    predictor = Predictor(bundle, device="cpu", tile_size=max(raw.shape[1:]), overlap=0,
                           mixed_precision=False, tta=False)
-    probs = predictor.predict(raw, probabilities=True).probabilities
-    return raw[np.newaxis, np.newaxis], probs[np.newaxis].astype(np.float32)
+    probs = predictor.predict(raw[np.newaxis], probabilities=True).probabilities
+    return raw[np.newaxis], probs.astype(np.float32)
+
+
+def _input_text(bundle: ModelBundle) -> str:
+    if bundle.channels is None:
+        return "one grey-level slice"
+    which = ", ".join(str(c) for c in bundle.channels)
+    if bundle.in_channels == 1:
+        return f"one grey-level slice (channel {which} of the training images)"
+    return f"one slice of {bundle.in_channels} channels (channels {which} of the training images)"
+
+
+def input_channel_names(bundle: ModelBundle) -> list[str]:
+    """Names of the input channels in a package: ``grey`` for one-channel models,
+    ``channel_<i>`` after the training images' channels otherwise."""
+    if bundle.in_channels == 1:
+        return ["grey"]
+    return [f"channel_{c}" for c in bundle.channels or range(bundle.in_channels)]
 
 
 def _documentation(bundle: ModelBundle, name: str) -> str:
@@ -119,13 +141,13 @@ def _documentation(bundle: ModelBundle, name: str) -> str:
 
 A U-Net (Ronneberger et al., 2015) trained with napari-unet on sparse strokes or labels.
 
-- Architecture: `napari_unet.core.model.UNet`, {c.in_channels} input channel,
+- Architecture: `napari_unet.core.model.UNet`, {c.in_channels} input channel(s),
   {c.n_classes} classes, {c.base_channels} base channels, depth {c.depth},
   {"bilinear up-sampling" if c.bilinear else "transposed convolutions"}.
-- Input `{INPUT_ID}`: one grey-level slice (batch, channel, y, x), each side a multiple
+- Input `{INPUT_ID}`: {_input_text(bundle)} (batch, channel, y, x), each side a multiple
   of {2**c.depth} pixels.
-- Preprocessing: the {norm.low} and {norm.high} percentiles of each slice are mapped
-  to 0 and 1 (`scale_range` over y and x).
+- Preprocessing: the {norm.low} and {norm.high} percentiles of each slice (and of each
+  channel) are mapped to 0 and 1 (`scale_range` over y and x).
 - Output `{OUTPUT_ID}`: the softmax probability of each class (channel axis).
   napari-unet labels a pixel as foreground when 1 - p(background) is at least 0.5,
   then as its most likely foreground class.
@@ -192,8 +214,9 @@ def export_bioimageio(bundle: ModelBundle, out: str | Path, *, test_image: np.nd
                       authors: list[str] | None = None, onnx: bool = True) -> ExportResult:
     """Write ``bundle`` as a bioimage.io model package (a ``.zip``) at ``out``, atomically.
 
-    ``test_image`` (2D or a stack; the command line and the GUI fall back on the shipped
-    nuclei sample, :func:`napari_unet.samples.sample_image`) gives the test
+    ``test_image`` (2D or a stack, with the model's channels as (Z, C, Y, X) for a model
+    of several; the command line and the GUI fall back on the shipped nuclei sample,
+    :func:`napari_unet.samples.sample_image`, for one-channel models) gives the test
     tensors: its middle slice, cropped to at most :data:`TEST_SIDE` pixels a side.
     ``authors``: the names the package credits (bioimage.io asks for at least one).
     """
@@ -205,9 +228,6 @@ def export_bioimageio(bundle: ModelBundle, out: str | Path, *, test_image: np.nd
     out = Path(out)
     if not is_package_path(out):
         raise InputError(f"{out} must end in .zip: a bioimage.io model package is a zip file")
-    if bundle.config.in_channels != 1:
-        raise InputError(f"this model expects {bundle.config.in_channels} channels; only "
-                         "one-channel models can be exported")
     norm = bundle.normalisation
     if norm.high <= 1:
         raise InputError(f"the model's upper percentile {norm.high} is 1 or less, which a "
@@ -223,7 +243,7 @@ def export_bioimageio(bundle: ModelBundle, out: str | Path, *, test_image: np.nd
         np.save(tmp / "test_input.npy", raw)
         np.save(tmp / "test_output.npy", probs)
         # sample tensors, for people: the test slice and its probabilities as TIFF
-        tifffile.imwrite(tmp / "sample_input.tif", raw[0, 0])
+        tifffile.imwrite(tmp / "sample_input.tif", raw[0, 0] if raw.shape[1] == 1 else raw[0])
         tifffile.imwrite(tmp / "sample_output.tif", probs[0])
         torch.save({k: v.detach().cpu() for k, v in bundle.state_dict.items()},
                    tmp / "weights.pt")
@@ -249,9 +269,10 @@ def export_bioimageio(bundle: ModelBundle, out: str | Path, *, test_image: np.nd
         size = v0_5.ParameterizedSize(min=multiple, step=multiple)
         inputs = [v0_5.InputTensorDescr(
             id=v0_5.TensorId(INPUT_ID),
-            description="one grey-level slice",
+            description=_input_text(bundle),
             axes=[v0_5.BatchAxis(),
-                  v0_5.ChannelAxis(channel_names=[v0_5.Identifier("grey")]),
+                  v0_5.ChannelAxis(channel_names=[v0_5.Identifier(n)
+                                                  for n in input_channel_names(bundle)]),
                   v0_5.SpaceInputAxis(id=y, size=size),
                   v0_5.SpaceInputAxis(id=x, size=size)],
             test_tensor=v0_5.FileDescr(source=tmp / "test_input.npy"),
@@ -332,6 +353,7 @@ def _model_descr(v0_5, name: str, authors: list[str], bundle: ModelBundle, tmp: 
             "class_colors": list(bundle.class_colors),
             "normalisation": norm.to_dict(),
             "iterations": int(bundle.iterations),
+            "channels": None if bundle.channels is None else list(bundle.channels),
         }),
     )
 
@@ -403,7 +425,7 @@ def load_package(path: str | Path) -> ModelBundle:
     except (yaml.YAMLError, UnicodeDecodeError):
         raise ModelFileError(f"{what} has a damaged rdf.yaml") from None
     except (RuntimeError, EOFError, OSError, ValueError, TypeError, AttributeError,
-            IndexError) as exc:
+            IndexError, zlib.error) as exc:
         raise ModelFileError(f"{what} is a damaged bioimage.io package "
                              f"({type(exc).__name__})") from None
     names_out = []
@@ -422,5 +444,6 @@ def load_package(path: str | Path) -> ModelBundle:
         "class_colors": extra.get("class_colors", []),
         "normalisation": normalisation,
         "iterations": extra.get("iterations", 0),
+        "channels": extra.get("channels"),
     }
     return bundle_from_dict(payload, what)

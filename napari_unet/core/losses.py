@@ -57,8 +57,6 @@ def edge_loss(logits: torch.Tensor, image: torch.Tensor, sigma: float = 0.1,
     """
     probs = torch.softmax(logits.float(), dim=1)
     img = image.float()
-    if img.shape[1] > 1:
-        img = img.mean(dim=1, keepdim=True)
     _, _, h, w = probs.shape
     open_ = None if free is None else free.float().unsqueeze(1)
     total = probs.new_zeros(())
@@ -72,7 +70,10 @@ def edge_loss(logits: torch.Tensor, image: torch.Tensor, sigma: float = 0.1,
             xb = slice(max(dx, 0), w + min(dx, 0))
             pa, pb = probs[:, :, : h - dy, xa], probs[:, :, dy:, xb]
             ia, ib = img[:, :, : h - dy, xa], img[:, :, dy:, xb]
-            k = torch.exp((ia - ib).square() * inv_i) * math.exp((dy * dy + dx * dx) * inv_d)
+            # Several channels: the mean squared difference over the channels, so an edge
+            # in any one of them counts.
+            diff = (ia - ib).square().mean(dim=1, keepdim=True)
+            k = torch.exp(diff * inv_i) * math.exp((dy * dy + dx * dx) * inv_d)
             differ = 1 - (pa * pb).sum(dim=1, keepdim=True)
             if open_ is not None:  # 1 unless both pixels of the pair are annotated
                 fa, fb = open_[:, :, : h - dy, xa], open_[:, :, dy:, xb]

@@ -22,10 +22,13 @@ class Normalisation:
     def apply(self, image: np.ndarray) -> np.ndarray:
         """Map the ``low`` and ``high`` percentiles to 0 and 1 (float32, finite).
 
-        ``image`` is (Y, X) or a stack (Z, Y, X); with ``per_slice`` every slice gets its
-        own percentiles. NaN and infinity become 0 after normalisation.
+        ``image`` is (Y, X), a stack (Z, Y, X) or a stack of channels (Z, C, Y, X); each
+        channel gets its own percentiles, and with ``per_slice`` every slice too. NaN and
+        infinity become 0 after normalisation.
         """
         image = np.asarray(image)
+        if image.ndim == 4:
+            return np.stack([self.apply(image[:, c]) for c in range(image.shape[1])], axis=1)
         if image.ndim == 3 and self.per_slice:
             return np.stack([self._one(s) for s in image])
         return self._one(image)

@@ -53,12 +53,28 @@ def start_bundle(labels_kind: str, n_classes: int) -> ModelBundle:
     return bundle
 
 
-def new_bundle(options: TrainOptions, n_classes: int, device_kind: str = "cpu") -> ModelBundle:
-    """A new model as ``options`` say: from the nuclei model, or from seeded weights."""
+def new_bundle(options: TrainOptions, n_classes: int, device_kind: str = "cpu",
+               in_channels: int = 1) -> ModelBundle:
+    """A new model as ``options`` say: from the nuclei model (which reads one channel:
+    widened to ``in_channels``, it starts by seeing their mean), or from seeded weights."""
     if options.starts_from_nuclei:
-        return start_bundle(options.labels_kind, max(n_classes, 2))
-    return ModelBundle.new(options.architecture(n_classes, device_kind), options.labels_kind,
-                           seed=options.seed)
+        return start_bundle(options.labels_kind, max(n_classes, 2)).with_channels(in_channels)
+    return ModelBundle.new(options.architecture(n_classes, device_kind, in_channels),
+                           options.labels_kind, seed=options.seed)
+
+
+def recorded_channels(options: TrainOptions, in_channels: int,
+                      resume: ModelBundle | None = None) -> tuple[int, ...] | None:
+    """The channels a model trained on images of ``in_channels`` channels records: those
+    chosen, else the resumed model's, else all of them (None for one channel)."""
+    if options.channels is not None:
+        if len(options.channels) != in_channels:
+            raise InputError(f"{len(options.channels)} channels are chosen but the images "
+                             f"have {in_channels}")
+        return options.channels
+    if resume is not None and resume.channels is not None:
+        return resume.channels
+    return None if in_channels == 1 else tuple(range(in_channels))
 
 
 def plan_training(
@@ -74,6 +90,9 @@ def plan_training(
 ) -> TrainingPlan:
     """The model, data and settings of one run.
 
+    ``images`` hold the channels to train on: one (2D or Z stacks) or several, as
+    (Z, C, Y, X) (:func:`~napari_unet.core.channels.pick_channels`; ``options.channels``
+    says which they were, recorded in the model);
     ``annotations`` follow the sparse convention (0 = not annotated, 1 = background,
     2.. = classes); ``weights`` scale the loss per pixel (corrected pixels, say);
     ``objects`` are instance masks for the border weights where known (else the painted
@@ -95,9 +114,16 @@ def plan_training(
     )
     n_classes = max(data.n_classes, len(class_names), 2)
     if resume is None:
-        bundle = new_bundle(options, n_classes, device_kind)
+        bundle = new_bundle(options, n_classes, device_kind, data.n_channels)
     else:
+        if resume.in_channels != data.n_channels:
+            raise InputError(
+                f"the model reads {resume.in_channels} channel"
+                f"{'s' if resume.in_channels > 1 else ''} but the images to train on have "
+                f"{data.n_channels}: choose {resume.in_channels} channel"
+                f"{'s' if resume.in_channels > 1 else ''}, or train a new model")
         bundle = resume.with_classes(n_classes)
+    bundle = replace(bundle, channels=recorded_channels(options, data.n_channels, resume))
     if len(class_names) >= bundle.n_classes:
         bundle = replace(bundle, class_names=list(class_names[: bundle.n_classes]),
                          class_colors=list(class_colors[: bundle.n_classes]))

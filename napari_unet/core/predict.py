@@ -17,6 +17,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from .channels import as_model_input
 from .checkpoint import ModelBundle
 from .decision import FOREGROUND_THRESHOLD, check_threshold, decide
 from .device import autocast, keep_freed_memory, prefers_channels_last, select_device
@@ -27,7 +28,6 @@ from .errors import (
     is_device_failure,
     is_out_of_memory,
 )
-from .labels import as_stack
 from .model import UNet
 
 ProgressCallback = Callable[[int, int], None]
@@ -46,6 +46,17 @@ class Prediction:
     labels: np.ndarray
     probabilities: np.ndarray | None = None  # (C, Y, X) or (Z, C, Y, X), float32
     instances: np.ndarray | None = None
+
+    def shaped(self, shape: tuple[int, ...]) -> Prediction:
+        """The same results with labels of ``shape``: a 2D image predicted as one slice of
+        channels (1, C, Y, X) gives labels (1, Y, X), which this makes (Y, X) again."""
+        if tuple(self.labels.shape) == tuple(shape):
+            return self
+        if self.labels.shape[0] != 1 or tuple(self.labels.shape[1:]) != tuple(shape):
+            raise ValueError(f"labels of shape {self.labels.shape} cannot become {shape}")
+        return Prediction(self.labels[0],
+                          None if self.probabilities is None else self.probabilities[0],
+                          None if self.instances is None else self.instances[0])
 
 
 def tile_starts(size: int, tile: int, overlap: int, multiple: int) -> tuple[int, list[int]]:
@@ -218,23 +229,17 @@ class Predictor:
         progress: ProgressCallback | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> Prediction:
-        """Predict a 2D image or a stack (Z, Y, X), all slices or the listed ones.
+        """Predict a 2D image or a stack (Z, Y, X), or for a model of several channels a
+        stack of them (Z, C, Y, X) (:mod:`.channels`), all slices or the listed ones.
 
-        Slices not predicted are 0 in the labels. ``progress(done, total)`` is called
-        after each slice; ``should_stop()`` is asked before each slice.
+        The labels are (Y, X) or (Z, Y, X). Slices not predicted are 0 in the labels.
+        ``progress(done, total)`` is called after each slice; ``should_stop()`` is asked
+        before each slice. An image whose channels do not fit the model is refused
+        (:class:`InputError`).
         """
         image = np.asarray(image)
-        if image.ndim not in (2, 3) or image.size == 0:
-            raise InputError(
-                f"cannot predict an image of shape {image.shape}: use a 2D image or a stack "
-                "of 2D slices with one channel"
-            )
-        if self.bundle.config.in_channels != 1:
-            raise InputError(
-                f"this model expects images with {self.bundle.config.in_channels} channels; "
-                "napari-unet predicts images with one channel"
-            )
-        stack = as_stack(image)
+        full = as_model_input(image, self.bundle.config.in_channels, self.bundle.channels)
+        stack = full[:, 0]  # the shape of the labels, (Z, Y, X)
         z_all = range(stack.shape[0])
         todo = list(z_all) if slices is None else [int(z) for z in slices]
         if any(z < 0 or z >= stack.shape[0] for z in todo):
@@ -251,7 +256,7 @@ class Predictor:
                 break
             # Instances of an instance model need only boundary - interior, not every class.
             relief = (inst is not None and probs is None and self._splits_instances())
-            p = self._predict_slice(stack[z], labels[z], keep=probs is not None or (
+            p = self._predict_slice(full[z], labels[z], keep=probs is not None or (
                 inst is not None and not relief), relief=relief)
             if probs is not None:
                 probs[z] = p
@@ -269,13 +274,14 @@ class Predictor:
 
     def _predict_slice(self, image: np.ndarray, labels: np.ndarray, keep: bool,
                        relief: bool = False) -> np.ndarray | None:
-        """Write the classes of one slice into ``labels``; return its probabilities
-        (C, H, W) when ``keep``, or with ``relief`` only p(boundary) - p(interior)
-        (1, H, W). The slice is normalised with percentiles of the whole slice but
-        predicted in bands of rows when it is large (:data:`BAND_PIXELS`)."""
+        """Write the classes of one slice (C_in, H, W) into ``labels``; return its
+        probabilities (C, H, W) when ``keep``, or with ``relief`` only p(boundary) -
+        p(interior) (1, H, W). Each channel of the slice is normalised with percentiles of
+        the whole slice but predicted in bands of rows when it is large
+        (:data:`BAND_PIXELS`)."""
         norm = self.bundle.normalisation
-        stats = norm.stats(image)
-        h, w = image.shape
+        stats = [norm.stats(channel) for channel in image]
+        h, w = image.shape[-2:]
         rows = max(self.multiple, BAND_PIXELS // max(1, w))
         if keep:
             out = np.zeros((self.n_classes, h, w), np.float32)
@@ -287,7 +293,8 @@ class Predictor:
         for r0 in range(0, h, rows):
             r1 = min(h, r0 + rows)
             a, b = max(0, r0 - halo), min(h, r1 + halo)
-            p = self.probabilities_2d(norm.normalise(image[a:b], stats))[:, r0 - a : r1 - a]
+            band = np.stack([norm.normalise(c[a:b], st) for c, st in zip(image, stats)])
+            p = self.probabilities_2d(band)[:, r0 - a : r1 - a]
             labels[r0:r1] = self.labels_2d(p)
             if keep:
                 out[:, r0:r1] = p

@@ -80,12 +80,12 @@ class PatchSampler:
             self.focus = self.focus[keep]
 
     def _pad(self, pair: Pair) -> Pair:
-        _, h, w = pair.image.shape
+        h, w = pair.image.shape[-2:]
         ph, pw = max(0, self.patch_size - h), max(0, self.patch_size - w)
         if not ph and not pw:
             return pair
         pad = ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2))
-        image = np.pad(pair.image, pad, mode="symmetric")
+        image = np.pad(pair.image, ((0, 0),) * (pair.image.ndim - 3) + pad, mode="symmetric")
         target = np.pad(pair.target, pad, constant_values=IGNORE)
         weight = None if pair.weight is None else np.pad(pair.weight, pad, constant_values=1.0)
         return Pair(image, target, weight)
@@ -101,21 +101,22 @@ class PatchSampler:
         for b in range(batch_size):
             pts = self.focus if focus[b] else self.points[cls[b]]
             i, z, cy, cx = pts[self.rng.integers(len(pts))]
-            _, h, w = self.pairs[i].image.shape
+            h, w = self.pairs[i].image.shape[-2:]
             y0 = int(np.clip(cy + jitter[b, 0] - p // 2, 0, h - p))
             x0 = int(np.clip(cx + jitter[b, 1] - p // 2, 0, w - p))
             corners.append((int(i), int(z), y0, x0))
         return corners
 
     def sample(self, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """A batch: images (B, 1, P, P) float32, targets (B, P, P) int64, weights or None."""
+        """A batch: images (B, C, P, P) float32, targets (B, P, P) int64, weights or None."""
         p = self.patch_size
-        x = np.empty((batch_size, 1, p, p), np.float32)
+        first = self.pairs[0].image
+        x = np.empty((batch_size, first.shape[1] if first.ndim == 4 else 1, p, p), np.float32)
         y = np.empty((batch_size, p, p), np.int64)
         wts = np.ones((batch_size, p, p), np.float32) if self.has_weights else None
         for b, (i, z, y0, x0) in enumerate(self.draw(batch_size)):
             pair = self.pairs[i]
-            x[b, 0] = pair.image[z, y0 : y0 + p, x0 : x0 + p]
+            x[b] = pair.image[z, ..., y0 : y0 + p, x0 : x0 + p]
             y[b] = pair.target[z, y0 : y0 + p, x0 : x0 + p]
             if wts is not None and pair.weight is not None:
                 wts[b] = pair.weight[z, y0 : y0 + p, x0 : x0 + p]

@@ -283,9 +283,10 @@ class Trainer:
         self.model.eval()
         try:
             for pair in self.data.validation[:max_slices]:
-                img = pair.image[0, :max_side, :max_side]
+                img = pair.image[0, ..., :max_side, :max_side]
                 tgt = pair.target[0, :max_side, :max_side]
-                x = torch.from_numpy(np.ascontiguousarray(img))[None, None].to(self.device)
+                x = torch.from_numpy(np.ascontiguousarray(img)).to(self.device)
+                x = x[None, None] if x.ndim == 2 else x[None]
                 with self._autocast():
                     logits = self.model(x)
                 probs = torch.softmax(logits[0].float(), dim=0).cpu().numpy()
@@ -311,7 +312,7 @@ class Trainer:
             config=b.config, state_dict=state, label_kind=b.label_kind,
             class_names=list(b.class_names), class_colors=list(b.class_colors),
             normalisation=b.normalisation, history=history, iterations=self.iteration,
-            optimizer_state=opt,
+            optimizer_state=opt, channels=b.channels,
         )
 
 
