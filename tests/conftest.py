@@ -35,6 +35,18 @@ def blobs(rng: np.random.Generator, shape=(2, 64, 64), n=6, radius=6):
     return image.astype(np.float32), labels
 
 
+def two_channel_blobs(rng: np.random.Generator, shape=(2, 64, 64), n=6, radius=6):
+    """Disks that only the second channel shows: (Z, 2, Y, X) float32 and instance labels.
+
+    Channel 0 is the same noisy texture everywhere, inside the disks and outside; channel
+    1 carries the disks (as :func:`blobs`). A model that reads channel 0 alone cannot
+    find them."""
+    _, labels = blobs(rng, shape=shape, n=n, radius=radius)
+    texture = rng.normal(100, 30, shape)
+    signal = (labels > 0) * 200.0 + rng.normal(20, 10, shape)
+    return np.stack([texture, signal], axis=1).astype(np.float32), labels
+
+
 def constant_bundle(probs, kind: str = "instance"):
     """A real model that predicts ``probs`` (one per class) at every pixel of any image."""
     import torch

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .channels import n_channels
 from .checkpoint import ModelBundle, default_class_names, load_bundle
 from .config import START_MODEL, TrainConfig, TrainOptions
 from .data import TrainingData
@@ -99,6 +100,13 @@ def plan_training(
     objects are used); ``resume`` continues that model with its normalisation;
     ``class_names`` and ``class_colors`` name a model's classes (the GUI's class list).
     """
+    if resume is not None and images:
+        have = n_channels(images[0])
+        if resume.in_channels != have:
+            k = resume.in_channels
+            raise InputError(
+                f"the model reads {k} channel{'s' if k > 1 else ''} but the images to train on "
+                f"have {have}: choose {k} channel{'s' if k > 1 else ''}, or train a new model")
     device_kind = select_device(options.device).type
     n_images = len(images)
     weights = list(weights) if weights is not None else [None] * n_images
@@ -116,12 +124,6 @@ def plan_training(
     if resume is None:
         bundle = new_bundle(options, n_classes, device_kind, data.n_channels)
     else:
-        if resume.in_channels != data.n_channels:
-            raise InputError(
-                f"the model reads {resume.in_channels} channel"
-                f"{'s' if resume.in_channels > 1 else ''} but the images to train on have "
-                f"{data.n_channels}: choose {resume.in_channels} channel"
-                f"{'s' if resume.in_channels > 1 else ''}, or train a new model")
         bundle = resume.with_classes(n_classes)
     bundle = replace(bundle, channels=recorded_channels(options, data.n_channels, resume))
     if len(class_names) >= bundle.n_classes:
