@@ -138,7 +138,7 @@ class TrainJob:
 
 @dataclass(frozen=True)
 class PredictRequest:
-    image: np.ndarray  # 2D or (Z, Y, X), copied on the GUI thread
+    image: np.ndarray  # 2D, (Z, Y, X) or (Z, C, Y, X), copied on the GUI thread
     bundle: ModelBundle
     slices: list[int] | None = None
     probabilities: bool = False
@@ -146,6 +146,9 @@ class PredictRequest:
     min_size: int = 10
     device: str = "auto"
     foreground_threshold: float = FOREGROUND_THRESHOLD  # foreground: 1 - p(background) >= it
+    # The labels' shape: a 2D image or one slice of several channels, given as (1, C, Y,
+    # X), gives labels (1, Y, X) that this makes (Y, X) again; None: as they come.
+    shape: tuple[int, ...] | None = None
 
 
 def predict_job(request: PredictRequest, progress: Callable[[int, int], None] | None = None,
@@ -155,11 +158,12 @@ def predict_job(request: PredictRequest, progress: Callable[[int, int], None] | 
 
     predictor = Predictor(request.bundle, device=request.device,
                           foreground_threshold=request.foreground_threshold)
-    return predictor.predict(
+    result = predictor.predict(
         request.image, slices=request.slices, probabilities=request.probabilities,
         instances=request.instances, min_size=request.min_size, progress=progress,
         should_stop=should_stop,
     )
+    return result if request.shape is None else result.shaped(request.shape)
 
 
 def predict_and_signal(request: PredictRequest, done: threading.Event, **kwargs) -> Prediction:

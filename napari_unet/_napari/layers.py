@@ -9,6 +9,7 @@ import numpy as np
 from napari.layers import Image, Labels
 from napari.utils.colormaps import DirectLabelColormap
 
+from .channel_choice import spatial_shape
 from .state import ClassSpec
 
 TRANSPARENT = (0.0, 0.0, 0.0, 0.0)
@@ -50,9 +51,8 @@ def predictions_name(image: Image) -> str:
 
 
 def image_shape(image: Image) -> tuple[int, ...]:
-    """Shape of the image's pixels (without RGB samples)."""
-    shape = tuple(np.shape(image.data))
-    return shape[:-1] if image.rgb else shape
+    """Shape of the image's pixels (without RGB samples or its channel axis)."""
+    return spatial_shape(image)
 
 
 def unusable_reason(image: Image) -> str | None:
@@ -63,7 +63,8 @@ def unusable_reason(image: Image) -> str | None:
                 "right-click the layer > Split RGB, then choose one channel as the image")
     if len(shape) not in (2, 3):
         return (f"{image.name!r} has {len(shape)} dimensions {shape}; napari-unet works on a "
-                "2D image or a Z stack with one channel: open one time point or channel")
+                "2D image or a Z stack (with channels): open one time point, or choose its "
+                "channel axis in the Data step")
     return None
 
 

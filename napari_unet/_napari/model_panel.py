@@ -5,13 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 
 from napari_unet.core.config import START_ARCHITECTURE, START_MODEL
-from napari_unet.core.errors import NapariUnetError
+from napari_unet.core.errors import InputError, NapariUnetError
 
 from ._lifetime import CloseWatcher, Subscriptions
+from .channel_choice import image_input, mismatch
 from .combos import row
+from .layers import image_shape
 from .state import Session
 from .train_settings import AUTO, auto_choice
 
@@ -98,12 +100,11 @@ class ModelPanel(Container):
         except NapariUnetError as exc:
             show_error(str(exc))
             return False
-        if bundle.config.in_channels != 1:
-            show_error(f"{Path(path).name} expects images with {bundle.config.in_channels} "
-                       "channels; napari-unet works on images with one channel")
-            return False
         self._model_path = Path(path)
-        self.session.set_model(bundle, Path(path).name)
+        self.session.set_model(bundle, Path(path).name)  # chooses its channels where it can
+        problem = mismatch(self.session, bundle)
+        if problem is not None:
+            show_warning(f"{Path(path).name}: {problem}.")
         return True
 
     def save_model(self, path: str | Path) -> bool:
@@ -153,19 +154,26 @@ class ModelPanel(Container):
         return True
 
     def _test_image(self, bundle):
-        """The slice in view of the image when it is one channel and large enough, else
-        the shipped nuclei sample."""
-        import numpy as np
-
+        """The slice in view of the image (its chosen channels) when it fits the model
+        and is large enough, else the shipped nuclei sample (for one-channel models)."""
         from napari_unet.samples import sample_image
 
         layer = self.session.image
-        if layer is None or getattr(layer, "rgb", False) or layer.ndim not in (2, 3):
+        if (layer is None or getattr(layer, "rgb", False)
+                or len(image_shape(layer)) not in (2, 3)
+                or mismatch(self.session, bundle) is not None):
+            if bundle.in_channels > 1:
+                raise InputError(f"the model reads {bundle.in_channels} channels: choose an "
+                                 "image and those channels (Data step) for its test tensors")
             return sample_image()
-        z = self.session.current_slice()
-        data = np.asarray(layer.data if z is None else layer.data[z])
+        data = image_input(self.session, self.session.current_slice())
         side = 2**bundle.config.depth
-        return data if min(data.shape) >= side and data.dtype.kind in "uif" else sample_image()
+        if min(data.shape[-2:]) >= side and data.dtype.kind in "uif":
+            return data
+        if bundle.in_channels > 1:
+            raise InputError(f"the image is smaller than {side} x {side} pixels, the "
+                             "smallest input of this model")
+        return sample_image()
 
     def _export_name(self) -> str:
         if self._model_path is None:

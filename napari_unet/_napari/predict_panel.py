@@ -21,7 +21,10 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QObject, Signal
 
+from napari_unet.core.errors import NapariUnetError
+
 from ._lifetime import CloseWatcher
+from .channel_choice import image_input, mismatch
 from .combos import form, row
 from .jobs import PredictRequest, bundle_with_weights, predict_and_signal
 from .layers import (
@@ -100,12 +103,21 @@ class PredictPanel(Container):
         if problem is not None:
             show_error(f"Cannot predict: {problem}.")
             return None
-        data = np.asarray(image.data[z] if z is not None else image.data).copy()
+        problem = mismatch(self.session, bundle)
+        if problem is not None:
+            show_error(f"Cannot predict: {problem}.")
+            return None
+        try:  # the chosen channels, through the same core functions as the command line
+            data = image_input(self.session, z)
+        except NapariUnetError as exc:
+            show_error(f"Cannot predict: {exc}")
+            return None
         request = PredictRequest(
             image=data, bundle=bundle, probabilities=self.probabilities.value,
             instances=self.instances.value, min_size=self.min_size.value,
             device=controller_for(self.session).device,
             foreground_threshold=self.session.foreground_threshold,
+            shape=shape if z is None else shape[1:],
         )
         self._cancel.clear()
         self._done = threading.Event()

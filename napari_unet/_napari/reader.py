@@ -72,6 +72,9 @@ def layer_data(image: ImageData) -> LayerData:
         channel = axes.index("C")
         meta["channel_axis"] = channel
         meta["name"] = [f"{image.name} [{i}]" for i in range(data.shape[channel])]
+        # Each layer notes its channel in the file: a model trained on them records it.
+        meta["metadata"] = [{**meta["metadata"], "channel": i}
+                            for i in range(data.shape[channel])]
         scale.pop(channel)
         labels.pop(channel)
     meta.update(scale=scale, axis_labels=tuple(labels))

@@ -80,10 +80,16 @@ class Session:
     classes_changed = Signal()
     model_changed = Signal(object)  # ModelBundle | None
     busy_changed = Signal(bool)  # training running or not
+    channels_changed = Signal()
 
     def __init__(self, viewer: napari.Viewer):
         self._viewer = weakref.ref(viewer)
         self.image: Image | None = None
+        # The channels the model reads (see channel_choice): the layers that are them, in
+        # order (empty: the image alone), or the indices on the image's channel axis
+        # (None: all of them).
+        self.channel_layers: list[Image] = []
+        self.channel_indices: tuple[int, ...] | None = None
         self.annotations: Labels | None = None
         self.classes: list[ClassSpec] = default_classes()
         self.bundle: ModelBundle | None = None
@@ -104,7 +110,18 @@ class Session:
     def set_image(self, layer: Image | None) -> None:
         if layer != self.image:
             self.image = layer
+            self.channel_layers = [] if layer is None else [layer]
+            self.channel_indices = None
             self.image_changed.emit(layer)
+
+    def set_channels(self, layers: list[Image] | None = None,
+                     indices: tuple[int, ...] | None = None) -> None:
+        """Choose the layers that are the channels, or the indices on the image's
+        channel axis."""
+        self.channel_layers = list(layers) if layers else (
+            [] if self.image is None else [self.image])
+        self.channel_indices = None if indices is None else tuple(indices)
+        self.channels_changed.emit()
 
     def set_annotations(self, layer: Labels | None) -> None:
         if layer != self.annotations:
@@ -135,9 +152,11 @@ class Session:
 
     def current_slice(self) -> int | None:
         """Index of the slice in view for a stack, ``None`` for a 2D image."""
-        if self.image is None or self.image.ndim < 3 or getattr(self.image, "rgb", False):
+        from .channel_choice import z_axis
+
+        axis = None if self.image is None else z_axis(self.image)
+        if axis is None:
             return None
-        axis = self.image.ndim - 3
         world_axis = self.viewer.dims.ndim - self.image.ndim + axis
         return int(self.viewer.dims.current_step[world_axis])
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -18,8 +19,15 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 from psygnal import Signal
 
-from napari_unet.core.errors import failure_message
+from napari_unet.core.errors import NapariUnetError, failure_message
 
+from .channel_choice import (
+    channel_axis,
+    chosen_count,
+    image_input,
+    mismatch,
+    recorded_channels,
+)
 from .jobs import (
     JobFailed,
     PredictRequest,
@@ -62,15 +70,17 @@ def error_message(exc: BaseException, doing: str) -> str:
 
 
 def training_pairs(session: Session, every_image: bool) -> list[tuple[Image, Labels]]:
-    """The (image, annotations) pairs to train on: the session's, or every open pair."""
+    """The (image, annotations) pairs to train on: the session's, or every open pair
+    (of one channel, when one channel is chosen: the channels of other images are not)."""
     from napari.layers import Image
 
     pairs: list[tuple[Image, Labels]] = []
     if session.image is not None and session.annotations is not None:
         pairs.append((session.image, session.annotations))
-    if every_image:
+    if every_image and chosen_count(session) == 1 and channel_axis(session.image) is None:
         for layer in session.viewer.layers:
-            if isinstance(layer, Image) and layer != session.image and not layer.rgb:
+            if (isinstance(layer, Image) and layer != session.image and not layer.rgb
+                    and channel_axis(layer) is None):
                 labels = annotations_for(session.viewer, layer)
                 if labels is not None and labels != session.annotations:
                     pairs.append((layer, labels))
@@ -86,6 +96,9 @@ def build_request(session: Session, every_image: bool, **options) -> TrainReques
         raise InputError(
             "choose an image and its annotations layer first (Data and Annotate steps)"
         )
+    problem = mismatch(session, session.bundle)
+    if problem is not None:
+        raise InputError(f"{problem}, or start a new model (Train step)")
     images, annotations, weights = [], [], []
     for image, labels in pairs:
         if image_shape(image) != tuple(np.shape(labels.data)):
@@ -93,10 +106,14 @@ def build_request(session: Session, every_image: bool, **options) -> TrainReques
                 f"the annotations {labels.name!r} have shape {np.shape(labels.data)} but the "
                 f"image {image.name!r} has shape {image_shape(image)}; they must match"
             )
-        images.append(np.asarray(image.data).copy())
+        # The chosen channels of the image (the same core functions as the command line).
+        images.append(image_input(session) if image == session.image
+                      else np.asarray(image.data).copy())
         annotations.append(np.asarray(labels.data).copy())
         weights.append(correction_weights(session.marks(image).corrected_pixels,
-                                          images[-1].shape))
+                                          image_shape(image)))
+    if "options" in options:
+        options["options"] = replace(options["options"], channels=recorded_channels(session))
     return TrainRequest(
         images=images, annotations=annotations, weights=weights, bundle=session.bundle,
         class_names=[c.name for c in session.classes],
@@ -227,9 +244,15 @@ class TrainingController:
         if self.preview_worker is not None or image is None or image.rgb:
             return
         z = self.session.current_slice()
-        data = np.asarray(image.data[z] if z is not None else image.data).copy()
+        try:
+            data = image_input(self.session, z)
+        except NapariUnetError as exc:  # the channels changed under way: no preview
+            log.debug("no preview: %s", exc)
+            return
+        shape = image_shape(image)
         request = PredictRequest(image=data, bundle=bundle, device=self.device,
-                                 foreground_threshold=self.session.foreground_threshold)
+                                 foreground_threshold=self.session.foreground_threshold,
+                                 shape=shape if z is None else shape[1:])
         self._preview_done_event = threading.Event()
         worker = create_worker(predict_and_signal, request, self._preview_done_event,
                                _start_thread=False, _ignore_errors=True)

@@ -1,0 +1,138 @@
+"""Which channels of the chosen image the model reads (GUI thread only).
+
+A multi-channel image is in napari either one layer per channel (the plugin's reader
+and napari's ``channel_axis`` split a file so) or one layer with a channel axis. The
+session holds the choice (:class:`~.state.Session`: ``channel_layers`` or the image's
+channel axis and ``channel_indices``); this module turns it into the arrays that
+training and prediction take, through the same core functions as the command line
+(:func:`napari_unet.core.channels.pick_channels`, :func:`~napari_unet.core.channels.stack_channels`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from napari.layers import Image
+
+    from napari_unet.core.checkpoint import ModelBundle
+
+    from .state import Session
+
+#: Key of an image layer's metadata that names its channel axis (set in the Data panel).
+CHANNEL_AXIS_KEY = "channel_axis"
+#: Key of the metadata of a layer split from a multi-channel file: its channel there.
+CHANNEL_KEY = "channel"
+
+
+def channel_axis(layer: Image | None) -> int | None:
+    """The layer's channel axis, when it has one (never Y, X or RGB samples)."""
+    if layer is None or getattr(layer, "rgb", False):
+        return None
+    axis = layer.metadata.get(CHANNEL_AXIS_KEY)
+    if isinstance(axis, int) and not isinstance(axis, bool) and 0 <= axis < layer.ndim - 2:
+        return axis
+    return None
+
+
+def set_channel_axis(layer: Image, axis: int | None) -> None:
+    if axis is None:
+        layer.metadata.pop(CHANNEL_AXIS_KEY, None)
+    else:
+        layer.metadata[CHANNEL_AXIS_KEY] = int(axis)
+
+
+def spatial_shape(layer: Image) -> tuple[int, ...]:
+    """Shape of the layer's pixels: without RGB samples and without its channel axis."""
+    shape = tuple(np.shape(layer.data))
+    if getattr(layer, "rgb", False):
+        return shape[:-1]
+    axis = channel_axis(layer)
+    return shape if axis is None else shape[:axis] + shape[axis + 1 :]
+
+
+def z_axis(layer: Image) -> int | None:
+    """The layer's axis of slices when its pixels are a Z stack, else ``None``."""
+    if len(spatial_shape(layer)) != 3:
+        return None
+    axis = channel_axis(layer)
+    return next(i for i in range(layer.ndim - 2) if i != axis)
+
+
+def channel_layers(session: Session) -> list[Image]:
+    """The layers that are the channels: those chosen, else the image alone."""
+    image = session.image
+    layers = [layer for layer in session.channel_layers if layer in session.viewer.layers]
+    if channel_axis(image) is not None or not layers:
+        return [] if image is None else [image]
+    return layers
+
+
+def _plane(layer: Image, z: int | None) -> np.ndarray:
+    data = layer.data
+    axis = z_axis(layer)
+    if z is None or axis is None:
+        return np.asarray(data)
+    index = [slice(None)] * layer.ndim
+    index[axis] = z
+    return np.asarray(data[tuple(index)])
+
+
+def image_input(session: Session, z: int | None = None) -> np.ndarray:
+    """A copy of the chosen channels of the image (slice ``z`` of a stack, or all of it)
+    in the core's form: 2D or (Z, Y, X) for one channel, (Z, C, Y, X) for several (a
+    2D image or one slice as (1, C, Y, X)). Raises the core's :class:`InputError`."""
+    from napari_unet.core.channels import pick_channels, stack_channels
+
+    image = session.image
+    axis = channel_axis(image)
+    if axis is not None:
+        data = _plane(image, z)
+        if z is not None and z_axis(image) is not None and z_axis(image) < axis:
+            axis -= 1
+        return np.array(pick_channels(data, axis, session.channel_indices, repr(image.name)))
+    planes = [_plane(layer, z) for layer in channel_layers(session)]
+    return np.array(stack_channels(planes))
+
+
+def chosen_count(session: Session) -> int:
+    """How many channels are chosen."""
+    image = session.image
+    axis = channel_axis(image)
+    if axis is not None:
+        indices = session.channel_indices
+        return image.data.shape[axis] if indices is None else len(indices)
+    return len(channel_layers(session))
+
+
+def recorded_channels(session: Session) -> tuple[int, ...] | None:
+    """The channels the model records: the chosen indices of the image's channel axis,
+    or the channels in their file of the chosen layers (the plugin's reader notes
+    them), else their positions; ``None`` for the image alone, as before channels."""
+    image = session.image
+    axis = channel_axis(image)
+    if axis is not None:
+        indices = session.channel_indices
+        return tuple(range(image.data.shape[axis])) if indices is None else tuple(indices)
+    layers = channel_layers(session)
+    noted = [layer.metadata.get(CHANNEL_KEY) for layer in layers]
+    if all(isinstance(c, int) for c in noted) and len(set(noted)) == len(noted):
+        return tuple(noted)
+    if len(layers) == 1:
+        return None
+    return tuple(range(len(layers)))
+
+
+def mismatch(session: Session, bundle: ModelBundle | None) -> str | None:
+    """Why the chosen channels do not fit ``bundle``, and what to do; ``None`` if they do."""
+    if bundle is None or session.image is None:
+        return None
+    n, k = chosen_count(session), bundle.in_channels
+    if n == k:
+        return None
+    which = "" if bundle.channels is None or k == 1 else (
+        f" (channels {','.join(str(c) for c in bundle.channels)} of its training images)")
+    return (f"the model reads {k} channel{'s' if k > 1 else ''}{which} but {n} "
+            f"{'is' if n == 1 else 'are'} chosen: choose {k} in the Data step's Channels")
