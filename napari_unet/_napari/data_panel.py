@@ -202,11 +202,25 @@ def describe(layer: Image | None, session: Session | None = None) -> str:
     elif len(shape) == 3:
         text += f"\n{shape[0]} slices of {shape[1]} × {shape[2]} pixels"
     if session is not None and not layer.rgb and len(shape) <= 3:
-        from .channel_choice import chosen_count
-
-        n = chosen_count(session)
-        text += "\none channel" if n == 1 else f"\n{n} channels: the model reads all {n}"
+        text += "\n" + _channels_text(session)
     return text
+
+
+def _channels_text(session: Session) -> str:
+    """``Model input: 2 channels (a [0], a [1])``: what training and prediction read."""
+    from .channel_choice import channel_axis, channel_layers, chosen_count
+
+    n = chosen_count(session)
+    if n == 1 and channel_axis(session.image) is None and channel_layers(session) == [
+            session.image]:
+        return "Model input: one channel (this image)"
+    if channel_axis(session.image) is not None:
+        indices = session.channel_indices
+        names = [str(i) for i in (range(n) if indices is None else indices)]
+        names = [f"channel {names[0]}"] + names[1:]
+    else:
+        names = [layer.name for layer in channel_layers(session)]
+    return f"Model input: {n} channel{'s' if n != 1 else ''} ({', '.join(names)})"
 
 
 def _axes(layer: Image, ndim: int) -> str:

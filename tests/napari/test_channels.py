@@ -57,10 +57,10 @@ def test_layers_of_a_split_file_are_the_channels(workflow, qtbot, run_worker, tm
     assert first.name == "cells [0]" and widget.session.image == first
     data = widget.data
     assert not data.channels.native.isHidden() and list(data.channels.choices) == [first, second]
-    assert data.channels.value == [first] and "one channel" in data.info.value
+    assert data.channels.value == [first] and "one channel (this image)" in data.info.value
     data.choose_channels([second, first])  # the list's order decides, not the clicks'
     assert widget.session.channel_layers == [first, second]
-    assert "2 channels" in data.info.value
+    assert "Model input: 2 channels (cells [0], cells [1])" in data.info.value
 
     bundle = _train_and_predict(qtbot, run_worker, widget, labels)
     assert bundle.config.in_channels == 2 and bundle.channels == (0, 1)
@@ -97,7 +97,7 @@ def test_channels_of_a_layer_with_a_channel_axis(workflow, qtbot, run_worker):
     data = widget.data
     assert not data.channel_axis.native.isHidden() and data.channel_axis.value is None
     data.channel_axis.value = 0  # the first axis holds the channels
-    assert "64 × 64" in data.info.value and "2 channels" in data.info.value
+    assert "64 × 64" in data.info.value and "2 channels (channel 0, 1)" in data.info.value
     assert list(data.channels.choices) == [0, 1] and data.channels.value == [0, 1]
     bundle = _train_and_predict(qtbot, run_worker, widget, labels[0])
     assert bundle.config.in_channels == 2 and bundle.channels == (0, 1)
