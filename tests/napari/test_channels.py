@@ -119,3 +119,28 @@ def test_a_model_of_other_channels_loads_and_says_so(workflow, tmp_path, notific
     assert widget.train.start_training() is None  # continuing it needs 3 channels too
     assert any("or start a new model" in m for m in notifications)
     assert "grey predictions" not in viewer.layers
+
+
+def test_the_gui_and_the_command_line_read_the_same_channels(workflow, tmp_path):
+    """The Train button's request holds what ``napari-unet train --channels`` reads from
+    the same file, and records the same channels."""
+    from napari_unet._napari.training import build_request
+    from napari_unet.cli import build_parser, train_options
+    from napari_unet.cli.inputs import _load_pairs
+
+    viewer, widget = workflow
+    image, labels = two_channel_blobs(np.random.default_rng(0))
+    image = np.concatenate([image, image[:, :1] * 2], axis=1)  # a third channel
+    path, lab = tmp_path / "cells.tif", tmp_path / "cells_labels.tif"
+    tifffile.imwrite(path, image, imagej=True, metadata={"axes": "ZCYX"})
+    tifffile.imwrite(lab, to_annotations(labels > 0, "semantic").astype(np.uint8))
+    widget.data.open_path(path)
+    widget.data.choose_channels([viewer.layers["cells [2]"], viewer.layers["cells [1]"]])
+    widget.annotate.create_layer().data = tifffile.imread(lab)
+    request = build_request(widget.session, False, options=widget.train.options())
+    args = build_parser().parse_args(["train", "--image", str(path), "--labels", str(lab),
+                                      "--out", str(tmp_path / "m.pt"), "--channels", "1,2"])
+    images, _ = _load_pairs(args)
+    assert request.images[0].shape == images[0].shape == (2, 2, 64, 64)
+    assert np.array_equal(request.images[0], images[0])
+    assert request.options.channels == train_options(args).channels == (1, 2)
