@@ -23,6 +23,7 @@ from qtpy.QtCore import QObject, Signal
 
 from ._lifetime import CloseWatcher
 from .combos import form, row
+from .folder_predict import FolderPrediction
 from .jobs import PredictRequest, bundle_with_weights, predict_and_signal
 from .layers import (
     find_labels,
@@ -66,9 +67,12 @@ class PredictPanel(Container):
         self.save = PushButton(text="Save labels…")
         self.progress = ProgressBar(value=0, min=0, max=1)
         self.status = Label(value="")
+        self.folder = FolderPrediction(self.session, self._folder_settings,
+                                       self._folder_options, self._folder_model)
         self.extend([form(self.scope, self.threshold, self.probabilities, self.instances,
                           self.min_size),
-                     row(self.run, self.save), self.progress, self.status])
+                     row(self.run, self.save), self.progress, self.status,
+                     Label(value="<b>Every image of its folder</b>"), self.folder])
         self.worker = None
         self._cancel = threading.Event()
         self._done = threading.Event()
@@ -184,6 +188,24 @@ class PredictPanel(Container):
                 offset = int(out.max())
         return out.reshape(predictions.shape)
 
+    def _folder_settings(self):
+        from napari_unet.core.batch import Settings
+
+        return Settings(instances=self.instances.value, min_size=self.min_size.value)
+
+    def _folder_options(self) -> dict:
+        return {"device": controller_for(self.session).device,
+                "foreground_threshold": self.session.foreground_threshold}
+
+    def _folder_model(self) -> tuple:
+        """The model and when it last changed (now, for weights of a running training)."""
+        import time
+
+        controller = self.session.training
+        if controller is not None and controller.running:
+            return self._model(), time.time_ns()
+        return self.session.bundle, self.session.model_time_ns
+
     def _model(self):
         """The current model, or a copy of the weights of the training in progress."""
         controller = self.session.training
@@ -193,6 +215,7 @@ class PredictPanel(Container):
 
     def _close(self) -> None:
         self._closed = True
+        self.folder.stop()
         self._cancel.set()  # the predictor stops before its next slice
         self._done.wait(5.0)
 
