@@ -6,4 +6,7 @@ predict (``napari_unet.core.model``, ``train``, ``predict``, ``checkpoint``).
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+#: The distribution name on PyPI and the plugin's name in napari (the manifest says the same).
+PLUGIN_NAME = "napari-unet-trainer"
+
+__all__ = ["PLUGIN_NAME", "__version__"]

@@ -10,6 +10,8 @@ from magicgui.widgets import Container, Label, PushButton
 from napari.layers import Image
 from napari.utils.notifications import show_error
 
+from napari_unet import PLUGIN_NAME
+
 from ._lifetime import CloseWatcher, Subscriptions
 from .combos import form, layer_combo
 from .layers import image_shape
@@ -41,7 +43,7 @@ class DataPanel(Container):
     def open_path(self, path: str | Path) -> Image | None:
         """Open a TIFF with the plugin's reader and choose its image layer."""
         try:
-            layers = self._viewer.open(str(path), plugin="napari-unet")
+            layers = self._viewer.open(str(path), plugin=PLUGIN_NAME)
         except Exception as exc:  # the reader's message names the problem
             cause = exc.__cause__ or exc
             show_error(f"Could not open {Path(path).name}: {cause}")

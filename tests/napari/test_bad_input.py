@@ -15,6 +15,7 @@ import pytest
 import tifffile
 import torch
 
+from napari_unet import PLUGIN_NAME
 from napari_unet._napari.train_panel import TrainPanel
 from napari_unet._napari.train_settings import TrainSettings
 from napari_unet.core.checkpoint import ModelBundle
@@ -140,7 +141,7 @@ def test_labels_stored_as_floats_open_as_labels(make_napari_viewer_proxy, tmp_pa
     labels = np.zeros((32, 32), np.float32)
     labels[4:10, 4:10] = 3.0
     tifffile.imwrite(path, labels)
-    [layer] = viewer.open(str(path), plugin="napari-unet")
+    [layer] = viewer.open(str(path), plugin=PLUGIN_NAME)
     assert layer.__class__.__name__ == "Labels"
     assert np.issubdtype(layer.data.dtype, np.integer) and layer.data.max() == 3
 
@@ -152,7 +153,7 @@ def test_negative_annotations_are_refused(empty_workflow, notifications, run_wor
     labels[0, :10] = 1
     labels[0, 20:30] = -2
     tifffile.imwrite(path, labels, metadata={"axes": "ZYX", "labels": True})
-    [layer] = viewer.open(str(path), plugin="napari-unet")
+    [layer] = viewer.open(str(path), plugin=PLUGIN_NAME)
     widget.annotate.layer.value = layer
     assert widget.session.annotations == layer
     run_worker(widget.train.start_training())

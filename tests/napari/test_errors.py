@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from napari_unet import PLUGIN_NAME
+
 pytestmark = pytest.mark.filterwarnings("error:Private attribute access")
 
 
@@ -82,7 +84,7 @@ def test_saves_never_replace_the_image_nor_a_folder(empty_workflow, notification
     path = tmp_path / "raw.tif"
     tifffile.imwrite(path, np.full((2, 30, 30), 9, np.uint16))
     before = path.read_bytes()
-    image = viewer.open(str(path), plugin="napari-unet")[0]
+    image = viewer.open(str(path), plugin=PLUGIN_NAME)[0]
     widget.data.image.value = image
     viewer.add_labels(np.ones((2, 30, 30), np.uint8), name=predictions_name(image))
     assert not widget.predict.save_labels(path)

@@ -13,13 +13,14 @@ import pytest
 from npe2 import PluginManifest
 
 import napari_unet
+from napari_unet import PLUGIN_NAME
 
 MANIFEST = Path(napari_unet.__file__).parent / "napari.yaml"
 
 
 def test_manifest_validates_and_imports():
     manifest = PluginManifest.from_file(MANIFEST)
-    assert manifest.name == "napari-unet"
+    assert manifest.name == PLUGIN_NAME
     manifest.validate_imports()
     commands = manifest.contributions.commands
     assert len(commands) >= 10
@@ -30,7 +31,7 @@ def test_manifest_validates_and_imports():
 
 def test_npe2_validate_command_accepts_the_installed_plugin():
     result = subprocess.run(
-        [sys.executable, "-m", "npe2", "validate", "napari-unet", "--imports"],
+        [sys.executable, "-m", "npe2", "validate", PLUGIN_NAME, "--imports"],
         capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -39,7 +40,7 @@ def test_npe2_validate_command_accepts_the_installed_plugin():
 
 def test_contributions_cover_the_loop():
     contributions = PluginManifest.from_file(MANIFEST).contributions
-    assert {r.command for r in contributions.readers} == {"napari-unet.get_reader"}
+    assert {r.command for r in contributions.readers} == {f"{PLUGIN_NAME}.get_reader"}
     assert "*.tif" in contributions.readers[0].filename_patterns
     assert contributions.writers[0].layer_types == ["labels"]
     assert {s.key for s in contributions.sample_data} == {"nuclei", "nuclei_annotated"}
@@ -54,6 +55,7 @@ def test_opening_the_plugin_does_not_import_torch():
         """
         import sys
         import napari
+        import napari_unet
         from napari_unet._napari import reader, writer, sample_data
         from napari_unet._napari.workflow import WorkflowWidget
         from napari_unet._napari.data_panel import DataPanel
@@ -66,7 +68,7 @@ def test_opening_the_plugin_does_not_import_torch():
         viewer = napari.Viewer(show=False)
         for data, meta, kind in sample_data.nuclei_annotated():
             getattr(viewer, f"add_{kind}")(data, **meta)
-        viewer.open(str(sample_path("nuclei")), plugin="napari-unet")
+        viewer.open(str(sample_path("nuclei")), plugin=napari_unet.PLUGIN_NAME)
         viewer.window.add_dock_widget(WorkflowWidget(viewer))
         for panel in (DataPanel, AnnotatePanel, TrainPanel, PredictPanel, CorrectPanel):
             viewer.window.add_dock_widget(panel(viewer))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tifffile
 
+from napari_unet import PLUGIN_NAME
 from napari_unet._napari.reader import get_reader
 from napari_unet._napari.writer import write_labels
 from napari_unet.core.io import read_tiff, write_tiff
@@ -120,25 +121,25 @@ def test_viewer_round_trip_through_the_plugin(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer()
     path = tmp_path / "stack.tif"
     write_tiff(path, _stack(3), axes="ZYX", scale=(1.5, 1.0, 1.0))
-    [image] = viewer.open(str(path), plugin="napari-unet")
+    [image] = viewer.open(str(path), plugin=PLUGIN_NAME)
     assert image.data.shape == (4, 32, 48)
     assert tuple(image.scale) == (1.5, 1.0, 1.0)
     labels = viewer.add_labels((np.asarray(image.data) > 2000).astype(np.uint8), name="mask")
     out = tmp_path / "mask.tif"
-    labels.save(str(out), plugin="napari-unet")
-    [reopened] = viewer.open(str(out), plugin="napari-unet")
+    labels.save(str(out), plugin=PLUGIN_NAME)
+    [reopened] = viewer.open(str(out), plugin=PLUGIN_NAME)
     assert reopened.__class__.__name__ == "Labels"
     np.testing.assert_array_equal(reopened.data, labels.data)
 
 
 def test_sample_data_opens(make_napari_viewer):
     viewer = make_napari_viewer()
-    viewer.open_sample("napari-unet", "nuclei_annotated")
+    viewer.open_sample(PLUGIN_NAME, "nuclei_annotated")
     assert [layer.name for layer in viewer.layers] == ["nuclei", "nuclei annotations"]
     image, annotations = viewer.layers
     assert image.data.shape == annotations.data.shape == (5, 256, 256)
     assert set(np.unique(annotations.data)) == {0, 1, 2}
-    viewer.open_sample("napari-unet", "nuclei")
+    viewer.open_sample(PLUGIN_NAME, "nuclei")
     assert len(viewer.layers) == 3
 
 
@@ -150,7 +151,7 @@ def test_plain_stack_axes_read_z_in_viewer_and_data_panel(make_napari_viewer, tm
     path = tmp_path / "plain.tif"
     tifffile.imwrite(path, np.random.default_rng(2).integers(80, 4000, (6, 40, 48),
                                                              dtype=np.uint16))
-    [image] = viewer.open(str(path), plugin="napari-unet")
+    [image] = viewer.open(str(path), plugin=PLUGIN_NAME)
     assert tuple(image.axis_labels) == ("Z", "Y", "X")
     panel = DataPanel(viewer)
     panel.image.value = image

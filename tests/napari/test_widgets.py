@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from napari_unet import PLUGIN_NAME
 from napari_unet._napari.demo import open_demo
 
 pytestmark = pytest.mark.filterwarnings("error:Private attribute access")
@@ -24,10 +25,10 @@ def test_demo_opens_the_sample_with_the_workflow(make_napari_viewer):
 
 def test_plugin_menu_widgets_share_one_session(make_napari_viewer):
     viewer = make_napari_viewer()
-    viewer.open_sample("napari-unet", "nuclei")
-    data_dock, data = viewer.window.add_plugin_dock_widget("napari-unet", "1. Data")
-    _, annotate = viewer.window.add_plugin_dock_widget("napari-unet", "2. Annotate")
-    _, train = viewer.window.add_plugin_dock_widget("napari-unet", "3. Train")
+    viewer.open_sample(PLUGIN_NAME, "nuclei")
+    data_dock, data = viewer.window.add_plugin_dock_widget(PLUGIN_NAME, "1. Data")
+    _, annotate = viewer.window.add_plugin_dock_widget(PLUGIN_NAME, "2. Annotate")
+    _, train = viewer.window.add_plugin_dock_widget(PLUGIN_NAME, "3. Train")
     assert data.session is annotate.session is train.session
     data.image.value = viewer.layers["nuclei"]
     layer = annotate.create_layer()

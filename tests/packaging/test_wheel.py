@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from napari_unet import PLUGIN_NAME
+
 pytest.importorskip("build")
 pytest.importorskip("hatchling")
 pytest.importorskip("twine")
@@ -24,11 +26,11 @@ PROBE = textwrap.dedent("""
     from npe2 import PluginManager
     pm = PluginManager.instance()
     pm.discover()
-    manifest = pm.get_manifest("napari-unet")
+    manifest = pm.get_manifest(napari_unet.PLUGIN_NAME)
     samples = [s.key for s in manifest.contributions.sample_data]
     import napari
     viewer = napari.Viewer(show=False)
-    viewer.open_sample("napari-unet", samples[0])
+    viewer.open_sample(napari_unet.PLUGIN_NAME, samples[0])
     layers = [(layer.name, layer.data.shape) for layer in viewer.layers]
     viewer.close()
     print(json.dumps({"module": napari_unet.__file__, "plugins": list(pm._manifests),
@@ -72,7 +74,7 @@ def test_wheel_installs_and_napari_finds_the_plugin(dist, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     info = json.loads(_run([str(python), "-c", PROBE], cwd=tmp_path, env=env).splitlines()[-1])
     assert Path(info["module"]).is_relative_to(venv)  # the installed wheel, no checkout
-    assert "napari-unet" in info["plugins"] and info["samples"][0] == "nuclei"
+    assert PLUGIN_NAME in info["plugins"] and info["package"] == PLUGIN_NAME and info["samples"][0] == "nuclei"
     assert info["layers"] and info["layers"][0][0] == "nuclei"
     assert len(info["layers"][0][1]) == 3  # the sample stack (Z, Y, X)
     version = _run([str(venv / "bin" / "napari-unet"), "--version"], cwd=tmp_path, env=env)
