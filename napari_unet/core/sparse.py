@@ -251,6 +251,7 @@ def write_labels_tiff(path: str | os.PathLike, labels, *, axes: str | None = Non
 
     def _write(tmp: Path) -> None:
         tifffile.imwrite(tmp, planes(), shape=shape, dtype=dtype, compression="zlib",
+                         photometric="minisblack",
                          bigtiff=nbytes > 2 * 1024**3, resolution=resolution,
                          metadata={"axes": axes, "labels": True})
 
