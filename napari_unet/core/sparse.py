@@ -91,14 +91,22 @@ def annotated_slices(array) -> list[int]:
     return sorted(found)
 
 
-def to_sparse(data: Any, chunks: tuple[int, ...] | None = None):
-    """Labels (numpy, dask or zarr) copied into :func:`sparse_labels`, one slice at a time."""
+def to_sparse(data: Any, dtype: Any = None, chunks: tuple[int, ...] | None = None):
+    """Labels (numpy, dask or zarr) copied into :func:`sparse_labels` (of ``dtype``, by
+    default theirs): for sparse labels only their stored chunks, else plane by plane."""
     data_shape = tuple(data.shape)
-    out = sparse_labels(data_shape, np.dtype(data.dtype), chunks)
+    dtype = np.dtype(data.dtype if dtype is None else dtype)
+    if is_sparse(data):
+        out = sparse_labels(data_shape, dtype, chunks or tuple(data.chunks))
+        for coords in stored_chunks(data):
+            region = chunk_region(data, coords)
+            out[region] = np.asarray(data[region]).astype(dtype, copy=False)
+        return out
+    out = sparse_labels(data_shape, dtype, chunks)
     for index in _planes(data_shape):
         plane = np.asarray(data[index])
         if plane.any():
-            out[index] = plane
+            out[index] = plane.astype(dtype, copy=False)
     return out
 
 

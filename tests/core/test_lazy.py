@@ -142,6 +142,7 @@ class CountingReads:
 
     def __init__(self, source: da.Array):
         self.read: set[tuple[int, ...]] = set()
+        self.order: list[tuple[int, ...]] = []  # every read, in turn
         self.lock = threading.Lock()
         self.array = source.map_blocks(self._record, dtype=source.dtype)
 
@@ -149,6 +150,7 @@ class CountingReads:
         if block_info is not None:
             with self.lock:
                 self.read.add(tuple(block_info[0]["chunk-location"]))
+                self.order.append(tuple(block_info[0]["chunk-location"]))
         return block
 
 
@@ -215,6 +217,7 @@ def test_sparse_annotations_hold_only_painted_chunks_and_round_trip(tmp_path, st
     assert back.labels_hint is True and back.axes == "ZYX" and back.scale == (2.0, 0.5, 0.5)
     np.testing.assert_array_equal(back.data.compute(), ann[...])
     again = to_sparse(back.data, chunks=(1, 64, 64))
+    assert stored_chunks(to_sparse(ann)) == stored_chunks(ann)
     assert stored_chunks(again) == stored_chunks(ann)
     # Saved again over the first: replaced whole, no temporary folder left.
     ann[9, 100:110, 70:75] = 0
