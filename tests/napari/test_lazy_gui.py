@@ -133,3 +133,36 @@ def test_predict_panel_writes_a_lazy_stack_slice_by_slice_into_a_zarr_layer(
     annotations.data[2] = 0
     assert restore(annotations, layer) == saved
     np.testing.assert_array_equal(annotations.data[...], painted)
+
+
+def test_corrections_of_a_lazy_stack_become_sparse_annotations(
+        big_tiff, make_napari_viewer, run_worker, tiny_settings):
+    from napari_unet._napari.workflow import WorkflowWidget
+
+    path, image, labels = big_tiff
+    viewer = make_napari_viewer()
+    [(data, meta, _)] = get_reader(str(path))(str(path))
+    layer = viewer.add_image(data, **meta)
+    widget = WorkflowWidget(viewer, settings=tiny_settings)
+    widget.data.image.value = layer
+    viewer.dims.set_current_step(0, 5)
+    annotations = widget.annotate.create_layer()
+    from tests.conftest import constant_bundle
+
+    widget.session.set_model(constant_bundle([0.2, 0.8], "semantic"))  # all foreground
+    widget.predict.scope.value = "slice"
+    run_worker(widget.predict.predict())
+    predictions = viewer.layers["big predictions"]
+    assert isinstance(predictions.data, zarr.Array)
+    assert (predictions.data[5] == 1).all() and not predictions.data[4].any()
+    edited = np.asarray(predictions.data[5])
+    edited[10:30, 20:60] = 0  # the user erases a false object
+    predictions.data[5] = edited
+    widget.correct.scope.value = "slice"
+    assert widget.correct.accept_corrections() == [5]
+    assert isinstance(annotations.data, zarr.Array)
+    assert {c[0] for c in stored_chunks(annotations.data)} == {5}
+    expected = np.zeros(SHAPE[1:], np.uint8)
+    expected[10:30, 20:60] = 1  # erased: background
+    np.testing.assert_array_equal(annotations.data[5], expected)
+    assert widget.annotate.autosave.dirty
