@@ -70,21 +70,33 @@ def channel_layers(session: Session) -> list[Image]:
     return layers
 
 
-def _plane(layer: Image, z: int | None) -> np.ndarray:
+def _plane(layer: Image, z: int | None):
+    """The layer's data, or slice ``z`` of it; a lazy layer's stay lazy (nothing read)."""
+    from napari_unet.core.channels import is_lazy
+
     data = layer.data
     axis = z_axis(layer)
-    if z is None or axis is None:
-        return np.asarray(data)
-    index = [slice(None)] * layer.ndim
-    index[axis] = z
-    return np.asarray(data[tuple(index)])
+    if z is not None and axis is not None:
+        index = [slice(None)] * layer.ndim
+        index[axis] = z
+        data = data[tuple(index)]
+    return data if is_lazy(data) else np.asarray(data)
 
 
-def image_input(session: Session, z: int | None = None) -> np.ndarray:
+def is_lazy_input(session: Session) -> bool:
+    """Whether the chosen image (or one of its channel layers) is opened lazily."""
+    from napari_unet.core.channels import is_lazy
+
+    return any(is_lazy(layer.data) for layer in channel_layers(session))
+
+
+def image_input(session: Session, z: int | None = None):
     """A copy of the chosen channels of the image (slice ``z`` of a stack, or all of it)
     in the core's form: 2D or (Z, Y, X) for one channel, (Z, C, Y, X) for several (a
-    2D image or one slice as (1, C, Y, X)). Raises the core's :class:`InputError`."""
-    from napari_unet.core.channels import pick_channels, stack_channels
+    2D image or one slice as (1, C, Y, X)). For an image opened lazily the chosen
+    channel stays a lazy (dask) array, read later slice by slice; several channels of
+    such an image are refused. Raises the core's :class:`InputError`."""
+    from napari_unet.core.channels import is_lazy, pick_channels, stack_channels
 
     image = session.image
     axis = channel_axis(image)
@@ -92,9 +104,10 @@ def image_input(session: Session, z: int | None = None) -> np.ndarray:
         data = _plane(image, z)
         if z is not None and z_axis(image) is not None and z_axis(image) < axis:
             axis -= 1
-        return np.array(pick_channels(data, axis, session.channel_indices, repr(image.name)))
-    planes = [_plane(layer, z) for layer in channel_layers(session)]
-    return np.array(stack_channels(planes))
+        picked = pick_channels(data, axis, session.channel_indices, repr(image.name))
+    else:
+        picked = stack_channels([_plane(layer, z) for layer in channel_layers(session)])
+    return picked if is_lazy(picked) else np.array(picked)
 
 
 def chosen_count(session: Session) -> int:

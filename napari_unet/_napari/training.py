@@ -25,6 +25,7 @@ from .channel_choice import (
     channel_axis,
     chosen_count,
     image_input,
+    is_lazy_input,
     mismatch,
     recorded_channels,
 )
@@ -37,7 +38,13 @@ from .jobs import (
     bundle_with_weights,
     predict_and_signal,
 )
-from .layers import annotations_for, image_shape, predictions_layer, write_predictions
+from .layers import (
+    annotations_for,
+    image_shape,
+    is_lazy_layer,
+    predictions_layer,
+    write_predictions,
+)
 
 if TYPE_CHECKING:
     from napari.layers import Image, Labels
@@ -106,9 +113,24 @@ def build_request(session: Session, every_image: bool, **options) -> TrainReques
                 f"the annotations {labels.name!r} have shape {np.shape(labels.data)} but the "
                 f"image {image.name!r} has shape {image_shape(image)}; they must match"
             )
-        # The chosen channels of the image (the same core functions as the command line).
-        images.append(image_input(session) if image == session.image
-                      else np.asarray(image.data).copy())
+        # The chosen channels of the image (the same core functions as the command line);
+        # for an image opened lazily its one chosen channel, still lazy.
+        chosen = image == session.image
+        lazy = (is_lazy_input(session) if chosen else is_lazy_layer(image)) or (
+            is_lazy_layer(labels))
+        data = image_input(session) if chosen else (
+            image.data if lazy else np.asarray(image.data).copy())
+        if lazy:
+            # Read chunk by chunk by the training; the annotations copied as they are
+            # stored (only their painted chunks), so painting on goes on meanwhile.
+            from napari_unet.core.sparse import is_sparse, to_sparse
+
+            images.append(data)
+            annotations.append(to_sparse(labels.data) if is_sparse(labels.data)
+                               else np.asarray(labels.data).copy())
+            weights.append(None)
+            continue
+        images.append(data)
         annotations.append(np.asarray(labels.data).copy())
         weights.append(correction_weights(session.marks(image).corrected_pixels,
                                           image_shape(image)))
@@ -245,7 +267,7 @@ class TrainingController:
             return
         z = self.session.current_slice()
         try:
-            data = image_input(self.session, z)
+            data = image_input(self.session, z)  # a lazy image's slice is read in the worker
         except NapariUnetError as exc:  # the channels changed under way: no preview
             log.debug("no preview: %s", exc)
             return

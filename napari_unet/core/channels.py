@@ -5,7 +5,10 @@ several channels are always four axes (Z, C, Y, X), a 2D image being one slice
 (1, C, Y, X), so that a stack of slices is never taken for channels or the reverse.
 :func:`pick_channels` turns an array with a channel axis anywhere (a TIFF's ``C``, an
 RGB image's samples, a napari layer's axis) into that form; the command line and the GUI
-both use it. Only numpy here: no torch.
+both use it. An image opened lazily (a dask or zarr array too large to hold) gives one
+of its channels lazily; several channels of such an image are refused
+(:data:`LAZY_CHANNELS`) rather than read whole. Only numpy (and dask for lazy images)
+here: no torch.
 """
 
 from __future__ import annotations
@@ -15,6 +18,17 @@ from collections.abc import Sequence
 import numpy as np
 
 from .errors import InputError
+
+#: The sentence refusing several channels of an image opened lazily (``name``, ``n``).
+LAZY_CHANNELS = ("{name} is too large to hold in memory and has {n} channels: napari-unet "
+                 "reads several channels only from images that fit in memory, so choose one "
+                 "channel (or save the channels to use as a smaller image)")
+
+
+def is_lazy(data) -> bool:
+    """Whether ``data`` is read on demand (a dask or zarr array, a lazy view)."""
+    return not isinstance(data, np.ndarray) and hasattr(data, "shape") and hasattr(
+        data, "__getitem__") and hasattr(data, "dtype")
 
 
 def parse_channels(text: str) -> tuple[int, ...]:
@@ -55,9 +69,12 @@ def pick_channels(data: np.ndarray, axis: int | None, channels: Sequence[int] | 
     ``axis`` None: ``data`` has one channel (only ``(0,)`` or None may be chosen).
     ``channels`` None: all of them. One channel chosen gives the array without the
     channel axis; several give (Z, C, Y, X), with Z = 1 when ``data`` has no other axis
-    than the channel and Y, X.
+    than the channel and Y, X. A lazy ``data`` stays lazy (dask): one channel is picked
+    without reading anything; several are refused (:data:`LAZY_CHANNELS`).
     """
-    data = np.asarray(data)
+    lazy = is_lazy(data)
+    if not lazy:
+        data = np.asarray(data)
     if axis is None:
         if channels is not None:
             check_indices(channels, 1, name)
@@ -73,6 +90,14 @@ def pick_channels(data: np.ndarray, axis: int | None, channels: Sequence[int] | 
     if not chosen:
         raise InputError(f"no channel of {name} is chosen; choose at least one")
     check_indices(chosen, n, name)
+    if lazy:
+        if len(chosen) > 1:
+            raise InputError(LAZY_CHANNELS.format(name=name, n=n))
+        if not hasattr(data, "dask"):  # zarr or another lazy array: index it through dask
+            import dask.array as da
+
+            data = da.from_array(data, chunks=getattr(data, "chunks", "auto"))
+        return data[(slice(None),) * axis + (chosen[0],)]
     if len(chosen) == 1:
         return np.take(data, chosen[0], axis=axis)
     picked = np.take(data, list(chosen), axis=axis) if chosen != tuple(range(n)) else data
@@ -93,9 +118,11 @@ def n_channels(image: np.ndarray) -> int:
 def stack_channels(planes: Sequence[np.ndarray]) -> np.ndarray:
     """Single-channel images of one shape (2D or Z stacks, e.g. napari layers split by
     channel) as one image in the core's form; one image stays as it is."""
-    planes = [np.asarray(p) for p in planes]
     if len(planes) == 1:
-        return planes[0]
+        return planes[0] if is_lazy(planes[0]) else np.asarray(planes[0])
+    if any(is_lazy(p) for p in planes):
+        raise InputError(LAZY_CHANNELS.format(name="the image", n=len(planes)))
+    planes = [np.asarray(p) for p in planes]
     shapes = {p.shape for p in planes}
     if len(shapes) != 1:
         raise InputError("the channels have different shapes "
