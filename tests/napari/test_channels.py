@@ -144,3 +144,35 @@ def test_the_gui_and_the_command_line_read_the_same_channels(workflow, tmp_path)
     assert request.images[0].shape == images[0].shape == (2, 2, 64, 64)
     assert np.array_equal(request.images[0], images[0])
     assert request.options.channels == train_options(args).channels == (1, 2)
+
+
+def test_one_channel_of_a_lazy_layer_is_predicted_lazily_and_two_are_refused(
+        workflow, run_worker, notifications):
+    import dask.array as da
+
+    from napari_unet.core.predict import Predictor
+
+    viewer, widget = workflow
+    image, _ = two_channel_blobs(np.random.default_rng(0), shape=(3, 64, 64))
+    lazy = da.from_array(np.moveaxis(image, 1, 0), chunks=(1, 1, 64, 64))  # (C, Z, Y, X)
+    layer = viewer.add_image(lazy, name="big")
+    widget.data.image.value = layer
+    widget.data.channel_axis.value = 0
+    assert widget.data.channels.value == [0, 1]
+    bundle = ModelBundle.new(UNetConfig(in_channels=2, base_channels=4, depth=2), seed=0)
+    widget.session.set_model(bundle)
+    widget.predict.scope.value = "stack"
+    assert widget.predict.predict() is None  # two channels of a lazy image: not read whole
+    assert any("too large to hold in memory and has 2 channels" in m for m in notifications)
+    assert "big predictions" not in viewer.layers
+
+    one = ModelBundle.new(UNetConfig(base_channels=4, depth=2), seed=0)
+    widget.session.set_model(one)
+    widget.data.channels.value = [1]
+    worker = widget.predict.predict()
+    assert worker is not None
+    run_worker(worker)
+    predictions = viewer.layers["big predictions"]
+    assert not isinstance(predictions.data, np.ndarray)  # zarr-backed, slice by slice
+    expected = Predictor(one, device="cpu").predict(image[:, 1]).labels
+    np.testing.assert_array_equal(np.asarray(predictions.data[...]), expected)

@@ -130,3 +130,53 @@ def test_needs_an_image_from_a_file_and_a_model(empty_workflow, folder, notifica
     assert panel.worker is None
     assert any("Cannot predict the folder" in m for m in notifications)
     assert sorted(p.name for p in folder.iterdir()) == ["a.tif", "b.tif", "c.tif"]
+
+
+def test_reads_the_channels_the_model_was_trained_on(empty_workflow, tmp_path, run_worker):
+    """As ``napari-unet predict --image FOLDER``: each file's channels are those the model
+    records, whatever the Data step shows; a file without them fails on its own line."""
+    from dataclasses import replace
+
+    from napari_unet.core.checkpoint import ModelBundle
+    from napari_unet.core.model import UNetConfig
+    from tests.conftest import two_channel_blobs
+
+    folder = tmp_path / "channels"
+    folder.mkdir()
+    stacks = {}
+    for name, seed in (("a", 0), ("b", 1)):
+        image, _ = two_channel_blobs(np.random.default_rng(seed), shape=(2, 48, 40))
+        tifffile.imwrite(folder / f"{name}.tif", image, imagej=True,
+                         metadata={"axes": "ZCYX"})
+        stacks[name] = image
+    tifffile.imwrite(folder / "grey.tif", stacks["a"][:, 0])  # one channel only
+    viewer, widget = empty_workflow
+    widget.data.open_path(folder / "a.tif")
+    assert widget.session.image is not None
+    panel = widget.predict.folder
+    threshold = widget.session.foreground_threshold
+
+    one = replace(_model(), channels=(1,))  # trained on channel 1 of such files
+    widget.session.set_model(one)
+    _press(panel.run)
+    run_worker(panel.worker)
+    out = folder / "predictions"
+    for name, image in stacks.items():
+        np.testing.assert_array_equal(read_tiff(out / f"{name}_labels.tif").data,
+                                      _expected(one, image[:, 1], threshold))
+    grey = [r for r in panel.results if r.image.name == "grey.tif"]
+    assert len(grey) == 1 and grey[0].failed and "channel" in grey[0].line()
+
+    import torch
+
+    torch.manual_seed(1)
+    two = ModelBundle.new(UNetConfig(in_channels=2, n_classes=2, base_channels=4, depth=2))
+    assert two.channels == (0, 1)
+    widget.session.set_model(two)
+    panel.redo.value = True
+    _press(panel.run)
+    run_worker(panel.worker)
+    for name, image in stacks.items():
+        np.testing.assert_array_equal(read_tiff(out / f"{name}_labels.tif").data,
+                                      _expected(two, image, threshold))
+    assert [r.image.name for r in panel.results if r.failed] == ["grey.tif"]
