@@ -8,6 +8,7 @@ import threading
 
 import torch
 
+from .data import is_lazy
 from .sampling import PatchSampler
 
 
@@ -70,6 +71,10 @@ class DeviceBatches:
 
     @classmethod
     def fits(cls, sampler: PatchSampler, device: torch.device) -> bool:
+        """Whether the training data go to ``device`` whole: on a GPU, when small enough,
+        and never for images read lazily (those are sampled on the host, chunk by chunk)."""
+        if any(is_lazy(p.image) or is_lazy(p.target) for p in sampler.pairs):
+            return False
         if device.type != "cuda":
             return False
         size = sum(p.image.nbytes + p.target.nbytes + (0 if p.weight is None else p.weight.nbytes)

@@ -28,3 +28,19 @@ def test_batches_cut_on_the_device_equal_the_sampler_batches(blob_data):
         assert torch.equal(x, torch.from_numpy(xs)) and torch.equal(y, torch.from_numpy(ys))
         assert y.dtype == torch.int64 and torch.equal(w, torch.from_numpy(ws))
     assert not DeviceBatches.fits(a, torch.device("cpu"))  # the CPU keeps its sampling thread
+
+
+def test_pairs_read_lazily_are_never_copied_to_the_device(blob_data):
+    """A stack opened lazily is sampled on the host, chunk by chunk, even on a GPU."""
+    import dask.array as da
+
+    from napari_unet.core.batches import DeviceBatches
+    from napari_unet.core.sampling import PatchSampler
+
+    image, labels = blob_data
+    td = TrainingData.from_annotations([da.from_array(image, chunks=(1, 32, 32))],
+                                       [to_annotations(labels, "instance")],
+                                       validation_fraction=0)
+    assert not isinstance(td.train[0].image, np.ndarray)  # a lazy view, not the stack
+    sampler = PatchSampler(td.train, td.n_classes, 32, seed=5)
+    assert not DeviceBatches.fits(sampler, torch.device("cuda"))
