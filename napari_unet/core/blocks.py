@@ -64,16 +64,34 @@ ProgressCallback = Callable[[str, int, int], None]
 
 
 # --------------------------------------------------------------------------- inputs
+class Fixed:
+    """A lazy view of ``data`` with some axes held at one index (a channel, axes of
+    length one): ``shape`` and slicing of the other axes read only what is asked."""
+
+    def __init__(self, data: Any, fixed: dict[int, int]):
+        self.data, self.fixed = data, dict(fixed)
+        self.shape = tuple(n for i, n in enumerate(data.shape) if i not in self.fixed)
+        self.dtype = data.dtype
+
+    def __getitem__(self, key) -> np.ndarray:
+        key = list(key if isinstance(key, tuple) else (key,))
+        full = [self.fixed[i] if i in self.fixed else key.pop(0)
+                for i in range(len(self.data.shape))]
+        return np.asarray(self.data[tuple(full)])
+
+
 @dataclass(frozen=True)
 class TiffSource:
     """A TIFF read lazily through tifffile's zarr interface; picklable, so that each
-    worker of a cluster opens the file itself (one process opens it once)."""
+    worker of a cluster opens the file itself (one process opens it once). ``fixed``
+    holds axes at one index (:class:`Fixed`)."""
 
     path: str
     series: int | None = None
+    fixed: tuple[tuple[int, int], ...] = ()
 
     def open(self) -> Any:
-        key = (os.path.abspath(self.path), self.series)
+        key = (os.path.abspath(self.path), self.series, self.fixed)
         if key not in _opened:
             import tifffile
             import zarr
@@ -82,7 +100,7 @@ class TiffSource:
             data = zarr.open(store, mode="r")
             if isinstance(data, zarr.Group):  # a pyramid: its full resolution
                 data = data["0"]
-            _opened[key] = data
+            _opened[key] = Fixed(data, dict(self.fixed)) if self.fixed else data
         return _opened[key]
 
 
