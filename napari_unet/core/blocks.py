@@ -247,12 +247,18 @@ def is_zarr_path(path: str | os.PathLike) -> bool:
 
 
 def _create(folder: Path, name: str, shape, chunks, dtype, axes: str, scale, labels: bool):
+    """An OME-Zarr group (zarr format 2, as NGFF 0.4 asks) with one array ``0``."""
     import zarr
 
-    group = zarr.open_group(str(folder), mode="w", zarr_format=2)
+    kwargs = {"shape": tuple(shape), "chunks": tuple(chunks), "dtype": dtype, "fill_value": 0}
+    if int(zarr.__version__.split(".")[0]) >= 3:
+        group = zarr.open_group(str(folder), mode="w", zarr_format=2)
+        group.create_array("0", chunk_key_encoding={"name": "v2", "separator": "/"},
+                           **kwargs)
+    else:  # zarr 2 (Python 3.10)
+        group = zarr.open_group(str(folder), mode="w")
+        group.create_dataset("0", dimension_separator="/", **kwargs)
     group.attrs.update(ngff_attrs(name, axes, scale, labels))
-    group.create_array("0", shape=tuple(shape), chunks=tuple(chunks), dtype=dtype,
-                       fill_value=0, chunk_key_encoding={"name": "v2", "separator": "/"})
     return str(folder / "0")
 
 
