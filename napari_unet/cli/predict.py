@@ -251,7 +251,7 @@ def _predict_blocks(args: argparse.Namespace) -> int:
                 continue
             data = read_zarr(targets[option])
             if option == "--out":
-                write_tiff(path, data, scale=scale, labels=True)
+                write_tiff(path, data, scale=scale)
             else:
                 write_tiff(path, data.transpose(1, 0, 2, 3) if data.ndim == 4 else data)
     finally:

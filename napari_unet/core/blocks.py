@@ -646,6 +646,8 @@ def predict_blocks(
         for path in list(_arrays):
             if any(path.startswith(str(t)) for t in created):
                 _arrays.pop(path, None)
+        if client is None:
+            _opened.clear()  # the input files this process opened
 
 
 def _options(predictor) -> dict:
