@@ -158,8 +158,9 @@ def main() -> None:
     from napari_unet.core.blocks import read_zarr  # noqa: F401  (the package is importable)
 
     t0 = time.perf_counter()
+    before = set(args.workdir.iterdir())
     stack = make_stack(args.workdir, args.gib, args.side)
-    made = time.perf_counter() - t0
+    made = None if stack in before else time.perf_counter() - t0
     model = args.model or small_model(args.workdir, args.base, args.depth)
     import tifffile
 
@@ -220,7 +221,7 @@ def main() -> None:
         ["run", "threads", "cores", "seconds", "peak MiB", "of limit", "all MiB", "Mpx/s",
          "Mpx/s/core"], rows, [14, 14, 6, 9, 9, 9, 8, 8, 11]))
     print("\n".join(notes))
-    print(f"stack written in {made:.1f} s" if made > 1 else "stack reused from the workdir")
+    print("stack reused from the workdir" if made is None else f"stack written in {made:.1f} s")
     if failed:
         sys.exit("FAILED: " + "; ".join(failed))
 
