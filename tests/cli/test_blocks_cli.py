@@ -64,6 +64,20 @@ def test_ome_zarr_in_tiff_out(stack, tmp_path):
     assert labels.shape == (2, 150, 170) and labels.dtype == np.uint8 and labels.any()
 
 
+def test_one_channel_of_a_tiff_read_lazily(stack, tmp_path):
+    image = tifffile.imread(stack)[0]
+    two = np.stack([image[::-1], image])  # channel 1 is the slice
+    tifffile.imwrite(tmp_path / "cyx.tif", two, tile=(64, 64), imagej=False,
+                     metadata={"axes": "CYX"})
+    tifffile.imwrite(tmp_path / "yx.tif", image)
+    assert _predict("--image", tmp_path / "cyx.tif", "--channel", "1", "--out",
+                    tmp_path / "a.ome.zarr", *FEWER) == 0
+    assert _predict("--image", tmp_path / "yx.tif", "--out", tmp_path / "b.tif",
+                    "--tile-size", "64") == 0
+    np.testing.assert_array_equal(read_zarr(tmp_path / "a.ome.zarr"),
+                                  tifffile.imread(tmp_path / "b.tif"))
+
+
 @pytest.mark.parametrize("case", ["exists", "inside input", "holds input", "is input",
                                   "not zarr", "not an output kind"])
 def test_bad_outputs_are_one_line_and_change_nothing(stack, tmp_path, capsys, case):

@@ -88,10 +88,11 @@ def test_blocks_give_the_objects_of_the_whole_image(tmp_path, kind):
     assert not set(np.unique(labels[0])[1:]) & set(np.unique(labels[1])[1:])
 
 
-def test_classes_without_instances(tmp_path):
+@pytest.mark.parametrize("block", [32, 128])  # blocks smaller than the slice, the slice
+def test_classes_without_instances(tmp_path, block):
     image, _ = blobs(np.random.default_rng(2), shape=(1, 100, 90), n=6, radius=8)
     pred = predictor("components")
-    result = predict_blocks(pred, image[0], tmp_path / "c.ome.zarr", chunk=32, block=32)
+    result = predict_blocks(pred, image[0], tmp_path / "c.ome.zarr", chunk=32, block=block)
     labels = read_zarr(result.labels)
     assert labels.dtype == np.uint8 and result.objects is None
     np.testing.assert_array_equal(labels, pred.predict(image[0]).labels)
