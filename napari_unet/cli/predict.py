@@ -244,8 +244,9 @@ def _predict_blocks(args: argparse.Namespace) -> int:
                 instances=args.instances, min_size=args.min_size, scale=scale,
                 chunk=args.chunk_size, block=args.block_size, overwrite=args.overwrite,
                 client=client, progress=progress)
-        if not args.quiet and last[0] is not None:
+        if last[0] is not None:  # end the progress line
             err.write("\n")
+            last[0] = None
         for option, path in outputs:
             if is_zarr_path(path):
                 continue
@@ -255,6 +256,8 @@ def _predict_blocks(args: argparse.Namespace) -> int:
             else:
                 write_tiff(path, data.transpose(1, 0, 2, 3) if data.ndim == 4 else data)
     finally:
+        if last[0] is not None:  # the error's line starts on a line of its own
+            err.write("\n")
         for option, path in outputs:
             if targets[option] != path:
                 shutil.rmtree(targets[option], ignore_errors=True)

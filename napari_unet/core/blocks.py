@@ -505,7 +505,14 @@ class _Cluster:
         for k, _ in enumerate(as_completed(futures), start=1):
             if self.progress is not None:
                 self.progress(what, k, len(items))
-        return self.client.gather(futures)
+        try:
+            return self.client.gather(futures)
+        except Exception as exc:  # a task or its worker failed: one sentence
+            from .errors import PredictionError
+
+            detail = str(exc).splitlines()[0][:200] if str(exc) else ""
+            raise PredictionError(f"a block failed on the cluster while computing {what} "
+                                  f"({type(exc).__name__}: {detail})") from None
 
 
 @dataclass

@@ -63,7 +63,7 @@ def _client(workers: int | None, scheduler: str | None):
         except (OSError, TimeoutError, ValueError) as exc:
             raise InputError(f"cannot reach the dask scheduler at {scheduler} ({exc})") from None
     cluster = LocalCluster(n_workers=int(workers or 1), threads_per_worker=1, processes=True,
-                           dashboard_address=None, silence_logs=logging.ERROR)
+                           dashboard_address=None, silence_logs=logging.CRITICAL)
     try:
         return Client(cluster), cluster
     except BaseException:

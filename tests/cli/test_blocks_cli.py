@@ -125,3 +125,19 @@ def test_overwrite_replaces_an_ome_zarr_output(stack, tmp_path):
     second = read_zarr(out)
     assert first.dtype == np.uint8 and second.dtype == np.uint32 and second.max() > 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["l.ome.zarr", "stack.tif"]
+
+
+def test_a_damaged_tile_read_by_a_worker_is_one_line(stack, tmp_path, capsys):
+    damaged = tmp_path / "damaged.tif"
+    tifffile.imwrite(damaged, tifffile.imread(stack), tile=(64, 64), compression="zlib")
+    with tifffile.TiffFile(damaged) as tif:
+        offset = tif.pages[1].dataoffsets[-1]
+    with open(damaged, "r+b") as fh:  # the last tile of the last slice
+        fh.seek(offset)
+        fh.write(b"\xff" * 32)
+    rc = main(["predict", "--model", str(START_MODEL), "--image", str(damaged), "--out",
+               str(tmp_path / "l.ome.zarr"), "--workers", "2", *FEWER])
+    err = capsys.readouterr().err
+    lines = [x for x in err.splitlines() if x.startswith("napari-unet: error: ")]
+    assert rc == 2 and len(lines) == 1 and "failed on the cluster" in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["damaged.tif", "stack.tif"]
