@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
+from .normalise import SAMPLE_PIXELS
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,6 @@ BLOCK = 4096
 WATERSHED_HALO = 64
 #: Rows of a slice read at once when sampling its percentiles (times its width, pixels).
 BAND_PIXELS = 16 * 1024**2
-SAMPLE_PIXELS = 2_000_000  # as Normalisation.stats
 
 ProgressCallback = Callable[[str, int, int], None]
 
