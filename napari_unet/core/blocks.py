@@ -23,7 +23,8 @@ of one object; a last pass renumbers every block (1..N, objects smaller than
 (background / interior / boundary) stitch their interiors that way, and then grow them
 by a watershed computed per block over the block and a halo of context around it
 (:data:`WATERSHED_HALO` pixels), so a seed cut by a block edge is one object on both
-sides and touching objects stay apart.
+sides and touching objects stay apart; the result is that of one process unless an
+object reaches further than the halo beyond a block edge.
 
 **Memory** holds a few blocks (the input, its probabilities, the labels), never the
 image. Outputs are written into a temporary folder beside the target and renamed into
@@ -35,7 +36,6 @@ The same passes run in this process or as tasks on dask.distributed workers
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import uuid
@@ -48,8 +48,6 @@ import numpy as np
 
 from .errors import InputError
 from .normalise import SAMPLE_PIXELS
-
-log = logging.getLogger(__name__)
 
 #: Default output chunk (Y, X): every output array is chunked one slice deep.
 CHUNK = 1024
