@@ -18,6 +18,7 @@ from .layers import (
     annotations_for,
     create_annotations,
     image_shape,
+    is_lazy_layer,
     set_colormap,
     unusable_reason,
 )
@@ -98,8 +99,11 @@ class AnnotatePanel(Container):
         if layer is None:
             self.counts.value = "No annotations layer yet."
             return
-        data = np.asarray(layer.data)
         classes = self.session.classes
+        if is_lazy_layer(layer):
+            self.counts.value = _sparse_counts(layer.data, classes)
+            return
+        data = np.asarray(layer.data)
         flat = data.ravel()
         negative = flat < 0 if np.issubdtype(flat.dtype, np.signedinteger) else None
         if negative is not None and negative.any():
@@ -175,3 +179,25 @@ class AnnotatePanel(Container):
         if self.session.annotations is not None:
             set_colormap(self.session.annotations, annotation_colormap(self.session.classes))
         self.update_counts()
+
+
+def _sparse_counts(data, classes) -> str:
+    """The counts of :meth:`AnnotatePanel.update_counts` for annotations held chunk by
+    chunk (zarr): only the stored chunks are read; other lazy labels are not counted."""
+    from napari_unet.core.sparse import annotated_slices, chunk_region, is_sparse, stored_chunks
+
+    if not is_sparse(data):
+        return "Labels read lazily: pixels are counted once painted on a new layer."
+    counts = np.zeros(len(classes) + 1, np.int64)
+    for coords in stored_chunks(data):
+        block = np.asarray(data[chunk_region(data, coords)])
+        block = block[block >= 0] if np.issubdtype(block.dtype, np.signedinteger) else block
+        c = np.bincount(block.ravel(), minlength=counts.size)
+        counts += c[: counts.size]
+    text = " · ".join(f"{c.name}: {counts[c.value]:,} px" for c in classes)
+    if data.ndim == 3:
+        painted = annotated_slices(data)
+        listed = ", ".join(str(z) for z in painted[:12]) + (" …" if len(painted) > 12 else "")
+        text += f"\nAnnotated slices: {len(painted)} of {data.shape[0]}"
+        text += f" ({listed})" if painted else ""
+    return text

@@ -4,6 +4,8 @@ The annotations of an image go to ``<image folder>/<image file name>.annotations
 when the image was opened from a folder one can write to, otherwise to
 ``~/.napari-unet/autosave/<image name>.<image key>.annotations.tif``, where the key
 stands for the image's file and shape (or its pixels, for an image without a file). The
+annotations of an image opened lazily (too large for memory) are kept chunk by chunk and
+saved as OME-Zarr labels, ``.annotations.ome.zarr``, holding only the painted chunks. The
 environment variable ``NAPARI_UNET_AUTOSAVE_DIR`` names one folder for all of them
 instead. Files are written
 atomically (:func:`napari_unet.core.io.write_tiff`), from a copy taken on the GUI thread,
@@ -38,6 +40,7 @@ AUTOSAVE_ENV = "NAPARI_UNET_AUTOSAVE_DIR"
 #: Seconds between two autosaves (only when the annotations changed).
 INTERVAL_S = 60.0
 SUFFIX = ".annotations.tif"
+ZARR_SUFFIX = ".annotations.ome.zarr"
 
 
 def user_folder() -> Path:
@@ -77,6 +80,8 @@ def image_key(image: Image) -> str:
         with contextlib.suppress(OSError, RuntimeError):
             source = source.resolve()
         digest.update(f"file:{source}:{shape}".encode("utf-8", "surrogateescape"))
+    elif not isinstance(data, np.ndarray):  # read lazily: never read it all for a key
+        digest.update(f"lazy:{image.name}:{np.dtype(data.dtype).str}:{shape}".encode())
     else:
         array = np.ascontiguousarray(np.asarray(data))
         digest.update(f"data:{array.dtype.str}:{shape}:".encode())
@@ -100,16 +105,34 @@ def autosave_path(image: Image) -> Path:
             if stem.lower().endswith(suffix):
                 stem = stem[: -len(suffix)]
                 break
-        return source.parent / (_safe_name(stem, 200) + SUFFIX)
+        return source.parent / (_safe_name(stem, 200) + _suffix(image))
     shared = Path(folder).expanduser() if folder else user_folder()
-    return shared / f"{_safe_name(image.name)}.{image_key(image)}{SUFFIX}"
+    return shared / f"{_safe_name(image.name)}.{image_key(image)}{_suffix(image)}"
 
 
-def _write(path: Path, data: np.ndarray) -> Path:
+def _suffix(image: Image) -> str:
+    """A TIFF for annotations held in memory; OME-Zarr labels, which store only the
+    painted chunks, for those of an image opened lazily."""
+    return SUFFIX if isinstance(image.data, np.ndarray) else ZARR_SUFFIX
+
+
+def _write(path: Path, data) -> Path:
     from napari_unet.core.io import write_tiff
+    from napari_unet.core.sparse import is_sparse, save_labels_zarr
 
-    write_tiff(path, data, labels=True)
+    if is_sparse(data) or path.name.endswith(ZARR_SUFFIX):
+        save_labels_zarr(path, data, name="annotations")
+    else:
+        write_tiff(path, data, labels=True)
     return path
+
+
+def _copy(data):
+    """What a worker may write while painting goes on: a copy (of the stored chunks only,
+    for sparse annotations)."""
+    from napari_unet.core.sparse import is_sparse, to_sparse
+
+    return to_sparse(data) if is_sparse(data) else np.asarray(data).copy()
 
 
 def restore(layer: Labels, image: Image) -> Path | None:
@@ -119,14 +142,23 @@ def restore(layer: Labels, image: Image) -> Path | None:
     from napari_unet.core.labels import check_labels_array
 
     path = autosave_path(image)
-    if not path.is_file():
+    zarr_labels = path.name.endswith(ZARR_SUFFIX)
+    if not (path.is_dir() if zarr_labels else path.is_file()):
         return None
     try:
-        data = check_labels_array(read_tiff(path).data, "autosaved annotations")
+        if zarr_labels:
+            from napari_unet.core.lazy import open_image
+            from napari_unet.core.sparse import stored_chunks, to_sparse
+
+            data = to_sparse(open_image(path, lazy=True).data)
+            empty = not stored_chunks(data)
+        else:
+            data = check_labels_array(read_tiff(path).data, "autosaved annotations")
+            empty = not data.any()
     except NapariUnetError as exc:
         show_warning(f"The autosaved annotations {path} could not be loaded: {exc}")
         return None
-    if data.shape != tuple(np.shape(layer.data)) or not data.any():
+    if tuple(data.shape) != tuple(np.shape(layer.data)) or empty:
         return None
     layer.data = data
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime))
@@ -188,7 +220,7 @@ class Autosaver(QObject):
         """Copy the annotations and write them in a worker when they changed."""
         if not self.dirty or self.layer is None or self.path is None or self.worker is not None:
             return None
-        data, path = np.asarray(self.layer.data).copy(), self.path
+        data, path = _copy(self.layer.data), self.path
         self.dirty = False
         self._done = threading.Event()
         worker = create_worker(self._write_and_signal, path, data, self._done,
@@ -200,7 +232,7 @@ class Autosaver(QObject):
         return worker
 
     @staticmethod
-    def _write_and_signal(path: Path, data: np.ndarray, done: threading.Event) -> Path:
+    def _write_and_signal(path: Path, data, done: threading.Event) -> Path:
         try:
             return _write(path, data)
         finally:
@@ -219,7 +251,7 @@ class Autosaver(QObject):
         if not self.dirty or self.layer is None or self.path is None:
             return None
         try:
-            _write(self.path, np.asarray(self.layer.data))
+            _write(self.path, self.layer.data)
         except Exception as exc:  # a full disk or a folder one cannot write to
             show_warning(f"Could not autosave the annotations to {self.path}: {exc}")
             return None

@@ -75,22 +75,29 @@ class CorrectPanel(Container):
         if not slices:
             show_warning("This slice has no prediction yet: press Predict first.")
             return []
-        pred = np.asarray(predictions.data)
-        ann = np.asarray(annotations.data)
         accepted, edited_count = [], 0
+        chunked = not isinstance(annotations.data, np.ndarray)  # zarr: written by slice
         with annotations.block_history():
             for z in slices:
                 made = marks.made.get(z)
-                current = pred if len(shape) == 2 else pred[z]
+                plane = (Ellipsis,) if len(shape) == 2 else (z,)
+                current = np.asarray(predictions.data[plane])  # one slice read at a time
                 if made is None or made.shape != current.shape:
                     continue
-                a = ann if len(shape) == 2 else ann[z]
+                a = np.asarray(annotations.data[plane])
                 where, values, edited = accept_edits(a, made, current, whole=self.whole.value)
                 if not where.any():
                     continue
-                yx = np.nonzero(where)
-                index = yx if len(shape) == 2 else (np.full_like(yx[0], z), *yx)
-                annotations.data_setitem(index, values)
+                if chunked:
+                    a = a.copy()
+                    a[where] = values
+                    annotations.data[plane] = a
+                    annotations.refresh()
+                    annotations.events.paint(value=[])  # counts and autosave follow
+                else:
+                    yx = np.nonzero(where)
+                    index = yx if len(shape) == 2 else (np.full_like(yx[0], z), *yx)
+                    annotations.data_setitem(index, values)
                 previous = marks.corrected_pixels.get(z)
                 marks.corrected_pixels[z] = edited if previous is None else previous | edited
                 edited_count += int(edited.sum())

@@ -171,6 +171,34 @@ def predict_and_signal(request: PredictRequest, done: threading.Event, **kwargs)
         done.set()
 
 
+def predict_slices_job(request: PredictRequest, slices: list[int], done: threading.Event,
+                       should_stop: Callable[[], bool] | None = None,
+                       ) -> Generator[tuple[int, np.ndarray, np.ndarray | None], None, int]:
+    """Predict the listed slices of a lazily opened image one at a time in the worker
+    thread (reading only each slice's chunks); yield ``(z, labels, instances or None)``
+    after each, for the GUI thread to write into its layers; ``should_stop()`` is asked
+    before each slice; set ``done`` at the end."""
+    try:
+        from napari_unet.core.predict import Predictor
+
+        predictor = Predictor(request.bundle, device=request.device,
+                              foreground_threshold=request.foreground_threshold)
+        image = request.image
+        planar = len(image.shape) == 2
+        for z in slices:
+            if should_stop is not None and should_stop():
+                break
+            plane = np.asarray(image if planar else image[z])
+            result = predictor.predict(plane, instances=request.instances,
+                                       min_size=request.min_size)
+            yield z, result.labels, result.instances
+        return len(slices)
+    except RuntimeError as exc:  # out of memory, a failing GPU
+        raise JobFailed(exc) from exc
+    finally:
+        done.set()
+
+
 def bundle_with_weights(template: ModelBundle, weights: dict) -> ModelBundle:
     """The template's model with other weights (for predicting while training)."""
     return replace(template, state_dict=weights, optimizer_state=None)

@@ -55,6 +55,22 @@ def image_shape(image: Image) -> tuple[int, ...]:
     return shape[:-1] if image.rgb else shape
 
 
+def is_lazy_layer(layer) -> bool:
+    """Whether a layer's data are read on demand (an image opened lazily) or held
+    chunk by chunk (zarr labels) rather than a numpy array."""
+    return not isinstance(layer.data, np.ndarray)
+
+
+def empty_labels(image: Image, shape: tuple[int, ...], dtype=np.uint8):
+    """Zeros for a labels layer over ``image``: a numpy array, or for an image opened
+    lazily a zarr array in memory that stores only the chunks holding a label."""
+    if is_lazy_layer(image):
+        from napari_unet.core.sparse import sparse_labels
+
+        return sparse_labels(shape, dtype)
+    return np.zeros(shape, dtype)
+
+
 def unusable_reason(image: Image) -> str | None:
     """Why napari-unet cannot segment ``image`` as it is, and what to do; ``None`` if it can."""
     shape = image_shape(image)
@@ -108,7 +124,7 @@ def create_annotations(viewer, image: Image, classes: Sequence[ClassSpec]) -> La
     """An empty annotations layer for ``image``, or the existing one."""
     layer = annotations_for(viewer, image)
     if layer is None:
-        data = np.zeros(image_shape(image), np.uint8)
+        data = empty_labels(image, image_shape(image))
         layer = viewer.add_labels(
             data, name=annotations_name(image), scale=image.scale[-data.ndim:],
             translate=image.translate[-data.ndim:], opacity=ANNOTATION_OPACITY,
@@ -128,7 +144,12 @@ def write_predictions(
     """
     layer = predictions_layer(viewer, image, classes, labels.dtype)
     if np.iinfo(labels.dtype).max > np.iinfo(layer.data.dtype).max:
-        layer.data = layer.data.astype(labels.dtype)
+        if is_lazy_layer(layer):
+            from napari_unet.core.sparse import to_sparse
+
+            layer.data = to_sparse(layer.data, labels.dtype)
+        else:
+            layer.data = layer.data.astype(labels.dtype)
     if z is None:
         layer.data[...] = labels
     else:
@@ -149,7 +170,7 @@ def predictions_layer(viewer, image: Image, classes: Sequence[ClassSpec],
             viewer.layers.remove(name)
         with keep_selection(viewer):
             layer = viewer.add_labels(
-                np.zeros(shape, dtype), name=name, scale=image.scale[-len(shape):],
+                empty_labels(image, shape, dtype), name=name, scale=image.scale[-len(shape):],
                 translate=image.translate[-len(shape):],
                 colormap=prediction_colormap(classes), opacity=PREDICTION_OPACITY,
             )

@@ -23,11 +23,25 @@ from qtpy.QtCore import QObject, Signal
 
 from ._lifetime import CloseWatcher
 from .combos import form, row
-from .jobs import PredictRequest, bundle_with_weights, predict_and_signal
+from .folder_predict import FolderPrediction
+from .jobs import (
+    JobFailed,
+    PredictRequest,
+    bundle_with_weights,
+    predict_and_signal,
+    predict_slices_job,
+)
 from .layers import (
+    PREDICTION_CONTOUR,
+    empty_labels,
     find_labels,
     image_shape,
+    is_lazy_layer,
+    keep_selection,
+    prediction_colormap,
+    predictions_layer,
     predictions_name,
+    set_colormap,
     unusable_reason,
     write_extra_layer,
     write_predictions,
@@ -66,9 +80,12 @@ class PredictPanel(Container):
         self.save = PushButton(text="Save labels…")
         self.progress = ProgressBar(value=0, min=0, max=1)
         self.status = Label(value="")
+        self.folder = FolderPrediction(self.session, self._folder_settings,
+                                       self._folder_options, self._folder_model)
         self.extend([form(self.scope, self.threshold, self.probabilities, self.instances,
                           self.min_size),
-                     row(self.run, self.save), self.progress, self.status])
+                     row(self.run, self.save), self.progress, self.status,
+                     Label(value="<b>Every image of its folder</b>"), self.folder])
         self.worker = None
         self._cancel = threading.Event()
         self._done = threading.Event()
@@ -100,6 +117,8 @@ class PredictPanel(Container):
         if problem is not None:
             show_error(f"Cannot predict: {problem}.")
             return None
+        if is_lazy_layer(image):
+            return self._predict_lazy(image, bundle, z)
         data = np.asarray(image.data[z] if z is not None else image.data).copy()
         request = PredictRequest(
             image=data, bundle=bundle, probabilities=self.probabilities.value,
@@ -124,6 +143,88 @@ class PredictPanel(Container):
         worker.start()
         return worker
 
+    def _predict_lazy(self, image, bundle, z: int | None):
+        """Predict an image opened lazily slice by slice in a worker: each slice is read
+        there (only its chunks) and its labels are written here into zarr-backed layers,
+        with napari's progress bar; the image is never loaded whole."""
+        from napari.utils import progress
+
+        shape = image_shape(image)
+        slices = [z] if z is not None else list(range(1 if len(shape) == 2 else shape[0]))
+        if self.probabilities.value:
+            show_warning("Probabilities are not shown for an image opened lazily (too large "
+                         "for memory); predicting the labels only.")
+        request = PredictRequest(
+            image=image.data, bundle=bundle, instances=self.instances.value,
+            min_size=self.min_size.value, device=controller_for(self.session).device,
+            foreground_threshold=self.session.foreground_threshold,
+        )
+        classes = self.session.classes
+        dtype = np.uint8 if bundle.n_classes <= 256 else np.uint16
+        target = predictions_layer(self._viewer, image, classes, dtype)
+        set_colormap(target, prediction_colormap(classes))
+        objects = self._lazy_instances_layer(image) if self.instances.value else None
+        self._cancel.clear()
+        self._done = threading.Event()
+        bar = progress(total=len(slices), desc=f"Predicting {image.name}")
+        worker = create_worker(predict_slices_job, request, slices, self._done,
+                               should_stop=self._cancel.is_set, _start_thread=False,
+                               _ignore_errors=True)
+        written = []
+
+        def write(item) -> None:
+            k, labels, instances = item
+            if self._closed or image not in self._viewer.layers:
+                return
+            index = (Ellipsis,) if len(shape) == 2 else (k,)
+            if target in self._viewer.layers:
+                target.data[index] = labels
+                target.refresh()
+            if objects is not None and instances is not None and objects in self._viewer.layers:
+                objects.data[index] = instances
+                objects.refresh()
+            if z is not None:
+                self.session.marks(image).record(labels, z)
+            written.append(k)
+            bar.update(1)
+            self._on_progress(len(written), len(slices))
+
+        def finished() -> None:
+            bar.close()
+            if not self._closed and written:
+                where = f"slice {z}" if z is not None else f"{len(written)} slices"
+                self.status.value = f"Predicted {where} of {image.name!r}, read lazily."
+            self._on_finished()
+
+        worker.yielded.connect(write)
+        worker.errored.connect(lambda exc: show_error(error_message(
+            exc.error if isinstance(exc, JobFailed) else exc, "Prediction")))
+        worker.finished.connect(finished)
+        self.worker = worker
+        self.run.enabled = False
+        self.progress.max = len(slices)
+        self.progress.value = 0
+        self.status.value = "Predicting slice by slice…"
+        worker.start()
+        return worker
+
+    def _lazy_instances_layer(self, image):
+        """The zarr-backed instances layer of a lazily opened image, created if needed."""
+        name = f"{image.name} instances"
+        shape = image_shape(image)
+        layer = find_labels(self._viewer, name, shape)
+        if layer is not None and is_lazy_layer(layer) and layer.data.dtype == np.int32:
+            return layer
+        with keep_selection(self._viewer):
+            if name in self._viewer.layers:
+                self._viewer.layers.remove(name)
+            layer = self._viewer.add_labels(
+                empty_labels(image, shape, np.int32), name=name,
+                scale=image.scale[-len(shape):], translate=image.translate[-len(shape):],
+                opacity=0.9)
+            layer.contour = PREDICTION_CONTOUR
+        return layer
+
     def _set_threshold(self, value: float) -> None:
         self.session.foreground_threshold = float(value)
 
@@ -139,13 +240,19 @@ class PredictPanel(Container):
         if layer is None:
             show_warning("There are no predictions to save yet: press Predict first.")
             return False
-        data = np.asarray(layer.data)
+        lazy = is_lazy_layer(layer)
+        data = layer.data if lazy else np.asarray(layer.data)
         if self.instances.value:
             data = self._objects(image, data)
         try:
             source = image.source.path or image.metadata.get("path")
             check_outputs([("the labels file", path)], [("image", source)])
-            write_tiff(path, data, scale=tuple(layer.scale), labels=True)
+            if is_lazy_layer(image) or not isinstance(data, np.ndarray):
+                from napari_unet.core.sparse import write_labels_tiff
+
+                write_labels_tiff(path, data, scale=tuple(layer.scale))  # plane by plane
+            else:
+                write_tiff(path, data, scale=tuple(layer.scale), labels=True)
         except Exception as exc:  # an input, a protected file, a full disk...
             show_error(f"Could not save the labels to {path}: {exc}")
             return False
@@ -166,9 +273,24 @@ class PredictPanel(Container):
         into connected objects of at least *Smallest object* pixels."""
         name = f"{image.name} instances"
         if name in self._viewer.layers and np.shape(self._viewer.layers[name].data) == (
-            predictions.shape
+            np.shape(predictions)
         ):
-            return np.asarray(self._viewer.layers[name].data)
+            layer = self._viewer.layers[name]
+            return layer.data if is_lazy_layer(layer) else np.asarray(layer.data)
+        if not isinstance(predictions, np.ndarray):  # zarr-backed: split slice by slice
+            from napari_unet.core.sparse import sparse_labels
+
+            out = sparse_labels(np.shape(predictions), np.int32)
+            index = [(Ellipsis,)] if predictions.ndim == 2 else [(z,) for z in range(
+                predictions.shape[0])]
+            offset = 0
+            for i in index:
+                plane = self._objects(image, np.asarray(predictions[i]))
+                if plane.any():
+                    plane[plane > 0] += offset
+                    offset = int(plane.max())
+                    out[i] = plane
+            return out
         from skimage.measure import label as connected
 
         planes = predictions.reshape(-1, *predictions.shape[-2:])
@@ -184,6 +306,24 @@ class PredictPanel(Container):
                 offset = int(out.max())
         return out.reshape(predictions.shape)
 
+    def _folder_settings(self):
+        from napari_unet.core.batch import Settings
+
+        return Settings(instances=self.instances.value, min_size=self.min_size.value)
+
+    def _folder_options(self) -> dict:
+        return {"device": controller_for(self.session).device,
+                "foreground_threshold": self.session.foreground_threshold}
+
+    def _folder_model(self) -> tuple:
+        """The model and when it last changed (now, for weights of a running training)."""
+        import time
+
+        controller = self.session.training
+        if controller is not None and controller.running:
+            return self._model(), time.time_ns()
+        return self.session.bundle, self.session.model_time_ns
+
     def _model(self):
         """The current model, or a copy of the weights of the training in progress."""
         controller = self.session.training
@@ -193,6 +333,7 @@ class PredictPanel(Container):
 
     def _close(self) -> None:
         self._closed = True
+        self.folder.stop()
         self._cancel.set()  # the predictor stops before its next slice
         self._done.wait(5.0)
 

@@ -1,5 +1,7 @@
-"""Reader: TIFF stacks (and OME-TIFF) as one image layer, label images as Labels; a file
-of several series gives one layer per series.
+"""Reader: TIFF stacks (and OME-TIFF) and OME-Zarr folders as one image layer, label
+images as Labels; a file of several series gives one layer per series. An image that
+does not fit comfortably in memory comes as a dask array, which napari shows slice by
+slice without loading it (:func:`napari_unet.core.lazy.open_image`).
 
 Labels or image is decided from the file's metadata and its values
 (:func:`napari_unet.core.io.looks_like_labels`), never from its name.
@@ -16,35 +18,34 @@ import numpy as np
 from napari_unet.core.io import (
     ImageData,
     as_label_dtype,
-    is_tiff_path,
     looks_like_labels,
-    read_tiff,
     tiff_series_count,
 )
+from napari_unet.core.lazy import is_image_path, is_lazy, is_zarr_path, open_image
 
 LayerData = tuple[np.ndarray, dict[str, Any], str]
 PathLike = str | Path
 
 
 def get_reader(path: PathLike | Sequence[PathLike]) -> Callable[..., list[LayerData]] | None:
-    """Return :func:`read_layers` when every path is a TIFF, else ``None``."""
+    """Return :func:`read_layers` when every path is a TIFF or a zarr folder, else ``None``."""
     paths = [path] if isinstance(path, str | Path) else list(path)
-    if not paths or not all(is_tiff_path(p) for p in paths):
+    if not paths or not all(is_image_path(p) for p in paths):
         return None
     return read_layers
 
 
 def read_layers(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
-    """Read one or more TIFF files into napari layer data tuples."""
+    """Read one or more TIFF files or OME-Zarr folders into napari layer data tuples."""
     paths = [path] if isinstance(path, str | Path) else list(path)
     layers = []
     for p in paths:
-        n = tiff_series_count(p)
+        n = 1 if is_zarr_path(p) else tiff_series_count(p)
         if n == 1:
-            layers.append(layer_data(read_tiff(p)))
+            layers.append(layer_data(open_image(p)))
             continue
         for i in range(n):  # a file of several images: one layer each, named so
-            data, meta, kind = layer_data(read_tiff(p, series=i))
+            data, meta, kind = layer_data(open_image(p, series=i))
             names = meta["name"] if isinstance(meta["name"], list) else [meta["name"]]
             names = [f"{name} [series {i}]" for name in names]
             meta["name"] = names if isinstance(meta["name"], list) else names[0]
@@ -59,8 +60,9 @@ def layer_data(image: ImageData) -> LayerData:
     meta: dict[str, Any] = {"name": image.name, "metadata": {"axes": axes}}
     if image.path is not None:
         meta["metadata"]["path"] = str(image.path)
-    if looks_like_labels(data, image.labels_hint):
-        data = as_label_dtype(data)
+    if looks_like_labels(_sample(data), image.labels_hint):
+        if not is_lazy(data):
+            data = as_label_dtype(data)
         meta.update(scale=scale, axis_labels=tuple(axes))
         return data, meta, "labels"
     labels = list(axes)
@@ -76,6 +78,15 @@ def layer_data(image: ImageData) -> LayerData:
         labels.pop(channel)
     meta.update(scale=scale, axis_labels=tuple(labels))
     return data, meta, "image"
+
+
+def _sample(data) -> np.ndarray:
+    """``data`` itself, or for a lazy array one of its chunks (from the middle) that tells
+    whether it holds labels without reading it all."""
+    if not is_lazy(data):
+        return data
+    block = data.blocks[tuple(n // 2 for n in data.numblocks)]
+    return np.asarray(block)
 
 
 def named_axes(axes: str) -> str:

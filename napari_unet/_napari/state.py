@@ -7,6 +7,7 @@ signals; none of them keeps its own copy.
 
 from __future__ import annotations
 
+import time
 import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -88,6 +89,7 @@ class Session:
         self.classes: list[ClassSpec] = default_classes()
         self.bundle: ModelBundle | None = None
         self.model_source = "new model"
+        self.model_time_ns = time.time_ns()  # when the current model last changed
         self._marks: dict[str, SliceMarks] = {}  # by the layer's unique id
         self.training = None  # the TrainingController, created by the first panel needing it
         # Foreground where 1 - p(background) >= this: the Predict panel sets it, and both
@@ -118,6 +120,7 @@ class Session:
     def set_model(self, bundle: ModelBundle | None, source: str | None = None) -> None:
         """Make ``bundle`` the current model; adopt its class names and colours."""
         self.bundle = bundle
+        self.model_time_ns = time.time_ns()
         if source is not None:
             self.model_source = source
         if bundle is not None and len(bundle.class_names) >= len(self.classes):

@@ -29,7 +29,13 @@ from .jobs import (
     bundle_with_weights,
     predict_and_signal,
 )
-from .layers import annotations_for, image_shape, predictions_layer, write_predictions
+from .layers import (
+    annotations_for,
+    image_shape,
+    is_lazy_layer,
+    predictions_layer,
+    write_predictions,
+)
 
 if TYPE_CHECKING:
     from napari.layers import Image, Labels
@@ -93,6 +99,16 @@ def build_request(session: Session, every_image: bool, **options) -> TrainReques
                 f"the annotations {labels.name!r} have shape {np.shape(labels.data)} but the "
                 f"image {image.name!r} has shape {image_shape(image)}; they must match"
             )
+        if is_lazy_layer(image) or is_lazy_layer(labels):
+            # Read chunk by chunk by the training; the annotations copied as they are
+            # stored (only their painted chunks), so painting on goes on meanwhile.
+            from napari_unet.core.sparse import is_sparse, to_sparse
+
+            images.append(image.data)
+            annotations.append(to_sparse(labels.data) if is_sparse(labels.data)
+                               else np.asarray(labels.data).copy())
+            weights.append(None)
+            continue
         images.append(np.asarray(image.data).copy())
         annotations.append(np.asarray(labels.data).copy())
         weights.append(correction_weights(session.marks(image).corrected_pixels,
@@ -227,7 +243,8 @@ class TrainingController:
         if self.preview_worker is not None or image is None or image.rgb:
             return
         z = self.session.current_slice()
-        data = np.asarray(image.data[z] if z is not None else image.data).copy()
+        data = image.data[z] if z is not None else image.data
+        data = data if is_lazy_layer(image) else np.asarray(data).copy()  # read in the worker
         request = PredictRequest(image=data, bundle=bundle, device=self.device,
                                  foreground_threshold=self.session.foreground_threshold)
         self._preview_done_event = threading.Event()

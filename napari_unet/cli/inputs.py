@@ -8,14 +8,20 @@ from pathlib import Path
 from napari_unet.core.errors import NapariUnetError
 
 
-def _read(path: Path, args: argparse.Namespace, labels: bool = False):
-    """Read ``path`` with ``--series``; a labels file uses it only when it has several."""
-    from napari_unet.core.io import read_tiff, tiff_series_count
+def _read(path: Path, args: argparse.Namespace, labels: bool = False,
+          lazy: bool | None = False):
+    """Read ``path`` (a TIFF or an OME-Zarr folder) with ``--series``; a labels file uses
+    it only when it has several. ``lazy=None`` opens an image that does not fit
+    comfortably in memory as a dask array (:func:`~napari_unet.core.lazy.open_image`)."""
+    from napari_unet.core.io import is_tiff_path, tiff_series_count
+    from napari_unet.core.lazy import open_image
 
     series = getattr(args, "series", None)
+    if series is not None and not is_tiff_path(path):
+        series = None
     if labels and series is not None and tiff_series_count(path) == 1:
         series = None
-    return read_tiff(path, series=series)
+    return open_image(path, lazy=lazy, series=series)
 
 
 def _one_channel(image, channel: int | None = None, what: str = "image"):
@@ -83,8 +89,8 @@ def _load_pairs(args: argparse.Namespace):
         )
     images, labels = [], []
     for ip, lp in zip(args.image, args.labels):
-        img = _one_channel(_read(ip, args), args.channel).data
-        lab = _one_channel(_read(lp, args, labels=True), None, "label image").data
+        img = _one_channel(_read(ip, args, lazy=None), args.channel).data
+        lab = _one_channel(_read(lp, args, labels=True, lazy=None), None, "label image").data
         if img.shape != lab.shape and img.shape[-2:] == lab.shape[-2:] and (
                 img.size == lab.size):  # one slice, saved as 2D in one file, 3D in the other
             img, lab = img.reshape(img.shape[-2:]), lab.reshape(lab.shape[-2:])

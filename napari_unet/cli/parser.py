@@ -97,9 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a U-Net on image / label TIFF pairs")
     t.add_argument("--image", action="append", required=True, type=Path,
-                   help="image TIFF (2D or a stack of 2D slices); repeat for several")
+                   help="image TIFF or OME-Zarr folder (2D or a stack of 2D slices; read "
+                        "lazily when large); repeat for several")
     t.add_argument("--labels", action="append", required=True, type=Path,
-                   help="label TIFF of the same shape as its --image; repeat likewise")
+                   help="label TIFF or OME-Zarr of the same shape as its --image; repeat "
+                        "likewise")
     t.add_argument("--labels-kind", choices=("annotation", "semantic", "instance"),
                    default="annotation",
                    help="annotation: 0 = not annotated, 1 = background, 2.. classes; "
@@ -142,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="predict labels of an image with a trained model")
     p.add_argument("--model", required=True, type=Path)
     p.add_argument("--image", required=True, type=Path, nargs="+",
-                   help="image TIFF; or several, a folder, or a quoted pattern such as "
+                   help="image TIFF or OME-Zarr folder (read slice by slice when large); or "
+                        "several, a folder, or a quoted pattern such as "
                         "'folder/*.tif', to predict every TIFF file they name")
     p.add_argument("--out", required=True, type=_file,
                    help="labels TIFF to write, or an OME-Zarr (NAME.ome.zarr) written block by "

@@ -40,7 +40,8 @@ class _Reader:
         self.series, self.channel = series, channel
 
     def __call__(self, path: Path):
-        return _one_channel(_read(path, argparse.Namespace(series=self.series)), self.channel)
+        return _one_channel(_read(path, argparse.Namespace(series=self.series)),
+                            self.channel)
 
 
 def _predict_many(args: argparse.Namespace) -> int:
@@ -109,8 +110,8 @@ def _predict_many(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from napari_unet.core.batch import is_many
-    from napari_unet.core.blocks import is_zarr_path
     from napari_unet.core.io import is_tiff_path, write_tiff
+    from napari_unet.core.lazy import is_lazy, is_zarr_path
     from napari_unet.core.paths import check_outputs
 
     if len(args.image) > 1 or (is_many(args.image[0]) and not is_zarr_path(args.image[0])):
@@ -127,9 +128,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
             raise NapariUnetError(f"{option} {path} must be a TIFF file (.tif or .tiff): "
                                   "the labels are written as TIFF")
     bundle = _load_model(args.model)
-    image = _one_channel(_read(image_path, args), args.channel)
+    image = _one_channel(_read(image_path, args, lazy=None), args.channel)
     data = image.data
     predictor = make_predictor(bundle, args)
+    if is_lazy(data):
+        return _predict_lazy(args, image, predictor, bundle)
     n = 1 if data.ndim == 2 else data.shape[0]
 
     def progress(done: int, total: int) -> None:
@@ -266,6 +269,75 @@ def _predict_blocks(args: argparse.Namespace) -> int:
                 else f"{bundle.n_classes} classes")
         err.write(f"wrote {args.out} ({what}, shape {shape}, "
                   f"{time.perf_counter() - started:.1f} s)\n")
+    return 0
+
+
+def _predict_lazy(args: argparse.Namespace, image, predictor, bundle) -> int:
+    """``predict`` of an image opened lazily: read, predicted and written one slice at a
+    time (:func:`~napari_unet.core.lazy.predict_slices`); the labels are held whole only
+    when they fit in memory, else in a temporary zarr folder beside ``--out`` and written
+    to the TIFF plane by plane."""
+    import shutil
+    import tempfile
+
+    import numpy as np
+
+    from napari_unet.core.io import write_tiff
+    from napari_unet.core.lazy import fits_in_memory, predict_slices
+    from napari_unet.core.sparse import write_labels_tiff
+
+    if args.probabilities is not None:
+        raise NapariUnetError(
+            f"{image.path.name} is too large to hold in memory: --probabilities is written "
+            "only for images that fit (predict without it)")
+    data = image.data
+    shape = tuple(data.shape)
+    dtype = np.int32 if args.instances else (np.uint8 if bundle.n_classes <= 256 else np.uint16)
+    scale = image.scale if len(image.scale) == len(shape) else None
+    n = 1 if len(shape) == 2 else shape[0]
+    nbytes = int(np.prod(shape, dtype=np.float64)) * np.dtype(dtype).itemsize
+    scratch = None
+    if fits_in_memory(nbytes):
+        labels = np.zeros(shape, dtype)
+    else:
+        import zarr
+
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f".{args.out.name}.", suffix=".zarr",
+                                        dir=args.out.parent))
+        labels = zarr.create_array(str(scratch), shape=shape, dtype=dtype, fill_value=0,
+                                   chunks=(1,) * (len(shape) - 2) + tuple(
+                                       min(s, 1024) for s in shape[-2:]))
+    objects = 0
+
+    def write(z: int, plane) -> None:
+        nonlocal objects
+        objects = max(objects, int(plane.max()) if plane.size else 0)
+        if len(shape) == 2:
+            labels[...] = plane
+        else:
+            labels[z] = plane
+
+    def progress(done: int, total: int) -> None:
+        if not args.quiet and total > 1:
+            sys.stderr.write(f"\r[{_bar(done / total)}] slice {done}/{total}  ")
+            sys.stderr.flush()
+
+    try:
+        predict_slices(predictor, data, write, instances=args.instances,
+                       min_size=args.min_size, progress=progress)
+        if scratch is None:
+            write_tiff(args.out, labels, scale=scale)
+        else:
+            write_labels_tiff(args.out, labels, scale=scale)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    if not args.quiet:
+        if n > 1:
+            sys.stderr.write("\n")
+        what = f"{objects} objects" if args.instances else f"{bundle.n_classes} classes"
+        sys.stderr.write(f"wrote {args.out} ({what}; read lazily, slice by slice)\n")
     return 0
 
 

@@ -94,12 +94,12 @@ def make_trainer(args: argparse.Namespace, images, labels):
     defaults included) on label images of ``args.labels_kind``, planned by
     :func:`~napari_unet.core.plan.plan_training` as in the GUI. Benchmarks call it with
     arrays and ``build_parser().parse_args(["train", ...])`` to train as the command does."""
-    from napari_unet.core.labels import to_annotations
+    from napari_unet.core.labels import lazy_or_converted
     from napari_unet.core.plan import plan_training
     from napari_unet.core.train import Trainer
 
     options = train_options(args)
-    annotations = [to_annotations(lab, args.labels_kind) for lab in labels]
+    annotations = [lazy_or_converted(lab, args.labels_kind) for lab in labels]
     objects = [lab if args.labels_kind == "instance" else None for lab in labels]
     plan = plan_training(images, annotations, options, objects=objects,
                          resume=_load_model(args.resume) if args.resume else None)

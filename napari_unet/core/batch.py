@@ -131,10 +131,12 @@ def plan_jobs(images: list[Path], out: Path, probabilities: Path | None = None,
     return jobs
 
 
-def is_done(job: Job, model: Path) -> bool:
-    """Whether every output of ``job`` exists and is newer than its image and ``model``."""
+def is_done(job: Job, model: Path | int) -> bool:
+    """Whether every output of ``job`` exists and is newer than its image and the model:
+    the model's file, or the time (``time.time_ns()``) a model in memory last changed."""
     try:
-        since = max(os.stat(job.image).st_mtime_ns, os.stat(model).st_mtime_ns)
+        model_ns = model if isinstance(model, int) else os.stat(model).st_mtime_ns
+        since = max(os.stat(job.image).st_mtime_ns, model_ns)
         return all(os.stat(p).st_mtime_ns > since for p in job.outputs)
     except OSError:
         return False

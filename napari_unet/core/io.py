@@ -32,7 +32,8 @@ LABEL_KINDS = ("labels", "label", "label image", "mask", "segmentation", "annota
 
 @dataclass
 class ImageData:
-    """An array read from a TIFF with its axes (e.g. ``"ZYX"``) and pixel scale."""
+    """An image with its axes (e.g. ``"ZYX"``) and pixel scale: a numpy array, or a dask
+    array when opened lazily (:func:`~.lazy.open_image`)."""
 
     data: np.ndarray
     axes: str
@@ -45,7 +46,7 @@ class ImageData:
         if self.path is None:
             return "image"
         name = self.path.name
-        for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
+        for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".ome.zarr", ".zarr"):
             if name.lower().endswith(suffix):
                 return name[: -len(suffix)]
         return self.path.stem
@@ -154,6 +155,58 @@ def _uncompressed(series: tifffile.TiffPageSeries) -> bool:
         return False
 
 
+def check_file(path: Path, what: str = "a TIFF file") -> None:
+    """Refuse a path that is missing, a folder, a device or a pipe, or an empty file."""
+    if not path.exists():
+        raise InputError(f"{path} does not exist")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder, not {what}")
+    kind = special_kind(path)
+    if kind is not None:
+        raise InputError(f"{path} is {kind}, not {what}")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path.name} is empty (0 bytes)")
+
+
+def choose_series(tif: tifffile.TiffFile, path: Path,
+                  series: int | None) -> tifffile.TiffPageSeries:
+    """The series of ``tif`` to read, checked: one of several needs ``series``; complex
+    numbers, an empty axis or an uncompressed image larger than the file are refused."""
+    if not tif.series:
+        raise InputError(f"{path.name} holds no image")
+    n = len(tif.series)
+    if series is None and n > 1:
+        listing = "; ".join(f"{i}: {_describe(s)}" for i, s in enumerate(tif.series))
+        raise InputError(f"{path.name} holds {n} images (series {listing}); choose "
+                         "one with --series N")
+    index = 0 if series is None else series
+    if not 0 <= index < n:
+        raise InputError(f"--series {index} does not exist: {path.name} holds "
+                         + ("one series (0)" if n == 1 else f"series 0 to {n - 1}"))
+    chosen = tif.series[index]
+    shape, dtype = tuple(chosen.shape), np.dtype(chosen.dtype)
+    if dtype.kind == "c":
+        raise InputError(f"{path.name} holds complex numbers ({dtype.name}); save "
+                         "their magnitude or real part as an image first")
+    if any(s == 0 for s in shape) or not shape:
+        raise InputError(f"{path.name} has an empty axis (shape {shape})")
+    nbytes = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    size = path.stat().st_size
+    if _uncompressed(chosen) and nbytes > size:
+        raise InputError(
+            f"{path.name} declares an uncompressed image of shape {shape} "
+            f"({nbytes:,} bytes) but the file has {size:,} bytes: it is truncated or "
+            "damaged"
+        )
+    return chosen
+
+
+def unreadable(path: Path, exc: BaseException) -> InputError:
+    """The sentence for a TIFF that a parser failed on."""
+    detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    return InputError(f"{path.name} is not a readable TIFF file ({detail})")
+
+
 def read_tiff(path: str | os.PathLike, *, max_bytes: int | None = None,
               series: int | None = None) -> ImageData:
     """Read a TIFF (ImageJ hyperstacks, OME-TIFF, LZW, JPEG... included).
@@ -166,35 +219,11 @@ def read_tiff(path: str | os.PathLike, *, max_bytes: int | None = None,
     """
     path = Path(path)
     limit = max_image_bytes() if max_bytes is None else max_bytes
-    if not path.exists():
-        raise InputError(f"{path} does not exist")
-    if path.is_dir():
-        raise InputError(f"{path} is a folder, not a TIFF file")
-    kind = special_kind(path)
-    if kind is not None:
-        raise InputError(f"{path} is {kind}, not a TIFF file")
-    if path.stat().st_size == 0:
-        raise InputError(f"{path.name} is empty (0 bytes)")
+    check_file(path)
     try:
         with tifffile.TiffFile(path) as tif:
-            if not tif.series:
-                raise InputError(f"{path.name} holds no image")
-            n = len(tif.series)
-            if series is None and n > 1:
-                listing = "; ".join(f"{i}: {_describe(s)}" for i, s in enumerate(tif.series))
-                raise InputError(f"{path.name} holds {n} images (series {listing}); choose "
-                                 "one with --series N")
-            index = 0 if series is None else series
-            if not 0 <= index < n:
-                raise InputError(f"--series {index} does not exist: {path.name} holds "
-                                 + ("one series (0)" if n == 1 else f"series 0 to {n - 1}"))
-            chosen = tif.series[index]
+            chosen = choose_series(tif, path, series)
             shape, dtype = tuple(chosen.shape), np.dtype(chosen.dtype)
-            if dtype.kind == "c":
-                raise InputError(f"{path.name} holds complex numbers ({dtype.name}); save "
-                                 "their magnitude or real part as an image first")
-            if any(s == 0 for s in shape) or not shape:
-                raise InputError(f"{path.name} has an empty axis (shape {shape})")
             nbytes = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
             if nbytes > limit:
                 raise InputError(
@@ -207,13 +236,6 @@ def read_tiff(path: str | os.PathLike, *, max_bytes: int | None = None,
                     f"{path.name} needs {nbytes / 1024**3:.1f} GiB in memory, more than this "
                     f"computer has ({ram / 1024**3:.1f} GiB); crop it or split it"
                 )
-            size = path.stat().st_size
-            if _uncompressed(chosen) and nbytes > size:
-                raise InputError(
-                    f"{path.name} declares an uncompressed image of shape {shape} "
-                    f"({nbytes:,} bytes) but the file has {size:,} bytes: it is truncated or "
-                    "damaged"
-                )
             data = chosen.asarray()
             axes = chosen.axes
             scale = _axes_scale(tif, chosen)
@@ -223,8 +245,7 @@ def read_tiff(path: str | os.PathLike, *, max_bytes: int | None = None,
     except MemoryError:
         raise InputError(f"{path.name} does not fit in memory; crop it or split it") from None
     except Exception as exc:  # any parser failure on a damaged file: not a usable TIFF
-        detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise InputError(f"{path.name} is not a readable TIFF file ({detail})") from None
+        raise unreadable(path, exc) from None
     if data.size == 0 or data.shape != shape:
         raise InputError(f"{path.name} is truncated or damaged (expected shape {shape})")
     return ImageData(data=data, axes=axes, scale=scale, path=path, labels_hint=hint)

@@ -96,6 +96,35 @@ def to_annotations(labels: np.ndarray, kind: LabelsKind) -> np.ndarray:
     return out + 1 if kind == "semantic" else out
 
 
+class LazyAnnotations:
+    """Label images of a ``kind`` that do not fit in memory, seen as annotations: each
+    slice is converted by :func:`to_annotations` when it is read (training reads only
+    the slices it needs, see :class:`~.data.LazyTarget`)."""
+
+    def __init__(self, source, kind: LabelsKind):
+        if kind not in LABELS_KINDS:
+            raise InputError(f"unknown labels kind {kind!r}; use one of "
+                             f"{', '.join(LABELS_KINDS)}")
+        self.source, self.kind = source, kind
+        self.shape = tuple(source.shape)
+        self.ndim = len(self.shape)
+        self.dtype = np.dtype(np.uint8)
+
+    def convert(self, plane: np.ndarray) -> np.ndarray:
+        return to_annotations(plane, self.kind)
+
+    def __getitem__(self, key) -> np.ndarray:  # whole slices: conversion needs them
+        return self.convert(np.asarray(self.source[key]))
+
+
+def lazy_or_converted(labels, kind: LabelsKind):
+    """:func:`to_annotations` of labels held in memory; :class:`LazyAnnotations` of lazy
+    ones (dask or zarr arrays), converted slice by slice when read."""
+    if isinstance(labels, np.ndarray):
+        return to_annotations(labels, kind)
+    return LazyAnnotations(labels, kind)
+
+
 def border_weights(instances: np.ndarray, w0: float = 10.0, sigma: float = 5.0) -> np.ndarray:
     """The U-Net paper's weight map: ``1 + w0 * exp(-(d1 + d2)^2 / (2 sigma^2))`` on
     background pixels, ``d1`` and ``d2`` their distances to the nearest and second

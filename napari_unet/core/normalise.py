@@ -81,3 +81,95 @@ class Normalisation:
                 np.nan_to_num(flat[i : i + (1 << 20)], copy=False, nan=0.0, posinf=0.0,
                               neginf=0.0)
         return x
+
+
+def chunk_grid(array) -> list[list[tuple[int, int]]]:
+    """The (start, stop) of the chunks along each axis of a dask or zarr array (one
+    chunk per axis for anything else)."""
+    chunks = getattr(array, "chunks", None)
+    grid = []
+    for axis, size in enumerate(array.shape):
+        sizes = None
+        if chunks is not None and len(chunks) == len(array.shape):
+            c = chunks[axis]
+            if isinstance(c, tuple):  # dask: the size of every chunk
+                sizes = list(c)
+            elif int(c) > 0:  # zarr: one chunk size
+                sizes = [int(c)] * (-(-size // int(c)))
+                sizes[-1] = size - int(c) * (len(sizes) - 1)
+        sizes = sizes or [size]
+        bounds, start = [], 0
+        for n in sizes:
+            bounds.append((start, start + int(n)))
+            start += int(n)
+        grid.append(bounds)
+    return grid
+
+
+def sample_chunks(array, max_values: int = 2_000_000, max_chunks: int = 16,
+                  seed: int = 0) -> np.ndarray:
+    """Values of ``array`` (lazy or not) from at most ``max_chunks`` of its chunks drawn
+    at random, thinned to about ``max_values``: what percentiles are estimated from
+    without reading the whole array."""
+    grid = chunk_grid(array)
+    counts = [len(g) for g in grid]
+    total = int(np.prod(counts, dtype=np.int64))
+    rng = np.random.default_rng(seed)
+    picks = (range(total) if total <= max_chunks
+             else sorted(rng.choice(total, size=max_chunks, replace=False).tolist()))
+    per_chunk = max(1, max_values // max(1, len(picks)))
+    parts = []
+    for flat in picks:
+        index = np.unravel_index(int(flat), counts)
+        region = tuple(slice(*grid[a][i]) for a, i in enumerate(index))
+        block = np.asarray(array[region]).reshape(-1)
+        parts.append(block[:: max(1, block.size // per_chunk)])
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+
+class LazyNormalised:
+    """A lazy image seen as the normalised (Z, Y, X) stack of some of its slices.
+
+    Indexing ``[z, ys, xs]`` (``z`` counts the chosen ``slices``) reads only the chunks
+    of that region and normalises them with the slice's percentiles, which come from a
+    sample of the slice's chunks (:func:`sample_chunks`), or of the whole image's
+    without ``per_slice``.
+    """
+
+    def __init__(self, source, normalisation: Normalisation, slices: list[int] | None = None):
+        self.source = source
+        self.normalisation = normalisation
+        planar = len(source.shape) == 2
+        self.slices = [0] if planar else list(range(source.shape[0]) if slices is None
+                                              else slices)
+        self.shape = (len(self.slices), *tuple(source.shape[-2:]))
+        self.ndim = 3
+        self.dtype = np.dtype(np.float32)
+        self._stats: dict[int, tuple[float, float] | None] = {}
+        self._global = None if normalisation.per_slice or planar else (
+            normalisation.stats(sample_chunks(source)))
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * 4
+
+    def plane(self, z: int):
+        """The lazy source's slice behind ``z``."""
+        return self.source if len(self.source.shape) == 2 else self.source[self.slices[z]]
+
+    def stats(self, z: int) -> tuple[float, float] | None:
+        if self._global is not None:
+            return self._global
+        if z not in self._stats:
+            self._stats[z] = self.normalisation.stats(
+                sample_chunks(self.plane(z), seed=self.slices[z]))
+        return self._stats[z]
+
+    def __getitem__(self, key) -> np.ndarray:
+        z, ys, xs = key
+        raw = np.asarray(self.plane(int(z))[ys, xs])
+        return self.normalisation.normalise(raw, self.stats(int(z)))

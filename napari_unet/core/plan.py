@@ -84,6 +84,9 @@ def plan_training(
     n_images = len(images)
     weights = list(weights) if weights is not None else [None] * n_images
     if options.border_weights:
+        if not all(isinstance(a, np.ndarray) for a in annotations):
+            raise InputError("border weights need the labels in memory, and these are too "
+                             "large for it: train without border weights")
         objects = list(objects) if objects is not None else [None] * n_images
         weights = [
             border_weights(painted_objects(a) if o is None else o) * (1.0 if w is None else w)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .data import Pair
+from .data import Pair, is_lazy
 from .errors import InputError
 from .labels import IGNORE
 
@@ -52,14 +52,9 @@ class PatchSampler:
         self.n_classes = n_classes
         self.points: list[np.ndarray] = []  # per class: (n, 4) of (pair, z, y, x)
         annotated = np.zeros(n_classes, np.float64)  # pixels per class, before thinning
+        found = _class_points(self.pairs, n_classes, max_points_per_class, self.rng)
         for c in range(n_classes):
-            pts = []
-            for i, p in enumerate(self.pairs):
-                z, y, x = np.nonzero(p.target == c)
-                if z.size:
-                    pts.append(np.stack([np.full_like(z, i), z, y, x], axis=1))
-            arr = np.concatenate(pts) if pts else np.zeros((0, 4), np.int64)
-            annotated[c] = len(arr)
+            arr, annotated[c] = found[c]
             if len(arr) > max_points_per_class:
                 arr = arr[self.rng.choice(len(arr), max_points_per_class, replace=False)]
             self.points.append(arr.astype(np.int32))
@@ -84,6 +79,12 @@ class PatchSampler:
         ph, pw = max(0, self.patch_size - h), max(0, self.patch_size - w)
         if not ph and not pw:
             return pair
+        if is_lazy(pair.image) or is_lazy(pair.target):  # smaller than a patch: read it
+            every = slice(None)
+            n = pair.image.shape[0]
+            pair = Pair(np.stack([pair.image[z, every, every] for z in range(n)]),
+                        np.stack([pair.target[z, every, every] for z in range(n)]),
+                        pair.weight)
         pad = ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2))
         image = np.pad(pair.image, pad, mode="symmetric")
         target = np.pad(pair.target, pad, constant_values=IGNORE)
@@ -120,3 +121,31 @@ class PatchSampler:
             if wts is not None and pair.weight is not None:
                 wts[b] = pair.weight[z, y0 : y0 + p, x0 : x0 + p]
         return x, y, wts
+
+
+def _class_points(pairs: Sequence[Pair], n_classes: int, cap: int,
+                  rng: np.random.Generator) -> list[tuple[np.ndarray, int]]:
+    """Per class: the (pair, z, y, x) of annotated pixels (thinned at random to about
+    ``cap`` per block of a lazy target) and how many there are. A target in memory is
+    searched at once; a lazy one block by block (:meth:`~.data.LazyTarget.blocks`), so
+    only the annotations are read, never the image."""
+    found: list[list[np.ndarray]] = [[] for _ in range(n_classes)]
+    totals = [0] * n_classes
+    for i, pair in enumerate(pairs):
+        if is_lazy(pair.target):
+            blocks = pair.target.blocks()
+        else:
+            blocks = ((z, 0, 0, pair.target[z]) for z in range(pair.target.shape[0]))
+        for z, y0, x0, block in blocks:
+            for c in range(n_classes):
+                y, x = np.nonzero(block == c)
+                if not y.size:
+                    continue
+                totals[c] += int(y.size)
+                if y.size > cap:
+                    keep = rng.choice(y.size, cap, replace=False)
+                    y, x = y[keep], x[keep]
+                found[c].append(np.stack([np.full_like(y, i), np.full_like(y, z), y + y0,
+                                          x + x0], axis=1))
+    return [(np.concatenate(f) if f else np.zeros((0, 4), np.int64), totals[c])
+            for c, f in enumerate(found)]

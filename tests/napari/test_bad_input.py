@@ -87,14 +87,17 @@ def test_bad_files_are_reported(kind, empty_workflow, notifications, tmp_path):
     assert widget.session.image == viewer.layers["nuclei"]
 
 
-def test_a_huge_file_is_refused(empty_workflow, notifications, tmp_path, monkeypatch):
+def test_a_file_larger_than_the_limit_opens_lazily(empty_workflow, tmp_path, monkeypatch):
+    import dask.array as da
+
     viewer, widget = empty_workflow
     path = tmp_path / "huge.tif"
-    tifffile.imwrite(path, np.zeros((4, 64, 64), np.uint16))
+    tifffile.imwrite(path, np.arange(4 * 64 * 64, dtype=np.uint16).reshape(4, 64, 64))
     monkeypatch.setenv("NAPARI_UNET_MAX_IMAGE_BYTES", "10000")
-    assert widget.data.open_path(path) is None
-    assert any("GiB in memory" in m and "crop it" in m for m in notifications)
-    assert len(viewer.layers) == 1
+    layer = widget.data.open_path(path)
+    assert layer is not None and isinstance(layer.data, da.Array)
+    assert widget.session.image == layer and len(viewer.layers) == 2
+    assert "4 × 64 × 64" in widget.data.info.value
 
 
 def test_rgb_says_which_channel_to_pick(empty_workflow, notifications, tmp_path):
