@@ -123,86 +123,15 @@ def _load_model(path: Path):
     return bundle
 
 
-def _open_lazily(path: Path, args: argparse.Namespace):
-    """The image at ``path`` (a TIFF or an OME-Zarr) opened without reading its pixels,
-    as a one-channel 2D image or Z stack: (source, shape, scale). The source is
-    picklable, so the workers of a cluster open it themselves."""
-    import numpy as np
+def _source(path: Path, args: argparse.Namespace):
+    """The image at ``path`` for a block prediction: a picklable
+    :class:`~napari_unet.core.lazy.LazySource` (``--series``, ``--channel`` as
+    :func:`_read` and :func:`_one_channel` take them), so that the workers of a cluster
+    open it themselves, and the image it opens here, lazily (checked, pixels not read)."""
+    from napari_unet.core.io import is_tiff_path
+    from napari_unet.core.lazy import LazySource
 
-    from napari_unet.core.blocks import Fixed, TiffSource, is_zarr_path
-
-    series, channel = getattr(args, "series", None), getattr(args, "channel", None)
-    if not path.exists():
-        raise NapariUnetError(f"{path} does not exist")
-    if is_zarr_path(path) or path.is_dir():
-        import zarr
-
-        try:
-            node = zarr.open(str(path), mode="r")
-            scale = None
-            if isinstance(node, zarr.Group):
-                meta = node.attrs["multiscales"][0]
-                level = meta["datasets"][0]
-                axes = "".join(a["name"] if isinstance(a, dict) else a
-                               for a in meta["axes"]).upper()
-                scale = next((t["scale"] for t in level.get("coordinateTransformations", [])
-                              if t.get("type") == "scale"), None)
-                node = node[level["path"]]
-            else:
-                axes = "QYX"[-node.ndim:] if node.ndim <= 3 else "Q" * node.ndim
-        except Exception as exc:
-            detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-            raise NapariUnetError(f"{path} is not a readable OME-Zarr image ({detail})") from None
-        data, shape = node, tuple(node.shape)
-    else:
-        import tifffile
-
-        from napari_unet.core.io import _axes_scale
-
-        try:
-            with tifffile.TiffFile(path) as tif:
-                if len(tif.series) > 1 and series is None:
-                    raise NapariUnetError(f"{path.name} holds {len(tif.series)} images; choose "
-                                          "one with --series N")
-                if series is not None and not 0 <= series < len(tif.series):
-                    raise NapariUnetError(f"--series {series} does not exist in {path.name}")
-                chosen = tif.series[series or 0]
-                axes, shape = chosen.axes, tuple(chosen.shape)
-                scale = _axes_scale(tif, chosen)
-        except NapariUnetError:
-            raise
-        except Exception as exc:
-            detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-            raise NapariUnetError(f"{path.name} is not a readable TIFF file ({detail})") from None
-        data = None
-    if len(axes) != len(shape) or "Y" not in axes or "X" not in axes:
-        axes = "Q" * (len(shape) - 2) + "YX"
-    fixed, kept = {}, []
-    for i, (ax, n) in enumerate(zip(axes, shape)):
-        if ax in "YX":
-            kept.append(i)
-        elif n > 1 and (ax == "C" or (ax == "S" and i == len(axes) - 1)):
-            # samples are channels when last (RGB); planar "SYX" stacks stay slices
-            if channel is None:
-                raise NapariUnetError(f"{path.name} has {n} channels (axes {axes}); choose one "
-                                      f"with --channel 0 to {n - 1}")
-            if not 0 <= channel < n:
-                raise NapariUnetError(f"--channel {channel} does not exist: {path.name} has "
-                                      f"channels 0 to {n - 1}")
-            fixed[i] = channel
-        elif n == 1:
-            fixed[i] = 0
-        else:
-            kept.append(i)
-    if len(kept) > 3 or [axes[i] for i in kept][-2:] != ["Y", "X"]:
-        raise NapariUnetError(f"{path.name} has axes {axes} and shape {shape}; napari-unet "
-                              "predicts a 2D image or a Z stack of 2D slices with one channel")
-    if np.dtype((data if data is not None else chosen).dtype).kind == "c":
-        raise NapariUnetError(f"{path.name} holds complex numbers")
-    if data is None:
-        source = TiffSource(str(path), series, tuple(sorted(fixed.items())))
-    else:
-        source = Fixed(data, fixed) if fixed else data
-    scale = [float(scale[i]) for i in kept] if scale is not None and len(scale) == len(
-        shape) else None
-    return source, tuple(shape[i] for i in kept), scale
+    series = getattr(args, "series", None)
+    source = LazySource(str(path), series if is_tiff_path(path) else None, _one_channel,
+                        (getattr(args, "channel", None),))
+    return source, source.image()

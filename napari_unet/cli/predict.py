@@ -14,7 +14,7 @@ import numpy as np
 from napari_unet.core.errors import NapariUnetError
 
 from .common import EXIT_SIGNAL, EXIT_USAGE, _bar
-from .inputs import _load_model, _one_channel, _open_lazily, _read
+from .inputs import _load_model, _one_channel, _read, _source
 
 
 def predictor_options(args: argparse.Namespace) -> dict:
@@ -116,9 +116,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if len(args.image) > 1 or (is_many(args.image[0]) and not is_zarr_path(args.image[0])):
         return _predict_many(args)
-    if (args.workers is not None or args.scheduler is not None or any(
-            p is not None and is_zarr_path(p) for p in (args.out, args.probabilities,
-                                                        args.image[0]))):
+    # One image: block by block (core.blocks) when an output is an OME-Zarr or a cluster
+    # is asked for; else TIFF outputs in this process, the image read whole when it fits
+    # and slice by slice (core.lazy.predict_slices) when it does not.
+    if args.workers is not None or args.scheduler is not None or any(
+            p is not None and is_zarr_path(p) for p in (args.out, args.probabilities)):
         return _predict_blocks(args)
     image_path = args.image[0]
     check_outputs([("--out", args.out), ("--probabilities", args.probabilities)],
@@ -165,8 +167,8 @@ def _check_block_outputs(args: argparse.Namespace) -> list[tuple[str, Path]]:
     """The outputs of a block prediction, checked before any work: TIFF or OME-Zarr,
     never an input, inside one or holding one; an existing OME-Zarr only with
     ``--overwrite`` and only when it is one."""
-    from napari_unet.core.blocks import is_zarr_path
     from napari_unet.core.io import is_tiff_path
+    from napari_unet.core.lazy import is_zarr_path
     from napari_unet.core.paths import check_outputs, check_writable
 
     outputs = [(o, p) for o, p in (("--out", args.out), ("--probabilities", args.probabilities))
@@ -206,13 +208,16 @@ def _predict_blocks(args: argparse.Namespace) -> int:
     import uuid
     from contextlib import nullcontext
 
-    from napari_unet.core.blocks import is_zarr_path, predict_blocks, read_zarr
+    from napari_unet.core.blocks import predict_blocks
     from napari_unet.core.io import max_image_bytes, write_tiff
+    from napari_unet.core.lazy import is_zarr_path, open_image
 
     started = time.perf_counter()
     outputs = _check_block_outputs(args)
     bundle = _load_model(args.model)
-    source, shape, scale = _open_lazily(args.image[0], args)
+    source, image = _source(args.image[0], args)
+    shape = tuple(image.data.shape)
+    scale = image.scale if len(image.scale) == len(shape) else None
     pixels = int(np.prod(shape, dtype=np.float64))
     sizes = {"--out": pixels * 4, "--probabilities": pixels * 4 * bundle.n_classes}
     for option, path in outputs:
@@ -253,7 +258,7 @@ def _predict_blocks(args: argparse.Namespace) -> int:
         for option, path in outputs:
             if is_zarr_path(path):
                 continue
-            data = read_zarr(targets[option])
+            data = open_image(targets[option], lazy=False).data
             if option == "--out":
                 write_tiff(path, data, scale=scale)
             else:
@@ -289,7 +294,8 @@ def _predict_lazy(args: argparse.Namespace, image, predictor, bundle) -> int:
     if args.probabilities is not None:
         raise NapariUnetError(
             f"{image.path.name} is too large to hold in memory: --probabilities is written "
-            "only for images that fit (predict without it)")
+            "as a TIFF only for images that fit (predict without it, or write both outputs "
+            "as OME-Zarr: --out LABELS.ome.zarr --probabilities PROB.ome.zarr)")
     data = image.data
     shape = tuple(data.shape)
     dtype = np.int32 if args.instances else (np.uint8 if bundle.n_classes <= 256 else np.uint16)

@@ -2,7 +2,8 @@
 
 The image (2D, or a Z stack of 2D slices: the 2D model is applied per slice) is any
 array-like with ``shape``, ``dtype`` and slicing: a numpy array, a zarr array, a dask
-array, or a :class:`TiffSource` that each process opens itself. It is cut into blocks of
+array, or a :class:`~.lazy.LazySource` that each process opens itself (through
+:func:`~.lazy.open_image`, like every other reader of images). It is cut into blocks of
 whole output chunks (one slice deep); each block reads only the pixels its tiles need.
 
 **The same numbers as one process.** Every block uses the tile layout that
@@ -28,7 +29,8 @@ object reaches further than the halo beyond a block edge.
 
 **Memory** holds a few blocks (the input, its probabilities, the labels), never the
 image. Outputs are written into a temporary folder beside the target and renamed into
-place when complete; a failure removes it and leaves nothing behind.
+place when complete; a failure removes it and leaves nothing behind. They are OME-Zarr
+groups that :func:`~.lazy.open_image` reads back (axes, pixel size, labels hint).
 
 The same passes run in this process or as tasks on dask.distributed workers
 (:func:`predict_blocks` with a client), which write their blocks to the shared zarr.
@@ -47,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
+from .lazy import close_sources
 from .normalise import SAMPLE_PIXELS
 
 #: Default output chunk (Y, X): every output array is chunked one slice deep.
@@ -62,49 +65,6 @@ ProgressCallback = Callable[[str, int, int], None]
 
 
 # --------------------------------------------------------------------------- inputs
-class Fixed:
-    """A lazy view of ``data`` with some axes held at one index (a channel, axes of
-    length one): ``shape`` and slicing of the other axes read only what is asked."""
-
-    def __init__(self, data: Any, fixed: dict[int, int]):
-        self.data, self.fixed = data, dict(fixed)
-        self.shape = tuple(n for i, n in enumerate(data.shape) if i not in self.fixed)
-        self.dtype = data.dtype
-
-    def __getitem__(self, key) -> np.ndarray:
-        key = list(key if isinstance(key, tuple) else (key,))
-        full = [self.fixed[i] if i in self.fixed else key.pop(0)
-                for i in range(len(self.data.shape))]
-        return np.asarray(self.data[tuple(full)])
-
-
-@dataclass(frozen=True)
-class TiffSource:
-    """A TIFF read lazily through tifffile's zarr interface; picklable, so that each
-    worker of a cluster opens the file itself (one process opens it once). ``fixed``
-    holds axes at one index (:class:`Fixed`)."""
-
-    path: str
-    series: int | None = None
-    fixed: tuple[tuple[int, int], ...] = ()
-
-    def open(self) -> Any:
-        key = (os.path.abspath(self.path), self.series, self.fixed)
-        if key not in _opened:
-            import tifffile
-            import zarr
-
-            store = tifffile.imread(self.path, aszarr=True, series=self.series or 0)
-            data = zarr.open(store, mode="r")
-            if isinstance(data, zarr.Group):  # a pyramid: its full resolution
-                data = data["0"]
-            _opened[key] = Fixed(data, dict(self.fixed)) if self.fixed else data
-        return _opened[key]
-
-
-_opened: dict[tuple, Any] = {}
-
-
 def _open(source: Any) -> Any:
     return source.open() if hasattr(source, "open") and not hasattr(source, "shape") else source
 
@@ -120,6 +80,8 @@ def _shape3(shape: Sequence[int]) -> tuple[int, int, int]:
 
 def _read(data: Any, z: int, ys: slice, xs: slice) -> np.ndarray:
     part = data[ys, xs] if len(data.shape) == 2 else data[z, ys, xs]
+    if hasattr(part, "dask"):  # a dask array: read in this thread, a cluster's worker too
+        part = part.compute(scheduler="synchronous")
     return np.asarray(part)
 
 
@@ -238,10 +200,6 @@ def ngff_attrs(name: str, axes: str, scale: Sequence[float], labels: bool) -> di
     if labels:
         meta["image-label"] = {"version": "0.4"}
     return meta
-
-
-def is_zarr_path(path: str | os.PathLike) -> bool:
-    return str(path).rstrip("/\\").lower().endswith(".zarr")
 
 
 def _create(folder: Path, name: str, shape, chunks, dtype, axes: str, scale, labels: bool):
@@ -652,7 +610,7 @@ def predict_blocks(
             if any(path.startswith(str(t)) for t in created):
                 _arrays.pop(path, None)
         if client is None:
-            _opened.clear()  # the input files this process opened
+            close_sources()  # the input files this process opened
 
 
 def _options(predictor) -> dict:
@@ -662,14 +620,3 @@ def _options(predictor) -> dict:
             "batch_size": None if predictor.batch_pixels is not None else predictor.batch_size,
             "mixed_precision": predictor.mixed_precision, "tta": predictor.tta,
             "foreground_threshold": predictor.foreground_threshold}
-
-
-def read_zarr(path: str | os.PathLike) -> np.ndarray:
-    """The full-resolution array of an OME-Zarr group (or a plain zarr array), in memory."""
-    import zarr
-
-    node = zarr.open(str(path), mode="r")
-    if isinstance(node, zarr.Group):
-        datasets = node.attrs.get("multiscales", [{}])[0].get("datasets", [{"path": "0"}])
-        node = node[datasets[0]["path"]]
-    return np.asarray(node[...])

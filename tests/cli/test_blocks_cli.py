@@ -8,8 +8,8 @@ import pytest
 import tifffile
 
 from napari_unet.cli import main
-from napari_unet.core.blocks import read_zarr
 from napari_unet.core.config import START_MODEL
+from napari_unet.core.lazy import open_image
 from tests.conftest import blobs
 
 SMALL = ["--tile-size", "64", "--block-size", "64", "--chunk-size", "32"]
@@ -44,7 +44,8 @@ def test_two_worker_processes_give_the_labels_of_one_process(stack, tmp_path, ca
                "--instances", "--workers", "2", *SMALL])
     err = capsys.readouterr().err
     assert rc == 0 and err.splitlines()[-1].startswith("wrote ")
-    one, two = read_zarr(tmp_path / "one.ome.zarr"), read_zarr(tmp_path / "two.ome.zarr")
+    one = open_image(tmp_path / "one.ome.zarr", lazy=False).data
+    two = open_image(tmp_path / "two.ome.zarr", lazy=False).data
     np.testing.assert_array_equal(two, one)
     whole = tifffile.imread(tmp_path / "whole.tif")
     for z in range(2):  # objects identical, ids renumbered, unique over the stack
@@ -74,7 +75,7 @@ def test_one_channel_of_a_tiff_read_lazily(stack, tmp_path):
                     tmp_path / "a.ome.zarr", *FEWER) == 0
     assert _predict("--image", tmp_path / "yx.tif", "--out", tmp_path / "b.tif",
                     "--tile-size", "64") == 0
-    np.testing.assert_array_equal(read_zarr(tmp_path / "a.ome.zarr"),
+    np.testing.assert_array_equal(open_image(tmp_path / "a.ome.zarr", lazy=False).data,
                                   tifffile.imread(tmp_path / "b.tif"))
 
 
@@ -120,9 +121,9 @@ def test_bad_outputs_are_one_line_and_change_nothing(stack, tmp_path, capsys, ca
 def test_overwrite_replaces_an_ome_zarr_output(stack, tmp_path):
     out = tmp_path / "l.ome.zarr"
     assert _predict("--image", stack, "--out", out, *FEWER) == 0
-    first = read_zarr(out)
+    first = open_image(out, lazy=False).data
     assert _predict("--image", stack, "--out", out, "--instances", "--overwrite", *FEWER) == 0
-    second = read_zarr(out)
+    second = open_image(out, lazy=False).data
     assert first.dtype == np.uint8 and second.dtype == np.uint32 and second.max() > 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["l.ome.zarr", "stack.tif"]
 
@@ -141,3 +142,31 @@ def test_a_damaged_tile_read_by_a_worker_is_one_line(stack, tmp_path, capsys):
     lines = [x for x in err.splitlines() if x.startswith("napari-unet: error: ")]
     assert rc == 2 and len(lines) == 1 and "failed on the cluster" in lines[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["damaged.tif", "stack.tif"]
+
+
+def test_which_path_a_prediction_takes(stack, tmp_path, capsys, monkeypatch):
+    """An image opened lazily: a TIFF --out is predicted slice by slice, an OME-Zarr
+    --out block by block, with the same classes; an OME-Zarr input with a TIFF --out is
+    predicted slice by slice too, and TIFF probabilities of such an image are refused
+    with the way to write them."""
+    monkeypatch.setenv("NAPARI_UNET_MAX_IMAGE_BYTES", "20000")
+    assert main(["predict", "--model", str(START_MODEL), "--image", str(stack), "--out",
+                 str(tmp_path / "a.tif"), "--tile-size", "64"]) == 0
+    assert "read lazily, slice by slice" in capsys.readouterr().err
+    assert main(["predict", "--model", str(START_MODEL), "--image", str(stack), "--out",
+                 str(tmp_path / "b.ome.zarr"), *FEWER]) == 0
+    err = capsys.readouterr().err
+    assert "slice by slice" not in err and "shape (2, 150, 170)" in err
+    blocks = np.asarray(open_image(tmp_path / "b.ome.zarr", lazy=True).data)
+    np.testing.assert_array_equal(blocks, tifffile.imread(tmp_path / "a.tif"))
+    assert main(["predict", "--model", str(START_MODEL), "--image",
+                 str(tmp_path / "b.ome.zarr"), "--out", str(tmp_path / "c.tif"),
+                 "--tile-size", "64"]) == 0
+    assert "read lazily, slice by slice" in capsys.readouterr().err
+    assert tifffile.imread(tmp_path / "c.tif").shape == (2, 150, 170)
+    assert main(["predict", "--model", str(START_MODEL), "--image", str(stack), "--out",
+                 str(tmp_path / "d.tif"), "--probabilities", str(tmp_path / "p.tif")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--probabilities PROB.ome.zarr" in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "a.tif", "b.ome.zarr", "c.tif", "stack.tif"]

@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from napari_unet.core import blocks
-from napari_unet.core.blocks import predict_blocks, read_zarr, slice_stats
+from napari_unet.core.blocks import predict_blocks, slice_stats
 from napari_unet.core.checkpoint import ModelBundle, load_bundle
 from napari_unet.core.config import START_MODEL
 from napari_unet.core.errors import InputError
+from napari_unet.core.lazy import open_image
 from napari_unet.core.model import UNetConfig
 from napari_unet.core.normalise import Normalisation
 from napari_unet.core.predict import Predictor
@@ -57,7 +58,7 @@ def test_objects_across_block_edges_get_one_id_each(tmp_path, kind):
     image = np.where(truth > 0, 200.0, 20.0) + np.random.default_rng(0).normal(0, 8, (h, w))
     result = predict_blocks(predictor(kind), image.astype(np.float32), tmp_path / "l.ome.zarr",
                             instances=True, chunk=32, block=64)
-    labels = read_zarr(result.labels)
+    labels = open_image(result.labels, lazy=False).data
     assert labels.dtype == np.uint32 and result.objects == len(centres)
     found = set()
     for i, (cy, cx) in enumerate(centres, start=1):
@@ -76,9 +77,9 @@ def test_blocks_give_the_objects_of_the_whole_image(tmp_path, kind):
     result = predict_blocks(pred, image, tmp_path / "l.ome.zarr",
                             probabilities_path=tmp_path / "p.ome.zarr", instances=True,
                             chunk=32, block=64)
-    probs = read_zarr(result.probabilities)  # (C, Z, Y, X)
+    probs = open_image(result.probabilities, lazy=False).data  # (C, Z, Y, X)
     np.testing.assert_allclose(probs.transpose(1, 0, 2, 3), whole.probabilities, atol=1e-6)
-    labels = read_zarr(result.labels)
+    labels = open_image(result.labels, lazy=False).data
     n = 0
     for z in range(2):
         assert same_partition(labels[z], whole.instances[z])
@@ -93,7 +94,7 @@ def test_classes_without_instances(tmp_path, block):
     image, _ = blobs(np.random.default_rng(2), shape=(1, 100, 90), n=6, radius=8)
     pred = predictor("components")
     result = predict_blocks(pred, image[0], tmp_path / "c.ome.zarr", chunk=32, block=block)
-    labels = read_zarr(result.labels)
+    labels = open_image(result.labels, lazy=False).data
     assert labels.dtype == np.uint8 and result.objects is None
     np.testing.assert_array_equal(labels, pred.predict(image[0]).labels)
 
@@ -162,9 +163,9 @@ def test_an_existing_output_is_kept_without_overwrite(tmp_path):
     predict_blocks(pred, image[0] * 0, path, chunk=32, block=32)
     with pytest.raises(InputError, match="exists; give --overwrite"):
         predict_blocks(pred, image[0], path, chunk=32, block=32)
-    assert not read_zarr(path).any()
+    assert not open_image(path, lazy=False).data.any()
     predict_blocks(pred, image[0], path, chunk=32, block=32, overwrite=True)
-    assert read_zarr(path).any()
+    assert open_image(path, lazy=False).data.any()
     assert sorted(os.listdir(tmp_path)) == ["l.ome.zarr"]
 
 
@@ -178,3 +179,60 @@ def test_join_over_face_pairs():
     assert numbered[0] == 0 and numbered[1] == 0  # background; too small (3)
     assert numbered[2] == numbered[5] == numbered[7] == 0  # 1 + 1 + 1 pixels
     assert numbered[3] == numbered[4] == 1 and numbered[6] == 2
+
+
+def test_outputs_are_read_back_by_open_image(tmp_path):
+    """What predict_blocks writes (NGFF 0.4) is what open_image reads: axes, pixel size,
+    the labels hint, the chunks (lazily) and the values (in memory)."""
+    image, _ = blobs(np.random.default_rng(8), shape=(2, 70, 90), n=5, radius=7)
+    result = predict_blocks(predictor("components"), image, tmp_path / "l.ome.zarr",
+                            probabilities_path=tmp_path / "p.ome.zarr", instances=True,
+                            scale=[2.0, 0.5, 0.25], chunk=32, block=64)
+    lazy = open_image(result.labels, lazy=True)
+    whole = open_image(result.labels, lazy=False)
+    assert lazy.axes == whole.axes == "ZYX"
+    assert lazy.scale == whole.scale == (2.0, 0.5, 0.25)
+    assert lazy.labels_hint is True and whole.data.dtype == np.uint32
+    assert lazy.data.chunksize == (1, 32, 32)
+    np.testing.assert_array_equal(np.asarray(lazy.data), whole.data)
+    assert whole.data.max() == result.objects > 1
+    probs = open_image(result.probabilities, lazy=False)
+    assert probs.axes == "CZYX" and probs.scale == (1.0, 2.0, 0.5, 0.25)
+    assert probs.labels_hint is None and probs.data.shape == (2, 2, 70, 90)
+    np.testing.assert_allclose(probs.data.sum(0), 1, atol=1e-5)
+
+
+def second_channel(image, channel):
+    """A ``select`` for LazySource: one channel of a (C, Y, X) image."""
+    import dataclasses
+
+    return dataclasses.replace(image, data=image.data[channel], axes=image.axes[1:],
+                               scale=image.scale[1:])
+
+
+def test_a_lazy_source_pickles_and_predicts_as_the_array(tmp_path):
+    """The source that a cluster's workers open themselves: pickled, it opens the TIFF
+    through open_image (a dask array, the chosen channel) and predicts as the array."""
+    import pickle
+
+    import tifffile
+
+    from napari_unet.core.lazy import LazySource, close_sources
+
+    image, _ = blobs(np.random.default_rng(9), shape=(1, 100, 120), n=6, radius=8)
+    two = np.stack([image[0][::-1], image[0]])
+    path = tmp_path / "cyx.tif"
+    tifffile.imwrite(path, two, tile=(32, 32), imagej=False, metadata={"axes": "CYX"})
+    source = pickle.loads(pickle.dumps(LazySource(str(path), None, second_channel, (1,))))
+    opened = source.open()
+    assert not isinstance(opened, np.ndarray) and opened.shape == (100, 120)
+    assert source.open() is opened  # once per process
+    pred = predictor("components")
+    a = predict_blocks(pred, source, tmp_path / "a.ome.zarr", instances=True, chunk=32,
+                       block=64)
+    b = predict_blocks(pred, image[0], tmp_path / "b.ome.zarr", instances=True, chunk=32,
+                       block=64)
+    np.testing.assert_array_equal(open_image(a.labels, lazy=False).data,
+                                  open_image(b.labels, lazy=False).data)
+    assert source.open() is not opened  # the run closed what it opened
+    close_sources()
