@@ -170,3 +170,17 @@ def test_which_path_a_prediction_takes(stack, tmp_path, capsys, monkeypatch):
     assert len(err) == 1 and "--probabilities PROB.ome.zarr" in err[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "a.tif", "b.ome.zarr", "c.tif", "stack.tif"]
+
+
+def test_a_zarr_folder_that_is_not_an_image_is_one_line(tmp_path, capsys):
+    """The block path opens its input with open_image: its sentence, nothing written."""
+    import zarr
+
+    bad = tmp_path / "plain.zarr"
+    zarr.open_group(str(bad), mode="w").create_array("x", shape=(4, 4), dtype="u1")
+    before = sorted(os.walk(tmp_path))
+    rc = main(["predict", "--model", str(START_MODEL), "--image", str(bad), "--out",
+               str(tmp_path / "l.ome.zarr"), *FEWER])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "not an OME-Zarr image" in err
+    assert sorted(os.walk(tmp_path)) == before
