@@ -78,3 +78,21 @@ def _load_model(path: Path):
     else:
         bundle = load_bundle(path)
     return bundle
+
+
+def _source(path: Path, args: argparse.Namespace, bundle=None):
+    """The image at ``path`` for a block prediction: a picklable
+    :class:`~napari_unet.core.lazy.LazySource` (``--series``, and ``--channels`` or the
+    model's channels, chosen as :func:`_select` chooses them), so that the workers of a
+    cluster open it themselves, and the image it opens here, lazily (checked, pixels not
+    read)."""
+    from napari_unet.core.io import is_tiff_path
+    from napari_unet.core.lazy import LazySource
+    from napari_unet.core.selection import select_for_model
+
+    series = getattr(args, "series", None)
+    model_channels = None if bundle is None else getattr(bundle, "channels", None)
+    source = LazySource(str(path), series if is_tiff_path(path) else None, select_for_model,
+                        (getattr(args, "channels", None),
+                         getattr(args, "channels_flag", "--channels"), model_channels))
+    return source, source.image()

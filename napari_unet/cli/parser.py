@@ -177,11 +177,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "several, a folder, or a quoted pattern such as "
                         "'folder/*.tif', to predict every TIFF file they name")
     p.add_argument("--out", required=True, type=_file,
-                   help="labels TIFF to write; with several images, the folder that gets "
-                        "NAME_labels.tif for each (created if missing)")
+                   help="labels TIFF to write, or an OME-Zarr (NAME.ome.zarr) written block by "
+                        "block for images larger than memory; with several images, the "
+                        "folder that gets NAME_labels.tif for each (created if missing)")
     p.add_argument("--probabilities", type=_file,
-                   help="also write class probabilities here (with several images: the "
-                        "folder that gets NAME_probabilities.tif)")
+                   help="also write class probabilities here, TIFF or OME-Zarr (with several "
+                        "images: the folder that gets NAME_probabilities.tif)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an OME-Zarr --out or --probabilities that exists")
+    p.add_argument("--block-size", type=_positive_int, default=4096,
+                   help="OME-Zarr output and --workers/--scheduler on one image: pixels (Y, X) "
+                        "predicted at a time, rounded up to whole chunks (default %(default)s)")
+    p.add_argument("--chunk-size", type=_positive_int, default=1024,
+                   help="OME-Zarr output: chunk side in pixels, one slice deep (default "
+                        "%(default)s)")
     p.add_argument("--instances", action="store_true",
                    help="write one label per object instead of one per class")
     p.add_argument("--redo", action="store_true",
@@ -190,11 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "options they were predicted with)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--workers", type=_positive_int, default=None,
-                       help="with several images: predict on a dask LocalCluster of this "
-                            "many worker processes (one thread each); needs napari-unet[cluster]")
+                       help="predict the files, or the blocks of one image, on a dask "
+                            "LocalCluster of this many worker processes (one thread each); "
+                            "needs napari-unet[cluster]")
     where.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
-                       help="with several images: predict on the workers of this dask "
-                            "scheduler (for example one started by dask-jobqueue)")
+                       help="predict the files, or the blocks of one image, on the workers of "
+                            "this dask scheduler (for example one started by dask-jobqueue)")
     _prediction_options(p)
 
     e = sub.add_parser("evaluate", help="score a model on an image with ground truth (JSON)")

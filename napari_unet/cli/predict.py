@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from napari_unet.core.errors import NapariUnetError
 from napari_unet.core.selection import ChannelReader
 
 from .common import EXIT_SIGNAL, EXIT_USAGE, _bar
-from .inputs import _load_model, _read, _select
+from .inputs import _load_model, _read, _select, _source
 
 #: Reads one image as ``predict`` does (``--series``, ``--channels`` or the model's
 #: channels); the GUI's folder prediction reads files through it too.
@@ -106,10 +109,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if len(args.image) > 1 or (is_many(args.image[0]) and not is_zarr_path(args.image[0])):
         return _predict_many(args)
-    for option in ("workers", "scheduler"):
-        if getattr(args, option) is not None:
-            raise NapariUnetError(f"--{option} predicts many files: give --image a folder, "
-                                  "a quoted pattern such as 'folder/*.tif' or several files")
+    # One image: block by block (core.blocks) when an output is an OME-Zarr or a cluster
+    # is asked for; else TIFF outputs in this process, the image read whole when it fits
+    # and slice by slice (core.lazy.predict_slices) when it does not.
+    if args.workers is not None or args.scheduler is not None or any(
+            p is not None and is_zarr_path(p) for p in (args.out, args.probabilities)):
+        return _predict_blocks(args)
     image_path = args.image[0]
     check_outputs([("--out", args.out), ("--probabilities", args.probabilities)],
                   [("--image", image_path), ("--model", args.model)])
@@ -146,6 +151,126 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _within(a: Path, b: Path) -> bool:
+    """Whether ``a`` is ``b`` or inside it (links followed)."""
+    a, b = Path(os.path.realpath(a)), Path(os.path.realpath(b))
+    return a == b or b in a.parents
+
+
+def _check_block_outputs(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    """The outputs of a block prediction, checked before any work: TIFF or OME-Zarr,
+    never an input, inside one or holding one; an existing OME-Zarr only with
+    ``--overwrite`` and only when it is one."""
+    from napari_unet.core.io import is_tiff_path
+    from napari_unet.core.lazy import is_zarr_path
+    from napari_unet.core.paths import check_outputs, check_writable
+
+    outputs = [(o, p) for o, p in (("--out", args.out), ("--probabilities", args.probabilities))
+               if p is not None]
+    inputs = [("--image", args.image[0]), ("--model", args.model)]
+    for option, path in outputs:
+        if not (is_zarr_path(path) or is_tiff_path(path)):
+            raise NapariUnetError(f"{option} {path} must be an OME-Zarr (.ome.zarr) or a TIFF "
+                                  "file (.tif)")
+        for in_option, source in inputs:
+            if _within(path, source) or _within(source, path):
+                where = "is" if _within(source, path) and _within(path, source) else (
+                    "is inside" if _within(path, source) else "holds")
+                raise NapariUnetError(f"{option} {path} {where} the {in_option} {source}: "
+                                      "writing it would replace an input; choose another name")
+        if is_zarr_path(path) and os.path.lexists(path):
+            if not args.overwrite:
+                raise NapariUnetError(f"{option} {path} exists; give --overwrite to replace it")
+            if not path.is_dir() or not any((path / m).exists() for m in (
+                    ".zgroup", ".zarray", "zarr.json")):
+                raise NapariUnetError(f"{option} {path} exists and is not a zarr; it is not "
+                                      "replaced: choose another name")
+            check_writable(path.parent / ".probe", option)
+        elif is_zarr_path(path):
+            check_writable(path, option)
+    tiffs = [(o, p) for o, p in outputs if not is_zarr_path(p)]
+    check_outputs(tiffs, inputs)
+    if len(outputs) == 2 and _within(outputs[0][1], outputs[1][1]):
+        raise NapariUnetError("--out and --probabilities name the same output; choose two names")
+    return outputs
+
+
+def _predict_blocks(args: argparse.Namespace) -> int:
+    """``predict`` of one image block by block, in this process or on a dask cluster:
+    OME-Zarr outputs written chunk by chunk, TIFF outputs when they fit in memory."""
+    import shutil
+    import uuid
+    from contextlib import nullcontext
+
+    from napari_unet.core.blocks import predict_blocks
+    from napari_unet.core.io import max_image_bytes, write_tiff
+    from napari_unet.core.lazy import is_zarr_path, open_image
+
+    started = time.perf_counter()
+    outputs = _check_block_outputs(args)
+    bundle = _load_model(args.model)
+    source, image = _source(args.image[0], args, bundle)
+    shape = tuple(image.data.shape)
+    scale = image.scale if len(image.scale) == len(shape) else None
+    pixels = int(np.prod(shape, dtype=np.float64))
+    sizes = {"--out": pixels * 4, "--probabilities": pixels * 4 * bundle.n_classes}
+    for option, path in outputs:
+        if not is_zarr_path(path) and sizes[option] > max_image_bytes():
+            raise NapariUnetError(
+                f"{option} {path} would need {sizes[option] / 1024**3:.1f} GiB in memory as a "
+                f"TIFF; write an OME-Zarr instead ({Path(path).stem}.ome.zarr)")
+    targets = {o: (p if is_zarr_path(p) else p.parent / f".{p.name}.{uuid.uuid4().hex[:8]}.zarr")
+               for o, p in outputs}
+    err, last = sys.stderr, [None]
+
+    def progress(what: str, done: int, total: int) -> None:
+        if args.quiet:
+            return
+        if last[0] not in (None, what):
+            err.write("\n")
+        elif last[0] == what and done < total and _bar(done / total) == _bar(
+                (done - 1) / total):
+            return  # the bar did not move
+        last[0] = what
+        err.write(f"\r[{_bar(done / total)}] {what} {done}/{total}  ")
+        err.flush()
+
+    cluster = args.workers is not None or args.scheduler is not None
+    if cluster:
+        from napari_unet.core.cluster import connect
+    try:
+        with connect(args.workers, args.scheduler) if cluster else nullcontext() as client:
+            result = predict_blocks(
+                make_predictor(bundle, args), source, targets["--out"],
+                probabilities_path=targets.get("--probabilities"),
+                instances=args.instances, min_size=args.min_size, scale=scale,
+                chunk=args.chunk_size, block=args.block_size, overwrite=args.overwrite,
+                client=client, progress=progress)
+        if last[0] is not None:  # end the progress line
+            err.write("\n")
+            last[0] = None
+        for option, path in outputs:
+            if is_zarr_path(path):
+                continue
+            data = open_image(targets[option], lazy=False).data
+            if option == "--out":
+                write_tiff(path, data, scale=scale)
+            else:
+                write_tiff(path, data.transpose(1, 0, 2, 3) if data.ndim == 4 else data)
+    finally:
+        if last[0] is not None:  # the error's line starts on a line of its own
+            err.write("\n")
+        for option, path in outputs:
+            if targets[option] != path:
+                shutil.rmtree(targets[option], ignore_errors=True)
+    if not args.quiet:
+        what = (f"{result.objects} objects" if args.instances
+                else f"{bundle.n_classes} classes")
+        err.write(f"wrote {args.out} ({what}, shape {shape}, "
+                  f"{time.perf_counter() - started:.1f} s)\n")
+    return 0
+
+
 def _predict_lazy(args: argparse.Namespace, image, predictor, bundle) -> int:
     """``predict`` of an image opened lazily: read, predicted and written one slice at a
     time (:func:`~napari_unet.core.lazy.predict_slices`); the labels are held whole only
@@ -163,7 +288,8 @@ def _predict_lazy(args: argparse.Namespace, image, predictor, bundle) -> int:
     if args.probabilities is not None:
         raise NapariUnetError(
             f"{image.path.name} is too large to hold in memory: --probabilities is written "
-            "only for images that fit (predict without it)")
+            "as a TIFF only for images that fit (predict without it, or write both outputs "
+            "as OME-Zarr: --out LABELS.ome.zarr --probabilities PROB.ome.zarr)")
     data = image.data
     shape = tuple(data.shape)
     dtype = np.int32 if args.instances else (np.uint8 if bundle.n_classes <= 256 else np.uint16)

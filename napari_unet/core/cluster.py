@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -62,12 +63,35 @@ def _client(workers: int | None, scheduler: str | None):
         except (OSError, TimeoutError, ValueError) as exc:
             raise InputError(f"cannot reach the dask scheduler at {scheduler} ({exc})") from None
     cluster = LocalCluster(n_workers=int(workers or 1), threads_per_worker=1, processes=True,
-                           dashboard_address=None, silence_logs=logging.ERROR)
+                           dashboard_address=None, silence_logs=logging.CRITICAL)
     try:
         return Client(cluster), cluster
     except BaseException:
         cluster.close()
         raise
+
+
+@contextmanager
+def connect(workers: int | None = None, scheduler: str | None = None):
+    """A dask client of a new local cluster of ``workers`` processes (one thread each),
+    or of the scheduler at ``scheduler``; the local cluster is shut down on leaving, also
+    after Ctrl-C. The cluster's own log lines are kept quiet meanwhile."""
+    _import_distributed()  # it sets its loggers' levels when imported
+    quiet = logging.getLogger("distributed")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # no lines about workers starting and closing
+    try:
+        client, cluster = _client(workers, scheduler)
+        try:
+            yield client
+        finally:
+            try:
+                client.close()
+            finally:
+                if cluster is not None:
+                    cluster.close()
+    finally:
+        quiet.setLevel(level)
 
 
 def run_on_cluster(
@@ -90,16 +114,7 @@ def run_on_cluster(
     jobs = list(jobs)
     if not jobs:
         return []
-    _import_distributed()  # it sets its loggers' levels when imported
-    quiet = logging.getLogger("distributed")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)  # no lines about workers starting and closing
-    try:
-        client, cluster = _client(workers, scheduler)
-    except BaseException:
-        quiet.setLevel(level)
-        raise
-    try:
+    with connect(workers, scheduler) as client:
         from distributed import as_completed
 
         model = client.scatter(bundle, broadcast=True, hash=False)
@@ -118,10 +133,3 @@ def run_on_cluster(
             if on_result is not None:
                 on_result(result)
         return results
-    finally:
-        try:
-            client.close()
-            if cluster is not None:
-                cluster.close()
-        finally:
-            quiet.setLevel(level)

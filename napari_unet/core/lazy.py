@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from contextlib import suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -220,6 +221,42 @@ def _open_ome_zarr(path: Path, lazy: bool | None) -> ImageData:
         detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise InputError(f"{name}: level {level!r} cannot be read ({detail})") from None
     return ImageData(data=data, axes=axes, scale=scale, path=path, labels_hint=hint)
+
+
+@dataclass(frozen=True)
+class LazySource:
+    """An image that each process opens itself, lazily, with :func:`open_image`.
+
+    It holds only the path and how to reduce the image (``select(image, *args)``, a
+    module-level function such as the choice of one channel), so it pickles: the workers
+    of a cluster open the file themselves and read only the blocks they predict.
+    :meth:`open` opens it once per process; :func:`close_sources` forgets what was opened.
+    """
+
+    path: str
+    series: int | None = None
+    select: Callable[..., ImageData] | None = None
+    args: tuple = ()
+
+    def image(self) -> ImageData:
+        """The image opened lazily (and reduced by ``select``), its pixels not read."""
+        image = open_image(self.path, lazy=True, series=self.series)
+        return image if self.select is None else self.select(image, *self.args)
+
+    def open(self) -> Any:
+        """The image's array (a dask array), opened once in this process."""
+        key = (os.path.abspath(self.path), self.series, self.select, self.args)
+        if key not in _opened:
+            _opened[key] = self.image().data
+        return _opened[key]
+
+
+_opened: dict[tuple, Any] = {}
+
+
+def close_sources() -> None:
+    """Forget the :class:`LazySource` arrays this process opened (closing their files)."""
+    _opened.clear()
 
 
 def image_name(path: Path) -> str:

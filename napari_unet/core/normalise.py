@@ -7,6 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: Percentiles are taken from every ``size // SAMPLE_PIXELS``-th pixel of an image.
+SAMPLE_PIXELS = 2_000_000
+
 
 @dataclass(frozen=True)
 class Normalisation:
@@ -43,7 +46,7 @@ class Normalisation:
         image = np.asarray(image)
         if image.size == 0:
             return None
-        step = max(1, image.size // 2_000_000)
+        step = max(1, image.size // SAMPLE_PIXELS)
         if image.flags.c_contiguous:
             sample = image.reshape(-1)[::step]  # a view
         else:  # a strided view: sample rows and columns without copying the image

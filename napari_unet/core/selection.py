@@ -123,6 +123,14 @@ def select_channels(image, channels: tuple[int, ...] | None = None, what: str = 
     return Selected(core, tuple(shape), tuple(spatial_scale), channels, image.path)
 
 
+def select_for_model(image, channels: tuple[int, ...] | None, flag: str = "--channels",
+                     model_channels: tuple[int, ...] | None = None) -> Selected:
+    """:func:`select_channels` for a model trained on ``model_channels``; module-level, so
+    that a :class:`~.lazy.LazySource` holding it pickles."""
+    return select_channels(image, channels, flag=flag,
+                           model=SimpleNamespace(channels=model_channels))
+
+
 class ChannelReader:
     """Reads one image file for a model: with ``series`` (TIFF only), the chosen
     ``channels`` (written as ``flag`` in messages) or else the model's
@@ -141,5 +149,4 @@ class ChannelReader:
         path = Path(path)
         series = self.series if is_tiff_path(path) else None
         image = open_image(path, lazy=False, series=series)
-        return select_channels(image, self.channels, flag=self.flag,
-                               model=SimpleNamespace(channels=self.model_channels))
+        return select_for_model(image, self.channels, self.flag, self.model_channels)

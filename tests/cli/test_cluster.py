@@ -1,7 +1,6 @@
 """``predict --workers N`` and ``--scheduler``: the same outputs as one process."""
 
 import numpy as np
-import pytest
 import tifffile
 
 from napari_unet.cli import main
@@ -52,13 +51,16 @@ def test_an_existing_scheduler_runs_the_files(model, folder, tmp_path, capsys):
         np.testing.assert_array_equal(two[name], one[name])
 
 
-@pytest.mark.parametrize("option", [["--workers", "2"], ["--scheduler", "tcp://127.0.0.1:1"]])
-def test_cluster_options_need_many_files(model, folder, tmp_path, capsys, option):
+def test_a_scheduler_that_does_not_answer_one_image_is_one_line(model, folder, tmp_path,
+                                                                capsys, monkeypatch):
+    from napari_unet.core import cluster
+
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", 1)
     rc = main(["predict", "--model", str(model), "--image", str(folder / "a.tif"), "--out",
-               str(tmp_path / "a.tif"), *option])
+               str(tmp_path / "a.ome.zarr"), "--scheduler", "tcp://127.0.0.1:1"])
     err = capsys.readouterr().err
-    assert rc == 2 and "predicts many files" in err and err.count("\n") == 1
-    assert not (tmp_path / "a.tif").exists()
+    assert rc == 2 and "cannot reach the dask scheduler" in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "m.pt"]
 
 
 def test_a_scheduler_that_does_not_answer_is_one_line(model, folder, tmp_path, capsys,

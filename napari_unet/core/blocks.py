@@ -1,0 +1,622 @@
+"""Predicting an image larger than memory block by block into a chunked OME-Zarr.
+
+The image (2D, or a Z stack of 2D slices: the 2D model is applied per slice) is any
+array-like with ``shape``, ``dtype`` and slicing: a numpy array, a zarr array, a dask
+array, or a :class:`~.lazy.LazySource` that each process opens itself (through
+:func:`~.lazy.open_image`, like every other reader of images). It is cut into blocks of
+whole output chunks (one slice deep); each block reads only the pixels its tiles need.
+
+**The same numbers as one process.** Every block uses the tile layout that
+:class:`~.predict.Predictor` uses for the whole slice (the same tiles, mirrored borders
+and blending weights), computing only the tiles that cover it, so a pixel's
+probabilities do not depend on the blocks (slices of up to
+:data:`~.predict.BAND_PIXELS` pixels, which one process predicts in one piece). The
+percentiles of each slice are taken from the same sample of about two million pixels as
+:meth:`~.normalise.Normalisation.stats` takes from the whole slice, read band by band,
+and every block of the slice uses them. A block that holds a whole slice costs nothing
+more; blocks smaller than a slice recompute the tiles that straddle their edges.
+
+**Objects across blocks.** Each block numbers its connected components from 1; block
+offsets make the ids unique over the image (and across slices); a union-find over the
+pixel pairs that touch across block faces (8-connectivity, same class) joins the pieces
+of one object; a last pass renumbers every block (1..N, objects smaller than
+``min_size`` dropped, as one process drops them). Models trained on instance masks
+(background / interior / boundary) stitch their interiors that way, and then grow them
+by a watershed computed per block over the block and a halo of context around it
+(:data:`WATERSHED_HALO` pixels), so a seed cut by a block edge is one object on both
+sides and touching objects stay apart; the result is that of one process unless an
+object reaches further than the halo beyond a block edge.
+
+**Memory** holds a few blocks (the input, its probabilities, the labels), never the
+image. Outputs are written into a temporary folder beside the target and renamed into
+place when complete; a failure removes it and leaves nothing behind. They are OME-Zarr
+groups that :func:`~.lazy.open_image` reads back (axes, pixel size, labels hint).
+
+The same passes run in this process or as tasks on dask.distributed workers
+(:func:`predict_blocks` with a client), which write their blocks to the shared zarr.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+from .lazy import close_sources
+from .normalise import SAMPLE_PIXELS
+
+#: Default output chunk (Y, X): every output array is chunked one slice deep.
+CHUNK = 1024
+#: Default block side (Y, X): a multiple of the chunk; slices up to this size are one block.
+BLOCK = 4096
+#: Context (pixels) around a block for the watershed of instance models.
+WATERSHED_HALO = 64
+#: Rows of a slice read at once when sampling its percentiles (times its width, pixels).
+BAND_PIXELS = 16 * 1024**2
+
+ProgressCallback = Callable[[str, int, int], None]
+
+
+# --------------------------------------------------------------------------- inputs
+def _open(source: Any) -> Any:
+    return source.open() if hasattr(source, "open") and not hasattr(source, "shape") else source
+
+
+def _shape3(shape: Sequence[int]) -> tuple[int, int, int]:
+    if len(shape) == 2:
+        return (1, int(shape[0]), int(shape[1]))
+    if len(shape) == 3:
+        return tuple(int(n) for n in shape)
+    raise InputError(f"cannot predict an image of shape {tuple(shape)} block by block: use a "
+                     "2D image or a Z stack of 2D slices with one channel")
+
+
+def _read(data: Any, z: int, ys: slice, xs: slice) -> np.ndarray:
+    part = data[ys, xs] if len(data.shape) == 2 else data[z, ys, xs]
+    if hasattr(part, "dask"):  # a dask array: read in this thread, a cluster's worker too
+        part = part.compute(scheduler="synchronous")
+    return np.asarray(part)
+
+
+# --------------------------------------------------------------------------- the plan
+@dataclass(frozen=True)
+class BlockGrid:
+    """The blocks of a (Z, Y, X) image: one slice deep, ``block`` pixels in Y and X."""
+
+    shape: tuple[int, int, int]
+    block: tuple[int, int]
+
+    @property
+    def counts(self) -> tuple[int, int, int]:
+        z, h, w = self.shape
+        return z, -(-h // self.block[0]), -(-w // self.block[1])
+
+    def __len__(self) -> int:
+        z, ny, nx = self.counts
+        return z * ny * nx
+
+    def index(self, z: int, by: int, bx: int) -> int:
+        _, ny, nx = self.counts
+        return (z * ny + by) * nx + bx
+
+    def key(self, i: int) -> tuple[int, int, int]:
+        _, ny, nx = self.counts
+        return i // (ny * nx), (i // nx) % ny, i % nx
+
+    def bounds(self, i: int) -> tuple[int, int, int, int, int]:
+        z, by, bx = self.key(i)
+        h, w = self.shape[1:]
+        y0, x0 = by * self.block[0], bx * self.block[1]
+        return z, y0, min(h, y0 + self.block[0]), x0, min(w, x0 + self.block[1])
+
+
+# --------------------------------------------------------------------------- percentiles
+def slice_stats(data: Any, z: int, normalisation) -> tuple[float, float] | None:
+    """The percentiles of slice ``z`` as :meth:`Normalisation.stats` takes them from the
+    whole slice (the same sample: every ``step``-th pixel), read band by band."""
+    _, h, w = _shape3(data.shape)
+    step = max(1, (h * w) // SAMPLE_PIXELS)
+    rows = max(1, BAND_PIXELS // max(1, w))
+    parts = []
+    for r0 in range(0, h, rows):
+        r1 = min(h, r0 + rows)
+        band = _read(data, z, slice(r0, r1), slice(0, w)).reshape(-1)
+        parts.append(band[(-r0 * w) % step :: step])
+    return normalisation.stats(np.concatenate(parts))
+
+
+# --------------------------------------------------------------------------- probabilities
+def _reflect(index: np.ndarray, n: int) -> np.ndarray:
+    """Positions in an axis of length ``n`` of the padded positions ``index``, as
+    ``np.pad(mode="symmetric")`` mirrors them."""
+    j = np.mod(index, 2 * n)
+    return np.where(j >= n, 2 * n - 1 - j, j)
+
+
+def region_probabilities(predictor, data: Any, z: int, y0: int, y1: int, x0: int, x1: int,
+                         stats: tuple[float, float] | None | str = "slice") -> np.ndarray:
+    """Class probabilities (C, y1 - y0, x1 - x0) of a region of slice ``z``, equal to
+    those of ``predictor.probabilities_2d`` on the whole normalised slice: the same tiles
+    are computed (those that cover the region) and blended in the same order.
+    ``stats="slice"`` takes the slice's percentiles (:func:`slice_stats`)."""
+    from .predict import _blend_window, tile_starts
+
+    _, h, w = _shape3(data.shape)
+    norm = predictor.bundle.normalisation
+    margin = predictor.overlap // 2
+    th, ys = tile_starts(h + 2 * margin, predictor.tile_size, predictor.overlap,
+                         predictor.multiple)
+    tw, xs = tile_starts(w + 2 * margin, predictor.tile_size, predictor.overlap,
+                         predictor.multiple)
+    ramp_y = min(predictor.overlap, th // 2) if len(ys) > 1 else 0
+    ramp_x = min(predictor.overlap, tw // 2) if len(xs) > 1 else 0
+    window = _blend_window(th, tw, ramp_y, ramp_x)
+    ty = [y for y in ys if y < y1 + margin and y + th > y0 + margin]
+    tx = [x for x in xs if x < x1 + margin and x + tw > x0 + margin]
+    py0, py1, px0, px1 = ty[0], ty[-1] + th, tx[0], tx[-1] + tw
+    rows = _reflect(np.arange(py0, py1) - margin, h)
+    cols = _reflect(np.arange(px0, px1) - margin, w)
+    r0, c0 = int(rows.min()), int(cols.min())
+    raw = _read(data, z, slice(r0, int(rows.max()) + 1), slice(c0, int(cols.max()) + 1))
+    if isinstance(stats, str):  # the whole slice in hand, or read again band by band
+        stats = norm.stats(raw) if raw.shape == (h, w) else slice_stats(data, z, norm)
+    padded = norm.normalise(raw, stats)[np.ix_(rows - r0, cols - c0)][np.newaxis]
+    out = np.zeros((predictor.n_classes, py1 - py0, px1 - px0), np.float32)
+    weight = np.zeros(out.shape[1:], np.float32)
+    coords = [(y - py0, x - px0) for y in ty for x in tx]
+    n_batch = predictor.batch_size
+    if predictor.batch_pixels is not None:
+        n_batch = max(1, predictor.batch_pixels // (th * tw))
+    for i in range(0, len(coords), n_batch):
+        chunk = coords[i : i + n_batch]
+        tiles = np.stack([padded[:, y : y + th, x : x + tw] for y, x in chunk])
+        probs = predictor._forward(np.ascontiguousarray(tiles, dtype=np.float32))
+        for (y, x), p in zip(chunk, probs):
+            out[:, y : y + th, x : x + tw] += p * window
+            weight[y : y + th, x : x + tw] += window
+    out /= weight
+    oy, ox = y0 + margin - py0, x0 + margin - px0
+    return out[:, oy : oy + y1 - y0, ox : ox + x1 - x0]
+
+
+# --------------------------------------------------------------------------- OME-Zarr
+def ngff_attrs(name: str, axes: str, scale: Sequence[float], labels: bool) -> dict:
+    """OME-NGFF 0.4 ``multiscales`` metadata of one resolution level, path ``0``."""
+    kinds = {"c": "channel", "t": "time"}
+    meta = {"multiscales": [{
+        "version": "0.4",
+        "name": name,
+        "axes": [{"name": a, "type": kinds.get(a, "space")} for a in axes.lower()],
+        "datasets": [{"path": "0", "coordinateTransformations": [
+            {"type": "scale", "scale": [float(s) for s in scale]}]}],
+    }]}
+    if labels:
+        meta["image-label"] = {"version": "0.4"}
+    return meta
+
+
+def _create(folder: Path, name: str, shape, chunks, dtype, axes: str, scale, labels: bool):
+    """An OME-Zarr group (zarr format 2, as NGFF 0.4 asks) with one array ``0``."""
+    import zarr
+
+    kwargs = {"shape": tuple(shape), "chunks": tuple(chunks), "dtype": dtype, "fill_value": 0}
+    if int(zarr.__version__.split(".")[0]) >= 3:
+        group = zarr.open_group(str(folder), mode="w", zarr_format=2)
+        group.create_array("0", chunk_key_encoding={"name": "v2", "separator": "/"},
+                           **kwargs)
+    else:  # zarr 2 (Python 3.10)
+        group = zarr.open_group(str(folder), mode="w")
+        group.create_dataset("0", dimension_separator="/", **kwargs)
+    group.attrs.update(ngff_attrs(name, axes, scale, labels))
+    return str(folder / "0")
+
+
+_arrays: dict[str, Any] = {}
+
+
+def _array(path: str) -> Any:
+    if path not in _arrays:
+        import zarr
+
+        _arrays[path] = zarr.open_array(path, mode="r+")
+    return _arrays[path]
+
+
+# --------------------------------------------------------------------------- the tasks
+@dataclass
+class Job:
+    """What every task of one prediction needs (picklable; the model travels apart)."""
+
+    source: Any
+    grid: BlockGrid
+    two_d: bool
+    labels: str  # path of the labels array ("0" inside the labels group)
+    probabilities: str | None
+    instances: bool
+    watershed: bool
+    scratch: dict[str, str] = field(default_factory=dict)
+    stats: list | None = None  # per slice; None: each block holds its whole slice
+    halo: int = WATERSHED_HALO
+    offsets: np.ndarray | None = None  # first global id of each block, minus one
+    seed_map: np.ndarray | None = None
+    final_map: np.ndarray | None = None
+    options: dict = field(default_factory=dict)
+
+
+def _predictor(job: Job, model: Any):
+    if not hasattr(model, "bundle") or not hasattr(model, "_forward"):  # a bundle sent once
+        from .cluster import worker_predictor
+
+        return worker_predictor(model, job.options)
+    return model
+
+
+def _write(path: str, job: Job, z: int, ys: slice, xs: slice, value: np.ndarray,
+           channels: bool = False) -> None:
+    arr = _array(path)
+    if job.two_d:
+        arr[(slice(None),) * channels + (ys, xs)] = value
+    else:
+        arr[(slice(None),) * channels + (z, ys, xs)] = value
+
+
+def _read_out(path: str, job: Job, z: int, ys: slice, xs: slice) -> np.ndarray:
+    arr = _array(path)
+    return np.asarray(arr[ys, xs] if job.two_d else arr[z, ys, xs])
+
+
+def _components(classes: np.ndarray, n_classes: int) -> np.ndarray:
+    """Connected components of each foreground class, numbered from 1 (uint32)."""
+    from skimage.measure import label as connected
+
+    out = np.zeros(classes.shape, np.uint32)
+    offset = 0
+    for c in range(1, n_classes):
+        comp = connected(classes == c).astype(np.uint32)
+        comp[comp > 0] += offset
+        out = np.where(comp > 0, comp, out)
+        offset = int(out.max())
+    return out
+
+
+def stats_task(z: int, job: Job, model: Any) -> tuple[float, float] | None:
+    bundle = model if not hasattr(model, "bundle") else model.bundle
+    return slice_stats(_open(job.source), z, bundle.normalisation)
+
+
+def predict_task(i: int, job: Job, model: Any) -> np.ndarray | None:
+    """Probabilities, classes and (with instances) the block's own components; returns
+    the components' sizes (index = local id) or ``None``."""
+    predictor = _predictor(job, model)
+    data = _open(job.source)
+    z, y0, y1, x0, x1 = job.grid.bounds(i)
+    ys, xs = slice(y0, y1), slice(x0, x1)
+    stats = job.stats[z] if job.stats is not None else "slice"
+    probs = region_probabilities(predictor, data, z, y0, y1, x0, x1, stats)
+    classes = predictor.labels_2d(probs)
+    if job.probabilities is not None:
+        _write(job.probabilities, job, z, ys, xs, probs, channels=True)
+    if not job.instances:
+        _write(job.labels, job, z, ys, xs, classes)
+        return None
+    if "classes" in job.scratch:
+        _write(job.scratch["classes"], job, z, ys, xs, classes.astype(np.uint8))
+    if job.watershed:
+        from skimage.measure import label as connected
+
+        seeds = connected(classes == 1).astype(np.uint32)
+        _write(job.scratch["seeds"], job, z, ys, xs, seeds)
+        _write(job.scratch["relief"], job, z, ys, xs, probs[2] - probs[1])
+        return np.bincount(seeds.ravel())
+    ids = _components(classes, predictor.n_classes)
+    _write(job.labels, job, z, ys, xs, ids)
+    return np.bincount(ids.ravel())
+
+
+def _global(job: Job, local: np.ndarray, z: int, y0: int, x0: int) -> np.ndarray:
+    """Global ids (int64, 0 stays 0) of local ids read at (y0.., x0..) of slice z."""
+    by = (np.arange(local.shape[0]) + y0) // job.grid.block[0]
+    bx = (np.arange(local.shape[1]) + x0) // job.grid.block[1]
+    _, ny, nx = job.grid.counts
+    block = (z * ny + by)[:, None] * nx + bx[None, :]
+    out = job.offsets[block] + local.astype(np.int64)
+    return np.where(local > 0, out, 0)
+
+
+def faces_task(i: int, job: Job, model: Any = None) -> np.ndarray:
+    """Pairs of global ids (N, 2) that touch across the block's top and left faces."""
+    z, y0, y1, x0, x1 = job.grid.bounds(i)
+    h, w = job.grid.shape[1:]
+    ids_path = job.scratch["seeds"] if job.watershed else job.labels
+    classes_path = job.scratch.get("classes") if not job.watershed else None
+    pairs = []
+    for axis, start in ((0, y0), (1, x0)):
+        if start == 0:
+            continue
+        if axis == 0:
+            ys, xs = slice(y0 - 1, y0 + 1), slice(max(0, x0 - 1), min(w, x1 + 1))
+        else:
+            ys, xs = slice(max(0, y0 - 1), min(h, y1 + 1)), slice(x0 - 1, x0 + 1)
+        strip = _global(job, _read_out(ids_path, job, z, ys, xs), z, ys.start, xs.start)
+        cls = (None if classes_path is None
+               else _read_out(classes_path, job, z, ys, xs))
+        if axis == 1:
+            strip = strip.T
+            cls = None if cls is None else cls.T
+        # row 0: outside (above or left), row 1: this block; own pixels span inner columns
+        lo = 1 if (xs.start if axis == 0 else ys.start) < (x0 if axis == 0 else y0) else 0
+        n_own = (x1 - x0) if axis == 0 else (y1 - y0)
+        own = strip[1, lo : lo + n_own]
+        own_cls = None if cls is None else cls[1, lo : lo + n_own]
+        for d in (-1, 0, 1):
+            a0 = lo + d
+            idx = np.arange(n_own) + a0
+            ok = (idx >= 0) & (idx < strip.shape[1])
+            other = np.zeros(n_own, np.int64)
+            other[ok] = strip[0, idx[ok]]
+            keep = (own > 0) & (other > 0)
+            if cls is not None:
+                other_cls = np.zeros(n_own, cls.dtype)
+                other_cls[ok] = cls[0, idx[ok]]
+                keep &= own_cls == other_cls
+            if keep.any():
+                pairs.append(np.stack([own[keep], other[keep]], 1))
+    if not pairs:
+        return np.zeros((0, 2), np.int64)
+    return np.unique(np.concatenate(pairs), axis=0)
+
+
+def watershed_task(i: int, job: Job, model: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """The watershed of the block from the stitched seeds over the block and a halo;
+    writes its object ids and returns them with their pixel counts."""
+    from skimage.segmentation import watershed
+
+    z, y0, y1, x0, x1 = job.grid.bounds(i)
+    h, w = job.grid.shape[1:]
+    a, b = max(0, y0 - job.halo), min(h, y1 + job.halo)
+    c, d = max(0, x0 - job.halo), min(w, x1 + job.halo)
+    ys, xs = slice(a, b), slice(c, d)
+    seeds = job.seed_map[_global(job, _read_out(job.scratch["seeds"], job, z, ys, xs),
+                                 z, a, c)]
+    relief = _read_out(job.scratch["relief"], job, z, ys, xs)
+    mask = _read_out(job.scratch["classes"], job, z, ys, xs) > 0
+    out = watershed(relief, markers=seeds, mask=mask)[y0 - a : y1 - a, x0 - c : x1 - c]
+    out = out.astype(np.uint32)
+    _write(job.labels, job, z, slice(y0, y1), slice(x0, x1), out)
+    return np.unique(out, return_counts=True)
+
+
+def relabel_task(i: int, job: Job, model: Any = None) -> int:
+    """Renumber the block's ids to the final ones; returns its largest id."""
+    z, y0, y1, x0, x1 = job.grid.bounds(i)
+    ys, xs = slice(y0, y1), slice(x0, x1)
+    ids = _read_out(job.labels, job, z, ys, xs)
+    key = ids.astype(np.int64) if job.watershed else _global(job, ids, z, y0, x0)
+    out = job.final_map[key]
+    _write(job.labels, job, z, ys, xs, out)
+    return int(out.max(initial=0))
+
+
+# --------------------------------------------------------------------------- joining
+def join(n: int, pairs: np.ndarray) -> np.ndarray:
+    """Union-find over ids 1..n: the component (0..) of each id 0..n, numbered in the
+    order of each component's smallest id (id 0 alone first)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    if len(pairs):
+        graph = coo_matrix((np.ones(len(pairs), np.int8), (pairs[:, 0], pairs[:, 1])),
+                           shape=(n + 1, n + 1))
+    else:
+        graph = coo_matrix((n + 1, n + 1), dtype=np.int8)
+    return connected_components(graph, directed=False)[1].astype(np.int64)
+
+
+def keep_numbered(component: np.ndarray, sizes: np.ndarray, min_size: int) -> np.ndarray:
+    """For each id: 0 when its component is background (that of id 0) or smaller than
+    ``min_size`` pixels in all, else the component's number among those kept (1..)."""
+    total = np.bincount(component, weights=sizes, minlength=int(component.max()) + 1)
+    keep = total >= max(1, min_size) if min_size > 1 else total > 0
+    keep[component[0]] = False
+    number = np.cumsum(keep) * keep
+    if number.max(initial=0) >= 2**32:
+        raise InputError("more than 4 billion objects: too many for 32-bit labels")
+    return number[component].astype(np.uint32)
+
+
+# --------------------------------------------------------------------------- running
+class _Local:
+    def __init__(self, predictor, progress: ProgressCallback | None):
+        self.model, self.progress = predictor, progress
+
+    def map(self, what: str, fn, items: Sequence, job: Job) -> list:
+        out = []
+        for k, item in enumerate(items, start=1):
+            out.append(fn(item, job, self.model))
+            if self.progress is not None:
+                self.progress(what, k, len(items))
+        return out
+
+
+class _Cluster:
+    def __init__(self, client, bundle, progress: ProgressCallback | None):
+        self.client, self.progress = client, progress
+        self.model = client.scatter(bundle, broadcast=True, hash=False)
+
+    def map(self, what: str, fn, items: Sequence, job: Job) -> list:
+        from distributed import as_completed
+
+        if not items:
+            return []
+        job_future = self.client.scatter(job, broadcast=True, hash=False)
+        futures = self.client.map(fn, list(items), job=job_future, model=self.model,
+                                  pure=False)
+        for k, _ in enumerate(as_completed(futures), start=1):
+            if self.progress is not None:
+                self.progress(what, k, len(items))
+        try:
+            return self.client.gather(futures)
+        except Exception as exc:  # a task or its worker failed: one sentence
+            from .errors import PredictionError
+
+            detail = str(exc).splitlines()[0][:200] if str(exc) else ""
+            raise PredictionError(f"a block failed on the cluster while computing {what} "
+                                  f"({type(exc).__name__}: {detail})") from None
+
+
+@dataclass
+class BlockResult:
+    """What :func:`predict_blocks` wrote."""
+
+    labels: Path
+    probabilities: Path | None
+    shape: tuple[int, ...]
+    objects: int | None  # with instances
+
+
+def _temp_beside(path: Path) -> Path:
+    return path.parent / f".{path.name[:200]}.{uuid.uuid4().hex[:8]}.tmp"
+
+
+def _put_in_place(tmp: Path, path: Path, overwrite: bool) -> None:
+    if os.path.lexists(path):
+        if not overwrite:
+            raise InputError(f"{path} exists; give --overwrite to replace it")
+        old = _temp_beside(path)
+        os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+    else:
+        os.replace(tmp, path)
+
+
+def predict_blocks(
+    predictor,
+    image: Any,
+    labels_path: str | os.PathLike,
+    *,
+    probabilities_path: str | os.PathLike | None = None,
+    instances: bool = False,
+    min_size: int = 10,
+    scale: Sequence[float] | None = None,
+    chunk: int = CHUNK,
+    block: int = BLOCK,
+    halo: int = WATERSHED_HALO,
+    overwrite: bool = False,
+    client: Any = None,
+    progress: ProgressCallback | None = None,
+) -> BlockResult:
+    """Predict ``image`` block by block into OME-Zarr groups at ``labels_path`` (classes,
+    or with ``instances`` one uint32 id per object over the whole image) and
+    ``probabilities_path`` (float32, axes ``c[z]yx``).
+
+    ``predictor`` is a :class:`~.predict.Predictor`. ``block`` is rounded up to a
+    multiple of ``chunk``. With a dask ``client`` the blocks are tasks on its workers
+    (which must see the input and the output folders); the model is sent to each worker
+    once. ``progress(what, done, total)`` is called as tasks finish.
+    """
+    labels_path = Path(labels_path)
+    probabilities_path = None if probabilities_path is None else Path(probabilities_path)
+    data = _open(image)
+    shape = _shape3(data.shape)
+    two_d = len(data.shape) == 2
+    if predictor.bundle.config.in_channels != 1:
+        raise InputError("napari-unet predicts images with one channel")
+    for path in (labels_path, probabilities_path):
+        if path is not None and os.path.lexists(path) and not overwrite:
+            raise InputError(f"{path} exists; give --overwrite to replace it")
+    chunk = max(16, int(chunk))
+    block = max(chunk, -(-int(block) // chunk) * chunk)
+    grid = BlockGrid(shape, (block, block))
+    watershed = instances and predictor._splits_instances()
+    n_classes = predictor.n_classes
+    axes = "yx" if two_d else "zyx"
+    scale = list(scale) if scale is not None and len(scale) == len(axes) else [1.0] * len(axes)
+    chunks = (chunk, chunk) if two_d else (1, chunk, chunk)
+    temps: list[Path] = []  # removed at the end: what is not in place yet, the scratch
+    created: list[Path] = []
+    try:
+        tmp_labels = _temp_beside(labels_path)
+        temps.append(tmp_labels)
+        created.append(tmp_labels)
+        label_dtype = np.uint32 if instances else (np.uint8 if n_classes <= 256 else np.uint16)
+        job = Job(source=image, grid=grid, two_d=two_d,
+                  labels=_create(tmp_labels, labels_path.name, data.shape, chunks, label_dtype,
+                                 axes, scale, labels=True),
+                  probabilities=None, instances=instances, watershed=watershed, halo=halo,
+                  options=_options(predictor))
+        if probabilities_path is not None:
+            tmp_probs = _temp_beside(probabilities_path)
+            temps.append(tmp_probs)
+            created.append(tmp_probs)
+            job.probabilities = _create(tmp_probs, probabilities_path.name,
+                                        (n_classes, *data.shape), (1, *chunks), np.float32,
+                                        "c" + axes, [1.0, *scale], labels=False)
+        if instances and (watershed or n_classes > 2):
+            scratch = _temp_beside(labels_path.with_name(labels_path.name + "-scratch"))
+            temps.append(scratch)
+            created.append(scratch)
+            kinds = {"classes": np.uint8}
+            if watershed:
+                kinds.update(seeds=np.uint32, relief=np.float32)
+            for name, dtype in kinds.items():
+                job.scratch[name] = _create(scratch / name, name, data.shape, chunks, dtype,
+                                            axes, scale, labels=False)
+        runner = (_Local(predictor, progress) if client is None
+                  else _Cluster(client, predictor.bundle, progress))
+        if shape[1] > block or shape[2] > block:  # blocks smaller than a slice
+            job.stats = runner.map("percentiles", stats_task, range(shape[0]), job)
+        blocks = range(len(grid))
+        sizes = runner.map("blocks", predict_task, blocks, job)
+        objects = None
+        if instances:
+            counts = np.array([len(s) - 1 for s in sizes], np.int64)
+            job.offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
+            n = int(counts.sum())
+            all_sizes = np.zeros(n + 1, np.float64)
+            for off, s in zip(job.offsets, sizes):
+                all_sizes[off + 1 : off + len(s)] = s[1:]
+            pairs = runner.map("edges", faces_task, blocks, job)
+            component = join(n, np.concatenate(pairs) if pairs else np.zeros((0, 2), int))
+            if watershed:
+                job.seed_map = keep_numbered(component, all_sizes, max(1, min_size // 2))
+                k = int(job.seed_map.max(initial=0))
+                found = runner.map("watershed", watershed_task, blocks, job)
+                totals = np.zeros(k + 1, np.float64)
+                for ids, cnt in found:
+                    np.add.at(totals, ids.astype(np.int64), cnt)
+                job.final_map = keep_numbered(np.arange(k + 1), totals, min_size)
+            else:
+                job.final_map = keep_numbered(component, all_sizes, min_size)
+            objects = int(job.final_map.max(initial=0))
+            runner.map("numbering", relabel_task, blocks, job)
+        _put_in_place(tmp_labels, labels_path, overwrite)
+        temps.remove(tmp_labels)
+        if probabilities_path is not None:
+            _put_in_place(tmp_probs, probabilities_path, overwrite)
+            temps.remove(tmp_probs)
+        return BlockResult(labels_path, probabilities_path, tuple(data.shape), objects)
+    finally:
+        for path in temps:
+            shutil.rmtree(path, ignore_errors=True)
+        for path in list(_arrays):
+            if any(path.startswith(str(t)) for t in created):
+                _arrays.pop(path, None)
+        if client is None:
+            close_sources()  # the input files this process opened
+
+
+def _options(predictor) -> dict:
+    """Keyword arguments that rebuild ``predictor`` on a worker."""
+    return {"device": predictor.device.type,
+            "tile_size": predictor.tile_size, "overlap": predictor.overlap,
+            "batch_size": None if predictor.batch_pixels is not None else predictor.batch_size,
+            "mixed_precision": predictor.mixed_precision, "tta": predictor.tta,
+            "foreground_threshold": predictor.foreground_threshold}
