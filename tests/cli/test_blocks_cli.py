@@ -184,3 +184,31 @@ def test_a_zarr_folder_that_is_not_an_image_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "not an OME-Zarr image" in err
     assert sorted(os.walk(tmp_path)) == before
+
+
+def test_the_block_path_reads_the_channels_the_model_was_trained_on(tmp_path):
+    image, labels = blobs(np.random.default_rng(3), shape=(1, 96, 128), n=6, radius=8)
+    noise = np.random.default_rng(4).normal(100, 30, image.shape[1:]).astype(np.float32)
+    cyx = np.stack([noise, image[0]])  # the objects are in channel 1 only
+    tifffile.imwrite(tmp_path / "cyx.tif", cyx, imagej=False, metadata={"axes": "CYX"})
+    tifffile.imwrite(tmp_path / "labels.tif", labels[0])
+    model = tmp_path / "ch1.pt"
+    assert main(["-q", "train", "--image", str(tmp_path / "cyx.tif"), "--labels",
+                 str(tmp_path / "labels.tif"), "--labels-kind", "instance", "--channels", "1",
+                 "--out", str(model), "--iterations", "2", "--start-model", "none",
+                 "--base-channels", "4", "--depth", "2", "--patch-size", "64",
+                 "--batch-size", "2"]) == 0
+    common = ["-q", "predict", "--model", str(model), "--image", str(tmp_path / "cyx.tif")]
+    assert main([*common, "--out", str(tmp_path / "a.ome.zarr"), "--probabilities",
+                 str(tmp_path / "pa.ome.zarr"), *FEWER]) == 0
+    assert main([*common, "--out", str(tmp_path / "b.tif"), "--probabilities",
+                 str(tmp_path / "pb.tif"), "--tile-size", "64"]) == 0
+    assert main([*common, "--channels", "0", "--out", str(tmp_path / "c.ome.zarr"),
+                 "--probabilities", str(tmp_path / "pc.ome.zarr"), *FEWER]) == 0
+    blocks = open_image(tmp_path / "pa.ome.zarr", lazy=False).data
+    np.testing.assert_allclose(blocks, tifffile.imread(tmp_path / "pb.tif"), atol=1e-5)
+    np.testing.assert_array_equal(open_image(tmp_path / "a.ome.zarr", lazy=False).data,
+                                  tifffile.imread(tmp_path / "b.tif"))
+    assert blocks.shape == (3, 96, 128)
+    other = open_image(tmp_path / "pc.ome.zarr", lazy=False).data
+    assert np.abs(other - blocks).max() > 1e-3  # channel 0 chosen: another input
