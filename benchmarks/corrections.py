@@ -3,7 +3,7 @@
     python benchmarks/corrections.py [--seconds 30 | --iterations N] [--more 20 |
         --more-iterations M] [--corrected 3]
 
-The loop of the plugin on DSB 2018 nuclei: strokes on 10 images (as in ``sparse.py``),
+The loop of the plugin on DSB 2018 nuclei: strokes on 10 images (as in ``strokes.py``),
 train for ``--seconds`` from the shipped nuclei model, predict those images, then a
 simulated user corrects the predictions of the ``--corrected`` worst ones as in the
 plugin: erases every predicted object that is not a nucleus (less than 20 % of it on the
@@ -37,7 +37,7 @@ import numpy as np
 import tifffile
 from _common import DATA, need, table
 from scipy import ndimage as ndi
-from sparse import strokes
+from strokes import strokes
 
 from napari_unet.core import sampling as sampling_module
 from napari_unet.core.config import TrainOptions

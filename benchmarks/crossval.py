@@ -30,10 +30,10 @@ foreground pixels; for ISBI pixel error and Rand error. Each table gives mean +-
 folds x seeds (x test groups where several are pooled).
 
 ``--strokes``: simulated strokes on 10 DSB images (every 4th), in two styles:
-``sparse.strokes`` (filled nuclei, strokes along nuclei, background strokes) and
-``sparse.dabs_lines_edges`` (short dabs, long lines across several nuclei, arcs along
+``strokes.strokes`` (filled nuclei, strokes along nuclei, background strokes) and
+``strokes.dabs_lines_edges`` (short dabs, long lines across several nuclei, arcs along
 outlines); napari-unet (``--labels-kind annotation`` defaults) for each of
-``--stroke-seconds`` against ``sparse.forest`` (random forest on multiscale features),
+``--stroke-seconds`` against ``strokes.forest`` (random forest on multiscale features),
 scored on the 30 other images.
 """
 
@@ -256,14 +256,14 @@ def run_dense(args) -> None:
 
 
 def run_strokes(args) -> None:
-    from sparse import dabs_lines_edges, forest, instances_of, strokes
+    from strokes import dabs_lines_edges, forest, instances_of, strokes
 
     images, labels = dsb()
     train_idx = np.arange(0, 40, 4)
     test_idx = np.setdiff1d(np.arange(40), train_idx)
     truth = labels[test_idx]
     results = Results()
-    styles = {"strokes (sparse.py)": strokes, "dabs, lines, edges": dabs_lines_edges}
+    styles = {"strokes (strokes.py)": strokes, "dabs, lines, edges": dabs_lines_edges}
     t0 = time.perf_counter()
     for style, draw in styles.items():
         for seed in range(args.seeds):

@@ -194,7 +194,7 @@ def main() -> None:
                      f"{peak / limit:.2f}", f"{peak_tree / 1024**2:.0f}", round(mpx, 2),
                      round(mpx / used, 2)])
     if not failed:
-        import zarr  # not dask: benchmarks/sparse.py would hide the package dask looks for
+        import zarr
 
         first = zarr.open_array(str(outputs[0] / "0"), mode="r")
         for out in outputs[1:]:

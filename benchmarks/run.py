@@ -31,7 +31,7 @@ def main() -> int:
         ["memory.py", *dev],
         ["predict.py", *dev, *(["--stack", "4"] if args.quick else [])],
         ["quality.py", *dev, *quality],
-        ["sparse.py", *(["--seconds", "30", "--checkpoints", "10", "20"] if args.quick else [])],
+        ["strokes.py", *(["--seconds", "30", "--checkpoints", "10", "20"] if args.quick else [])],
         ["instances.py", *dev, *(["--seconds", "30"] if args.quick else [])],
         ["corrections.py", *(["--seconds", "10"] if args.quick else [])],
         ["dsb_cli.py", *(["--seconds", "60"] if args.quick else [])],

@@ -40,7 +40,7 @@ def main() -> int:
     from scipy import ndimage as ndi
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from sparse import strokes
+    from strokes import strokes
 
     from napari_unet._napari.workflow import WorkflowWidget
 

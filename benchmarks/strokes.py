@@ -1,6 +1,6 @@
 """The interactive case: a few strokes on DSB 2018 nuclei, against a random forest.
 
-    python benchmarks/sparse.py [--seconds 60] [--checkpoints 20 40 60]
+    python benchmarks/strokes.py [--seconds 60] [--checkpoints 20 40 60]
 
 Strokes are derived from the ground truth the way a biologist paints (see ``strokes``):
 on 10 images, a handful of nuclei filled, a stroke along the middle of a few others, and
