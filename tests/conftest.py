@@ -63,6 +63,22 @@ def constant_bundle(probs, kind: str = "instance"):
 
 
 @pytest.fixture
+def cli(capsys):
+    """Run the command line; return (exit status, stderr)."""
+
+    from napari_unet.cli import main as _main
+
+    def run(*args) -> tuple[int, str]:
+        try:
+            rc = _main(["-q", *map(str, args)])
+        except SystemExit as exc:  # refused by the argument parser
+            rc = exc.code
+        return rc, capsys.readouterr().err
+
+    return run
+
+
+@pytest.fixture
 def blob_data(rng):
     return blobs(rng)
 

@@ -10,27 +10,12 @@ import pytest
 import tifffile
 import yaml
 
-from napari_unet.cli import main
 from napari_unet.core.checkpoint import ModelBundle, load_bundle
 from napari_unet.core.model import UNetConfig
 from tests.conftest import two_channel_blobs
 
 TINY = ["--base-channels", "8", "--depth", "2", "--batch-size", "4", "--patch-size", "32",
         "--learning-rate", "0.01", "--iterations", "30"]
-
-
-@pytest.fixture
-def cli(capsys):
-    """Run the command line; return (exit status, stderr)."""
-
-    def run(*args) -> tuple[int, str]:
-        try:
-            rc = main(["-q", *map(str, args)])
-        except SystemExit as exc:  # refused by the argument parser
-            rc = exc.code
-        return rc, capsys.readouterr().err
-
-    return run
 
 
 def refused(result, pattern: str) -> None:

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_unet.cli import main
 from napari_unet.core.checkpoint import ModelBundle
 from napari_unet.core.model import UNetConfig
 
@@ -51,20 +50,6 @@ def model_file(tmp_path):
     path = tmp_path / "model.pt"
     tiny_bundle().save(path)
     return path
-
-
-@pytest.fixture
-def cli(capsys):
-    """Run the command line; return (exit status, stderr)."""
-
-    def run(*args) -> tuple[int, str]:
-        try:
-            rc = main(["-q", *map(str, args)])
-        except SystemExit as exc:  # refused by the argument parser
-            rc = exc.code
-        return rc, capsys.readouterr().err
-
-    return run
 
 
 def assert_refused(result: tuple[int, str], pattern: str) -> None:
