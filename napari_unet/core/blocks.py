@@ -146,18 +146,9 @@ def region_probabilities(predictor, data: Any, z: int, y0: int, y1: int, x0: int
     those of ``predictor.probabilities_2d`` on the whole normalised slice: the same tiles
     are computed (those that cover the region) and blended in the same order.
     ``stats="slice"`` takes the slice's percentiles (:func:`slice_stats`)."""
-    from .predict import _blend_window, tile_starts
-
     _, h, w = _shape3(data.shape)
     norm = predictor.bundle.normalisation
-    margin = predictor.overlap // 2
-    th, ys = tile_starts(h + 2 * margin, predictor.tile_size, predictor.overlap,
-                         predictor.multiple)
-    tw, xs = tile_starts(w + 2 * margin, predictor.tile_size, predictor.overlap,
-                         predictor.multiple)
-    ramp_y = min(predictor.overlap, th // 2) if len(ys) > 1 else 0
-    ramp_x = min(predictor.overlap, tw // 2) if len(xs) > 1 else 0
-    window = _blend_window(th, tw, ramp_y, ramp_x)
+    margin, th, ys, tw, xs, window = predictor.tile_layout(h, w)
     ty = [y for y in ys if y < y1 + margin and y + th > y0 + margin]
     tx = [x for x in xs if x < x1 + margin and x + tw > x0 + margin]
     py0, py1, px0, px1 = ty[0], ty[-1] + th, tx[0], tx[-1] + tw
@@ -168,20 +159,8 @@ def region_probabilities(predictor, data: Any, z: int, y0: int, y1: int, x0: int
     if isinstance(stats, str):  # the whole slice in hand, or read again band by band
         stats = norm.stats(raw) if raw.shape == (h, w) else slice_stats(data, z, norm)
     padded = norm.normalise(raw, stats)[np.ix_(rows - r0, cols - c0)][np.newaxis]
-    out = np.zeros((predictor.n_classes, py1 - py0, px1 - px0), np.float32)
-    weight = np.zeros(out.shape[1:], np.float32)
     coords = [(y - py0, x - px0) for y in ty for x in tx]
-    n_batch = predictor.batch_size
-    if predictor.batch_pixels is not None:
-        n_batch = max(1, predictor.batch_pixels // (th * tw))
-    for i in range(0, len(coords), n_batch):
-        chunk = coords[i : i + n_batch]
-        tiles = np.stack([padded[:, y : y + th, x : x + tw] for y, x in chunk])
-        probs = predictor._forward(np.ascontiguousarray(tiles, dtype=np.float32))
-        for (y, x), p in zip(chunk, probs):
-            out[:, y : y + th, x : x + tw] += p * window
-            weight[y : y + th, x : x + tw] += window
-    out /= weight
+    out = predictor.blend_tiles(padded, coords, th, tw, window)
     oy, ox = y0 + margin - py0, x0 + margin - px0
     return out[:, oy : oy + y1 - y0, ox : ox + x1 - x0]
 

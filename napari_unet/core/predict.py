@@ -191,19 +191,29 @@ class Predictor:
         if image.ndim == 2:
             image = image[np.newaxis]
         _, h, w = image.shape
-        margin = self.overlap // 2
-        hp, wp = h + 2 * margin, w + 2 * margin
-        th, ys = tile_starts(hp, self.tile_size, self.overlap, self.multiple)
-        tw, xs = tile_starts(wp, self.tile_size, self.overlap, self.multiple)
-        pad_y = max(th, hp) - h - margin
-        pad_x = max(tw, wp) - w - margin
+        margin, th, ys, tw, xs, window = self.tile_layout(h, w)
+        pad_y = max(th, h + 2 * margin) - h - margin
+        pad_x = max(tw, w + 2 * margin) - w - margin
         padded = np.pad(image, ((0, 0), (margin, pad_y), (margin, pad_x)), mode="symmetric")
-        out = np.zeros((self.n_classes, padded.shape[1], padded.shape[2]), np.float32)
-        norm = np.zeros(padded.shape[1:], np.float32)
+        out = self.blend_tiles(padded, [(y, x) for y in ys for x in xs], th, tw, window)
+        return out[:, margin : margin + h, margin : margin + w]
+
+    def tile_layout(self, h: int, w: int):
+        """How a slice of ``h`` x ``w`` is tiled: the mirrored margin, the tile height and
+        the tiles' starts in y, the same in x (in the padded slice), and the blend window."""
+        margin = self.overlap // 2
+        th, ys = tile_starts(h + 2 * margin, self.tile_size, self.overlap, self.multiple)
+        tw, xs = tile_starts(w + 2 * margin, self.tile_size, self.overlap, self.multiple)
         ramp_y = min(self.overlap, th // 2) if len(ys) > 1 else 0
         ramp_x = min(self.overlap, tw // 2) if len(xs) > 1 else 0
-        window = _blend_window(th, tw, ramp_y, ramp_x)
-        coords = [(y, x) for y in ys for x in xs]
+        return margin, th, ys, tw, xs, _blend_window(th, tw, ramp_y, ramp_x)
+
+    def blend_tiles(self, padded: np.ndarray, coords: list[tuple[int, int]], th: int,
+                    tw: int, window: np.ndarray) -> np.ndarray:
+        """Probabilities (C, ...) of ``padded`` (channels, Y, X) from the tiles at
+        ``coords``, in batches, blended with ``window`` in the order given."""
+        out = np.zeros((self.n_classes, *padded.shape[1:]), np.float32)
+        weight = np.zeros(padded.shape[1:], np.float32)
         n_batch = self.batch_size
         if self.batch_pixels is not None:
             n_batch = max(1, self.batch_pixels // (th * tw))
@@ -214,9 +224,9 @@ class Predictor:
             probs = self._forward(np.ascontiguousarray(tiles, dtype=np.float32))
             for (y, x), p in zip(chunk, probs):
                 out[:, y : y + th, x : x + tw] += p * window
-                norm[y : y + th, x : x + tw] += window
-        out /= norm
-        return out[:, margin : margin + h, margin : margin + w]
+                weight[y : y + th, x : x + tw] += window
+        np.divide(out, weight, out=out, where=weight > 0)
+        return out
 
     def predict(
         self,
