@@ -82,14 +82,17 @@ def cli_args(*argv: str):
     return build_parser().parse_args(list(argv))
 
 
-def train_project(images: np.ndarray, labels: np.ndarray, kind: str, seconds: float, seed: int):
-    """napari-unet as ``napari-unet train --labels-kind KIND --seconds S --seed N`` would
-    train it; returns ``predict(stack) -> (labels, instances)`` and the iterations."""
+def train_project(images: np.ndarray, labels: np.ndarray, kind: str, seconds: float | None,
+                  seed: int, options: tuple[str, ...] = ()):
+    """napari-unet as ``napari-unet train --labels-kind KIND --seconds S --seed N [OPTIONS]``
+    would train it (``seconds`` None: the budget is in ``options``); returns
+    ``predict(stack) -> (labels, instances)``, the iterations and the pixels per second."""
     from napari_unet.cli import make_predictor, make_trainer
 
+    budget = [] if seconds is None else ["--seconds", str(seconds)]
     args = cli_args("train", "--image", "in-memory.tif", "--labels", "in-memory.tif",
-                    "--labels-kind", kind, "--out", "unused.pt", "--seconds", str(seconds),
-                    "--seed", str(seed))
+                    "--labels-kind", kind, "--out", "unused.pt", *budget,
+                    "--seed", str(seed), *options)
     trainer = make_trainer(args, [images], [labels])
     for _ in trainer.fit():
         pass

@@ -21,25 +21,16 @@ import platform
 import time
 
 import numpy as np
-from crossval import cli_args, dsb, folds, nuclei_scores
+from crossval import dsb, folds, nuclei_scores, train_project
 
 METRICS = ("fg IoU", "F1@0.5", "fg ratio")
 
 
 def run_arm(images, labels, test_images, budget: list[str], seed: int, change: list[str]):
-    from napari_unet.cli import make_predictor, make_trainer
-
-    args = cli_args("train", "--image", "in-memory.tif", "--labels", "in-memory.tif",
-                    "--labels-kind", "instance", "--out", "unused.pt", *budget,
-                    "--seed", str(seed), *change)
-    trainer = make_trainer(args, [images], [labels])
-    for _ in trainer.fit():
-        pass
-    popts = cli_args("predict", "--model", "unused.pt", "--image", "in-memory.tif",
-                     "--out", "unused.tif")
-    predictor = make_predictor(trainer.bundle(), popts)
-    out = predictor.predict(test_images, instances=True, min_size=popts.min_size)
-    return out.labels, out.instances, trainer.run_iteration
+    predict, iterations, _ = train_project(images, labels, "instance", None, seed,
+                                           (*budget, *change))
+    fg, inst = predict(test_images)
+    return fg, inst, iterations
 
 
 def main() -> None:
