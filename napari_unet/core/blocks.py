@@ -34,13 +34,14 @@ groups that :func:`~.lazy.open_image` reads back (axes, pixel size, labels hint)
 
 The same passes run in this process or as tasks on dask.distributed workers
 (:func:`predict_blocks` with a client), which write their blocks to the shared zarr.
+The regions and their probabilities are in :mod:`.regions`, the joining of objects in
+:mod:`.stitch`, the OME-Zarr outputs in :mod:`.ngff`; this module plans and runs the tasks.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +51,9 @@ import numpy as np
 
 from .errors import InputError
 from .lazy import close_sources
-from .normalise import SAMPLE_PIXELS
+from .ngff import create_group, open_output, opened, put_in_place, temp_beside
+from .regions import BlockGrid, open_source, region_probabilities, shape3, slice_stats
+from .stitch import components, join, keep_numbered
 
 #: Default output chunk (Y, X): every output array is chunked one slice deep.
 CHUNK = 1024
@@ -58,154 +61,8 @@ CHUNK = 1024
 BLOCK = 4096
 #: Context (pixels) around a block for the watershed of instance models.
 WATERSHED_HALO = 64
-#: Rows of a slice read at once when sampling its percentiles (times its width, pixels).
-BAND_PIXELS = 16 * 1024**2
 
 ProgressCallback = Callable[[str, int, int], None]
-
-
-# --------------------------------------------------------------------------- inputs
-def _open(source: Any) -> Any:
-    return source.open() if hasattr(source, "open") and not hasattr(source, "shape") else source
-
-
-def _shape3(shape: Sequence[int]) -> tuple[int, int, int]:
-    if len(shape) == 2:
-        return (1, int(shape[0]), int(shape[1]))
-    if len(shape) == 3:
-        return tuple(int(n) for n in shape)
-    raise InputError(f"cannot predict an image of shape {tuple(shape)} block by block: use a "
-                     "2D image or a Z stack of 2D slices with one channel")
-
-
-def _read(data: Any, z: int, ys: slice, xs: slice) -> np.ndarray:
-    part = data[ys, xs] if len(data.shape) == 2 else data[z, ys, xs]
-    if hasattr(part, "dask"):  # a dask array: read in this thread, a cluster's worker too
-        part = part.compute(scheduler="synchronous")
-    return np.asarray(part)
-
-
-# --------------------------------------------------------------------------- the plan
-@dataclass(frozen=True)
-class BlockGrid:
-    """The blocks of a (Z, Y, X) image: one slice deep, ``block`` pixels in Y and X."""
-
-    shape: tuple[int, int, int]
-    block: tuple[int, int]
-
-    @property
-    def counts(self) -> tuple[int, int, int]:
-        z, h, w = self.shape
-        return z, -(-h // self.block[0]), -(-w // self.block[1])
-
-    def __len__(self) -> int:
-        z, ny, nx = self.counts
-        return z * ny * nx
-
-    def index(self, z: int, by: int, bx: int) -> int:
-        _, ny, nx = self.counts
-        return (z * ny + by) * nx + bx
-
-    def key(self, i: int) -> tuple[int, int, int]:
-        _, ny, nx = self.counts
-        return i // (ny * nx), (i // nx) % ny, i % nx
-
-    def bounds(self, i: int) -> tuple[int, int, int, int, int]:
-        z, by, bx = self.key(i)
-        h, w = self.shape[1:]
-        y0, x0 = by * self.block[0], bx * self.block[1]
-        return z, y0, min(h, y0 + self.block[0]), x0, min(w, x0 + self.block[1])
-
-
-# --------------------------------------------------------------------------- percentiles
-def slice_stats(data: Any, z: int, normalisation) -> tuple[float, float] | None:
-    """The percentiles of slice ``z`` as :meth:`Normalisation.stats` takes them from the
-    whole slice (the same sample: every ``step``-th pixel), read band by band."""
-    _, h, w = _shape3(data.shape)
-    step = max(1, (h * w) // SAMPLE_PIXELS)
-    rows = max(1, BAND_PIXELS // max(1, w))
-    parts = []
-    for r0 in range(0, h, rows):
-        r1 = min(h, r0 + rows)
-        band = _read(data, z, slice(r0, r1), slice(0, w)).reshape(-1)
-        parts.append(band[(-r0 * w) % step :: step])
-    return normalisation.stats(np.concatenate(parts))
-
-
-# --------------------------------------------------------------------------- probabilities
-def _reflect(index: np.ndarray, n: int) -> np.ndarray:
-    """Positions in an axis of length ``n`` of the padded positions ``index``, as
-    ``np.pad(mode="symmetric")`` mirrors them."""
-    j = np.mod(index, 2 * n)
-    return np.where(j >= n, 2 * n - 1 - j, j)
-
-
-def region_probabilities(predictor, data: Any, z: int, y0: int, y1: int, x0: int, x1: int,
-                         stats: tuple[float, float] | None | str = "slice") -> np.ndarray:
-    """Class probabilities (C, y1 - y0, x1 - x0) of a region of slice ``z``, equal to
-    those of ``predictor.probabilities_2d`` on the whole normalised slice: the same tiles
-    are computed (those that cover the region) and blended in the same order.
-    ``stats="slice"`` takes the slice's percentiles (:func:`slice_stats`)."""
-    _, h, w = _shape3(data.shape)
-    norm = predictor.bundle.normalisation
-    margin, th, ys, tw, xs, window = predictor.tile_layout(h, w)
-    ty = [y for y in ys if y < y1 + margin and y + th > y0 + margin]
-    tx = [x for x in xs if x < x1 + margin and x + tw > x0 + margin]
-    py0, py1, px0, px1 = ty[0], ty[-1] + th, tx[0], tx[-1] + tw
-    rows = _reflect(np.arange(py0, py1) - margin, h)
-    cols = _reflect(np.arange(px0, px1) - margin, w)
-    r0, c0 = int(rows.min()), int(cols.min())
-    raw = _read(data, z, slice(r0, int(rows.max()) + 1), slice(c0, int(cols.max()) + 1))
-    if isinstance(stats, str):  # the whole slice in hand, or read again band by band
-        stats = norm.stats(raw) if raw.shape == (h, w) else slice_stats(data, z, norm)
-    padded = norm.normalise(raw, stats)[np.ix_(rows - r0, cols - c0)][np.newaxis]
-    coords = [(y - py0, x - px0) for y in ty for x in tx]
-    out = predictor.blend_tiles(padded, coords, th, tw, window)
-    oy, ox = y0 + margin - py0, x0 + margin - px0
-    return out[:, oy : oy + y1 - y0, ox : ox + x1 - x0]
-
-
-# --------------------------------------------------------------------------- OME-Zarr
-def ngff_attrs(name: str, axes: str, scale: Sequence[float], labels: bool) -> dict:
-    """OME-NGFF 0.4 ``multiscales`` metadata of one resolution level, path ``0``."""
-    kinds = {"c": "channel", "t": "time"}
-    meta = {"multiscales": [{
-        "version": "0.4",
-        "name": name,
-        "axes": [{"name": a, "type": kinds.get(a, "space")} for a in axes.lower()],
-        "datasets": [{"path": "0", "coordinateTransformations": [
-            {"type": "scale", "scale": [float(s) for s in scale]}]}],
-    }]}
-    if labels:
-        meta["image-label"] = {"version": "0.4"}
-    return meta
-
-
-def _create(folder: Path, name: str, shape, chunks, dtype, axes: str, scale, labels: bool):
-    """An OME-Zarr group (zarr format 2, as NGFF 0.4 asks) with one array ``0``."""
-    import zarr
-
-    kwargs = {"shape": tuple(shape), "chunks": tuple(chunks), "dtype": dtype, "fill_value": 0}
-    if int(zarr.__version__.split(".")[0]) >= 3:
-        group = zarr.open_group(str(folder), mode="w", zarr_format=2)
-        group.create_array("0", chunk_key_encoding={"name": "v2", "separator": "/"},
-                           **kwargs)
-    else:  # zarr 2 (Python 3.10)
-        group = zarr.open_group(str(folder), mode="w")
-        group.create_dataset("0", dimension_separator="/", **kwargs)
-    group.attrs.update(ngff_attrs(name, axes, scale, labels))
-    return str(folder / "0")
-
-
-_arrays: dict[str, Any] = {}
-
-
-def _array(path: str) -> Any:
-    if path not in _arrays:
-        import zarr
-
-        _arrays[path] = zarr.open_array(path, mode="r+")
-    return _arrays[path]
 
 
 # --------------------------------------------------------------------------- the tasks
@@ -239,7 +96,7 @@ def _predictor(job: Job, model: Any):
 
 def _write(path: str, job: Job, z: int, ys: slice, xs: slice, value: np.ndarray,
            channels: bool = False) -> None:
-    arr = _array(path)
+    arr = open_output(path)
     if job.two_d:
         arr[(slice(None),) * channels + (ys, xs)] = value
     else:
@@ -247,34 +104,20 @@ def _write(path: str, job: Job, z: int, ys: slice, xs: slice, value: np.ndarray,
 
 
 def _read_out(path: str, job: Job, z: int, ys: slice, xs: slice) -> np.ndarray:
-    arr = _array(path)
+    arr = open_output(path)
     return np.asarray(arr[ys, xs] if job.two_d else arr[z, ys, xs])
-
-
-def _components(classes: np.ndarray, n_classes: int) -> np.ndarray:
-    """Connected components of each foreground class, numbered from 1 (uint32)."""
-    from skimage.measure import label as connected
-
-    out = np.zeros(classes.shape, np.uint32)
-    offset = 0
-    for c in range(1, n_classes):
-        comp = connected(classes == c).astype(np.uint32)
-        comp[comp > 0] += offset
-        out = np.where(comp > 0, comp, out)
-        offset = int(out.max())
-    return out
 
 
 def stats_task(z: int, job: Job, model: Any) -> tuple[float, float] | None:
     bundle = model if not hasattr(model, "bundle") else model.bundle
-    return slice_stats(_open(job.source), z, bundle.normalisation)
+    return slice_stats(open_source(job.source), z, bundle.normalisation)
 
 
 def predict_task(i: int, job: Job, model: Any) -> np.ndarray | None:
     """Probabilities, classes and (with instances) the block's own components; returns
     the components' sizes (index = local id) or ``None``."""
     predictor = _predictor(job, model)
-    data = _open(job.source)
+    data = open_source(job.source)
     z, y0, y1, x0, x1 = job.grid.bounds(i)
     ys, xs = slice(y0, y1), slice(x0, x1)
     stats = job.stats[z] if job.stats is not None else "slice"
@@ -294,7 +137,7 @@ def predict_task(i: int, job: Job, model: Any) -> np.ndarray | None:
         _write(job.scratch["seeds"], job, z, ys, xs, seeds)
         _write(job.scratch["relief"], job, z, ys, xs, probs[2] - probs[1])
         return np.bincount(seeds.ravel())
-    ids = _components(classes, predictor.n_classes)
+    ids = components(classes, predictor.n_classes)
     _write(job.labels, job, z, ys, xs, ids)
     return np.bincount(ids.ravel())
 
@@ -383,33 +226,6 @@ def relabel_task(i: int, job: Job, model: Any = None) -> int:
     return int(out.max(initial=0))
 
 
-# --------------------------------------------------------------------------- joining
-def join(n: int, pairs: np.ndarray) -> np.ndarray:
-    """Union-find over ids 1..n: the component (0..) of each id 0..n, numbered in the
-    order of each component's smallest id (id 0 alone first)."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    if len(pairs):
-        graph = coo_matrix((np.ones(len(pairs), np.int8), (pairs[:, 0], pairs[:, 1])),
-                           shape=(n + 1, n + 1))
-    else:
-        graph = coo_matrix((n + 1, n + 1), dtype=np.int8)
-    return connected_components(graph, directed=False)[1].astype(np.int64)
-
-
-def keep_numbered(component: np.ndarray, sizes: np.ndarray, min_size: int) -> np.ndarray:
-    """For each id: 0 when its component is background (that of id 0) or smaller than
-    ``min_size`` pixels in all, else the component's number among those kept (1..)."""
-    total = np.bincount(component, weights=sizes, minlength=int(component.max()) + 1)
-    keep = total >= max(1, min_size) if min_size > 1 else total > 0
-    keep[component[0]] = False
-    number = np.cumsum(keep) * keep
-    if number.max(initial=0) >= 2**32:
-        raise InputError("more than 4 billion objects: too many for 32-bit labels")
-    return number[component].astype(np.uint32)
-
-
 # --------------------------------------------------------------------------- running
 class _Local:
     def __init__(self, predictor, progress: ProgressCallback | None):
@@ -460,22 +276,6 @@ class BlockResult:
     objects: int | None  # with instances
 
 
-def _temp_beside(path: Path) -> Path:
-    return path.parent / f".{path.name[:200]}.{uuid.uuid4().hex[:8]}.tmp"
-
-
-def _put_in_place(tmp: Path, path: Path, overwrite: bool) -> None:
-    if os.path.lexists(path):
-        if not overwrite:
-            raise InputError(f"{path} exists; give --overwrite to replace it")
-        old = _temp_beside(path)
-        os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
-    else:
-        os.replace(tmp, path)
-
-
 def predict_blocks(
     predictor,
     image: Any,
@@ -503,8 +303,8 @@ def predict_blocks(
     """
     labels_path = Path(labels_path)
     probabilities_path = None if probabilities_path is None else Path(probabilities_path)
-    data = _open(image)
-    shape = _shape3(data.shape)
+    data = open_source(image)
+    shape = shape3(data.shape)
     two_d = len(data.shape) == 2
     if predictor.bundle.config.in_channels != 1:
         raise InputError("napari-unet predicts images with one channel")
@@ -522,31 +322,31 @@ def predict_blocks(
     temps: list[Path] = []  # removed at the end: what is not in place yet, the scratch
     created: list[Path] = []
     try:
-        tmp_labels = _temp_beside(labels_path)
+        tmp_labels = temp_beside(labels_path)
         temps.append(tmp_labels)
         created.append(tmp_labels)
         label_dtype = np.uint32 if instances else (np.uint8 if n_classes <= 256 else np.uint16)
         job = Job(source=image, grid=grid, two_d=two_d,
-                  labels=_create(tmp_labels, labels_path.name, data.shape, chunks, label_dtype,
+                  labels=create_group(tmp_labels, labels_path.name, data.shape, chunks, label_dtype,
                                  axes, scale, labels=True),
                   probabilities=None, instances=instances, watershed=watershed, halo=halo,
                   options=_options(predictor))
         if probabilities_path is not None:
-            tmp_probs = _temp_beside(probabilities_path)
+            tmp_probs = temp_beside(probabilities_path)
             temps.append(tmp_probs)
             created.append(tmp_probs)
-            job.probabilities = _create(tmp_probs, probabilities_path.name,
+            job.probabilities = create_group(tmp_probs, probabilities_path.name,
                                         (n_classes, *data.shape), (1, *chunks), np.float32,
                                         "c" + axes, [1.0, *scale], labels=False)
         if instances and (watershed or n_classes > 2):
-            scratch = _temp_beside(labels_path.with_name(labels_path.name + "-scratch"))
+            scratch = temp_beside(labels_path.with_name(labels_path.name + "-scratch"))
             temps.append(scratch)
             created.append(scratch)
             kinds = {"classes": np.uint8}
             if watershed:
                 kinds.update(seeds=np.uint32, relief=np.float32)
             for name, dtype in kinds.items():
-                job.scratch[name] = _create(scratch / name, name, data.shape, chunks, dtype,
+                job.scratch[name] = create_group(scratch / name, name, data.shape, chunks, dtype,
                                             axes, scale, labels=False)
         runner = (_Local(predictor, progress) if client is None
                   else _Cluster(client, predictor.bundle, progress))
@@ -576,18 +376,18 @@ def predict_blocks(
                 job.final_map = keep_numbered(component, all_sizes, min_size)
             objects = int(job.final_map.max(initial=0))
             runner.map("numbering", relabel_task, blocks, job)
-        _put_in_place(tmp_labels, labels_path, overwrite)
+        put_in_place(tmp_labels, labels_path, overwrite)
         temps.remove(tmp_labels)
         if probabilities_path is not None:
-            _put_in_place(tmp_probs, probabilities_path, overwrite)
+            put_in_place(tmp_probs, probabilities_path, overwrite)
             temps.remove(tmp_probs)
         return BlockResult(labels_path, probabilities_path, tuple(data.shape), objects)
     finally:
         for path in temps:
             shutil.rmtree(path, ignore_errors=True)
-        for path in list(_arrays):
+        for path in list(opened):
             if any(path.startswith(str(t)) for t in created):
-                _arrays.pop(path, None)
+                opened.pop(path, None)
         if client is None:
             close_sources()  # the input files this process opened
 

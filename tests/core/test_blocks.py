@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from napari_unet.core import blocks
-from napari_unet.core.blocks import predict_blocks, slice_stats
+from napari_unet.core import regions, stitch
+from napari_unet.core.blocks import predict_blocks
 from napari_unet.core.checkpoint import ModelBundle, load_bundle
 from napari_unet.core.config import START_MODEL
 from napari_unet.core.errors import InputError
@@ -16,6 +16,7 @@ from napari_unet.core.lazy import open_image
 from napari_unet.core.model import UNetConfig
 from napari_unet.core.normalise import Normalisation
 from napari_unet.core.predict import Predictor
+from napari_unet.core.regions import slice_stats
 from tests.conftest import blobs
 
 
@@ -103,7 +104,7 @@ def test_percentiles_of_a_slice_read_in_bands(monkeypatch):
     rng = np.random.default_rng(3)
     image = rng.gamma(2.0, 300.0, (2, 2100, 1999)).astype(np.uint16)  # 2 pixels a sample
     norm = Normalisation(low=2.0, high=99.0)
-    monkeypatch.setattr(blocks, "BAND_PIXELS", 123_457)  # bands of 61 rows
+    monkeypatch.setattr(regions, "BAND_PIXELS", 123_457)  # bands of 61 rows
     for z in range(2):
         assert slice_stats(image, z, norm) == norm.stats(image[z])
 
@@ -171,11 +172,11 @@ def test_an_existing_output_is_kept_without_overwrite(tmp_path):
 
 def test_join_over_face_pairs():
     pairs = np.array([[2, 5], [5, 7], [3, 4]])
-    component = blocks.join(7, pairs)
+    component = stitch.join(7, pairs)
     assert component[2] == component[5] == component[7] != component[3] == component[4]
     assert len(set(component.tolist())) == 5  # {0}, {1}, {2,5,7}, {3,4}, {6}
     sizes = np.array([0, 3, 1, 2, 2, 1, 9, 1], float)
-    numbered = blocks.keep_numbered(component, sizes, min_size=4)
+    numbered = stitch.keep_numbered(component, sizes, min_size=4)
     assert numbered[0] == 0 and numbered[1] == 0  # background; too small (3)
     assert numbered[2] == numbered[5] == numbered[7] == 0  # 1 + 1 + 1 pixels
     assert numbered[3] == numbered[4] == 1 and numbered[6] == 2
