@@ -26,7 +26,7 @@ from napari_unet.core.errors import NapariUnetError
 from ._lifetime import CloseWatcher
 from .channel_choice import image_input, is_lazy_input, mismatch
 from .combos import form, row
-from .folder_predict import FolderPrediction
+from .folder_predict import FolderPrediction, image_folder
 from .jobs import (
     JobFailed,
     PredictRequest,
@@ -277,10 +277,8 @@ class PredictPanel(Container):
         """``<image>_labels.tif`` beside the image's file (or in the current folder)."""
         image = self.session.image
         name = f"{image.name if image is not None else 'image'}_labels.tif"
-        source = None
-        if image is not None:
-            source = image.metadata.get("path") or getattr(image.source, "path", None)
-        return Path(source).parent / name if source else Path(name)
+        folder = image_folder(image)
+        return folder / name if folder is not None else Path(name)
 
     def _objects(self, image, predictions: np.ndarray) -> np.ndarray:
         """The instances layer of ``image`` if there is one, else the predictions split
