@@ -32,9 +32,17 @@ def predictor_options(args: argparse.Namespace) -> dict:
 def make_predictor(bundle, args: argparse.Namespace):
     """The predictor that :func:`_prediction_options` describe (``predict`` and
     ``evaluate`` predict with it; benchmarks too, with the parsed defaults)."""
+    import torch
+
+    from napari_unet.core.device import cpu_threads
     from napari_unet.core.predict import Predictor
 
-    return Predictor(bundle, **predictor_options(args))
+    predictor = Predictor(bundle, **predictor_options(args))
+    if predictor.device.type == "cpu":
+        # The thread count training uses here (measured, or NAPARI_UNET_THREADS), for this
+        # process only: a cluster's workers keep their own (one per worker thread).
+        torch.set_num_threads(cpu_threads(leave_one_free=False))
+    return predictor
 
 
 def _predict_many(args: argparse.Namespace) -> int:
