@@ -86,7 +86,8 @@ def train_project(images: np.ndarray, labels: np.ndarray, kind: str, seconds: fl
                   seed: int, options: tuple[str, ...] = ()):
     """napari-unet as ``napari-unet train --labels-kind KIND --seconds S --seed N [OPTIONS]``
     would train it (``seconds`` None: the budget is in ``options``); returns
-    ``predict(stack) -> (labels, instances)``, the iterations and the pixels per second."""
+    ``predict(stack, predict_options=()) -> (labels, instances)``, the iterations and the
+    pixels per second."""
     from napari_unet.cli import make_predictor, make_trainer
 
     budget = [] if seconds is None else ["--seconds", str(seconds)]
@@ -96,12 +97,12 @@ def train_project(images: np.ndarray, labels: np.ndarray, kind: str, seconds: fl
     trainer = make_trainer(args, [images], [labels])
     for _ in trainer.fit():
         pass
-    popts = cli_args("predict", "--model", "unused.pt", "--image", "in-memory.tif",
-                     "--out", "unused.tif")
-    predictor = make_predictor(trainer.bundle(), popts)
-
-    def predict(stack: np.ndarray):
-        out = predictor.predict(stack, instances=True, min_size=popts.min_size)
+    def predict(stack: np.ndarray, predict_options: tuple[str, ...] = ()):
+        """Labels and instances of ``stack`` as ``napari-unet predict [OPTIONS]`` gives."""
+        popts = cli_args("predict", "--model", "unused.pt", "--image", "in-memory.tif",
+                         "--out", "unused.tif", *predict_options)
+        out = make_predictor(trainer.bundle(), popts).predict(
+            stack, instances=True, min_size=popts.min_size)
         return out.labels, out.instances
 
     history = trainer.bundle().history[-1]
