@@ -4,15 +4,17 @@ process against a dask LocalCluster.
 Creates once (cached in ``--workdir``) a tiled TIFF stack of ``--gib`` GiB of uint8
 (slices of ``--side`` x ``--side``, mosaics of the nuclei sample) and predicts it with
 ``napari-unet predict --out NAME.ome.zarr --instances`` as a user runs it, in a child
-process: first one process (torch's threads on every core), then one process of one
-thread, then ``--workers W`` (W processes of one thread each). The whole tree of
-processes (the command, and the cluster's scheduler, nannies and workers) is sampled
-every 50 ms; a run in which one process's resident memory (RSS) passes ``--limit-gib``
-(as a dask worker's memory limit applies to each worker) is stopped and the script
-fails; the sum over the tree is printed too. The labels of every run are compared
-(the same ids, block by block). The model is a small U-Net (``--base``, ``--depth``,
-random weights: the speed and the memory, not the quality, are measured) unless
-``--model`` names one.
+process: one process (torch's threads on every core), one process of one thread, and
+``--workers W`` (W processes of one thread each); ``--runs`` picks some of them. The
+whole tree of processes (the command, and the cluster's scheduler, nannies and workers)
+is sampled every 100 ms (the list of processes every second); a run in which one
+process's resident memory (RSS) passes ``--limit-gib`` (as a dask worker's memory limit
+applies to each worker) is stopped and the script fails; the sum over the tree is printed
+too, and the CPU seconds (user + system) of the whole tree, so that the cluster's overhead
+is compared per core given and per CPU second used. The labels of every run are compared,
+slice by slice, id for id. The model is a small U-Net (``--base``, ``--depth``, random
+weights: the speed and the memory, not the quality, are measured) unless ``--model``
+names one.
 
     python benchmarks/outofcore.py --workdir /tmp/outofcore [--gib 8] [--limit-gib 2]
 """
@@ -35,6 +37,8 @@ from _common import table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TILE = 512
+#: Seconds between two readings of the processes' memory.
+SAMPLE = 0.1
 
 
 def cpu_name() -> str:
@@ -97,32 +101,45 @@ def small_model(workdir: Path, base: int, depth: int) -> Path:
     return path
 
 
-def tree_rss(proc) -> tuple[int, int]:
-    """Resident bytes of the largest process of the tree, and of all of them."""
+def tree_rss(procs: list, cpu: dict[int, float]) -> tuple[int, int]:
+    """Resident bytes of the largest of ``procs`` (psutil processes), and of all of them;
+    records each one's CPU seconds so far in ``cpu``."""
     import psutil
 
     sizes = []
-    try:
-        procs = [proc, *proc.children(recursive=True)]
-    except psutil.Error:
-        return 0, 0
     for p in procs:
-        with contextlib.suppress(psutil.Error):
+        with contextlib.suppress(psutil.Error), p.oneshot():
             sizes.append(p.memory_info().rss)
+            times = p.cpu_times()
+            cpu[p.pid] = times.user + times.system
     return max(sizes, default=0), sum(sizes)
 
 
-def run(cmd: list[str], env: dict, limit: int) -> tuple[float, int, int, bool]:
-    """Seconds, peak RSS of the largest process and of the whole tree, and whether every
-    process stayed under ``limit``."""
+def run(cmd: list[str], env: dict, limit: int) -> tuple[float, float, int, int, bool]:
+    """Seconds, CPU seconds (user + system of the whole tree), peak RSS of the largest
+    process and of the whole tree, and whether every process stayed under ``limit``."""
+    import resource
+
     import psutil
 
-    start = time.perf_counter()
+    def cpu_of_children() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    start, cpu_start = time.perf_counter(), cpu_of_children()
     child = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
     proc = psutil.Process(child.pid)
     peak, peak_tree, ok = 0, 0, True
+    sampled: dict[int, float] = {}  # CPU seconds last seen per process
+    procs, listed = [proc], 0.0
     while child.poll() is None:
-        largest, total = tree_rss(proc)
+        # The tree is listed again every second (listing it scans /proc: costly); the
+        # memory of the processes known is read every SAMPLE seconds.
+        if time.perf_counter() - listed > 1.0:
+            with contextlib.suppress(psutil.Error):
+                procs = [proc, *proc.children(recursive=True)]
+            listed = time.perf_counter()
+        largest, total = tree_rss(procs, sampled)
         peak, peak_tree = max(peak, largest), max(peak_tree, total)
         if peak > limit:
             ok = False
@@ -130,12 +147,15 @@ def run(cmd: list[str], env: dict, limit: int) -> tuple[float, int, int, bool]:
                 with contextlib.suppress(psutil.Error):
                     p.kill()
             break
-        time.sleep(0.05)
+        time.sleep(SAMPLE)
     _, err = child.communicate()
     seconds = time.perf_counter() - start
+    # Processes reaped by their parents count in the rusage of the command; one that was
+    # not (killed) counts with what the sampling last saw of it.
+    cpu = max(cpu_of_children() - cpu_start, sum(sampled.values()))
     if ok and child.returncode != 0:
         sys.exit(f"the prediction failed ({child.returncode}): {err.strip()[-2000:]}")
-    return seconds, peak, peak_tree, ok
+    return seconds, cpu, peak, peak_tree, ok
 
 
 def main() -> None:
@@ -150,8 +170,9 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--base", type=int, default=4, help="small model: base channels")
     parser.add_argument("--depth", type=int, default=2, help="small model: depth")
-    parser.add_argument("--skip-one-thread", action="store_true",
-                        help="leave out the run of one process of one thread")
+    parser.add_argument("--runs", default="cores,one,cluster",
+                        help="which runs, in this order: cores (one process, a torch thread "
+                             "per core), one (one process of one thread), cluster (--workers)")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
 
@@ -175,41 +196,51 @@ def main() -> None:
     base_cmd = [sys.executable, "-m", "napari_unet.cli", "-q", "predict", "--model",
                 str(model), "--image", str(stack), "--instances", "--device", "cpu",
                 "--overwrite"]
-    runs = [("one process", f"{cores} threads", cores, [], {"NAPARI_UNET_THREADS": str(cores)})]
-    if not args.skip_one_thread:
-        runs.append(("one process", "1 thread", 1, [], {"NAPARI_UNET_THREADS": "1"}))
-    runs.append((f"--workers {args.workers}", f"{args.workers} x 1 thread", args.workers,
-                 ["--workers", str(args.workers)], {"NAPARI_UNET_THREADS": "1"}))
+    known = {
+        "cores": ("one process", f"{cores} threads", cores, [],
+                  {"NAPARI_UNET_THREADS": str(cores)}),
+        "one": ("one process", "1 thread", 1, [], {"NAPARI_UNET_THREADS": "1"}),
+        "cluster": (f"--workers {args.workers}", f"{args.workers} x 1 thread", args.workers,
+                    ["--workers", str(args.workers)], {"NAPARI_UNET_THREADS": "1"}),
+    }
+    names = [n.strip() for n in args.runs.split(",") if n.strip()]
+    if not names or any(n not in known for n in names):
+        parser.error(f"--runs takes some of {', '.join(known)}, not {args.runs!r}")
+    runs = [known[n] for n in names]
     rows, failed, outputs = [], [], []
     for i, (name, threads, used, extra, more_env) in enumerate(runs):
         out = args.workdir / f"labels_{i}.ome.zarr"
-        seconds, peak, peak_tree, ok = run([*base_cmd, "--out", str(out), *extra],
-                                           {**env, **more_env}, limit)
+        seconds, cpu, peak, peak_tree, ok = run([*base_cmd, "--out", str(out), *extra],
+                                                {**env, **more_env}, limit)
         if not ok:
             failed.append(f"{name} ({threads}): a process passed the limit of "
                           f"{args.limit_gib} GiB")
         outputs.append(out)
         mpx = pixels / 1e6 / seconds
-        rows.append([name, threads, used, round(seconds, 1), f"{peak / 1024**2:.0f}",
-                     f"{peak / limit:.2f}", f"{peak_tree / 1024**2:.0f}", round(mpx, 2),
-                     round(mpx / used, 2)])
+        rows.append([name, threads, used, round(seconds, 1), round(cpu, 1),
+                     round(cpu / seconds, 2), f"{peak / 1024**2:.0f}", f"{peak / limit:.2f}",
+                     f"{peak_tree / 1024**2:.0f}", round(mpx, 2), round(mpx / used, 2),
+                     round(pixels / 1e6 / cpu, 2)])
     if not failed:
         import zarr
 
         first = zarr.open_array(str(outputs[0] / "0"), mode="r")
         for out in outputs[1:]:
             other = zarr.open_array(str(out / "0"), mode="r")
-            for z in range(0, shape[0], max(1, shape[0] // 16)):
+            for z in range(shape[0]):  # every slice, id for id
                 if not np.array_equal(first[z], other[z]):
                     failed.append(f"{out.name}: labels of slice {z} differ from one process's")
-    per_core = {r[1]: r[-1] for r in rows}
-    cluster = rows[-1][-1]
+                    break
+    by_threads = {r[1]: r for r in rows}
+    cluster = next((r for r in rows if r[0].startswith("--workers")), None)
     notes = []
-    if "1 thread" in per_core:
-        notes.append(f"cluster overhead per core used vs one process of one thread: "
-                     f"{1 - cluster / per_core['1 thread']:+.1%} (negative: faster)")
-    notes.append(f"cluster overhead per core used vs one process on {cores} threads: "
-                 f"{1 - cluster / rows[0][-1]:+.1%}")
+    for threads, what in (("1 thread", "one process of one thread"),
+                          (f"{cores} threads", f"one process on {cores} threads")):
+        if cluster is not None and threads in by_threads:
+            base = by_threads[threads]
+            notes.append(f"cluster overhead vs {what}: per core given "
+                         f"{1 - cluster[10] / base[10]:+.1%}, per CPU second "
+                         f"{1 - cluster[11] / base[11]:+.1%} (negative: faster)")
     gib = pixels / 1024**3
     print(table(
         f"predict a {gib:.2f} GiB uint8 stack {tuple(shape)} (tiled TIFF, {TILE}x{TILE} tiles) "
@@ -217,9 +248,11 @@ def main() -> None:
         f"logical cores; limit {args.limit_gib} GiB resident per process, as a dask worker's "
         f"memory limit (stack {gib / args.limit_gib:.2f}x the limit); peak: the largest "
         "process, and all the processes of the run (command, scheduler, nannies, workers); "
-        "whole command, start included",
-        ["run", "threads", "cores", "seconds", "peak MiB", "of limit", "all MiB", "Mpx/s",
-         "Mpx/s/core"], rows, [14, 14, 6, 9, 9, 9, 8, 8, 11]))
+        "whole command, start included; CPU s: user + system of all its processes, busy: "
+        "CPU s / seconds",
+        ["run", "threads", "cores", "seconds", "CPU s", "busy", "peak MiB", "of limit",
+         "all MiB", "Mpx/s", "Mpx/s/core", "Mpx/CPU s"], rows,
+        [14, 14, 6, 9, 9, 6, 9, 9, 8, 8, 11, 10]))
     print("\n".join(notes))
     print("stack reused from the workdir" if made is None else f"stack written in {made:.1f} s")
     if failed:

@@ -2,12 +2,12 @@
 
     python benchmarks/screen.py --change "--start-model nuclei" [--iterations 300]
                                 [--seconds S] [--folds 0 1 2 3] [--seed 0 | --seeds N]
-                                [--predict-change=--tta]
+                                [--predict-change=--tta ...]
 
 Both arms train as ``napari-unet train --labels-kind instance`` on 30 of the 40 DSB 2018
 fluorescence images (the 4 contiguous folds of ``crossval.py``) and are scored on the 10
-others; the change is the only difference. ``--predict-change`` scores the model of each
-arm a second time with other ``predict`` options (no second training). With ``--iterations`` (the default) both arms
+others; the change is the only difference. Each ``--predict-change`` scores the model of
+each arm again with other ``predict`` options (no second training). With ``--iterations`` (the default) both arms
 make the same number of steps, which is a fair comparison on a machine shared with other
 work when the change does not alter the cost of a step; with ``--seconds`` they get the
 same time (needs an idle machine). The arms alternate which goes first. The table gives
@@ -47,8 +47,9 @@ def main() -> None:
     ap.add_argument("--change", required=True,
                     help="train options of the changed arm (\"\": none, to screen only "
                          "--predict-change)")
-    ap.add_argument("--predict-change", default=None,
-                    help="predict options scored too, on the models of both arms")
+    ap.add_argument("--predict-change", action="append", default=[],
+                    help="predict options scored too, on the models of both arms "
+                         "(repeat it for several)")
     budget = ap.add_mutually_exclusive_group()
     budget.add_argument("--iterations", type=int, default=300)
     budget.add_argument("--seconds", type=float)
@@ -61,8 +62,7 @@ def main() -> None:
     train_arms = {"default": []}
     if args.change.split():
         train_arms["change"] = args.change.split()
-    predict_changes = {} if args.predict_change is None else {
-        "predict": args.predict_change.split()}
+    predict_changes = {"".join(c.split()).lstrip("-"): c.split() for c in args.predict_change}
     seeds = range(args.seeds) if args.seeds else [args.seed]
     images, labels = dsb()
     print(f"{cpu_name()}, change: {args.change!r}, predict change: {args.predict_change!r}, "
@@ -82,13 +82,13 @@ def main() -> None:
                     row = arm + (f"+{name}" if name else "")
                     s = nuclei_scores(fg, inst, labels[test])
                     scores[row].append(s)
-                    print(f"  seed {seed} fold {f} {row:15s} {its:5d} steps  "
+                    print(f"  seed {seed} fold {f} {row:24s} {its:5d} steps  "
                           + "  ".join(f"{k} {s[k]:.3f}" for k in METRICS)
                           + f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
     print(f"\nmean ± sd over {len(seeds)} seed(s) x {len(args.folds)} folds")
-    print(f"{'':22s}" + "".join(f"{k:>18s}" for k in METRICS))
+    print(f"{'':32s}" + "".join(f"{k:>18s}" for k in METRICS))
     for row, values in scores.items():
-        print(f"{row:22s}" + "".join(
+        print(f"{row:32s}" + "".join(
             f"{np.mean([r[k] for r in values]):>10.3f} ± {np.std([r[k] for r in values]):.3f}"
             for k in METRICS))
     print("paired differences (same seed and fold):")
@@ -97,7 +97,7 @@ def main() -> None:
             continue
         base = row.split("+")[0] if "+" in row else "default"
         diffs = {k: [c[k] - d[k] for c, d in zip(values, scores[base])] for k in METRICS}
-        print(f"{row + ' - ' + base:22s}" + "".join(
+        print(f"{row + ' - ' + base:32s}" + "".join(
             f"{np.mean(diffs[k]):>+10.3f} ± {np.std(diffs[k]):.3f}" for k in METRICS))
 
 
