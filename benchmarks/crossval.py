@@ -270,12 +270,10 @@ def run_strokes(args) -> None:
     styles = {"strokes (strokes.py)": strokes, "dabs, lines, edges": dabs_lines_edges}
     t0 = time.perf_counter()
     for style, draw in styles.items():
-        drawn = []  # the fraction of pixels painted, per seed
         for seed in range(args.seeds):
             rng = np.random.default_rng(seed)
             ann = np.stack([draw(labels[i], rng) for i in train_idx])
-            drawn.append((ann > 0).mean())
-            setting = style  # seeds pooled; the painted fraction is printed below
+            setting = style  # the seeds of a style pooled in one row
             fg, rf_s = forest(images[train_idx], ann, images[test_idx], seed)
             print(f"  random forest trained in {rf_s:.0f} s", flush=True)
             results.add(setting, "random forest", nuclei_scores(fg, instances_of(fg), truth),
@@ -286,7 +284,7 @@ def run_strokes(args) -> None:
                 fg, inst = predict(images[test_idx])
                 results.add(setting, f"napari-unet {seconds:g} s",
                             nuclei_scores(fg, inst, truth), its, rate)
-            print(f"  {style} seed {seed} ({drawn[-1]:.1%} of pixels painted) done at "
+            print(f"  {style} seed {seed} ({(ann > 0).mean():.1%} of pixels painted) done at "
                   f"{time.perf_counter() - t0:.0f} s", flush=True)
     print()
     print(results.table("strokes on 10 DSB images, scored on the 30 others, mean ± sd over seeds",

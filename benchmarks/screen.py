@@ -7,13 +7,14 @@
 Both arms train as ``napari-unet train --labels-kind instance`` on 30 of the 40 DSB 2018
 fluorescence images (the 4 contiguous folds of ``crossval.py``) and are scored on the 10
 others; the change is the only difference. Each ``--predict-change`` scores the model of
-each arm again with other ``predict`` options (no second training). With ``--iterations`` (the default) both arms
-make the same number of steps, which is a fair comparison on a machine shared with other
-work when the change does not alter the cost of a step; with ``--seconds`` they get the
-same time (needs an idle machine). The arms alternate which goes first. The table gives
-each fold and the paired difference (change - default) as mean +- sd over the folds: a
-screen for what deserves the full protocol (``crossval.py``, several seeds, the plain
-loop beside it), not a reason on its own to adopt a setting.
+each arm again with other ``predict`` options (no second training). With
+``--iterations`` (the default) both arms make the same number of steps, which is a fair
+comparison on a machine shared with other work when the change does not alter the cost
+of a step; with ``--seconds`` they get the same time (needs an idle machine). The arms
+alternate which goes first. The table gives each fold and the paired difference
+(change - default) as mean +- sd over the folds: a screen for what deserves the full protocol
+(``crossval.py``, several seeds, the plain loop beside it), not a reason on its own to
+adopt a setting.
 """
 
 from __future__ import annotations
@@ -59,9 +60,8 @@ def main() -> None:
     args = ap.parse_args()
     budget = (["--seconds", str(args.seconds)] if args.seconds
               else ["--iterations", str(args.iterations)])
-    train_arms = {"default": []}
-    if args.change.split():
-        train_arms["change"] = args.change.split()
+    change = args.change.split()
+    train_arms = {"default": [], "change": change} if change else {"default": []}
     predict_changes = {"".join(c.split()).lstrip("-"): c.split() for c in args.predict_change}
     seeds = range(args.seeds) if args.seeds else [args.seed]
     images, labels = dsb()

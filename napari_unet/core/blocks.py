@@ -327,8 +327,8 @@ def predict_blocks(
         created.append(tmp_labels)
         label_dtype = np.uint32 if instances else (np.uint8 if n_classes <= 256 else np.uint16)
         job = Job(source=image, grid=grid, two_d=two_d,
-                  labels=create_group(tmp_labels, labels_path.name, data.shape, chunks, label_dtype,
-                                 axes, scale, labels=True),
+                  labels=create_group(tmp_labels, labels_path.name, data.shape, chunks,
+                                      label_dtype, axes, scale, labels=True),
                   probabilities=None, instances=instances, watershed=watershed, halo=halo,
                   options=_options(predictor))
         if probabilities_path is not None:
@@ -336,8 +336,9 @@ def predict_blocks(
             temps.append(tmp_probs)
             created.append(tmp_probs)
             job.probabilities = create_group(tmp_probs, probabilities_path.name,
-                                        (n_classes, *data.shape), (1, *chunks), np.float32,
-                                        "c" + axes, [1.0, *scale], labels=False)
+                                             (n_classes, *data.shape), (1, *chunks),
+                                             np.float32, "c" + axes, [1.0, *scale],
+                                             labels=False)
         if instances and (watershed or n_classes > 2):
             scratch = temp_beside(labels_path.with_name(labels_path.name + "-scratch"))
             temps.append(scratch)
@@ -346,8 +347,8 @@ def predict_blocks(
             if watershed:
                 kinds.update(seeds=np.uint32, relief=np.float32)
             for name, dtype in kinds.items():
-                job.scratch[name] = create_group(scratch / name, name, data.shape, chunks, dtype,
-                                            axes, scale, labels=False)
+                job.scratch[name] = create_group(scratch / name, name, data.shape, chunks,
+                                                 dtype, axes, scale, labels=False)
         runner = (_Local(predictor, progress) if client is None
                   else _Cluster(client, predictor.bundle, progress))
         if shape[1] > block or shape[2] > block:  # blocks smaller than a slice
