@@ -21,7 +21,8 @@ offsets make the ids unique over the image (and across slices); a union-find ove
 pixel pairs that touch across block faces (8-connectivity, same class) joins the pieces
 of one object; a last pass renumbers every block (1..N, objects smaller than
 ``min_size`` dropped, as one process drops them). Models trained on instance masks
-(background / interior / boundary) stitch their interiors that way, and then grow them
+(background / interior / boundary) stitch their sure interiors
+(:func:`.decision.interior_seeds`) that way, and then grow them
 by a watershed computed per block over the block and a halo of context around it
 (:data:`WATERSHED_HALO` pixels), so a seed cut by a block edge is one object on both
 sides and touching objects stay apart; the result is that of one process unless an
@@ -133,7 +134,9 @@ def predict_task(i: int, job: Job, model: Any) -> np.ndarray | None:
     if job.watershed:
         from skimage.measure import label as connected
 
-        seeds = connected(classes == 1).astype(np.uint32)
+        from .decision import interior_seeds
+
+        seeds = connected(interior_seeds(probs[1], classes)).astype(np.uint32)
         _write(job.scratch["seeds"], job, z, ys, xs, seeds)
         _write(job.scratch["relief"], job, z, ys, xs, probs[2] - probs[1])
         return np.bincount(seeds.ravel())

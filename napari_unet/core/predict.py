@@ -19,7 +19,7 @@ import torch
 
 from .channels import as_model_input
 from .checkpoint import ModelBundle
-from .decision import FOREGROUND_THRESHOLD, check_threshold, decide
+from .decision import FOREGROUND_THRESHOLD, check_threshold, decide, interior_seeds
 from .device import autocast, keep_freed_memory, prefers_channels_last, select_device
 from .errors import (
     InputError,
@@ -264,7 +264,7 @@ class Predictor:
         for done, z in enumerate(todo, start=1):
             if should_stop is not None and should_stop():
                 break
-            # Instances of an instance model need only boundary - interior, not every class.
+            # Instances of an instance model need only p(interior) and p(boundary).
             relief = (inst is not None and probs is None and self._splits_instances())
             p = self._predict_slice(full[z], labels[z], keep=probs is not None or (
                 inst is not None and not relief), relief=relief)
@@ -285,8 +285,8 @@ class Predictor:
     def _predict_slice(self, image: np.ndarray, labels: np.ndarray, keep: bool,
                        relief: bool = False) -> np.ndarray | None:
         """Write the classes of one slice (C_in, H, W) into ``labels``; return its
-        probabilities (C, H, W) when ``keep``, or with ``relief`` only p(boundary) -
-        p(interior) (1, H, W). Each channel of the slice is normalised with percentiles of
+        probabilities (C, H, W) when ``keep``, or with ``relief`` only p(interior) and
+        p(boundary) (2, H, W). Each channel of the slice is normalised with percentiles of
         the whole slice but predicted in bands of rows when it is large
         (:data:`BAND_PIXELS`)."""
         norm = self.bundle.normalisation
@@ -296,7 +296,7 @@ class Predictor:
         if keep:
             out = np.zeros((self.n_classes, h, w), np.float32)
         elif relief:
-            out = np.zeros((1, h, w), np.float32)
+            out = np.zeros((2, h, w), np.float32)
         else:
             out = None
         halo = max(self.overlap, 8 * self.multiple)  # context beyond each band
@@ -309,7 +309,7 @@ class Predictor:
             if keep:
                 out[:, r0:r1] = p
             elif relief:
-                out[0, r0:r1] = p[2] - p[1]
+                out[:, r0:r1] = p[1:3]
         return out
 
     def labels_2d(self, probs: np.ndarray) -> np.ndarray:
@@ -322,12 +322,13 @@ class Predictor:
     def instances_2d(self, probs: np.ndarray, labels: np.ndarray | None = None,
                      min_size: int = 10) -> np.ndarray:
         """Split the foreground of ``labels`` (by default :meth:`labels_2d` of ``probs``)
-        into objects (``probs``: every class, or, with ``labels`` given, only
-        p(boundary) - p(interior) as one plane).
+        into objects (``probs``: every class, or, with ``labels`` given, only p(interior)
+        and p(boundary) as two planes).
 
         For a model trained on instance masks (background / interior / boundary) the
-        interiors seed a watershed over the foreground on the boundary probability, so
-        touching objects come apart. Otherwise each foreground class is split into its
+        pixels sure to be interior (:func:`.decision.interior_seeds`) seed a watershed
+        over the foreground on p(boundary) - p(interior), so touching objects come apart;
+        a foreground blob without a sure interior pixel is no object. Otherwise each foreground class is split into its
         connected components. Objects smaller than ``min_size`` pixels are dropped.
         """
         from skimage.measure import label as connected
@@ -337,10 +338,10 @@ class Predictor:
             labels = self.labels_2d(probs)
         if self._splits_instances():
             foreground = labels > 0
-            seeds = connected(labels == 1)
+            interior, boundary = probs[-2], probs[-1]
+            seeds = connected(interior_seeds(interior, labels))
             seeds = drop_small(seeds, max(1, min_size // 2))
-            relief = probs[0] if len(probs) == 1 else probs[2] - probs[1]
-            out = watershed(relief, markers=seeds, mask=foreground)
+            out = watershed(boundary - interior, markers=seeds, mask=foreground)
         else:
             out = np.zeros(labels.shape, np.int32)
             offset = 0

@@ -181,7 +181,12 @@ def test_predict_threshold_is_on_the_foreground_probability(pair, tmp_path, caps
     constant_bundle([0.4, 0.35, 0.25]).save(model)
     base = ["predict", "--model", str(model), "--image", str(ip), "--out", str(out)]
     assert main([*base, "--instances"]) == 0
-    assert (tifffile.imread(out) > 0).all()  # one object covering the foreground
+    assert (tifffile.imread(out) == 0).all()  # foreground, but no pixel sure to be interior
+    sure = tmp_path / "sure.pt"
+    constant_bundle([0.04, 0.9, 0.06]).save(sure)
+    assert main(["predict", "--model", str(sure), "--image", str(ip), "--out", str(out),
+                 "--instances"]) == 0
+    assert (tifffile.imread(out) == 1).all()  # one object covering the foreground
     assert main(base) == 0
     assert (tifffile.imread(out) == 1).all()  # foreground, of the likelier foreground class
     assert main([*base, "--threshold", "0.7"]) == 0

@@ -51,35 +51,44 @@ def test_predictor_refuses_thresholds_outside_0_1(bad):
 
 def test_prediction_and_instances_use_the_decision():
     """An instance model whose background is the most likely class everywhere (0.4), yet
-    less likely than not: the labels and the watershed's objects cover every pixel."""
-    bundle = constant_bundle([0.4, 0.35, 0.25])
+    less likely than not: the labels cover every pixel; no pixel is sure to be interior,
+    so there is no object. Sure of the interior (0.9), one object covers every pixel."""
     image = np.random.default_rng(0).random((2, 48, 40)).astype(np.float32)
+    bundle = constant_bundle([0.4, 0.35, 0.25])
     pred = Predictor(bundle, device="cpu").predict(image, instances=True, probabilities=True)
     assert np.allclose(pred.probabilities[:, 0], 0.4, atol=5e-3)  # bf16 where fast
     assert (pred.labels == 1).all()
-    assert (pred.instances > 0).all()
+    assert (pred.instances == 0).all()
+    sure = Predictor(constant_bundle([0.04, 0.9, 0.06]), device="cpu").predict(
+        image, instances=True)
+    assert (sure.labels == 1).all() and (sure.instances == 1).all()
     # A stricter threshold: 1 - 0.4 < 0.7, so nothing is foreground and no object is left.
     strict = Predictor(bundle, device="cpu", foreground_threshold=0.7).predict(
         image, instances=True)
     assert (strict.labels == 0).all() and (strict.instances == 0).all()
 
 
-def test_instances_split_exactly_the_decided_foreground():
-    """Two objects whose rims are 'boundary' with p(background) 0.45: the rims are
-    foreground, and the watershed fills them, so instances and labels agree."""
+def test_instances_grow_from_sure_interiors_over_the_decided_foreground():
+    """Two objects whose rims are 'boundary' with p(background) 0.45 and whose cores are
+    sure interior: the rims are foreground and the watershed fills them. A third blob
+    whose core is only p(interior) 0.6 is foreground in the labels but no object."""
+    from napari_unet.core.decision import SEED_PROBABILITY
+
     bundle = ModelBundle.new(UNetConfig(n_classes=3, base_channels=4, depth=2), "instance")
-    probs = np.zeros((3, 30, 40), np.float32)
+    probs = np.zeros((3, 30, 60), np.float32)
     probs[:] = np.array([0.9, 0.05, 0.05], np.float32)[:, None, None]
-    for x0 in (4, 22):
+    for x0, core in ((4, 0.9), (22, 0.9), (42, 0.6)):
         probs[:, 5:25, x0 : x0 + 14] = np.array([0.45, 0.15, 0.4])[:, None, None]  # rim
-        probs[:, 9:21, x0 + 4 : x0 + 10] = np.array([0.3, 0.6, 0.1])[:, None, None]  # core
+        probs[:, 9:21, x0 + 4 : x0 + 10] = np.array([0.05, core, 0.95 - core])[:, None, None]
+    assert 0.6 < SEED_PROBABILITY <= 0.9
     predictor = Predictor(bundle, device="cpu")
     inst = predictor.instances_2d(probs, min_size=5)
     labels = predictor.labels_2d(probs)
     assert inst.max() == 2
-    assert np.array_equal(inst > 0, labels > 0)
+    assert np.array_equal(inst[:, :40] > 0, labels[:, :40] > 0)
     assert (inst[5:25, 4:18] == inst[15, 10]).all()  # rims belong to their object
     assert not (probs.argmax(0)[5:25, 4:18] > 0).all()  # the most likely class would not
+    assert (labels[5:25, 42:56] > 0).all() and (inst[:, 40:] == 0).all()  # the unsure blob
 
 
 def test_validation_during_training_uses_the_decision():
