@@ -43,11 +43,12 @@ def foreground(probs: np.ndarray, threshold: float = FOREGROUND_THRESHOLD) -> np
     return (1.0 - probs[0]) >= threshold
 
 
-def interior_seeds(interior: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def interior_seeds(interior: np.ndarray, labels: np.ndarray,
+                   probability: float = SEED_PROBABILITY) -> np.ndarray:
     """Where objects of an instance model start: foreground (``labels`` > 0) pixels whose
-    p(interior) (``interior``) is at least :data:`SEED_PROBABILITY`. A foreground blob
-    without such a pixel becomes no object (the model is not sure it is one)."""
-    return (np.asarray(labels) > 0) & (np.asarray(interior) >= SEED_PROBABILITY)
+    p(interior) (``interior``) is at least ``probability``. A foreground blob without
+    such a pixel becomes no object (the model is not sure it is one)."""
+    return (np.asarray(labels) > 0) & (np.asarray(interior) >= probability)
 
 
 def decide(probs: np.ndarray, threshold: float = FOREGROUND_THRESHOLD) -> np.ndarray:

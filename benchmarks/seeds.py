@@ -1,0 +1,135 @@
+"""Where the objects of an instance model start: the watershed seeds, chosen on two DSB
+folds and checked on the two others.
+
+    python benchmarks/seeds.py [--seconds 150] [--seeds 2] [--save DIR]
+    python benchmarks/seeds.py --load DIR        # score saved probabilities again
+
+napari-unet trains with the command line's defaults (``--labels-kind instance``) on each
+of the 4 DSB folds of ``crossval.py`` for every seed and predicts the fold's 10 held-out
+images once; ``--save DIR`` keeps their probabilities (``dsb_f{fold}_s{seed}.npz``).
+Each way of choosing seeds then splits the same probabilities into objects: the most
+likely foreground class being interior (``argmax``) or p(interior) >= p for each p of
+``--grid``; everything else is as ``napari-unet predict --instances`` does it (foreground
+threshold 0.5, watershed over p(boundary) - p(interior), seeds under ``--min-size`` / 2
+and objects under ``--min-size`` pixels dropped). The threshold with the best mean
+F1@0.5 on folds 0-1 is chosen there; the table gives its paired difference to ``argmax``
+on folds 2-3, which it was not chosen on (mean ± sd over folds x seeds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+from crossval import DSB_FOLDS, cli_args, dsb, folds, mean_sd
+
+CHOOSE, CHECK = (0, 1), (2, 3)
+
+
+def train_and_predict(images, labels, seconds: float, n_seeds: int, save: Path | None):
+    """{(fold, seed): probabilities of the fold's held-out images}."""
+    import torch
+
+    from napari_unet.cli import make_predictor, make_trainer
+    from napari_unet.core.device import cpu_threads
+
+    out, t0 = {}, time.perf_counter()
+    for f, test in enumerate(folds(len(images), DSB_FOLDS)):
+        train = np.setdiff1d(np.arange(len(images)), test)
+        for seed in range(n_seeds):
+            torch.set_num_threads(cpu_threads(False))
+            args = cli_args("train", "--image", "in-memory.tif", "--labels", "in-memory.tif",
+                            "--labels-kind", "instance", "--out", "unused.pt",
+                            "--seconds", str(seconds), "--seed", str(seed))
+            trainer = make_trainer(args, [images[train]], [labels[train]])
+            for _ in trainer.fit():
+                pass
+            popts = cli_args("predict", "--model", "unused.pt", "--image", "in-memory.tif",
+                             "--out", "unused.tif")
+            probs = make_predictor(trainer.bundle(), popts).predict(
+                images[test], probabilities=True).probabilities
+            out[f, seed] = probs
+            if save is not None:
+                save.mkdir(parents=True, exist_ok=True)
+                np.savez_compressed(save / f"dsb_f{f}_s{seed}.npz",
+                                    probs=probs.astype(np.float16), test=test,
+                                    its=trainer.run_iteration)
+            print(f"  fold {f} seed {seed}: {trainer.run_iteration} steps, done at "
+                  f"{time.perf_counter() - t0:.0f} s", flush=True)
+    return out
+
+
+def load(folder: Path) -> dict:
+    out = {}
+    for path in sorted(folder.glob("dsb_f*_s*.npz")):
+        f, s = path.stem.split("_")[1:]
+        out[int(f[1:]), int(s[1:])] = np.load(path)["probs"].astype(np.float32)
+    if not out:
+        raise SystemExit(f"no dsb_f*_s*.npz in {folder}")
+    return out
+
+
+def objects(probs: np.ndarray, seed_probability: float | None, min_size: int) -> np.ndarray:
+    """Objects of one image's probabilities (3, H, W); ``None``: seeds where interior is
+    the most likely foreground class."""
+    from skimage.measure import label as connected
+    from skimage.segmentation import watershed
+
+    from napari_unet.core.decision import decide, interior_seeds
+    from napari_unet.core.predict import drop_small
+
+    classes = decide(probs)
+    if seed_probability is None:
+        sure = classes == 1
+    else:
+        sure = interior_seeds(probs[1], classes, seed_probability)
+    seeds = drop_small(connected(sure), max(1, min_size // 2))
+    out = watershed(probs[2] - probs[1], markers=seeds, mask=classes > 0)
+    return drop_small(out, min_size)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=150)
+    ap.add_argument("--seeds", type=int, default=2, help="seeds 0..N-1")
+    ap.add_argument("--grid", type=float, nargs="+", default=[0.5, 0.7, 0.8, 0.85, 0.9, 0.95])
+    ap.add_argument("--min-size", type=int, default=None, help="default: the CLI's")
+    ap.add_argument("--save", type=Path, default=None, help="keep the probabilities here")
+    ap.add_argument("--load", type=Path, default=None, help="saved probabilities: no training")
+    args = ap.parse_args()
+    from napari_unet.core.metrics import instance_scores
+    from napari_unet.core.speed import cpu_name
+
+    min_size = args.min_size or cli_args("predict", "--model", "m", "--image", "i",
+                                         "--out", "o").min_size
+    images, labels = dsb()
+    tests = folds(len(images), DSB_FOLDS)
+    if args.load is not None:
+        probs = load(args.load)
+    else:
+        print(f"{cpu_name()}, {args.seconds:g} s per model")
+        probs = train_and_predict(images, labels, args.seconds, args.seeds, args.save)
+    keys = sorted(probs)
+    rules = [None, *args.grid]
+    f1 = {rule: {k: instance_scores(np.stack([objects(p, rule, min_size) for p in probs[k]]),
+                                    labels[tests[k[0]]])["f1"] for k in keys}
+          for rule in rules}
+    name = {rule: "argmax" if rule is None else f"p(interior) >= {rule:g}" for rule in rules}
+    choose = [k for k in keys if k[0] in CHOOSE]
+    check = [k for k in keys if k[0] in CHECK]
+    print(f"\nF1@0.5, mean ± sd over folds x seeds ({len(keys)} models)")
+    print(f"{'seeds':22} {'folds 0-1':>15} {'folds 2-3':>15}   paired diff. to argmax on 2-3")
+    for rule in rules:
+        diff = [f1[rule][k] - f1[None][k] for k in check]
+        print(f"{name[rule]:22} {mean_sd([f1[rule][k] for k in choose]):>15} "
+              f"{mean_sd([f1[rule][k] for k in check]):>15}   {mean_sd(diff)}")
+    best = max(args.grid, key=lambda r: np.mean([f1[r][k] for k in choose]))
+    diff = [f1[best][k] - f1[None][k] for k in check]
+    print(f"\nchosen on folds 0-1: {name[best]}; on folds 2-3 F1@0.5 {mean_sd(diff)} "
+          "against argmax")
+
+
+if __name__ == "__main__":
+    main()
