@@ -21,6 +21,7 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QObject, Signal
 
+from napari_unet.core.decision import SEED_PROBABILITY
 from napari_unet.core.errors import NapariUnetError
 
 from ._lifetime import CloseWatcher
@@ -69,7 +70,13 @@ class PredictPanel(Container):
         self.scope = RadioButtons(choices=[("Slice in view", "slice"), ("Whole stack", "stack")],
                                   value="slice", label="Predict", orientation="horizontal")
         self.probabilities = CheckBox(value=False, text="Probability layer")
-        self.instances = CheckBox(value=False, text="Split into objects (instances)")
+        self.instances = CheckBox(
+            value=False, text="Split into objects (instances)",
+            tooltip="One label per object. A model trained on instance masks grows its objects "
+                    "from the pixels it is sure are interior (p(interior) at least "
+                    f"{SEED_PROBABILITY:g}), so touching objects come apart and a faint blob "
+                    "without such a pixel is no object; other models give each connected "
+                    "region of a class.")
         self.min_size = SpinBox(value=10, min=1, max=10**6, label="Smallest object (px)")
         self.threshold = FloatSpinBox(
             value=self.session.foreground_threshold, min=0.05, max=0.95, step=0.05,

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from napari_unet import __version__
-from napari_unet.core.decision import FOREGROUND_THRESHOLD
+from napari_unet.core.decision import FOREGROUND_THRESHOLD, SEED_PROBABILITY
 
 from .common import EXIT_USAGE
 
@@ -192,7 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="OME-Zarr output: chunk side in pixels, one slice deep (default "
                         "%(default)s)")
     p.add_argument("--instances", action="store_true",
-                   help="write one label per object instead of one per class")
+                   help="write one label per object instead of one per class (models "
+                        "trained on instance masks: objects grow from the pixels with "
+                        f"p(interior) >= {SEED_PROBABILITY:g}, a blob without one is no object)")
     p.add_argument("--redo", action="store_true",
                    help="with several images: also predict the images whose outputs are "
                         "newer than the image and the model (skipped without it, whatever the "
