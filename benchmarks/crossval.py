@@ -250,9 +250,10 @@ def run_dense(args) -> None:
                     results.add(name, method, nuclei_scores(fg, inst, sets[target][1]), its,
                                 rate)
             print(f"  {source} seed {seed} done at {time.perf_counter() - t0:.0f} s", flush=True)
-    print()
-    print(results.table(f"nuclei, {args.seconds:g} s of training each, mean ± sd over folds x "
-                        "seeds", ["fg IoU", "F1@0.5", "fg ratio"]))
+    if set(args.groups) - {"isbi"}:
+        print()
+        print(results.table(f"nuclei, {args.seconds:g} s of training each, mean ± sd over "
+                            "folds x seeds", ["fg IoU", "F1@0.5", "fg ratio"]))
     if "isbi" in args.groups:
         print()
         print(results.table(f"ISBI membranes, {args.isbi_seconds:g} s each",
