@@ -82,13 +82,11 @@ def cli_args(*argv: str):
     return build_parser().parse_args(list(argv))
 
 
-def train_project(images: np.ndarray, labels: np.ndarray, kind: str, seconds: float | None,
-                  seed: int, options: tuple[str, ...] = ()):
-    """napari-unet as ``napari-unet train --labels-kind KIND --seconds S --seed N [OPTIONS]``
-    would train it (``seconds`` None: the budget is in ``options``); returns
-    ``predict(stack, predict_options=()) -> (labels, instances)``, the iterations and the
-    pixels per second."""
-    from napari_unet.cli import make_predictor, make_trainer
+def fit(images: np.ndarray, labels: np.ndarray, kind: str, seconds: float | None, seed: int,
+        options: tuple[str, ...] = ()):
+    """The trainer of ``napari-unet train --labels-kind KIND --seconds S --seed N
+    [OPTIONS]`` after its run (``seconds`` None: the budget is in ``options``)."""
+    from napari_unet.cli import make_trainer
 
     budget = [] if seconds is None else ["--seconds", str(seconds)]
     args = cli_args("train", "--image", "in-memory.tif", "--labels", "in-memory.tif",
@@ -97,12 +95,29 @@ def train_project(images: np.ndarray, labels: np.ndarray, kind: str, seconds: fl
     trainer = make_trainer(args, [images], [labels])
     for _ in trainer.fit():
         pass
+    return trainer
+
+
+def predictor_of(trainer, predict_options: tuple[str, ...] = ()):
+    """The predictor ``napari-unet predict [OPTIONS]`` makes of the trained model, and the
+    parsed options."""
+    from napari_unet.cli import make_predictor
+
+    popts = cli_args("predict", "--model", "unused.pt", "--image", "in-memory.tif",
+                     "--out", "unused.tif", *predict_options)
+    return make_predictor(trainer.bundle(), popts), popts
+
+
+def train_project(images: np.ndarray, labels: np.ndarray, kind: str, seconds: float | None,
+                  seed: int, options: tuple[str, ...] = ()):
+    """napari-unet as :func:`fit` trains it; returns ``predict(stack, predict_options=())
+    -> (labels, instances)``, the iterations and the pixels per second."""
+    trainer = fit(images, labels, kind, seconds, seed, options)
+
     def predict(stack: np.ndarray, predict_options: tuple[str, ...] = ()):
         """Labels and instances of ``stack`` as ``napari-unet predict [OPTIONS]`` gives."""
-        popts = cli_args("predict", "--model", "unused.pt", "--image", "in-memory.tif",
-                         "--out", "unused.tif", *predict_options)
-        out = make_predictor(trainer.bundle(), popts).predict(
-            stack, instances=True, min_size=popts.min_size)
+        predictor, popts = predictor_of(trainer, predict_options)
+        out = predictor.predict(stack, instances=True, min_size=popts.min_size)
         return out.labels, out.instances
 
     history = trainer.bundle().history[-1]

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from crossval import DSB_FOLDS, VARIED, cli_args, dsb, folds, mean_sd, varied
+from crossval import DSB_FOLDS, VARIED, cli_args, dsb, fit, folds, mean_sd, predictor_of, varied
 
 CHOOSE, CHECK = (0, 1), (2, 3)
 
@@ -39,19 +39,11 @@ def trained(images, labels, seconds: float, seed: int):
     its steps."""
     import torch
 
-    from napari_unet.cli import make_predictor, make_trainer
     from napari_unet.core.device import cpu_threads
 
     torch.set_num_threads(cpu_threads(False))
-    args = cli_args("train", "--image", "in-memory.tif", "--labels", "in-memory.tif",
-                    "--labels-kind", "instance", "--out", "unused.pt",
-                    "--seconds", str(seconds), "--seed", str(seed))
-    trainer = make_trainer(args, [images], [labels])
-    for _ in trainer.fit():
-        pass
-    popts = cli_args("predict", "--model", "unused.pt", "--image", "in-memory.tif",
-                     "--out", "unused.tif")
-    return make_predictor(trainer.bundle(), popts), trainer.run_iteration
+    trainer = fit(images, labels, "instance", seconds, seed)
+    return predictor_of(trainer)[0], trainer.run_iteration
 
 
 def train_and_predict(images, labels, seconds: float, n_seeds: int, save: Path | None):
