@@ -328,8 +328,9 @@ class Predictor:
         For a model trained on instance masks (background / interior / boundary) the
         pixels sure to be interior (:func:`.decision.interior_seeds`) seed a watershed
         over the foreground on p(boundary) - p(interior), so touching objects come apart;
-        a foreground blob without a sure interior pixel is no object. Otherwise each foreground class is split into its
-        connected components. Objects smaller than ``min_size`` pixels are dropped.
+        a foreground blob without a sure interior pixel is no object. Otherwise each
+        foreground class is split into its connected components. Objects smaller than
+        ``min_size`` pixels are dropped.
         """
         from skimage.measure import label as connected
         from skimage.segmentation import relabel_sequential, watershed
