@@ -3,10 +3,16 @@
     python benchmarks/screen.py --change "--start-model nuclei" [--iterations 300]
                                 [--seconds S] [--folds 0 1 2 3] [--seed 0 | --seeds N]
                                 [--predict-change=--tta ...]
+                                [--group dsb | isbi | fluo-to-varied]
 
-Both arms train as ``napari-unet train --labels-kind instance`` on 30 of the 40 DSB 2018
-fluorescence images (the 4 contiguous folds of ``crossval.py``) and are scored on the 10
-others; the change is the only difference. Each ``--predict-change`` scores the model of
+Both arms train as ``napari-unet train`` does with the labels of the group and are
+scored on images they did not see, the change being the only difference. ``--group``
+(the settings of ``crossval.py``): ``dsb`` (the default) trains on 30 of the 40 DSB 2018
+fluorescence images (``--labels-kind instance``, the 4 contiguous folds) and scores the
+10 others; ``isbi`` trains on 20 of the 25 ISBI slices (``semantic``, 5 folds) and scores
+the 5 others by pixel and Rand error; ``fluo-to-varied`` trains on the 40 DSB images and
+scores the dense and the dim fluorescence images of ``dsb2018/varied/`` (``--folds`` is
+ignored). Each ``--predict-change`` scores the model of
 each arm again with other ``predict`` options (no second training). With
 ``--iterations`` (the default) both arms make the same number of steps, which is a fair
 comparison on a machine shared with other work when the change does not alter the cost
@@ -24,22 +30,55 @@ import time
 from collections import defaultdict
 
 import numpy as np
-from crossval import dsb, folds, nuclei_scores, train_project
+from crossval import (
+    DSB_FOLDS,
+    ISBI_FOLDS,
+    VARIED,
+    dsb,
+    folds,
+    isbi,
+    membrane_scores,
+    nuclei_scores,
+    train_project,
+    varied,
+)
 
 from napari_unet.core.speed import cpu_name
 
-METRICS = ("fg IoU", "F1@0.5", "fg ratio")
+NUCLEI = ("fg IoU", "F1@0.5", "fg ratio")
+MEMBRANES = ("pixel error", "Rand error", "fg ratio")
 
 
-def run_arm(images, labels, test_images, budget: list[str], seed: int, change: list[str],
-            predict_changes: dict[str, list[str]]):
-    """Train one arm; its predictions of ``test_images`` with the default predict
-    options (key ``""``) and with each of ``predict_changes``."""
-    predict, iterations, _ = train_project(images, labels, "instance", None, seed,
+def cells(group: str, fold_numbers: list[int]):
+    """(fold, training images, training labels, {test name: (images, labels)}) of a
+    group, the kind of its labels and its metrics."""
+    if group == "isbi":
+        images, labels = isbi()
+        splits = folds(len(images), ISBI_FOLDS)
+        out = [(f, np.delete(images, splits[f], 0), np.delete(labels, splits[f], 0),
+                {"": (images[splits[f]], labels[splits[f]])}) for f in fold_numbers]
+        return out, "semantic", MEMBRANES
+    images, labels = dsb()
+    if group == "fluo-to-varied":
+        tests = {name: varied(size) for size, name in VARIED.items() if name != "bright-field"}
+        return [(0, images, labels, tests)], "instance", NUCLEI
+    splits = folds(len(images), DSB_FOLDS)
+    return [(f, np.delete(images, splits[f], 0), np.delete(labels, splits[f], 0),
+             {"": (images[splits[f]], labels[splits[f]])}) for f in fold_numbers], \
+        "instance", NUCLEI
+
+
+def run_arm(images, labels, kind: str, tests: dict, budget: list[str], seed: int,
+            change: list[str], predict_changes: dict[str, list[str]]):
+    """Train one arm; its predictions of each test set with the default predict options
+    (key ``(test, "")``) and with each of ``predict_changes``."""
+    predict, iterations, _ = train_project(images, labels, kind, None, seed,
                                            (*budget, *change))
-    out = {"": predict(test_images)}
-    for name, options in predict_changes.items():
-        out[name] = predict(test_images, tuple(options))
+    out = {}
+    for test, (test_images, _) in tests.items():
+        out[test, ""] = predict(test_images)
+        for name, options in predict_changes.items():
+            out[test, name] = predict(test_images, tuple(options))
     return out, iterations
 
 
@@ -57,6 +96,7 @@ def main() -> None:
     ap.add_argument("--folds", type=int, nargs="+", default=[0, 1, 2, 3])
     ap.add_argument("--seed", type=int, default=0, help="the seed (with --seeds 1)")
     ap.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 instead of --seed")
+    ap.add_argument("--group", choices=("dsb", "isbi", "fluo-to-varied"), default="dsb")
     args = ap.parse_args()
     budget = (["--seconds", str(args.seconds)] if args.seconds
               else ["--iterations", str(args.iterations)])
@@ -64,41 +104,45 @@ def main() -> None:
     train_arms = {"default": [], "change": change} if change else {"default": []}
     predict_changes = {"".join(c.split()).lstrip("-"): c.split() for c in args.predict_change}
     seeds = range(args.seeds) if args.seeds else [args.seed]
-    images, labels = dsb()
-    print(f"{cpu_name()}, change: {args.change!r}, predict change: {args.predict_change!r}, "
-          f"budget: {' '.join(budget)}, seeds {list(seeds)}", flush=True)
+    if args.group == "isbi" and args.folds == [0, 1, 2, 3]:
+        args.folds = list(range(ISBI_FOLDS))
+    work, kind, metrics = cells(args.group, args.folds)
+    print(f"{cpu_name()}, group {args.group}, change: {args.change!r}, predict change: "
+          f"{args.predict_change!r}, budget: {' '.join(budget)}, seeds {list(seeds)}",
+          flush=True)
     # rows: each trained arm, and each with the predict change ("default+predict", ...)
     scores: dict[str, list[dict]] = defaultdict(list)
     t0 = time.perf_counter()
     for seed in seeds:
-        for n, f in enumerate(args.folds):
-            test = folds(len(images), 4)[f]
-            train = np.setdiff1d(np.arange(len(images)), test)
+        for n, (f, images, labels, tests) in enumerate(work):
             order = list(train_arms) if (n + seed) % 2 == 0 else list(train_arms)[::-1]
             for arm in order:
-                found, its = run_arm(images[train], labels[train], images[test], budget, seed,
+                found, its = run_arm(images, labels, kind, tests, budget, seed,
                                      train_arms[arm], predict_changes)
-                for name, (fg, inst) in found.items():
-                    row = arm + (f"+{name}" if name else "")
-                    s = nuclei_scores(fg, inst, labels[test])
+                for (test, name), (fg, inst) in found.items():
+                    row = " ".join(filter(None, (test, arm + (f"+{name}" if name else ""))))
+                    truth = tests[test][1]
+                    s = (membrane_scores(fg, truth) if kind == "semantic"
+                         else nuclei_scores(fg, inst, truth))
                     scores[row].append(s)
                     print(f"  seed {seed} fold {f} {row:24s} {its:5d} steps  "
-                          + "  ".join(f"{k} {s[k]:.3f}" for k in METRICS)
+                          + "  ".join(f"{k} {s[k]:.3f}" for k in metrics)
                           + f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
-    print(f"\nmean ± sd over {len(seeds)} seed(s) x {len(args.folds)} folds")
-    print(f"{'':32s}" + "".join(f"{k:>18s}" for k in METRICS))
+    print(f"\nmean ± sd over {len(seeds)} seed(s) x {len(work)} fold(s)")
+    print(f"{'':32s}" + "".join(f"{k:>18s}" for k in metrics))
     for row, values in scores.items():
         print(f"{row:32s}" + "".join(
             f"{np.mean([r[k] for r in values]):>10.3f} ± {np.std([r[k] for r in values]):.3f}"
-            for k in METRICS))
+            for k in metrics))
     print("paired differences (same seed and fold):")
     for row, values in scores.items():
-        if row == "default":
+        test, _, arm = row.rpartition(" ")
+        if arm == "default":
             continue
-        base = row.split("+")[0] if "+" in row else "default"
-        diffs = {k: [c[k] - d[k] for c, d in zip(values, scores[base])] for k in METRICS}
+        base = " ".join(filter(None, (test, arm.split("+")[0] if "+" in arm else "default")))
+        diffs = {k: [c[k] - d[k] for c, d in zip(values, scores[base])] for k in metrics}
         print(f"{row + ' - ' + base:32s}" + "".join(
-            f"{np.mean(diffs[k]):>+10.3f} ± {np.std(diffs[k]):.3f}" for k in METRICS))
+            f"{np.mean(diffs[k]):>+10.3f} ± {np.std(diffs[k]):.3f}" for k in metrics))
 
 
 if __name__ == "__main__":

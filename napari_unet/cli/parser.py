@@ -25,6 +25,13 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _zoom(text: str) -> float:
+    value = float(text)
+    if not 1 <= value <= 8:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 8, not {text}")
+    return value
+
+
 def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -161,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--elastic-sigma", type=_non_negative_float, default=None,
                    help="strength of the elastic deformation in pixels (0 turns it off; "
                         "default 6 on a CPU, 8 on a GPU)")
+    t.add_argument("--zoom", type=_zoom, default=None,
+                   help="scale augmentation: each patch is shown at a scale between 1/Z and "
+                        "Z, so the model learns objects of other sizes than those annotated "
+                        "(1 turns it off)")
     t.add_argument("--checkpointing", action="store_true",
                    help="recompute activations in backward to save memory")
     t.add_argument("--border-weights", action="store_true",

@@ -3,13 +3,16 @@
 One ``grid_sample`` call per batch applies, per sample, a random element of the
 dihedral group (flips and 90-degree rotations) and the elastic deformation of the
 U-Net paper: random displacements on a coarse grid, smoothly (bicubically) interpolated
-to a dense field. The same sampling grid moves image and labels; the image is sampled
+to a dense field, and with ``zoom`` a random scale per sample (patches are then cut
+larger than the model sees them, so that zooming out finds real context, not a
+reflection). The same sampling grid moves image and labels; the image is sampled
 bilinearly and the labels by nearest neighbour, so label values stay exactly the set
 they were. Intensity jitter (gain, offset, gamma, noise) touches the image only.
 """
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import torch
@@ -70,11 +73,38 @@ def random_field(
     return torch.matmul(torch.matmul(wy, coarse), wx.T).permute(0, 2, 3, 1)
 
 
+def cut_size(patch: int, config: AugmentConfig) -> int:
+    """The side of the patches to cut so that every zoom of ``config`` (out to
+    ``config.zoom`` x ``patch``) lies inside them."""
+    return patch if config.zoom <= 1 else int(math.ceil(patch * config.zoom))
+
+
 def sampling_grid(
     batch: int, height: int, width: int, config: AugmentConfig, generator: torch.Generator,
-    device: torch.device | str = "cpu",
+    device: torch.device | str = "cpu", source: tuple[int, int] | None = None,
 ) -> torch.Tensor:
-    """The normalised (x, y) grid for ``grid_sample``: dihedral transform + elastic field."""
+    """The normalised (x, y) grid for ``grid_sample`` of an output of ``height`` x
+    ``width`` from a centred input of ``source`` (height, width; by default the same):
+    dihedral transform + elastic field + per-sample scale drawn log-uniformly between
+    ``1 / config.zoom`` and ``config.zoom`` (above 1 the output shows more of the input,
+    objects smaller)."""
+    grid = _dihedral_elastic(batch, height, width, config, generator, device)
+    src_h, src_w = source or (height, width)
+    fx = (width - 1) / max(src_w - 1, 1)
+    fy = (height - 1) / max(src_h - 1, 1)
+    if config.zoom > 1:
+        log_z = math.log(config.zoom)
+        s = torch.exp((torch.rand((batch, 1, 1, 1), generator=generator, device=device)
+                       * 2 - 1) * log_z)
+        grid = grid * s
+    if (fx, fy) != (1.0, 1.0):  # a new tensor above: scaled in place, by Python numbers
+        grid[..., 0] *= fx
+        grid[..., 1] *= fy
+    return grid
+
+
+def _dihedral_elastic(batch: int, height: int, width: int, config: AugmentConfig,
+                      generator: torch.Generator, device: torch.device | str) -> torch.Tensor:
     bases = _base_grids(height, width, str(device))
     if config.flips:
         # Transposing a non-square patch would change its shape: flips only there.
@@ -119,12 +149,17 @@ class Augmenter:
         self.generator.manual_seed(int(seed))
 
     def __call__(
-        self, images: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None
+        self, images: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None,
+        size: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Augmented copies of a batch; ``size``: the side of the output, from the centre
+        of larger inputs (cut by :func:`cut_size`)."""
         b, c, h, w = images.shape
         cfg = self.config
-        if cfg.flips or cfg.elastic_sigma > 0:
-            grid = sampling_grid(b, h, w, cfg, self.generator, self.device)
+        out_h, out_w = (h, w) if size is None else (min(size, h), min(size, w))
+        if cfg.flips or cfg.elastic_sigma > 0 or cfg.zoom > 1 or (out_h, out_w) != (h, w):
+            grid = sampling_grid(b, out_h, out_w, cfg, self.generator, self.device,
+                                 source=(h, w))
             images, labels, weights = apply_grid(images, labels, grid, weights)
         if cfg.intensity > 0:
             images = self._intensity(images)

@@ -65,7 +65,9 @@ class AugmentConfig:
     costs a copy of the grid on the CPU); the elastic field is always drawn per sample.
     ``elastic_sigma`` is the standard deviation of the coarse displacements in pixels
     (the U-Net paper: 10 pixels on a 3x3 grid); ``elastic_grid`` the spacing of the
-    coarse grid in pixels.
+    coarse grid in pixels. ``zoom`` z: each sample is shown at a scale drawn
+    log-uniformly between 1/z and z (1 turns it off), so that a model learns objects of
+    other sizes than those annotated.
     """
 
     elastic_sigma: float = 6.0
@@ -74,6 +76,12 @@ class AugmentConfig:
     flips_per_sample: bool = False
     intensity: float = 0.2
     noise: float = 0.03
+    zoom: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.zoom <= 8:
+            raise InputError(f"the zoom of the scale augmentation must be between 1 and 8, "
+                             f"not {self.zoom}")
 
 
 @dataclass(frozen=True)
@@ -173,6 +181,7 @@ class TrainOptions:
     patch_size: int | None = None
     learning_rate: float | None = None
     elastic_sigma: float | None = None
+    zoom: float | None = None  # the scale augmentation's largest zoom (1: none)
     edge_weight: float | None = None  # None: 1 for painted strokes, 0 for dense labels
     border_weights: bool = False  # the U-Net paper's weights between close objects
     # A new model: "nuclei" starts from the shipped model, "none" from random weights;
@@ -246,8 +255,8 @@ class TrainOptions:
             ("batch_size", self.batch_size), ("patch_size", self.patch_size),
             ("learning_rate", self.learning_rate), ("edge_weight", self.edge_weight),
         ) if value is not None}
-        augment = d.augment if self.elastic_sigma is None else replace(
-            d.augment, elastic_sigma=self.elastic_sigma)
+        augment = replace(d.augment, **{name: value for name, value in (
+            ("elastic_sigma", self.elastic_sigma), ("zoom", self.zoom)) if value is not None})
         return replace(d, iterations=self.iterations, seconds=self.seconds, device=self.device,
                        seed=self.seed, leave_core_free=self.leave_core_free,
                        checkpointing=self.checkpointing, augment=augment, **chosen)

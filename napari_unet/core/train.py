@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .augment import Augmenter
+from .augment import Augmenter, cut_size
 from .batches import batch_source
 from .checkpoint import ModelBundle
 from .config import TrainConfig
@@ -97,7 +97,9 @@ class Trainer:
         balance = self.config.class_balance
         if balance is None:
             balance = 1.0 if data.annotated_fraction < 0.5 else 0.0
-        self.sampler = PatchSampler(data.train, bundle.n_classes, self.config.patch_size,
+        # Patches are cut larger than the model sees them when the augmentation zooms out.
+        self.sampler = PatchSampler(data.train, bundle.n_classes,
+                                    cut_size(self.config.patch_size, self.config.augment),
                                     seed=self.config.seed + bundle.iterations, balance=balance)
         self.augmenter = Augmenter(self.config.augment, seed=self.config.seed + bundle.iterations,
                                    device=self.device)
@@ -159,7 +161,7 @@ class Trainer:
         xt = torch.as_tensor(x).to(dev, non_blocking=nb)
         yt = torch.as_tensor(y).to(dev, non_blocking=nb)
         wt = None if w is None else torch.as_tensor(w).to(dev, non_blocking=nb)
-        xt, yt, wt = self.augmenter(xt, yt, wt)
+        xt, yt, wt = self.augmenter(xt, yt, wt, self.config.patch_size)
         if self.channels_last:
             xt = xt.contiguous(memory_format=torch.channels_last)
         for group in self.optimizer.param_groups:
@@ -269,6 +271,7 @@ class Trainer:
             "device": self.device.type,
             "batch_size": self.config.batch_size,
             "patch_size": self.config.patch_size,
+            "zoom": self.config.augment.zoom,
             "annotated_pixels": [int(c) for c in self.data.counts],
             "pixel_weights": bool(self.sampler.has_weights),
             "edge_weight": self.config.edge_weight,

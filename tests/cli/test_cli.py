@@ -111,6 +111,8 @@ def test_several_pairs(pair, tmp_path):
         (lambda ip, lp, t: ["train", "--image", str(ip), "--labels", str(lp), "--out",
                             str(t / "m.pt"), "--edge-weight", "-1"], "0 or more"),
         (lambda ip, lp, t: ["train", "--image", str(ip), "--labels", str(lp), "--out",
+                            str(t / "m.pt"), "--zoom", "0.5"], "--zoom.*between 1 and 8"),
+        (lambda ip, lp, t: ["train", "--image", str(ip), "--labels", str(lp), "--out",
                             str(t / "m.pt"), "--device", "cuda"] if not _cuda() else
          ["predict"], "cuda|required"),
     ],

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from napari_unet.core.augment import AugmentConfig, Augmenter, random_field
+from napari_unet.core.augment import AugmentConfig, Augmenter, cut_size, random_field
+from napari_unet.core.errors import InputError
 
 
 def _batch(seed=0, b=4, size=64):
@@ -88,3 +89,43 @@ def test_non_square_batches(shape):
     out, lab, _ = Augmenter(seed=0)(images, labels)
     assert out.shape == images.shape and lab.shape == labels.shape
     assert np.isfinite(out.numpy()).all()
+
+
+def _square(size: int, side: int):
+    """A batch of 16 images of ``size`` with a centred bright square labelled 1."""
+    images = torch.zeros((16, 1, size, size))
+    labels = torch.zeros((16, size, size), dtype=torch.long)
+    a = (size - side) // 2
+    images[:, :, a:a + side, a:a + side] = 1.0
+    labels[:, a:a + side, a:a + side] = 1
+    return images, labels
+
+
+def test_larger_inputs_give_their_centre_at_the_asked_size():
+    images, labels = _batch(size=96)
+    aug = Augmenter(AugmentConfig(elastic_sigma=0, flips=False, intensity=0, noise=0))
+    out_img, out_lab, _ = aug(images, labels, size=64)
+    assert out_img.shape == (4, 1, 64, 64) and out_lab.shape == (4, 64, 64)
+    assert torch.allclose(out_img, images[:, :, 16:80, 16:80], atol=1e-5)
+    assert torch.equal(out_lab, labels[:, 16:80, 16:80])
+
+
+def test_zoom_shows_objects_at_other_sizes_within_its_range():
+    config = AugmentConfig(elastic_sigma=0, flips=False, intensity=0, noise=0, zoom=2.0)
+    cut = cut_size(64, config)
+    assert cut == 128
+    images, labels = _square(cut, 20)
+    out_img, out_lab, _ = Augmenter(config, seed=4)(images, labels, size=64)
+    assert out_img.shape == (16, 1, 64, 64)
+    areas = (out_lab == 1).sum((1, 2)).float()
+    assert (areas >= 400 / 4 * 0.8).all() and (areas <= 400 * 4 * 1.2).all()
+    assert areas.min() < 300 and areas.max() > 550  # smaller and larger than cut out
+    inside = out_img[:, 0][out_lab == 1]
+    assert inside.mean() > 0.9  # image and labels zoomed together
+    assert set(out_lab.unique().tolist()) <= {0, 1}
+
+
+def test_zoom_below_one_is_refused():
+    for bad in (0.5, float("nan"), 100.0):
+        with pytest.raises(InputError, match="zoom"):
+            AugmentConfig(zoom=bad)

@@ -48,6 +48,15 @@ def test_options_over_defaults():
                                                                      elastic_sigma=0.0))
 
 
+def test_zoom_option_reaches_the_augmentation():
+    assert TrainOptions(zoom=3.0).train_config("cpu").augment.zoom == 3.0
+    default = defaults_for("annotation", "cpu").train.augment
+    assert TrainOptions(elastic_sigma=2.0).train_config("cpu").augment == dataclasses.replace(
+        default, elastic_sigma=2.0)
+    with pytest.raises(InputError, match="zoom"):
+        TrainOptions(zoom=0.9)
+
+
 def test_architecture_of_new_models():
     strokes = TrainOptions()
     assert strokes.starts_from_nuclei

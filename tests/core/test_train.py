@@ -123,6 +123,18 @@ def test_weights_count_in_the_loss(blob_data):
     list(trainer.fit())
 
 
+def test_zoomed_training_cuts_larger_patches_and_learns(blob_data):
+    image, labels, td = blob_training(blob_data)
+    config = dataclasses.replace(FAST, augment=dataclasses.replace(FAST.augment, zoom=1.5))
+    trainer = Trainer(ModelBundle.new(TINY), td, config)
+    assert trainer.sampler.patch_size == int(np.ceil(config.patch_size * 1.5))
+    records = list(trainer.fit())
+    assert np.mean([r.loss for r in records[-5:]]) < np.mean([r.loss for r in records[:5]])
+    pred = Predictor(trainer.bundle()).predict(image)
+    fg, gt = pred.labels > 0, labels > 0
+    assert (fg & gt).sum() / (fg | gt).sum() > 0.5
+
+
 def test_bad_training_settings_are_refused():
     with pytest.raises(InputError):
         TrainConfig(patch_size=30)
