@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--elastic-sigma", type=_non_negative_float, default=None,
                    help="strength of the elastic deformation in pixels (0 turns it off; "
                         "default 6 on a CPU, 8 on a GPU)")
-    t.add_argument("--zoom", type=_zoom, default=None,
+    t.add_argument("--zoom", type=_zoom, default=None, metavar="Z",
                    help="scale augmentation: each patch is shown at a scale between 1/Z and "
                         "Z, so the model learns objects of other sizes than those annotated "
                         "(1 turns it off)")
