@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from napari_unet import __version__
+from napari_unet.core.config import MAX_ZOOM
 from napari_unet.core.decision import FOREGROUND_THRESHOLD, SEED_PROBABILITY
 
 from .common import EXIT_USAGE
@@ -27,8 +28,8 @@ def _non_negative_float(text: str) -> float:
 
 def _zoom(text: str) -> float:
     value = float(text)
-    if not 1 <= value <= 8:
-        raise argparse.ArgumentTypeError(f"must be between 1 and 8, not {text}")
+    if not 1 <= value <= MAX_ZOOM:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_ZOOM:g}, not {text}")
     return value
 
 

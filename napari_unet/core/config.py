@@ -22,6 +22,8 @@ LABELS_KINDS: tuple[str, ...] = ("annotation", "semantic", "instance")
 #: Devices the defaults distinguish: a GPU gets bigger batches and patches.
 DeviceKind = Literal["cpu", "cuda", "mps"]
 
+#: The largest zoom of the scale augmentation (``AugmentConfig.zoom``).
+MAX_ZOOM = 8.0
 #: Weight of the edge loss for painted strokes (see ``core.losses.edge_loss``).
 EDGE_WEIGHT = 1.0
 #: Weight of the anchor to the starting model for painted strokes (``TrainConfig``).
@@ -79,9 +81,9 @@ class AugmentConfig:
     zoom: float = 1.0
 
     def __post_init__(self) -> None:
-        if not 1 <= self.zoom <= 8:
-            raise InputError(f"the zoom of the scale augmentation must be between 1 and 8, "
-                             f"not {self.zoom}")
+        if not 1 <= self.zoom <= MAX_ZOOM:
+            raise InputError(f"the zoom of the scale augmentation must be between 1 and "
+                             f"{MAX_ZOOM:g}, not {self.zoom}")
 
 
 @dataclass(frozen=True)
