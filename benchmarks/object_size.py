@@ -18,7 +18,6 @@ import argparse
 
 import numpy as np
 from crossval import VARIED, dsb, fit, predictor_of, varied
-from seeds import objects
 
 from napari_unet.core.speed import cpu_name
 
@@ -27,7 +26,6 @@ def main() -> None:
     import torch
     from skimage.transform import rescale, resize
 
-    from napari_unet.core.decision import SEED_PROBABILITY, decide
     from napari_unet.core.device import cpu_threads
     from napari_unet.core.metrics import foreground_iou, instance_scores
 
@@ -55,10 +53,10 @@ def main() -> None:
                 probs = predictor.predict(small, probabilities=True).probabilities
                 if factor != 1:
                     probs = np.stack([resize(p, image.shape, order=1) for p in probs])
-                fg = decide(probs) > 0
-                rows.append((foreground_iou(fg, true > 0),
-                             instance_scores(objects(probs, SEED_PROBABILITY, popts.min_size),
-                                             true)["f1"],
+                classes = predictor.labels_2d(probs)
+                objects = predictor.instances_2d(probs, classes, popts.min_size)
+                fg = classes > 0
+                rows.append((foreground_iou(fg, true > 0), instance_scores(objects, true)["f1"],
                              fg.sum() / max((true > 0).sum(), 1)))
             iou, f1, ratio = np.mean(rows, 0)
             print(f"{name:12s} {factor:9.2f} {iou:8.3f} {f1:8.3f} {ratio:9.3f}", flush=True)

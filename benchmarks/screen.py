@@ -52,20 +52,16 @@ MEMBRANES = ("pixel error", "Rand error", "fg ratio")
 def cells(group: str, fold_numbers: list[int]):
     """(fold, training images, training labels, {test name: (images, labels)}) of a
     group, the kind of its labels and its metrics."""
-    if group == "isbi":
-        images, labels = isbi()
-        splits = folds(len(images), ISBI_FOLDS)
-        out = [(f, np.delete(images, splits[f], 0), np.delete(labels, splits[f], 0),
-                {"": (images[splits[f]], labels[splits[f]])}) for f in fold_numbers]
-        return out, "semantic", MEMBRANES
-    images, labels = dsb()
     if group == "fluo-to-varied":
+        images, labels = dsb()
         tests = {name: varied(size) for size, name in VARIED.items() if name != "bright-field"}
         return [(0, images, labels, tests)], "instance", NUCLEI
-    splits = folds(len(images), DSB_FOLDS)
+    (images, labels), k, kind, metrics = ((isbi(), ISBI_FOLDS, "semantic", MEMBRANES)
+                                          if group == "isbi"
+                                          else (dsb(), DSB_FOLDS, "instance", NUCLEI))
+    splits = folds(len(images), k)
     return [(f, np.delete(images, splits[f], 0), np.delete(labels, splits[f], 0),
-             {"": (images[splits[f]], labels[splits[f]])}) for f in fold_numbers], \
-        "instance", NUCLEI
+             {"": (images[splits[f]], labels[splits[f]])}) for f in fold_numbers], kind, metrics
 
 
 def run_arm(images, labels, kind: str, tests: dict, budget: list[str], seed: int,
