@@ -1,65 +1,112 @@
-"""Does object size explain the loss on other kinds of image? Predict them smaller.
+"""Does object size explain the loss on other kinds of image? Predict them resized.
 
-    python benchmarks/object_size.py [--seconds 150] [--seed 0] [--factors 1 0.5 0.33]
+    python benchmarks/object_size.py [--seconds 150] [--seeds 2] [--rescale off auto 0.5 0.33]
+    python benchmarks/object_size.py --folds-only
 
 napari-unet trains as ``napari-unet train --labels-kind instance`` (command-line
 defaults) on the 40 DSB 2018 fluorescence images, whose nuclei are small (median 104
-pixels), and predicts the dense (360x360, median nucleus 1,700 pixels) and dim (512x640,
-1,240 pixels) fluorescence images of ``dsb2018/varied/`` after shrinking each image by
-each factor (linear interpolation with anti-aliasing); the probabilities are resized back
-and decided and split into objects as ``napari-unet predict --instances`` does. If the
-scores rise as the images shrink, the model fails on those images because their objects
-are larger than the ones it was trained on.
+pixels), and each trained model predicts the dense (360x360, median nucleus 1,700 pixels)
+and dim (512x640, 1,240 pixels) fluorescence images of ``dsb2018/varied/`` as
+``napari-unet predict --instances --rescale R`` does, for each ``R``: ``off`` (full
+size), ``auto`` (shrunk when the objects look more than 1.5 times as large across as the
+training images', until they look that large: :mod:`napari_unet.core.scale`), or a factor
+applied to every image.
+Every setting predicts with the same model, so the differences to ``off`` are paired:
+the table gives mean +- sd over seeds of each score and of its difference to ``off``,
+and the factors ``auto`` chose. No image scored here was used to train or to choose
+the settings of :mod:`~napari_unet.core.scale`.
+
+It first lists, for the 4 DSB folds of ``crossval.py`` (train on 30, score 10), the test
+images that ``auto`` resizes for a model trained on the fold's other images (the size is
+read from the images alone, so no training is needed); ``--folds-only`` stops there.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections import defaultdict
 
 import numpy as np
-from crossval import VARIED, dsb, fit, predictor_of, varied
+from crossval import DSB_FOLDS, VARIED, dsb, fit, folds, predictor_of, varied
 
 from napari_unet.core.speed import cpu_name
 
 
+def _pm(values) -> str:
+    v = np.asarray(values, float)
+    return f"{v.mean():6.3f} ± {v.std(ddof=1) if len(v) > 1 else 0:.3f}"
+
+
+def fold_report(images: np.ndarray) -> None:
+    """Which test images of each DSB fold ``auto`` resizes, and by how much."""
+    from napari_unet.core.normalise import Normalisation
+    from napari_unet.core.scale import factor_for, object_size, training_size
+
+    norm = Normalisation()
+    planes = np.stack([norm.normalise(i, norm.stats(i)) for i in images])
+    for f, test in enumerate(folds(len(images), DSB_FOLDS)):
+        trained = training_size([planes[np.setdiff1d(np.arange(len(images)), test)]])
+        resized = {int(i): factor_for(object_size(planes[i]), trained) for i in test}
+        resized = {i: round(v, 2) for i, v in resized.items() if v != 1.0}
+        print(f"DSB fold {f}: training objects {trained:.1f} pixels across; test images "
+              f"auto resizes: {resized or 'none'}")
+
+
 def main() -> None:
     import torch
-    from skimage.transform import rescale, resize
 
     from napari_unet.core.device import cpu_threads
     from napari_unet.core.metrics import foreground_iou, instance_scores
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=150)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--factors", type=float, nargs="+", default=[1.0, 0.5, 0.33])
+    ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--rescale", nargs="+", default=["off", "auto", "0.5", "0.33"])
+    ap.add_argument("--folds-only", action="store_true",
+                    help="only list the DSB fold images auto resizes")
     args = ap.parse_args()
-    torch.set_num_threads(cpu_threads(False))
     images, labels = dsb()
-    trainer = fit(images, labels, "instance", args.seconds, args.seed)
-    predictor, popts = predictor_of(trainer)
-    print(f"{cpu_name()}: {trainer.run_iteration} steps in {args.seconds:g} s, seed {args.seed}")
-    print(f"{'images':12s} {'shrunk by':>9s} {'fg IoU':>8s} {'F1@0.5':>8s} {'fg ratio':>9s}")
-    for size, name in VARIED.items():
-        if name == "bright-field":  # inverted contrast: a fluorescence model fails at any size
-            continue
-        stack, truth = varied(size)
-        for factor in args.factors:
-            rows = []
-            for image, true in zip(stack, truth):
-                small = image if factor == 1 else rescale(
-                    image.astype(np.float32), factor, order=1, preserve_range=True,
-                    anti_aliasing=True)
-                probs = predictor.predict(small, probabilities=True).probabilities
-                if factor != 1:
-                    probs = np.stack([resize(p, image.shape, order=1) for p in probs])
-                classes = predictor.labels_2d(probs)
-                objects = predictor.instances_2d(probs, classes, popts.min_size)
-                fg = classes > 0
-                rows.append((foreground_iou(fg, true > 0), instance_scores(objects, true)["f1"],
-                             fg.sum() / max((true > 0).sum(), 1)))
-            iou, f1, ratio = np.mean(rows, 0)
-            print(f"{name:12s} {factor:9.2f} {iou:8.3f} {f1:8.3f} {ratio:9.3f}", flush=True)
+    fold_report(images)
+    if args.folds_only:
+        return
+    if "off" not in args.rescale:
+        args.rescale.insert(0, "off")
+    torch.set_num_threads(cpu_threads(False))
+    groups = {name: varied(size) for size, name in VARIED.items() if name != "bright-field"}
+    scores = defaultdict(list)  # (group, rescale) -> [(iou, f1, ratio)] per seed
+    chosen = defaultdict(list)  # group -> factors auto chose
+    for seed in range(args.seeds):
+        trainer = fit(images, labels, "instance", args.seconds, seed)
+        print(f"{cpu_name()}: seed {seed}, {trainer.run_iteration} steps in "
+              f"{args.seconds:g} s, training objects {trainer.object_size:.1f} pixels across "
+              "(scale estimate)", flush=True)
+        for rescale in args.rescale:
+            predictor, popts = predictor_of(trainer, ("--rescale", rescale))
+            for name, (stack, truth) in groups.items():
+                rows = []
+                for image, true in zip(stack, truth):
+                    result = predictor.predict(image, instances=True, min_size=popts.min_size)
+                    fg = result.labels > 0
+                    rows.append((foreground_iou(fg, true > 0),
+                                 instance_scores(result.instances, true)["f1"],
+                                 fg.sum() / max((true > 0).sum(), 1)))
+                    if rescale == "auto" and seed == 0:
+                        chosen[name].append(result.factors[0])
+                scores[name, rescale].append(np.mean(rows, 0))
+    print(f"\n{args.seconds:g} s of training, {args.seeds} seeds: mean ± sd over seeds; "
+          "Δ = paired difference to off (same model)")
+    print(f"{'images':11s} {'rescale':>7s} {'fg IoU':>14s} {'Δ IoU':>15s} {'F1@0.5':>14s} "
+          f"{'Δ F1':>15s} {'fg ratio':>14s}")
+    for name in groups:
+        base = np.asarray(scores[name, "off"])
+        for rescale in args.rescale:
+            s = np.asarray(scores[name, rescale])
+            print(f"{name:11s} {rescale:>7s} {_pm(s[:, 0])} {_pm(s[:, 0] - base[:, 0]):>15s} "
+                  f"{_pm(s[:, 1])} {_pm(s[:, 1] - base[:, 1]):>15s} {_pm(s[:, 2])}")
+        if chosen[name]:
+            f = np.asarray(chosen[name])
+            print(f"{'':11s} auto chose factors {f.min():.2f} to {f.max():.2f} "
+                  f"(median {np.median(f):.2f})")
 
 
 if __name__ == "__main__":

@@ -146,6 +146,7 @@ class PredictRequest:
     min_size: int = 10
     device: str = "auto"
     foreground_threshold: float = FOREGROUND_THRESHOLD  # foreground: 1 - p(background) >= it
+    rescale: str | float = "auto"  # how each slice is sized for the model (core.scale)
     # The labels' shape: a 2D image or one slice of several channels, given as (1, C, Y,
     # X), gives labels (1, Y, X) that this makes (Y, X) again; None: as they come.
     shape: tuple[int, ...] | None = None
@@ -157,7 +158,8 @@ def predict_job(request: PredictRequest, progress: Callable[[int, int], None] | 
     from napari_unet.core.predict import Predictor
 
     predictor = Predictor(request.bundle, device=request.device,
-                          foreground_threshold=request.foreground_threshold)
+                          foreground_threshold=request.foreground_threshold,
+                          rescale=request.rescale)
     result = predictor.predict(
         request.image, slices=request.slices, probabilities=request.probabilities,
         instances=request.instances, min_size=request.min_size, progress=progress,
@@ -186,7 +188,8 @@ def predict_slices_job(request: PredictRequest, slices: list[int], done: threadi
         from napari_unet.core.predict import Predictor
 
         predictor = Predictor(request.bundle, device=request.device,
-                              foreground_threshold=request.foreground_threshold)
+                              foreground_threshold=request.foreground_threshold,
+                              rescale=request.rescale)
         image = request.image
         planar = len(image.shape) == 2
         for z in slices:

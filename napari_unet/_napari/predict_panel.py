@@ -9,6 +9,7 @@ import napari
 import numpy as np
 from magicgui.widgets import (
     CheckBox,
+    ComboBox,
     Container,
     FloatSpinBox,
     Label,
@@ -23,6 +24,7 @@ from qtpy.QtCore import QObject, Signal
 
 from napari_unet.core.decision import SEED_PROBABILITY
 from napari_unet.core.errors import NapariUnetError
+from napari_unet.core.scale import TOLERANCE, factor_range
 
 from ._lifetime import CloseWatcher
 from .channel_choice import image_input, is_lazy_input, mismatch
@@ -52,6 +54,20 @@ from .layers import (
 )
 from .state import Session, session_for
 from .training import controller_for, error_message
+
+#: The choices of *Image size*: (text, the predictor's ``rescale``).
+RESCALE_CHOICES = [("Auto", "auto"), ("Full size", "off"), ("Half", 0.5), ("Third", 1 / 3),
+                   ("Quarter", 0.25)]
+
+
+def resized_text(resized: dict[int, float], rescale) -> str:
+    """What the status line adds when slices were predicted resized ('' if none)."""
+    if not resized:
+        return ""
+    by = factor_range(resized.values())
+    which = "it" if len(resized) == 1 else f"{len(resized)} slices"
+    why = " (its objects look larger than the model's)" if rescale == "auto" else ""
+    return f" Predicted {which} at {by} of its size{why}."
 
 
 class _Relay(QObject):
@@ -86,14 +102,22 @@ class PredictPanel(Container):
                     "likely foreground class. 0.5: foreground when at least as likely as "
                     "background. Raise it when objects come out too large, lower it when they "
                     "come out too small. The live preview during training uses it too.")
+        self.rescale = ComboBox(
+            choices=RESCALE_CHOICES, value=self.session.rescale, label="Image size",
+            tooltip="A model finds objects of about the size it was trained on. Auto shrinks "
+                    f"a slice whose objects look more than {TOLERANCE:g} times as large "
+                    "across as those of the training images until they look that large, and "
+                    "gives the labels at the slice's size; Full size never resizes; the "
+                    "others shrink every slice by that much. The live preview during "
+                    "training uses it too.")
         self.run = PushButton(text="Predict")
         self.save = PushButton(text="Save labels…")
         self.progress = ProgressBar(value=0, min=0, max=1)
         self.status = Label(value="")
         self.folder = FolderPrediction(self.session, self._folder_settings,
                                        self._folder_options, self._folder_model)
-        self.extend([form(self.scope, self.threshold, self.probabilities, self.instances,
-                          self.min_size),
+        self.extend([form(self.scope, self.threshold, self.rescale, self.probabilities,
+                          self.instances, self.min_size),
                      row(self.run, self.save), self.progress, self.status,
                      Label(value="<b>Every image of its folder</b>"), self.folder])
         self.worker = None
@@ -103,6 +127,7 @@ class PredictPanel(Container):
         self._relay = _Relay()
         self._relay.progressed.connect(self._on_progress)
         self.threshold.changed.connect(self._set_threshold)
+        self.rescale.changed.connect(self._set_rescale)
         self.run.changed.connect(self.predict)
         self.save.changed.connect(self._ask_save)
         self.instances.changed.connect(lambda on: setattr(self.min_size, "visible", on))
@@ -144,7 +169,7 @@ class PredictPanel(Container):
             instances=self.instances.value, min_size=self.min_size.value,
             device=controller_for(self.session).device,
             foreground_threshold=self.session.foreground_threshold,
-            shape=shape if z is None else shape[1:],
+            rescale=self.session.rescale, shape=shape if z is None else shape[1:],
         )
         self._cancel.clear()
         self._done = threading.Event()
@@ -179,6 +204,7 @@ class PredictPanel(Container):
             image=data, bundle=bundle, instances=self.instances.value,
             min_size=self.min_size.value, device=controller_for(self.session).device,
             foreground_threshold=self.session.foreground_threshold,
+            rescale=self.session.rescale,
         )
         classes = self.session.classes
         dtype = np.uint8 if bundle.n_classes <= 256 else np.uint16
@@ -248,6 +274,9 @@ class PredictPanel(Container):
 
     def _set_threshold(self, value: float) -> None:
         self.session.foreground_threshold = float(value)
+
+    def _set_rescale(self, value) -> None:
+        self.session.rescale = value
 
     def save_labels(self, path: str | Path) -> bool:
         """Save the predictions of the chosen image as a compressed TIFF: one label per
@@ -332,7 +361,8 @@ class PredictPanel(Container):
 
     def _folder_options(self) -> dict:
         return {"device": controller_for(self.session).device,
-                "foreground_threshold": self.session.foreground_threshold}
+                "foreground_threshold": self.session.foreground_threshold,
+                "rescale": self.session.rescale}
 
     def _folder_model(self) -> tuple:
         """The model and when it last changed (now, for weights of a running training)."""
@@ -380,7 +410,8 @@ class PredictPanel(Container):
             write_extra_layer(self._viewer, image, "instances", inst, "labels", opacity=0.9,
                               contour=1)
         where = f"slice {z}" if z is not None else "the whole image"
-        self.status.value = f"Predicted {where} of {image.name!r}."
+        self.status.value = f"Predicted {where} of {image.name!r}." + resized_text(
+            result.resized(), self.session.rescale)
 
     def _on_progress(self, done: int, total: int) -> None:
         if self._closed:

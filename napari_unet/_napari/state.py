@@ -101,6 +101,9 @@ class Session:
         # Foreground where 1 - p(background) >= this: the Predict panel sets it, and both
         # prediction and the live preview during training decide with it.
         self.foreground_threshold = FOREGROUND_THRESHOLD
+        # How prediction sizes each slice for the model (core.scale): "auto", "off" or a
+        # factor; set in the Predict panel, used by prediction and the live preview alike.
+        self.rescale: str | float = "auto"
 
     @property
     def viewer(self) -> napari.Viewer:

@@ -274,6 +274,7 @@ class TrainingController:
         shape = image_shape(image)
         request = PredictRequest(image=data, bundle=bundle, device=self.device,
                                  foreground_threshold=self.session.foreground_threshold,
+                                 rescale=self.session.rescale,
                                  shape=shape if z is None else shape[1:])
         self._preview_done_event = threading.Event()
         worker = create_worker(predict_and_signal, request, self._preview_done_event,

@@ -9,6 +9,7 @@ from pathlib import Path
 from napari_unet import __version__
 from napari_unet.core.config import MAX_ZOOM
 from napari_unet.core.decision import FOREGROUND_THRESHOLD, SEED_PROBABILITY
+from napari_unet.core.scale import MAX_FACTOR, MIN_FACTOR, TOLERANCE, check_rescale
 
 from .common import EXIT_USAGE
 
@@ -111,6 +112,13 @@ def _threshold(text: str) -> float:
     return value
 
 
+def _rescale(text: str) -> str | float:
+    try:
+        return check_rescale(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _prediction_options(p: argparse.ArgumentParser) -> None:
     """How to predict: the options ``predict`` and ``evaluate`` share."""
     _series_option(p)
@@ -125,6 +133,15 @@ def _prediction_options(p: argparse.ArgumentParser) -> None:
                    help="foreground where 1 - p(background) is at least this (between 0 and 1), "
                         "for any number of classes; a foreground pixel takes its most likely "
                         "foreground class. Higher gives smaller objects (default %(default)s)")
+    p.add_argument("--rescale", type=_rescale, default="auto", metavar="auto|off|F",
+                   help="auto: shrink an image whose objects look more than "
+                        f"{TOLERANCE:g} times as large across as those the model was trained "
+                        "on until they look that large (the labels keep the image's size); "
+                        "off: never; a factor F: resize "
+                        f"every image by it ({MIN_FACTOR:g} to {MAX_FACTOR:g}; 0.5 = to half). "
+                        "Slices above 8 megapixels, and images predicted block by block "
+                        "(OME-Zarr outputs, clusters), are predicted at their size "
+                        "(default %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,7 +26,7 @@ def predictor_options(args: argparse.Namespace) -> dict:
     """The keyword arguments of :class:`~napari_unet.core.predict.Predictor` that
     :func:`_prediction_options` describe."""
     return {"device": args.device, "tile_size": args.tile_size, "tta": args.tta,
-            "foreground_threshold": args.threshold}
+            "foreground_threshold": args.threshold, "rescale": args.rescale}
 
 
 def make_predictor(bundle, args: argparse.Namespace):
@@ -156,7 +156,25 @@ def cmd_predict(args: argparse.Namespace) -> int:
             sys.stderr.write("\n")
         what = f"{int(labels.max())} objects" if args.instances else f"{bundle.n_classes} classes"
         sys.stderr.write(f"wrote {args.out} ({what})\n")
+        note = resized_note(result.resized(), n, args.rescale)
+        if note:
+            sys.stderr.write(note + "\n")
     return 0
+
+
+def resized_note(resized: dict[int, float], n: int, rescale) -> str:
+    """One line saying which slices were predicted resized, and by how much ('' if none)."""
+    from napari_unet.core.scale import factor_range
+
+    if not resized:
+        return ""
+    by = factor_range(resized.values())
+    which = "the image" if n == 1 else (
+        f"{len(resized)} of {n} slices" if len(resized) < n else f"all {n} slices")
+    why = ("its objects look larger than those the model was trained on"
+           if rescale == "auto" else "--rescale")
+    return (f"predicted {which} resized by {by} ({why}); labels at the image's size. "
+            "--rescale off predicts at full size")
 
 
 def _within(a: Path, b: Path) -> bool:
@@ -215,6 +233,10 @@ def _predict_blocks(args: argparse.Namespace) -> int:
     from napari_unet.core.lazy import is_zarr_path, open_image
 
     started = time.perf_counter()
+    if not isinstance(args.rescale, str):
+        raise NapariUnetError("--rescale with a factor works when the image is predicted "
+                              "whole; an OME-Zarr output or a cluster predicts it block by "
+                              "block at its own size")
     outputs = _check_block_outputs(args)
     bundle = _load_model(args.model)
     source, image = _source(args.image[0], args, bundle)

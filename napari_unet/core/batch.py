@@ -152,6 +152,7 @@ class FileResult:
     objects: int | None = None  # instances found
     foreground: float | None = None  # fraction of pixels of a foreground class
     error: str | None = None
+    resized: tuple[float, ...] = ()  # the factors of the slices predicted resized
 
     @property
     def failed(self) -> bool:
@@ -164,7 +165,12 @@ class FileResult:
         shape = "x".join(str(n) for n in self.shape)
         what = (f"{self.objects} objects" if self.objects is not None
                 else f"foreground {self.foreground:.1%}")
-        return f"{name}: {shape}, {what}, {self.seconds:.1f} s"
+        size = ""
+        if self.resized:
+            from .scale import factor_range
+
+            size = f", predicted at {factor_range(self.resized)} of its size"
+        return f"{name}: {shape}, {what}{size}, {self.seconds:.1f} s"
 
 
 @dataclass(frozen=True)
@@ -194,6 +200,7 @@ def run_job(job: Job, predictor: Any, settings: Settings,
                                        instances=settings.instances,
                                        min_size=settings.min_size).shaped(image.shape)
         labels = prediction.instances if settings.instances else prediction.labels
+        result.resized = tuple(prediction.resized().values())
         scale = tuple(image.scale) if len(image.scale) == labels.ndim else None
         write_tiff(job.labels, labels, scale=scale)
         if job.probabilities is not None:

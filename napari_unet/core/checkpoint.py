@@ -54,6 +54,9 @@ class ModelBundle:
     # only channel, as in models saved before channels were recorded; a model of several
     # input channels that does not say reads the first ones).
     channels: tuple[int, ...] | None = None
+    # The typical diameter (pixels) of the objects of the slices it was last trained on
+    # (:func:`.scale.training_size`); None: unknown, slices are never resized for it.
+    object_size: float | None = None
 
     def __post_init__(self) -> None:
         if self.channels is not None:
@@ -110,7 +113,7 @@ class ModelBundle:
                            class_colors=list(self.class_colors),
                            normalisation=self.normalisation,
                            history=copy.deepcopy(self.history), iterations=self.iterations,
-                           optimizer_state=None)
+                           optimizer_state=None, object_size=self.object_size)
 
     def with_classes(self, n_classes: int) -> ModelBundle:
         """The same model with more output classes; old classes keep their weights."""
@@ -127,7 +130,8 @@ class ModelBundle:
         return ModelBundle(config=config, state_dict=state, label_kind=self.label_kind,
                            class_names=names, normalisation=self.normalisation,
                            history=copy.deepcopy(self.history), iterations=self.iterations,
-                           optimizer_state=None, channels=self.channels)
+                           optimizer_state=None, channels=self.channels,
+                           object_size=self.object_size)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -143,6 +147,7 @@ class ModelBundle:
             "iterations": int(self.iterations),
             "optimizer_state": self.optimizer_state,
             "channels": None if self.channels is None else list(self.channels),
+            "object_size": self.object_size,
         }
 
     def save(self, path: str | Path) -> None:
@@ -230,6 +235,20 @@ def _check_channels(payload: dict, config: UNetConfig, name: str) -> tuple[int, 
     return tuple(channels)
 
 
+def _check_object_size(payload: dict, name: str) -> float | None:
+    """The recorded object size: None (unknown) or a positive number of pixels."""
+    import math
+
+    size = payload.get("object_size")
+    if size is None:
+        return None
+    if isinstance(size, bool) or not isinstance(size, int | float) or not (
+            math.isfinite(size) and 0 < size < 1e6):
+        raise ModelFileError(f"{name} is a damaged napari-unet model (object size "
+                             f"{size!r})"[:300])
+    return float(size)
+
+
 def _check_weights(config: UNetConfig, state: dict, name: str) -> None:
     """Refuse weights that do not fit the declared architecture before building it: the
     architecture is laid out without memory (torch's meta device), so a file that
@@ -270,6 +289,7 @@ def bundle_from_dict(payload: Any, name: str = "the file") -> ModelBundle:
             iterations=int(payload.get("iterations", 0)),
             optimizer_state=payload.get("optimizer_state"),
             channels=_check_channels(payload, config, name),
+            object_size=_check_object_size(payload, name),
         )
         _check_weights(config, bundle.state_dict, name)
         UNet.from_config(config).load_state_dict(bundle.state_dict)

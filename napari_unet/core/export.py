@@ -111,7 +111,7 @@ def reference_tensors(bundle: ModelBundle, image: np.ndarray) -> tuple[np.ndarra
     middle = full[full.shape[0] // 2]
     raw = np.stack([centre_slice(c, multiple) for c in middle]).astype(np.float32)
     predictor = Predictor(bundle, device="cpu", tile_size=max(raw.shape[1:]), overlap=0,
-                          mixed_precision=False, tta=False)
+                          mixed_precision=False, tta=False, rescale="off")
     probs = predictor.predict(raw[np.newaxis], probabilities=True).probabilities
     return raw[np.newaxis], probs.astype(np.float32)
 
@@ -354,6 +354,7 @@ def _model_descr(v0_5, name: str, authors: list[str], bundle: ModelBundle, tmp: 
             "normalisation": norm.to_dict(),
             "iterations": int(bundle.iterations),
             "channels": None if bundle.channels is None else list(bundle.channels),
+            "object_size": bundle.object_size,
         }),
     )
 
@@ -445,5 +446,6 @@ def load_package(path: str | Path) -> ModelBundle:
         "normalisation": normalisation,
         "iterations": extra.get("iterations", 0),
         "channels": extra.get("channels"),
+        "object_size": extra.get("object_size"),
     }
     return bundle_from_dict(payload, what)

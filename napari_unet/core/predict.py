@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -29,6 +29,14 @@ from .errors import (
     is_out_of_memory,
 )
 from .model import UNet
+from .scale import (
+    centre_window,
+    check_rescale,
+    factor_for,
+    object_size,
+    resize_plane,
+    upsample_rows,
+)
 
 ProgressCallback = Callable[[int, int], None]
 log = logging.getLogger(__name__)
@@ -41,11 +49,13 @@ BAND_PIXELS = 8 * 1024**2
 
 @dataclass
 class Prediction:
-    """Labels (0 = background, 1..K-1 classes), optional probabilities and instances."""
+    """Labels (0 = background, 1..K-1 classes), optional probabilities and instances,
+    and the factor each predicted slice was resized by (:mod:`.scale`; 1 = as it is)."""
 
     labels: np.ndarray
     probabilities: np.ndarray | None = None  # (C, Y, X) or (Z, C, Y, X), float32
     instances: np.ndarray | None = None
+    factors: dict[int, float] = field(default_factory=dict)
 
     def shaped(self, shape: tuple[int, ...]) -> Prediction:
         """The same results with labels of ``shape``: a 2D image predicted as one slice of
@@ -56,7 +66,12 @@ class Prediction:
             raise ValueError(f"labels of shape {self.labels.shape} cannot become {shape}")
         return Prediction(self.labels[0],
                           None if self.probabilities is None else self.probabilities[0],
-                          None if self.instances is None else self.instances[0])
+                          None if self.instances is None else self.instances[0],
+                          dict(self.factors))
+
+    def resized(self) -> dict[int, float]:
+        """The slices that were resized, with their factors."""
+        return {z: f for z, f in self.factors.items() if f != 1.0}
 
 
 def tile_starts(size: int, tile: int, overlap: int, multiple: int) -> tuple[int, list[int]]:
@@ -98,6 +113,11 @@ class Predictor:
     ``foreground_threshold`` t: a pixel is foreground when 1 - p(background) >= t, then
     of its most likely foreground class (:func:`~.decision.decide`); raising t shrinks
     objects, lowering it grows them.
+    ``rescale``: ``"auto"`` shrinks a slice whose objects look much larger than those the
+    model was trained on (:mod:`.scale`), ``"off"`` never resizes, a number resizes every
+    slice by it (0.5: to half its size); the probabilities are resized back, so labels
+    and probabilities keep the slice's size. Slices larger than :data:`BAND_PIXELS` are
+    predicted as they are.
     """
 
     def __init__(
@@ -112,8 +132,13 @@ class Predictor:
         mixed_precision: bool = True,
         tta: bool = False,
         foreground_threshold: float = FOREGROUND_THRESHOLD,
+        rescale: str | float = "auto",
     ):
         keep_freed_memory()
+        try:
+            self.rescale = check_rescale(rescale)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
         self.bundle = bundle
         self.device = select_device(device) if isinstance(device, str) else device
         self.model = (model if model is not None else bundle.build_model()).to(self.device)
@@ -261,12 +286,13 @@ class Predictor:
             if probabilities else None
         )
         inst = np.zeros(stack.shape, np.int32) if instances else None
+        factors: dict[int, float] = {}
         for done, z in enumerate(todo, start=1):
             if should_stop is not None and should_stop():
                 break
             # Instances of an instance model need only p(interior) and p(boundary).
             relief = (inst is not None and probs is None and self._splits_instances())
-            p = self._predict_slice(full[z], labels[z], keep=probs is not None or (
+            p, factors[z] = self._predict_slice(full[z], labels[z], keep=probs is not None or (
                 inst is not None and not relief), relief=relief)
             if probs is not None:
                 probs[z] = p
@@ -276,22 +302,43 @@ class Predictor:
                 progress(done, len(todo))
         if image.ndim == 2:
             return Prediction(labels[0], None if probs is None else probs[0],
-                              None if inst is None else inst[0])
-        return Prediction(labels, probs, inst)
+                              None if inst is None else inst[0], factors)
+        return Prediction(labels, probs, inst, factors)
 
     def _splits_instances(self) -> bool:
         return self.bundle.label_kind == "instance" and self.n_classes == 3
 
+    def slice_factor(self, image: np.ndarray, stats: list | None = None) -> float:
+        """How much :meth:`predict` resizes one slice (C_in, H, W) (``rescale``)."""
+        h, w = image.shape[-2:]
+        if self.rescale == "off" or h * w > BAND_PIXELS:
+            return 1.0
+        if not isinstance(self.rescale, str):
+            return self.rescale
+        norm = self.bundle.normalisation
+        if stats is None:
+            stats = [norm.stats(channel) for channel in image]
+        ys, xs = centre_window(h, w)
+        window = np.stack([norm.normalise(c[ys, xs], st) for c, st in zip(image, stats)])
+        return factor_for(object_size(window), self.bundle.object_size)
+
     def _predict_slice(self, image: np.ndarray, labels: np.ndarray, keep: bool,
-                       relief: bool = False) -> np.ndarray | None:
+                       relief: bool = False) -> tuple[np.ndarray | None, float]:
         """Write the classes of one slice (C_in, H, W) into ``labels``; return its
         probabilities (C, H, W) when ``keep``, or with ``relief`` only p(interior) and
-        p(boundary) (2, H, W). Each channel of the slice is normalised with percentiles of
-        the whole slice but predicted in bands of rows when it is large
-        (:data:`BAND_PIXELS`)."""
+        p(boundary) (2, H, W), and the factor it was resized by. Each channel of the slice
+        is normalised with percentiles of the whole slice but predicted in bands of rows
+        when it is large (:data:`BAND_PIXELS`)."""
         norm = self.bundle.normalisation
         stats = [norm.stats(channel) for channel in image]
         h, w = image.shape[-2:]
+        factor = self.slice_factor(image, stats)
+        if factor != 1.0:
+            whole = np.stack([norm.normalise(c, st) for c, st in zip(image, stats)])
+            small = self.probabilities_2d(resize_plane(whole, factor))
+            p = upsample_rows(small, h, w, 0, h)
+            labels[:] = self.labels_2d(p)
+            return (p if keep else p[1:3] if relief else None), factor
         rows = max(self.multiple, BAND_PIXELS // max(1, w))
         if keep:
             out = np.zeros((self.n_classes, h, w), np.float32)
@@ -310,7 +357,7 @@ class Predictor:
                 out[:, r0:r1] = p
             elif relief:
                 out[:, r0:r1] = p[1:3]
-        return out
+        return out, 1.0
 
     def labels_2d(self, probs: np.ndarray) -> np.ndarray:
         """Classes from probabilities (C, H, W): background unless 1 - p(background) is
@@ -369,5 +416,6 @@ def drop_small(labels: np.ndarray, min_size: int) -> np.ndarray:
 
 def predict(bundle: ModelBundle, image: np.ndarray, **kwargs) -> Prediction:
     """Shortcut: ``Predictor(bundle).predict(image, ...)``."""
-    opts = {k: kwargs.pop(k) for k in ("device", "tile_size", "overlap", "batch_size") if k in kwargs}
+    opts = {k: kwargs.pop(k) for k in ("device", "tile_size", "overlap", "batch_size", "rescale")
+            if k in kwargs}
     return Predictor(bundle, **opts).predict(image, **kwargs)

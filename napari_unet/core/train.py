@@ -36,6 +36,7 @@ from .device import (
 from .errors import TrainingError
 from .losses import anchor_loss, edge_loss, masked_loss
 from .sampling import PatchSampler
+from .scale import training_size
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,9 @@ class Trainer:
                                     seed=self.config.seed + bundle.iterations, balance=balance)
         self.augmenter = Augmenter(self.config.augment, seed=self.config.seed + bundle.iterations,
                                    device=self.device)
+        # How large its objects look (:mod:`.scale`), so prediction can resize images
+        # whose objects are far larger or smaller.
+        self.object_size = training_size([p.image for p in data.train]) or bundle.object_size
         self.iteration = bundle.iterations
         self.run_iteration = 0
         self.last_loss = float("nan")
@@ -315,7 +319,7 @@ class Trainer:
             config=b.config, state_dict=state, label_kind=b.label_kind,
             class_names=list(b.class_names), class_colors=list(b.class_colors),
             normalisation=b.normalisation, history=history, iterations=self.iteration,
-            optimizer_state=opt, channels=b.channels,
+            optimizer_state=opt, channels=b.channels, object_size=self.object_size,
         )
 
 

@@ -154,3 +154,29 @@ def test_a_stopped_run_keeps_what_it_wrote_and_the_next_one_goes_on(model, folde
     assert [p.name for p in out.iterdir()] == ["a_labels.tif"]  # no temporary file left
     assert main(args) == 0
     assert "2 predicted, 1 skipped, 0 failed" in capsys.readouterr().err
+
+
+def test_each_file_line_says_when_its_image_was_predicted_resized(tmp_path, capsys):
+    """Of two files, the one whose objects look four times larger across than the
+    model's is predicted shrunk, and its line says so; the other's does not."""
+    from napari_unet.core.checkpoint import ModelBundle
+    from napari_unet.core.model import UNetConfig
+    from tests.core.test_scale import discs
+
+    images, out = tmp_path / "images", tmp_path / "out"
+    images.mkdir()
+    tifffile.imwrite(images / "large.tif", (discs(16, shape=(160, 160)) * 1000 + 500
+                                            ).astype(np.uint16))
+    tifffile.imwrite(images / "small.tif", (discs(4, shape=(160, 160)) * 1000 + 500
+                                            ).astype(np.uint16))
+    bundle = ModelBundle.new(UNetConfig(n_classes=3, base_channels=4, depth=2), "instance")
+    bundle.object_size = 10.0
+    bundle.save(tmp_path / "m.pt")
+    capsys.readouterr()
+    assert main(["predict", "--model", str(tmp_path / "m.pt"), "--image", str(images),
+                 "--out", str(out)]) == 0
+    lines = {line.split(":")[0]: line for line in capsys.readouterr().err.splitlines()
+             if line.endswith(" s")}
+    assert "of its size" in lines["large.tif"] and "of its size" not in lines["small.tif"]
+    for name in ("large", "small"):
+        assert tifffile.imread(out / f"{name}_labels.tif").shape == (160, 160)

@@ -200,3 +200,44 @@ def test_predict_threshold_is_on_the_foreground_probability(pair, tmp_path, caps
         assert exc.value.code == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "--threshold" in err
+
+
+
+def test_predict_shrinks_an_image_of_large_objects_and_says_so(tmp_path, cli, capsys):
+    """A model that knows objects 8 pixels across predicts an image of objects 32 across
+    shrunk (the labels keep the image's size, the command says so in one line);
+    ``--rescale off`` at full size; a bad setting, or a factor where the image is
+    predicted block by block, is one line and status 2."""
+    from napari_unet.core.checkpoint import ModelBundle
+    from napari_unet.core.model import UNetConfig
+    from tests.core.test_scale import discs
+
+    model, image, out = tmp_path / "m.pt", tmp_path / "big.tif", tmp_path / "labels.tif"
+    bundle = ModelBundle.new(UNetConfig(n_classes=3, base_channels=4, depth=2), "instance")
+    bundle.object_size = 8.0
+    bundle.save(model)
+    tifffile.imwrite(image, (discs(16, shape=(160, 200)) * 1000 + 500).astype(np.uint16))
+    base = ["predict", "--model", str(model), "--image", str(image), "--out", str(out)]
+
+    def loud(*extra) -> tuple[int, str]:
+        capsys.readouterr()
+        rc = main([*base, *extra])
+        return rc, capsys.readouterr().err
+
+    rc, err = loud()
+    note = [line for line in err.splitlines() if "resized" in line]
+    assert rc == 0 and len(note) == 1 and "look larger than those the model" in note[0]
+    factor = float(note[0].split("resized by ")[1].split()[0])
+    assert 0.1 < factor < 0.6  # objects 32 pixels across against 8
+    assert tifffile.imread(out).shape == (160, 200)
+    rc, err = loud("--rescale", "off")
+    assert rc == 0 and "resized" not in err
+    rc, err = loud("--rescale", "0.5")
+    assert rc == 0 and "resized by 0.5 (--rescale)" in err
+    assert tifffile.imread(out).shape == (160, 200)
+    for bad in ("big", "0", "3"):
+        rc, err = cli(*base, "--rescale", bad)
+        assert rc == 2 and len(err.strip().splitlines()) == 1 and "--rescale" in err
+    rc, err = cli(*base[:-1], tmp_path / "labels.ome.zarr", "--rescale", "0.5")
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "block by block" in err
+    assert not (tmp_path / "labels.ome.zarr").exists()

@@ -56,9 +56,10 @@ def package(trained):
 
 
 def _reference(bundle, image2d):
-    """The project's predictor on one slice: one tile, no overlap, float32 on the CPU."""
+    """The project's predictor on one slice: one tile, no overlap, float32 on the CPU, the
+    slice at its own size (as bioimage.io's tools run a package)."""
     predictor = Predictor(bundle, device="cpu", tile_size=max(image2d.shape), overlap=0,
-                          mixed_precision=False)
+                          mixed_precision=False, rescale="off")
     return predictor.predict(image2d, probabilities=True).probabilities
 
 
@@ -139,6 +140,7 @@ def test_predict_with_the_package_gives_the_labels_of_the_model_file(package, tr
     assert back.config == bundle.config and back.label_kind == "instance"
     assert back.class_names == bundle.class_names
     assert back.normalisation == bundle.normalisation
+    assert bundle.object_size is not None and back.object_size == bundle.object_size
     assert all(np.array_equal(back.state_dict[k], v) for k, v in bundle.state_dict.items())
 
 

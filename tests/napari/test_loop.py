@@ -234,3 +234,57 @@ def test_edge_and_border_options_reach_the_training(annotated_workflow, run_work
     record = widget.session.bundle.history[-1]
     assert record["edge_weight"] == 0 and record["pixel_weights"] is True
     assert np.array_equal(viewer.layers["nuclei annotations"].data, before)
+
+
+def test_image_size_choice_reaches_prediction_and_the_live_preview(annotated_workflow,
+                                                                   run_worker):
+    """A model that knows objects a sixth the size of the sample's: Auto predicts the
+    slice shrunk (until they look 1.5 times the model's) and says so, Full size does not; the live preview predicts as the
+    Predict panel does (the same labels for the same choice)."""
+    import torch
+
+    from napari_unet._napari.training import controller_for
+    from napari_unet.core.checkpoint import ModelBundle
+    from napari_unet.core.model import UNetConfig
+    from napari_unet.core.normalise import Normalisation
+    from napari_unet.core.predict import Predictor
+    from napari_unet.core.scale import object_size
+
+    viewer, widget = annotated_workflow
+    z = widget.session.current_slice()
+    plane = np.asarray(viewer.layers["nuclei"].data[z], np.float32)
+    norm = Normalisation()
+    bundle = ModelBundle.new(UNetConfig(n_classes=2, base_channels=4, depth=2), seed=5)
+    # Its last layer amplified and centred: its labels vary over the slice, and with the
+    # slice's size.
+    state = dict(bundle.state_dict)
+    state["outc.conv.weight"] = state["outc.conv.weight"] * 50
+    bundle.state_dict = state
+    fg = Predictor(bundle, device="cpu", rescale="off").predict(
+        plane, probabilities=True).probabilities[1]
+    middle = float(np.clip(np.median(fg), 1e-6, 1 - 1e-6))
+    state["outc.conv.bias"] = state["outc.conv.bias"] + torch.tensor(
+        [0.0, -np.log(middle / (1 - middle))])
+    bundle.state_dict = state
+    bundle.object_size = object_size(norm.normalise(plane, norm.stats(plane))) / 6
+    widget.session.set_model(bundle)
+    panel = widget.predict
+    assert panel.rescale.value == "auto" == widget.session.rescale
+    run_worker(panel.predict())
+    predictions = viewer.layers["nuclei predictions"]
+    assert predictions.data.shape == viewer.layers["nuclei"].data.shape
+    assert "at 0.25 of its size (its objects look larger" in panel.status.value
+    auto = np.asarray(predictions.data[z]).copy()
+    assert 0.05 < (auto > 0).mean() < 0.95
+    panel.rescale.value = "off"
+    assert widget.session.rescale == "off"
+    run_worker(panel.predict())
+    assert "of its size" not in panel.status.value
+    full = np.asarray(predictions.data[z]).copy()
+    assert not np.array_equal(auto, full)  # a random model answers differently at each size
+    panel.rescale.value = "auto"
+    controller = controller_for(widget.session)
+    predictions.data[z] = 0
+    controller.refresh_preview(bundle)
+    run_worker(controller.preview_worker)
+    np.testing.assert_array_equal(predictions.data[z], auto)

@@ -221,8 +221,8 @@ def test_instances_without_probabilities_keep_two_planes_and_agree():
     predictor = Predictor(bundle, device="cpu")
     image = np.random.default_rng(2).normal(100, 30, (96, 96)).astype(np.float32)
     labels = np.zeros(image.shape, np.uint8)
-    full = predictor._predict_slice(image, labels, keep=True)
-    plane = predictor._predict_slice(image, labels.copy(), keep=False, relief=True)
+    full, _ = predictor._predict_slice(image[None], labels, keep=True)
+    plane, _ = predictor._predict_slice(image[None], labels.copy(), keep=False, relief=True)
     assert plane.shape == (2, 96, 96)
     np.testing.assert_allclose(plane, full[1:], atol=1e-6)
     # The watershed gives the same objects from the two planes as from every class.
