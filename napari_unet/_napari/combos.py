@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from magicgui.widgets import ComboBox, Container
+from magicgui.widgets import ComboBox, Container, Label
 
 
 def layer_combo(viewer, layer_type: type, label: str, *, exclude_rgb: bool = False) -> ComboBox:
@@ -54,3 +54,14 @@ def row(*widgets) -> Container:
     box = Container(widgets=list(widgets), layout="horizontal", labels=False)
     box.margins = (0, 0, 0, 0)
     return box
+
+
+def status_label(value: str = "") -> Label:
+    """A label for messages of any length: long lines wrap inside the panel's width
+    instead of widening the panel past the dock."""
+    from qtpy.QtWidgets import QSizePolicy
+
+    label = Label(value=value)
+    label.native.setWordWrap(True)
+    label.native.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
+    return label

@@ -9,7 +9,7 @@ from napari.utils.notifications import show_info, show_warning
 
 from napari_unet.core.corrections import accept_edits
 
-from .combos import form, row
+from .combos import form, row, status_label
 from .layers import find_labels, image_shape, predictions_name
 from .state import Session, session_for
 from .training import CORRECTED_WEIGHT
@@ -44,7 +44,7 @@ class CorrectPanel(Container):
         )
         self.accept = PushButton(text="Accept corrections")
         self.accept_train = PushButton(text="Accept and train")
-        self.status = Label(value="")
+        self.status = status_label("")
         self.extend([hint, form(self.scope), self.whole, row(self.accept, self.accept_train),
                      self.status])
         self.accept.changed.connect(self.accept_corrections)

@@ -11,12 +11,12 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from magicgui.widgets import CheckBox, Container, FileEdit, Label, ProgressBar, PushButton
+from magicgui.widgets import CheckBox, Container, FileEdit, ProgressBar, PushButton
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import QSizePolicy
 
-from .combos import form, row
+from .combos import form, row, status_label
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -72,7 +72,7 @@ class FolderPrediction(Container):
         self.run = PushButton(text="Predict folder")
         self.stop_button = PushButton(text="Stop")
         self.progress = ProgressBar(value=0, min=0, max=1, visible=False)
-        self.status = Label(value="")
+        self.status = status_label("")
         self.extend([form(self.out, self.redo), row(self.run, self.stop_button),
                      self.progress, self.status])
         self.stop_button.enabled = False

@@ -28,7 +28,7 @@ from napari_unet.core.scale import TOLERANCE, factor_range
 
 from ._lifetime import CloseWatcher
 from .channel_choice import image_input, is_lazy_input, mismatch
-from .combos import form, row
+from .combos import form, row, status_label
 from .folder_predict import FolderPrediction, image_folder
 from .jobs import (
     JobFailed,
@@ -61,13 +61,15 @@ RESCALE_CHOICES = [("Auto", "auto"), ("Full size", "off"), ("Half", 0.5), ("Thir
 
 
 def resized_text(resized: dict[int, float], rescale) -> str:
-    """What the status line adds when slices were predicted resized ('' if none)."""
+    """What the status line adds when slices were predicted shrunk ('' if none)."""
     if not resized:
         return ""
-    by = factor_range(resized.values())
-    which = "it" if len(resized) == 1 else f"{len(resized)} slices"
-    why = " (its objects look larger than the model's)" if rescale == "auto" else ""
-    return f" Predicted {which} at {by} of its size{why}."
+    by = factor_range(resized.values(), percent=True)
+    if len(resized) == 1:
+        why = ": its objects look larger than the model's" if rescale == "auto" else ""
+        return f" Shrunk to {by} of its size{why}."
+    why = ": their objects look larger than the model's" if rescale == "auto" else ""
+    return f" {len(resized)} slices shrunk to {by} of their size{why}."
 
 
 class _Relay(QObject):
@@ -113,7 +115,7 @@ class PredictPanel(Container):
         self.run = PushButton(text="Predict")
         self.save = PushButton(text="Save labels…")
         self.progress = ProgressBar(value=0, min=0, max=1)
-        self.status = Label(value="")
+        self.status = status_label("")
         self.folder = FolderPrediction(self.session, self._folder_settings,
                                        self._folder_options, self._folder_model)
         self.extend([form(self.scope, self.threshold, self.rescale, self.probabilities,

@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 
 import napari
-from magicgui.widgets import Container, Label, ProgressBar, PushButton
+from magicgui.widgets import Container, ProgressBar, PushButton
 from napari.utils.notifications import show_error, show_warning
 
 from napari_unet.core.errors import NapariUnetError
 
 from ._lifetime import CloseWatcher, Subscriptions
-from .combos import row
+from .combos import row, status_label
 from .loss_plot import LossPlot
 from .model_panel import ModelPanel
 from .state import Session, session_for
@@ -45,7 +45,7 @@ class TrainPanel(Container):
         self.stop = PushButton(text="Stop")
         self.progress = ProgressBar(value=0, min=0, max=1000)
         self.progress.native.setTextVisible(False)
-        self.status = Label(value="Ready.")
+        self.status = status_label("Ready.")
         self.plot = LossPlot(height=100)
         for widget in self.model.shape_widgets:
             self.form.add_advanced(widget)

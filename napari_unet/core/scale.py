@@ -147,9 +147,13 @@ def factor_for(size: float | None, trained: float | None,
     return float(max(MIN_FACTOR, tolerance * trained / size))
 
 
-def factor_range(factors) -> str:
-    """Factors as people read them: ``0.33``, or ``0.29-0.42`` when they differ."""
+def factor_range(factors, percent: bool = False) -> str:
+    """Factors as people read them: ``0.33``, or ``0.29-0.42`` when they differ; with
+    ``percent``, ``33 %`` or ``29-42 %``."""
     lo, hi = min(factors), max(factors)
+    if percent:
+        a, b = round(100 * lo), round(100 * hi)
+        return f"{a} %" if a == b else f"{a}-{b} %"
     return f"{lo:.2g}" if f"{lo:.2g}" == f"{hi:.2g}" else f"{lo:.2g}-{hi:.2g}"
 
 

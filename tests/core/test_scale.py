@@ -195,3 +195,5 @@ def test_factors_read_as_one_number_or_a_range():
 
     assert factor_range([0.333, 0.3331]) == "0.33"
     assert factor_range({0: 0.29, 3: 0.42}.values()) == "0.29-0.42"
+    assert factor_range([0.41, 0.5], percent=True) == "41-50 %"
+    assert factor_range([0.333], percent=True) == "33 %"

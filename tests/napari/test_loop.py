@@ -273,13 +273,13 @@ def test_image_size_choice_reaches_prediction_and_the_live_preview(annotated_wor
     run_worker(panel.predict())
     predictions = viewer.layers["nuclei predictions"]
     assert predictions.data.shape == viewer.layers["nuclei"].data.shape
-    assert "at 0.25 of its size (its objects look larger" in panel.status.value
+    assert "Shrunk to 25 % of its size: its objects look larger" in panel.status.value
     auto = np.asarray(predictions.data[z]).copy()
     assert 0.05 < (auto > 0).mean() < 0.95
     panel.rescale.value = "off"
     assert widget.session.rescale == "off"
     run_worker(panel.predict())
-    assert "of its size" not in panel.status.value
+    assert "Shrunk" not in panel.status.value
     full = np.asarray(predictions.data[z]).copy()
     assert not np.array_equal(auto, full)  # a random model answers differently at each size
     panel.rescale.value = "auto"

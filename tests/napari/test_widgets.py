@@ -78,3 +78,22 @@ def test_training_controls_in_view_at_1280x800(make_napari_viewer, qtbot):
     assert not train.form.advanced.isExpanded()
     assert train.form.advanced.content().height() == 0
     assert train.form.patch_size.native.visibleRegion().isEmpty()
+
+
+def test_long_status_messages_wrap_instead_of_widening_the_panel(empty_workflow, qtbot):
+    """A status line longer than the dock (a long image name, several slices resized)
+    wraps: no panel grows wider than the dock, so nothing is cut off at its right edge."""
+    _viewer, widget = empty_workflow
+    body = widget.scroll.widget()
+    before = body.minimumSizeHint().width()
+    message = ("Predicted the whole image of 'a very long image name from the microscope "
+               "export, series 12, channel 2'. 6 slices shrunk to 41-50 % of their size: "
+               "their objects look larger than the model's.")
+    for label in (widget.predict.status, widget.correct.status, widget.predict.folder.status,
+                  widget.train.status):
+        label.value = message
+    qtbot.wait(50)
+    assert body.minimumSizeHint().width() <= before
+    assert widget.train.controls.native.minimumSizeHint().width() <= widget.width()
+    status = widget.predict.status.native
+    assert status.height() >= 2 * status.fontMetrics().height()  # wrapped, not cut
