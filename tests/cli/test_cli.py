@@ -203,7 +203,8 @@ def test_predict_threshold_is_on_the_foreground_probability(pair, tmp_path, caps
 
 
 
-def test_predict_shrinks_an_image_of_large_objects_and_says_so(tmp_path, cli, capsys):
+def test_predict_shrinks_an_image_of_large_objects_and_says_so(tmp_path, cli, capsys,
+                                                               monkeypatch):
     """A model that knows objects 8 pixels across predicts an image of objects 32 across
     shrunk (the labels keep the image's size, the command says so in one line);
     ``--rescale off`` at full size; a bad setting, or a factor where the image is
@@ -230,6 +231,12 @@ def test_predict_shrinks_an_image_of_large_objects_and_says_so(tmp_path, cli, ca
     factor = float(note[0].split("resized by ")[1].split()[0])
     assert 0.1 < factor < 0.6  # objects 32 pixels across against 8
     assert tifffile.imread(out).shape == (160, 200)
+    whole = tifffile.imread(out)
+    monkeypatch.setenv("NAPARI_UNET_MAX_IMAGE_BYTES", "10000")  # read lazily, slice by slice
+    rc, err = loud()
+    assert rc == 0 and "read lazily" in err and f"resized by {factor:g}" in err, err
+    np.testing.assert_array_equal(tifffile.imread(out), whole)
+    monkeypatch.delenv("NAPARI_UNET_MAX_IMAGE_BYTES")
     rc, err = loud("--rescale", "off")
     assert rc == 0 and "resized" not in err
     rc, err = loud("--rescale", "0.5")
