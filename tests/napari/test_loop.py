@@ -268,6 +268,7 @@ def test_image_size_choice_reaches_prediction_and_the_live_preview(annotated_wor
     bundle.state_dict = state
     bundle.object_size = object_size(norm.normalise(plane, norm.stats(plane))) / 6
     widget.session.set_model(bundle)
+    assert f"objects about {bundle.object_size:.0f} px across" in widget.train.model.info.value
     panel = widget.predict
     assert panel.rescale.value == "auto" == widget.session.rescale
     run_worker(panel.predict())
