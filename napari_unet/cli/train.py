@@ -159,5 +159,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     bundle.save(args.out)
     if not args.quiet:
         its = 0 if progress is None else progress.run_iteration
-        out.write(f"\nsaved {args.out} ({its} iterations this run, {bundle.iterations} in all)\n")
+        size = ("" if bundle.object_size is None
+                else f"; objects about {bundle.object_size:.0f} px across")
+        out.write(f"\nsaved {args.out} ({its} iterations this run, {bundle.iterations} in all"
+                  f"{size})\n")
     return 0

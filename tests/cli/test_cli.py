@@ -32,6 +32,8 @@ def test_train_then_predict(pair, tmp_path, capsys):
     assert bundle.iterations == 4 and bundle.label_kind == "instance" and bundle.n_classes == 3
     err = capsys.readouterr().err
     assert "it 4" in err and "saved" in err
+    assert bundle.object_size is not None  # the size of its images' objects, recorded
+    assert f"objects about {bundle.object_size:.0f} px across" in err
     out, prob = tmp_path / "pred.tif", tmp_path / "prob.tif"
     assert main(["predict", "--model", str(model), "--image", str(ip), "--out", str(out),
                  "--probabilities", str(prob)]) == 0
