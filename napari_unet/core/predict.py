@@ -88,6 +88,10 @@ def tile_starts(size: int, tile: int, overlap: int, multiple: int) -> tuple[int,
     last = size - t
     starts = [round(i * last / (n - 1) / multiple) * multiple for i in range(n)]
     starts[-1] = last
+    if any(b - a > t for a, b in zip(starts, starts[1:])):
+        # Rounding to the pooling grid opened a gap (little or no overlap): evenly spaced
+        # starts always cover, as n tiles of t hold the size and the overlaps.
+        starts = [round(i * last / (n - 1)) for i in range(n)]
     return t, starts
 
 

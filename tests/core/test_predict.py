@@ -26,6 +26,18 @@ def test_tiles_cover_evenly_and_align(size, tile, overlap):
         assert a + t - b >= overlap
 
 
+@pytest.mark.parametrize("size,tile,overlap,multiple", [(37, 4, 0, 4), (33, 8, 0, 4),
+                                                        (101, 8, 1, 8)])
+def test_tiles_without_overlap_leave_no_gap(size, tile, overlap, multiple):
+    """Starts rounded to the pooling grid can open a gap between tiles that barely
+    overlap (37 pixels in tiles of 4 left pixel 32 out); every pixel is covered."""
+    t, starts = tile_starts(size, tile, overlap, multiple)
+    covered = np.zeros(max(size, t), bool)
+    for s in starts:
+        covered[s : s + t] = True
+    assert covered[:size].all() and starts[-1] + t == size
+
+
 def test_tiled_and_untiled_probabilities_agree_away_from_the_border(rng):
     bundle = ModelBundle.new(UNetConfig(n_classes=3, base_channels=4, depth=3), seed=1)
     image = rng.normal(size=(300, 260)).astype(np.float32)
