@@ -93,7 +93,7 @@ class ModelPanel(Container):
         """Load a model file (safely) or a bioimage.io package that napari-unet exported
         (``.zip``); errors become a notification."""
         from napari_unet.core.checkpoint import load_bundle
-        from napari_unet.core.export import is_package_path, load_package
+        from napari_unet.core.package import is_package_path, load_package
 
         try:
             bundle = load_package(path) if is_package_path(path) else load_bundle(path)

@@ -72,7 +72,7 @@ def _load_model(path: Path):
     from napari_unet.core.checkpoint import load_bundle
 
     if path.suffix.lower() == ".zip":
-        from napari_unet.core.export import load_package
+        from napari_unet.core.package import load_package
 
         bundle = load_package(path)
     else:

@@ -412,7 +412,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from napari_unet.core.export import export_bioimageio, is_package_path
+    from napari_unet.core.export import export_bioimageio
+    from napari_unet.core.package import is_package_path
     from napari_unet.core.paths import check_outputs
 
     check_outputs([("--out", args.out)], [("--model", args.model),

@@ -12,8 +12,8 @@ import yaml
 
 from napari_unet.cli import main
 from napari_unet.core.checkpoint import load_bundle
-from napari_unet.core.export import load_package
 from napari_unet.core.normalise import Normalisation
+from napari_unet.core.package import load_package
 from napari_unet.core.predict import Predictor
 from tests.conftest import blobs
 
