@@ -56,7 +56,7 @@ from .state import Session, session_for
 from .training import controller_for, error_message
 
 #: The choices of *Image size*: (text, the predictor's ``rescale``).
-RESCALE_CHOICES = [("Auto", "auto"), ("Full size", "off"), ("Half", 0.5), ("Third", 1 / 3),
+IMAGE_SIZE_CHOICES = [("Auto", "auto"), ("Full size", "off"), ("Half", 0.5), ("Third", 1 / 3),
                    ("Quarter", 0.25)]
 
 
@@ -105,7 +105,7 @@ class PredictPanel(Container):
                     "background. Raise it when objects come out too large, lower it when they "
                     "come out too small. The live preview during training uses it too.")
         self.rescale = ComboBox(
-            choices=RESCALE_CHOICES, value=self.session.rescale, label="Image size",
+            choices=IMAGE_SIZE_CHOICES, value=self.session.rescale, label="Image size",
             tooltip="A model finds objects of about the size it was trained on. Auto shrinks "
                     f"a slice whose objects look more than {TOLERANCE:g} times as large "
                     "across as those of the training images until they look that large, and "

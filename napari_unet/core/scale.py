@@ -15,8 +15,8 @@ A model records the median estimate over the slices it was trained on
 (``ModelBundle.object_size``). At prediction (``rescale="auto"``), a slice whose estimate
 is more than :data:`TOLERANCE` times the model's is shrunk until its objects look that
 large (by at most :data:`MIN_FACTOR`), predicted, and its probabilities resized back;
-below it (the spread of the estimate over one kind of image) nothing changes. A factor given by hand (:data:`MIN_FACTOR` to :data:`MAX_FACTOR`) resizes every
-slice by it.
+below it (the spread of the estimate over one kind of image) nothing changes. A factor
+given by hand (:data:`MIN_FACTOR` to :data:`MAX_FACTOR`) resizes every slice by it.
 """
 
 from __future__ import annotations
@@ -67,12 +67,10 @@ def object_size(plane: np.ndarray) -> float | None:
         # Widths of 2 to 4 pixels on a copy shrunk by 2**k: the same response (the
         # normalised LoG does not depend on scale) for far less work.
         k = max(0, min(int(math.floor(math.log2(sigma) + 1e-9)) - 1, 3))
-        if k not in levels:
+        if k not in levels:  # at least MIN_SIDE / 8 pixels a side
             f = 2**k
-            hh, ww = x.shape[0] // f * f, x.shape[1] // f * f
-            if hh == 0 or ww == 0:
-                break
-            levels[k] = downscale_local_mean(x[:hh, :ww], (f, f))
+            levels[k] = downscale_local_mean(x[: x.shape[0] // f * f, : x.shape[1] // f * f],
+                                             (f, f))
         s = sigma / 2**k
         response.append(float(np.mean((s * s * ndi.gaussian_laplace(levels[k], s)) ** 2)))
     r = np.asarray(response)
@@ -116,7 +114,8 @@ def training_size(images, most: int = 32) -> float | None:
 
 
 def check_rescale(value) -> str | float:
-    """``"auto"``, ``"off"`` or a positive finite factor (1 = as is); ValueError otherwise."""
+    """``"auto"``, ``"off"`` or a factor from :data:`MIN_FACTOR` to :data:`MAX_FACTOR`
+    (1 = as is); ValueError otherwise."""
     if isinstance(value, str) and value.strip().lower() in RESCALE_CHOICES:
         return value.strip().lower()
     try:

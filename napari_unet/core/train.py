@@ -104,8 +104,8 @@ class Trainer:
                                     seed=self.config.seed + bundle.iterations, balance=balance)
         self.augmenter = Augmenter(self.config.augment, seed=self.config.seed + bundle.iterations,
                                    device=self.device)
-        # How large its objects look (:mod:`.scale`), so prediction can resize images
-        # whose objects are far larger or smaller.
+        # How large its objects look (:mod:`.scale`), so prediction can shrink images
+        # whose objects are far larger.
         self.object_size = training_size([p.image for p in data.train]) or bundle.object_size
         self.iteration = bundle.iterations
         self.run_iteration = 0
