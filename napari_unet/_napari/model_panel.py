@@ -243,8 +243,10 @@ class ModelPanel(Container):
         else:
             c = bundle.config
             kind = "bilinear" if c.bilinear else "transposed"
-            size = ("" if bundle.object_size is None else
-                    f"\nobjects about {bundle.object_size:.0f} px across")
+            from napari_unet.core.scale import size_text
+
+            size = size_text(bundle.object_size)
+            size = f"\n{size}" if size else ""
             self.info.value = (
                 f"Model: {self.session.model_source}\n{bundle.iterations} iterations, "
                 f"{bundle.n_classes} classes\ndepth {c.depth}, {c.base_channels} channels, "

@@ -65,11 +65,10 @@ def resized_text(resized: dict[int, float], rescale) -> str:
     if not resized:
         return ""
     by = factor_range(resized.values(), percent=True)
-    if len(resized) == 1:
-        why = ": its objects look larger than the model's" if rescale == "auto" else ""
-        return f" Shrunk to {by} of its size{why}."
-    why = ": their objects look larger than the model's" if rescale == "auto" else ""
-    return f" {len(resized)} slices shrunk to {by} of their size{why}."
+    which, its = ("Shrunk", "its") if len(resized) == 1 else (
+        f"{len(resized)} slices shrunk", "their")
+    why = f": {its} objects look larger than the model's" if rescale == "auto" else ""
+    return f" {which} to {by} of {its} size{why}."
 
 
 class _Relay(QObject):

@@ -159,8 +159,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     bundle.save(args.out)
     if not args.quiet:
         its = 0 if progress is None else progress.run_iteration
-        size = ("" if bundle.object_size is None
-                else f"; objects about {bundle.object_size:.0f} px across")
+        from napari_unet.core.scale import size_text
+
+        size = size_text(bundle.object_size)
         out.write(f"\nsaved {args.out} ({its} iterations this run, {bundle.iterations} in all"
-                  f"{size})\n")
+                  f"{'; ' + size if size else ''})\n")
     return 0

@@ -146,6 +146,11 @@ def factor_for(size: float | None, trained: float | None,
     return float(max(MIN_FACTOR, tolerance * trained / size))
 
 
+def size_text(size: float | None) -> str:
+    """A model's object size as the command line and the plugin say it ('' if unknown)."""
+    return "" if size is None else f"objects about {size:.0f} px across"
+
+
 def factor_range(factors, percent: bool = False) -> str:
     """Factors as people read them: ``0.33``, or ``0.29-0.42`` when they differ; with
     ``percent``, ``33 %`` or ``29-42 %``."""
