@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from napari_unet import __version__
-from napari_unet.core.config import MAX_ZOOM
+from napari_unet.core.config import MAX_INTENSITY, MAX_ZOOM
 from napari_unet.core.decision import FOREGROUND_THRESHOLD, SEED_PROBABILITY
 from napari_unet.core.scale import MAX_FACTOR, MIN_FACTOR, TOLERANCE, check_rescale
 
@@ -31,6 +31,13 @@ def _zoom(text: str) -> float:
     value = float(text)
     if not 1 <= value <= MAX_ZOOM:
         raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_ZOOM:g}, not {text}")
+    return value
+
+
+def _intensity(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= MAX_INTENSITY:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_INTENSITY:g}, not {text}")
     return value
 
 
@@ -190,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="scale augmentation: each patch is shown at a scale between 1/Z and "
                         "Z, so the model learns objects of other sizes than those annotated "
                         "(1 turns it off)")
+    t.add_argument("--intensity", type=_intensity, default=None, metavar="S",
+                   help="intensity augmentation: gamma between exp(-S) and exp(S), gain "
+                        "between 1-S and 1+S, offset within S/2 (0 turns it off; default 0.2)")
     t.add_argument("--checkpointing", action="store_true",
                    help="recompute activations in backward to save memory")
     t.add_argument("--border-weights", action="store_true",

@@ -55,6 +55,7 @@ def train_options(args: argparse.Namespace):
         labels_kind=args.labels_kind, iterations=args.iterations, seconds=args.seconds,
         batch_size=args.batch_size, patch_size=args.patch_size,
         learning_rate=args.learning_rate, elastic_sigma=args.elastic_sigma, zoom=args.zoom,
+        intensity=args.intensity,
         edge_weight=args.edge_weight,
         border_weights=args.border_weights, start_model=args.start_model,
         base_channels=args.base_channels, depth=args.depth, bilinear=not args.transposed,

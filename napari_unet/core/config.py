@@ -24,6 +24,8 @@ DeviceKind = Literal["cpu", "cuda", "mps"]
 
 #: The largest zoom of the scale augmentation (``AugmentConfig.zoom``).
 MAX_ZOOM = 8.0
+#: The strongest intensity augmentation (``AugmentConfig.intensity``): gains stay positive.
+MAX_INTENSITY = 0.9
 #: Weight of the edge loss for painted strokes (see ``core.losses.edge_loss``).
 EDGE_WEIGHT = 1.0
 #: Weight of the anchor to the starting model for painted strokes (``TrainConfig``).
@@ -67,7 +69,9 @@ class AugmentConfig:
     costs a copy of the grid on the CPU); the elastic field is always drawn per sample.
     ``elastic_sigma`` is the standard deviation of the coarse displacements in pixels
     (the U-Net paper: 10 pixels on a 3x3 grid); ``elastic_grid`` the spacing of the
-    coarse grid in pixels. ``zoom`` z: each sample is shown at a scale drawn
+    coarse grid in pixels. ``intensity`` s: each sample's brightness gets a gamma
+    between exp(-s) and exp(s), a gain between 1 - s and 1 + s and an offset within
+    +-s/2 (0 turns it off). ``zoom`` z: each sample is shown at a scale drawn
     log-uniformly between 1/z and z (1 turns it off), so that a model learns objects of
     other sizes than those annotated.
     """
@@ -81,6 +85,9 @@ class AugmentConfig:
     zoom: float = 1.0
 
     def __post_init__(self) -> None:
+        if not 0 <= self.intensity <= MAX_INTENSITY:
+            raise InputError(f"the strength of the intensity augmentation must be between 0 "
+                             f"and {MAX_INTENSITY:g}, not {self.intensity}")
         if not 1 <= self.zoom <= MAX_ZOOM:
             raise InputError(f"the zoom of the scale augmentation must be between 1 and "
                              f"{MAX_ZOOM:g}, not {self.zoom}")
@@ -184,6 +191,7 @@ class TrainOptions:
     learning_rate: float | None = None
     elastic_sigma: float | None = None
     zoom: float | None = None  # the scale augmentation's largest zoom (1: none)
+    intensity: float | None = None  # the intensity augmentation's strength (0: none)
     edge_weight: float | None = None  # None: 1 for painted strokes, 0 for dense labels
     border_weights: bool = False  # the U-Net paper's weights between close objects
     # A new model: "nuclei" starts from the shipped model, "none" from random weights;
@@ -258,7 +266,8 @@ class TrainOptions:
             ("learning_rate", self.learning_rate), ("edge_weight", self.edge_weight),
         ) if value is not None}
         augment = replace(d.augment, **{name: value for name, value in (
-            ("elastic_sigma", self.elastic_sigma), ("zoom", self.zoom)) if value is not None})
+            ("elastic_sigma", self.elastic_sigma), ("zoom", self.zoom),
+            ("intensity", self.intensity)) if value is not None})
         return replace(d, iterations=self.iterations, seconds=self.seconds, device=self.device,
                        seed=self.seed, leave_core_free=self.leave_core_free,
                        checkpointing=self.checkpointing, augment=augment, **chosen)

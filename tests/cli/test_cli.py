@@ -115,6 +115,9 @@ def test_several_pairs(pair, tmp_path):
         (lambda ip, lp, t: ["train", "--image", str(ip), "--labels", str(lp), "--out",
                             str(t / "m.pt"), "--zoom", "0.5"], "--zoom.*between 1 and 8"),
         (lambda ip, lp, t: ["train", "--image", str(ip), "--labels", str(lp), "--out",
+                            str(t / "m.pt"), "--intensity", "1.5"],
+         "--intensity.*between 0 and 0.9"),
+        (lambda ip, lp, t: ["train", "--image", str(ip), "--labels", str(lp), "--out",
                             str(t / "m.pt"), "--device", "cuda"] if not _cuda() else
          ["predict"], "cuda|required"),
     ],

@@ -57,6 +57,16 @@ def test_zoom_option_reaches_the_augmentation():
         TrainOptions(zoom=0.9)
 
 
+def test_intensity_option_reaches_the_augmentation():
+    default = defaults_for("instance", "cpu").train.augment
+    assert TrainOptions(labels_kind="instance", intensity=0.5).train_config("cpu").augment \
+        == dataclasses.replace(default, intensity=0.5)
+    assert TrainOptions(intensity=0.0).train_config("cpu").augment.intensity == 0.0
+    for bad in (-0.1, 1.0):
+        with pytest.raises(InputError, match="intensity augmentation"):
+            TrainOptions(intensity=bad)
+
+
 def test_architecture_of_new_models():
     strokes = TrainOptions()
     assert strokes.starts_from_nuclei
