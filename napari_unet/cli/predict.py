@@ -353,10 +353,10 @@ def _predict_lazy(args: argparse.Namespace, image, predictor, bundle) -> int:
             sys.stderr.write(f"\r[{_bar(done / total)}] slice {done}/{total}  ")
             sys.stderr.flush()
 
-    factors: dict[int, float] = {}
+    resized: dict[int, float] = {}
     try:
         predict_slices(predictor, data, write, instances=args.instances,
-                       min_size=args.min_size, progress=progress, factors=factors)
+                       min_size=args.min_size, progress=progress, resized=resized)
         if scratch is None:
             write_tiff(args.out, labels, scale=scale)
         else:
@@ -369,7 +369,7 @@ def _predict_lazy(args: argparse.Namespace, image, predictor, bundle) -> int:
             sys.stderr.write("\n")
         what = f"{objects} objects" if args.instances else f"{bundle.n_classes} classes"
         sys.stderr.write(f"wrote {args.out} ({what}; read lazily, slice by slice)\n")
-        note = resized_note({z: f for z, f in factors.items() if f != 1.0}, n, args.rescale)
+        note = resized_note(resized, n, args.rescale)
         if note:
             sys.stderr.write(note + "\n")
     return 0

@@ -283,15 +283,16 @@ def predict_slices(
     slices: list[int] | None = None,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
-    factors: dict[int, float] | None = None,
+    resized: dict[int, float] | None = None,
 ) -> int:
     """Predict a 2D image or a (Z, Y, X) stack, lazy or not, one slice at a time.
 
     Each slice is read (only its chunks), predicted, and handed to ``write(z, labels)``
     (the labels of that slice, or its objects with ``instances``); nothing of the stack
     is held beyond one slice. ``progress(done, total)`` follows each slice,
-    ``should_stop()`` is asked before each; ``factors``, when given, receives the factor
-    each slice was resized by (:mod:`.scale`). Returns how many slices were predicted.
+    ``should_stop()`` is asked before each; ``resized``, when given, receives the factor
+    of each slice that was resized (:mod:`.scale`, as ``Prediction.resized``). Returns how
+    many slices were predicted.
     """
     ndim = len(image.shape)
     if ndim not in (2, 3):
@@ -307,8 +308,9 @@ def predict_slices(
             break
         plane = np.asarray(image if ndim == 2 else image[z])
         result = predictor.predict(plane, instances=instances, min_size=min_size)
-        if factors is not None:
-            factors[z] = result.factors.get(0, 1.0)
+        if resized is not None:
+            for f in result.resized().values():  # one slice: one factor at most
+                resized[z] = f
         write(z, result.instances if instances else result.labels)
         done += 1
         if progress is not None:
