@@ -57,16 +57,18 @@ from .training import controller_for, error_message
 
 #: The choices of *Image size*: (text, the predictor's ``rescale``).
 IMAGE_SIZE_CHOICES = [("Auto", "auto"), ("Full size", "off"), ("Half", 0.5), ("Third", 1 / 3),
-                   ("Quarter", 0.25)]
+                      ("Quarter", 0.25), ("Twice", 2.0)]
 
 
 def resized_text(resized: dict[int, float], rescale) -> str:
-    """What the status line adds when slices were predicted shrunk ('' if none)."""
+    """What the status line adds when slices were predicted shrunk or enlarged ('' if
+    none)."""
     if not resized:
         return ""
     by = factor_range(resized.values(), percent=True)
-    which, its = ("Shrunk", "its") if len(resized) == 1 else (
-        f"{len(resized)} slices shrunk", "their")
+    verb = "enlarged" if min(resized.values()) > 1 else "shrunk"
+    which, its = (verb.capitalize(), "its") if len(resized) == 1 else (
+        f"{len(resized)} slices {verb}", "their")
     why = f": {its} objects look larger than the model's" if rescale == "auto" else ""
     return f" {which} to {by} of {its} size{why}."
 

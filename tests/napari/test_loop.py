@@ -239,7 +239,8 @@ def test_edge_and_border_options_reach_the_training(annotated_workflow, run_work
 def test_image_size_choice_reaches_prediction_and_the_live_preview(annotated_workflow,
                                                                    run_worker):
     """A model that knows objects a sixth the size of the sample's: Auto predicts the
-    slice shrunk (until they look 1.5 times the model's) and says so, Full size does not; the live preview predicts as the
+    slice shrunk (until they look 1.5 times the model's) and says so, Full size does not,
+    Twice enlarges it and says so; the live preview predicts as the
     Predict panel does (the same labels for the same choice)."""
     import torch
 
@@ -283,6 +284,12 @@ def test_image_size_choice_reaches_prediction_and_the_live_preview(annotated_wor
     assert "Shrunk" not in panel.status.value
     full = np.asarray(predictions.data[z]).copy()
     assert not np.array_equal(auto, full)  # a random model answers differently at each size
+    panel.rescale.value = 2.0  # "Twice": for objects smaller than the model's
+    assert widget.session.rescale == 2.0
+    run_worker(panel.predict())
+    assert "Enlarged to 200 % of its size." in panel.status.value
+    assert predictions.data.shape == viewer.layers["nuclei"].data.shape
+    assert not np.array_equal(np.asarray(predictions.data[z]), full)
     panel.rescale.value = "auto"
     controller = controller_for(widget.session)
     predictions.data[z] = 0
