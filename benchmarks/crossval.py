@@ -48,6 +48,8 @@ import tifffile
 from _common import DATA, need, table
 
 VARIED = {"360x360": "dense fluo", "512x640": "dim fluo", "1024x1024": "bright-field"}
+#: The fluorescence kinds of ``varied/`` (the bright-field images have the inverse contrast).
+VARIED_FLUO = {size: name for size, name in VARIED.items() if name != "bright-field"}
 GROUPS = ("dsb", "isbi", "fluo-to-varied", "varied-to-others")
 DSB_FOLDS, ISBI_FOLDS = 4, 5
 

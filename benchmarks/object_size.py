@@ -27,7 +27,7 @@ import argparse
 from collections import defaultdict
 
 import numpy as np
-from crossval import DSB_FOLDS, VARIED, dsb, fit, folds, predictor_of, varied
+from crossval import DSB_FOLDS, VARIED_FLUO, dsb, fit, folds, predictor_of, varied
 
 from napari_unet.core.speed import cpu_name
 
@@ -72,7 +72,7 @@ def main() -> None:
     if "off" not in args.rescale:
         args.rescale.insert(0, "off")
     torch.set_num_threads(cpu_threads(False))
-    groups = {name: varied(size) for size, name in VARIED.items() if name != "bright-field"}
+    groups = {name: varied(size) for size, name in VARIED_FLUO.items()}
     scores = defaultdict(list)  # (group, rescale) -> [(iou, f1, ratio)] per seed
     chosen = defaultdict(list)  # group -> factors auto chose
     for seed in range(args.seeds):

@@ -35,7 +35,7 @@ import numpy as np
 from crossval import (
     DSB_FOLDS,
     ISBI_FOLDS,
-    VARIED,
+    VARIED_FLUO,
     dsb,
     folds,
     isbi,
@@ -56,13 +56,12 @@ def cells(group: str, fold_numbers: list[int]):
     group, the kind of its labels and its metrics."""
     if group == "fluo-to-varied":
         images, labels = dsb()
-        tests = {name: varied(size) for size, name in VARIED.items() if name != "bright-field"}
+        tests = {name: varied(size) for size, name in VARIED_FLUO.items()}
         return [(0, images, labels, tests)], "instance", NUCLEI
     if group == "varied-to-fluo":
         fluo = dsb()
         return [(f, *varied(size), {"DSB fluo": fluo})
-                for f, size in enumerate(s for s in VARIED if VARIED[s] != "bright-field")
-                ], "instance", NUCLEI
+                for f, size in enumerate(VARIED_FLUO)], "instance", NUCLEI
     (images, labels), k, kind, metrics = ((isbi(), ISBI_FOLDS, "semantic", MEMBRANES)
                                           if group == "isbi"
                                           else (dsb(), DSB_FOLDS, "instance", NUCLEI))
