@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from scipy import ndimage as ndi
 
-from napari_unet.core.augment import AugmentConfig, Augmenter, _cubic_weights
-from napari_unet.core.device import keep_freed_memory
+from napari_unet.core.models.device import keep_freed_memory
+from napari_unet.core.train.augment import AugmentConfig, Augmenter, _cubic_weights
 
 
 def scipy_pair(image, labels, rng, cfg: AugmentConfig):

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from napari_unet.core.checkpoint import ModelBundle
-from napari_unet.core.model import UNetConfig
+from napari_unet.core.models.checkpoint import ModelBundle
+from napari_unet.core.models.unet import UNetConfig
 
 
 def cpu_name() -> str:

@@ -39,14 +39,14 @@ from _common import DATA, need, table
 from scipy import ndimage as ndi
 from strokes import strokes
 
-from napari_unet.core import sampling as sampling_module
 from napari_unet.core.config import TrainOptions
 from napari_unet.core.corrections import accept_edits
-from napari_unet.core.data import TrainingData
 from napari_unet.core.metrics import foreground_iou
-from napari_unet.core.plan import new_bundle
-from napari_unet.core.predict import Predictor
-from napari_unet.core.train import Trainer
+from napari_unet.core.predict.tiles import Predictor
+from napari_unet.core.train import sampling as sampling_module
+from napari_unet.core.train.data import TrainingData
+from napari_unet.core.train.plan import new_bundle
+from napari_unet.core.train.trainer import Trainer
 
 CORRECTED_WEIGHT = 3.0
 

@@ -133,7 +133,7 @@ def train_reference(images: np.ndarray, labels: np.ndarray, seconds: float, seed
     from skimage.measure import label as connected
 
     from napari_unet.core.decision import FOREGROUND_THRESHOLD
-    from napari_unet.core.predict import drop_small
+    from napari_unet.core.predict.tiles import drop_small
 
     min_size = cli_args("predict", "--model", "m", "--image", "i", "--out", "o").min_size
     start = time.perf_counter()
@@ -152,7 +152,7 @@ def run_both(images, labels, kind, seconds, seed, order: int):
     """Both methods on one training set, the first chosen by ``order``'s parity."""
     import torch
 
-    from napari_unet.core.device import cpu_threads
+    from napari_unet.core.models.device import cpu_threads
 
     names = ["napari-unet", "plain U-Net"]
     if order % 2:
@@ -327,8 +327,8 @@ def main() -> None:
         args.stroke_seconds = [20]
     import torch
 
-    from napari_unet.core.device import cpu_threads
-    from napari_unet.core.speed import cpu_name
+    from napari_unet.core.models.device import cpu_threads
+    from napari_unet.core.models.speed import cpu_name
 
     print(f"{cpu_name()}, {cpu_threads(False)} torch threads, torch {torch.__version__}")
     if args.strokes:

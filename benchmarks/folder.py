@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def cpu_name() -> str:
-    from napari_unet.core.speed import cpu_name as name
+    from napari_unet.core.models.speed import cpu_name as name
 
     return name()
 

@@ -22,9 +22,9 @@ from _common import DATA, need, table
 from napari_unet.core.config import TrainOptions
 from napari_unet.core.labels import to_annotations
 from napari_unet.core.metrics import foreground_iou, instance_scores
-from napari_unet.core.plan import plan_training
-from napari_unet.core.predict import Predictor
-from napari_unet.core.train import Trainer
+from napari_unet.core.predict.tiles import Predictor
+from napari_unet.core.train.plan import plan_training
+from napari_unet.core.train.trainer import Trainer
 
 
 def main() -> None:

@@ -27,12 +27,12 @@ from bigimage import cpu_name
 CHILD = r"""
 import json, os, resource, sys, time, threading
 import numpy as np
-from napari_unet.core.checkpoint import ModelBundle
-from napari_unet.core.data import TrainingData
-from napari_unet.core.lazy import open_image
-from napari_unet.core.model import UNetConfig
-from napari_unet.core.sparse import sparse_labels
-from napari_unet.core.train import TrainConfig, Trainer
+from napari_unet.core.models.checkpoint import ModelBundle
+from napari_unet.core.train.data import TrainingData
+from napari_unet.core.io.lazy import open_image
+from napari_unet.core.models.unet import UNetConfig
+from napari_unet.core.io.sparse import sparse_labels
+from napari_unet.core.train.trainer import TrainConfig, Trainer
 
 folder, iterations = sys.argv[1], int(sys.argv[2])
 t0 = time.perf_counter()

@@ -22,7 +22,7 @@ import numpy as np
 from crossval import ISBI_FOLDS, fit, folds, isbi, predictor_of
 from scipy import ndimage as ndi
 
-from napari_unet.core.speed import cpu_name
+from napari_unet.core.models.speed import cpu_name
 
 BANDS = ((1, 2), (2, 3), (3, 6), (6, None))  # [lo, hi) in pixels
 
@@ -60,7 +60,7 @@ def main() -> None:
 
     import torch
 
-    from napari_unet.core.device import cpu_threads
+    from napari_unet.core.models.device import cpu_threads
 
     torch.set_num_threads(cpu_threads(False))
     print(f"{cpu_name()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}")

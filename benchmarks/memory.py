@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from _common import timed
 
-from napari_unet.core.model import UNet
+from napari_unet.core.models.unet import UNet
 
 
 def run(checkpointing: bool, args) -> tuple[float, float]:

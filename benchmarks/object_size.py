@@ -29,7 +29,7 @@ from collections import defaultdict
 import numpy as np
 from crossval import DSB_FOLDS, VARIED_FLUO, dsb, fit, folds, predictor_of, varied
 
-from napari_unet.core.speed import cpu_name
+from napari_unet.core.models.speed import cpu_name
 
 
 def _pm(values) -> str:
@@ -55,8 +55,8 @@ def fold_report(images: np.ndarray) -> None:
 def main() -> None:
     import torch
 
-    from napari_unet.core.device import cpu_threads
     from napari_unet.core.metrics import foreground_iou, instance_scores
+    from napari_unet.core.models.device import cpu_threads
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=150)

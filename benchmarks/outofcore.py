@@ -42,7 +42,7 @@ SAMPLE = 0.1
 
 
 def cpu_name() -> str:
-    from napari_unet.core.speed import cpu_name as name
+    from napari_unet.core.models.speed import cpu_name as name
 
     return name()
 
@@ -91,8 +91,8 @@ def make_stack(workdir: Path, gib: float, side: int) -> Path:
 
 
 def small_model(workdir: Path, base: int, depth: int) -> Path:
-    from napari_unet.core.checkpoint import ModelBundle
-    from napari_unet.core.model import UNetConfig
+    from napari_unet.core.models.checkpoint import ModelBundle
+    from napari_unet.core.models.unet import UNetConfig
 
     path = workdir / f"small_b{base}_d{depth}.pt"
     if not path.exists():
@@ -176,7 +176,7 @@ def main() -> None:
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
 
-    import napari_unet.core.blocks  # noqa: F401  (the package is importable)
+    import napari_unet.core.predict.blocks  # noqa: F401  (the package is importable)
 
     t0 = time.perf_counter()
     before = set(args.workdir.iterdir())

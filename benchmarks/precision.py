@@ -4,7 +4,7 @@
 
 Times training steps (forward, backward, AdamW) and prediction batches of the default
 model at the CPU defaults (batch 8, patch 128) and at patch 256, interleaving the settings
-so that other load slows each alike, and prints what ``napari_unet.core.speed`` picks
+so that other load slows each alike, and prints what ``napari_unet.core.models.speed`` picks
 here (it measures a shorter version of the same once per machine).
 """
 
@@ -28,8 +28,8 @@ def main() -> None:
     import torch
     import torch.nn.functional as F
 
-    from napari_unet.core import speed
-    from napari_unet.core.model import UNet, UNetConfig
+    from napari_unet.core.models import speed
+    from napari_unet.core.models.unet import UNet, UNetConfig
 
     cores = speed.logical_cores()
     default = torch.get_num_threads()

@@ -23,9 +23,9 @@ import time
 import numpy as np
 from _common import timed
 
-from napari_unet.core.checkpoint import ModelBundle
-from napari_unet.core.model import UNetConfig
-from napari_unet.core.predict import Predictor
+from napari_unet.core.models.checkpoint import ModelBundle
+from napari_unet.core.models.unet import UNetConfig
+from napari_unet.core.predict.tiles import Predictor
 
 
 def image_of(size: int, seed: int = 0) -> np.ndarray:

@@ -45,7 +45,7 @@ from crossval import (
     varied,
 )
 
-from napari_unet.core.speed import cpu_name
+from napari_unet.core.models.speed import cpu_name
 
 NUCLEI = ("fg IoU", "F1@0.5", "fg ratio")
 MEMBRANES = ("pixel error", "Rand error", "fg ratio")

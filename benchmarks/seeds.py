@@ -39,7 +39,7 @@ def trained(images, labels, seconds: float, seed: int):
     its steps."""
     import torch
 
-    from napari_unet.core.device import cpu_threads
+    from napari_unet.core.models.device import cpu_threads
 
     torch.set_num_threads(cpu_threads(False))
     trainer = fit(images, labels, "instance", seconds, seed)
@@ -108,7 +108,7 @@ def objects(probs: np.ndarray, seed_probability: float | None, min_size: int) ->
     from skimage.segmentation import watershed
 
     from napari_unet.core.decision import decide, interior_seeds
-    from napari_unet.core.predict import drop_small
+    from napari_unet.core.predict.tiles import drop_small
 
     classes = decide(probs)
     if seed_probability is None:
@@ -132,7 +132,7 @@ def main() -> None:
                     help="train on DSB fluorescence, score dense and dim fluorescence")
     args = ap.parse_args()
     from napari_unet.core.metrics import instance_scores
-    from napari_unet.core.speed import cpu_name
+    from napari_unet.core.models.speed import cpu_name
 
     min_size = args.min_size or cli_args("predict", "--model", "m", "--image", "i",
                                          "--out", "o").min_size

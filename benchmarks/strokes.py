@@ -30,7 +30,7 @@ from skimage.measure import label as connected
 
 from napari_unet.core.decision import FOREGROUND_THRESHOLD
 from napari_unet.core.metrics import foreground_iou, instance_scores
-from napari_unet.core.predict import Predictor
+from napari_unet.core.predict.tiles import Predictor
 from napari_unet.synthetic import background_strokes
 
 
@@ -182,8 +182,8 @@ def main() -> None:
                      instance_scores(rf_inst, gt)["f1"]])
 
     from napari_unet.core.config import TrainOptions
-    from napari_unet.core.plan import plan_training
-    from napari_unet.core.train import Trainer
+    from napari_unet.core.train.plan import plan_training
+    from napari_unet.core.train.trainer import Trainer
 
     seconds = None if args.iterations else args.seconds
     # napari-unet train --labels-kind annotation (the GUI's settings too)

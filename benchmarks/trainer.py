@@ -21,12 +21,12 @@ import dataclasses
 import torch
 from _common import timed
 
-from napari_unet.core.batches import DeviceBatches
-from napari_unet.core.checkpoint import ModelBundle
-from napari_unet.core.data import TrainingData
-from napari_unet.core.losses import masked_loss
-from napari_unet.core.model import UNet, UNetConfig
-from napari_unet.core.train import TrainConfig, Trainer
+from napari_unet.core.models.checkpoint import ModelBundle
+from napari_unet.core.models.unet import UNet, UNetConfig
+from napari_unet.core.train.batches import DeviceBatches
+from napari_unet.core.train.data import TrainingData
+from napari_unet.core.train.losses import masked_loss
+from napari_unet.core.train.trainer import TrainConfig, Trainer
 from napari_unet.samples import sample_path
 
 
@@ -96,8 +96,8 @@ def throughput(args) -> None:
 
     from napari_unet.cli import build_parser, make_trainer
     from napari_unet.core.config import defaults_for
-    from napari_unet.core.device import cpu_threads
-    from napari_unet.core.speed import cpu_choice, cpu_name
+    from napari_unet.core.models.device import cpu_threads
+    from napari_unet.core.models.speed import cpu_choice, cpu_name
 
     folder = need(DATA / "dsb2018")
     images = tifffile.imread(folder / "fluo_image.tif")[:30]

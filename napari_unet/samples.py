@@ -35,6 +35,6 @@ def sample_path(name: str) -> Path:
 
 def sample_image(name: str = "nuclei"):
     """The pixels of one sample (a numpy array)."""
-    from napari_unet.core.io import read_tiff
+    from napari_unet.core.io.tiff import read_tiff
 
     return read_tiff(sample_path(name)).data

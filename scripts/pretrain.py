@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_unet.core.augment import AugmentConfig
-from napari_unet.core.checkpoint import ModelBundle
 from napari_unet.core.config import START_ARCHITECTURE, START_MODEL
-from napari_unet.core.data import TrainingData
 from napari_unet.core.labels import to_annotations
-from napari_unet.core.train import TrainConfig, Trainer
+from napari_unet.core.models.checkpoint import ModelBundle
+from napari_unet.core.train.augment import AugmentConfig
+from napari_unet.core.train.data import TrainingData
+from napari_unet.core.train.trainer import TrainConfig, Trainer
 from napari_unet.synthetic import nuclei_slice, random_style
 
 

@@ -6,13 +6,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_unet.core.speed import logical_cores
+from napari_unet.core.models.speed import logical_cores
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 # Tests (and the command lines they start) train in fp32 on every core instead of first
-# timing this CPU (napari_unet.core.speed), whose answer depends on the machine and its
-# load. tests/core/test_speed.py and the fresh-process GUI test take the measured path.
+# timing this CPU (napari_unet.core.models.speed), whose answer depends on the machine and its
+# load. tests/core/models/test_speed.py and the fresh-process GUI test take the measured path.
 os.environ.setdefault("NAPARI_UNET_PRECISION", "fp32")
 os.environ.setdefault("NAPARI_UNET_THREADS", str(logical_cores()))
 
@@ -51,8 +51,8 @@ def constant_bundle(probs, kind: str = "instance"):
     """A real model that predicts ``probs`` (one per class) at every pixel of any image."""
     import torch
 
-    from napari_unet.core.checkpoint import ModelBundle
-    from napari_unet.core.model import UNetConfig
+    from napari_unet.core.models.checkpoint import ModelBundle
+    from napari_unet.core.models.unet import UNetConfig
 
     bundle = ModelBundle.new(UNetConfig(n_classes=len(probs), base_channels=4, depth=2), kind)
     state = dict(bundle.state_dict)

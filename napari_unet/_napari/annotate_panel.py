@@ -184,7 +184,7 @@ class AnnotatePanel(Container):
 def _sparse_counts(data, classes) -> str:
     """The counts of :meth:`AnnotatePanel.update_counts` for annotations held chunk by
     chunk (zarr): only the stored chunks are read; other lazy labels are not counted."""
-    from napari_unet.core.sparse import annotated_slices, chunk_region, is_sparse, stored_chunks
+    from napari_unet.core.io.sparse import annotated_slices, chunk_region, is_sparse, stored_chunks
 
     if not is_sparse(data):
         return "Labels read lazily: pixels are counted once painted on a new layer."

@@ -8,7 +8,7 @@ annotations of an image opened lazily (too large for memory) are kept chunk by c
 saved as OME-Zarr labels, ``.annotations.ome.zarr``, holding only the painted chunks. The
 environment variable ``NAPARI_UNET_AUTOSAVE_DIR`` names one folder for all of them
 instead. Files are written
-atomically (:func:`napari_unet.core.io.write_tiff`), from a copy taken on the GUI thread,
+atomically (:func:`napari_unet.core.io.tiff.write_tiff`), from a copy taken on the GUI thread,
 in a worker thread. When the annotations layer of the same image is created again, the
 autosave is loaded into it (:func:`restore`), with a notification that says so.
 """
@@ -117,8 +117,8 @@ def _suffix(image: Image) -> str:
 
 
 def _write(path: Path, data) -> Path:
-    from napari_unet.core.io import write_tiff
-    from napari_unet.core.sparse import is_sparse, save_labels_zarr
+    from napari_unet.core.io.sparse import is_sparse, save_labels_zarr
+    from napari_unet.core.io.tiff import write_tiff
 
     if is_sparse(data) or path.name.endswith(ZARR_SUFFIX):
         save_labels_zarr(path, data, name="annotations")
@@ -130,7 +130,7 @@ def _write(path: Path, data) -> Path:
 def _copy(data):
     """What a worker may write while painting goes on: a copy (of the stored chunks only,
     for sparse annotations)."""
-    from napari_unet.core.sparse import is_sparse, to_sparse
+    from napari_unet.core.io.sparse import is_sparse, to_sparse
 
     return to_sparse(data) if is_sparse(data) else np.asarray(data).copy()
 
@@ -138,7 +138,7 @@ def _copy(data):
 def restore(layer: Labels, image: Image) -> Path | None:
     """Load the autosave of ``image`` into ``layer`` when there is one of its shape."""
     from napari_unet.core.errors import NapariUnetError
-    from napari_unet.core.io import read_tiff
+    from napari_unet.core.io.tiff import read_tiff
     from napari_unet.core.labels import check_labels_array
 
     path = autosave_path(image)
@@ -147,8 +147,8 @@ def restore(layer: Labels, image: Image) -> Path | None:
         return None
     try:
         if zarr_labels:
-            from napari_unet.core.lazy import open_image
-            from napari_unet.core.sparse import stored_chunks, to_sparse
+            from napari_unet.core.io.lazy import open_image
+            from napari_unet.core.io.sparse import stored_chunks, to_sparse
 
             data = to_sparse(open_image(path, lazy=True).data)
             empty = not stored_chunks(data)

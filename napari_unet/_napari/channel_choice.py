@@ -5,7 +5,7 @@ and napari's ``channel_axis`` split a file so) or one layer with a channel axis.
 session holds the choice (:class:`~.state.Session`: ``channel_layers`` or the image's
 channel axis and ``channel_indices``); this module turns it into the arrays that
 training and prediction take, through the same core functions as the command line
-(:func:`napari_unet.core.channels.pick_channels`, :func:`~napari_unet.core.channels.stack_channels`).
+(:func:`napari_unet.core.io.channels.pick_channels`, :func:`~napari_unet.core.io.channels.stack_channels`).
 """
 
 from __future__ import annotations
@@ -14,52 +14,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .axes import CHANNEL_KEY, channel_axis, z_axis
+
 if TYPE_CHECKING:
     from napari.layers import Image
 
-    from napari_unet.core.checkpoint import ModelBundle
+    from napari_unet.core.models.checkpoint import ModelBundle
 
     from .state import Session
-
-#: Key of an image layer's metadata that names its channel axis (set in the Data panel).
-CHANNEL_AXIS_KEY = "channel_axis"
-#: Key of the metadata of a layer split from a multi-channel file: its channel there.
-CHANNEL_KEY = "channel"
-
-
-def channel_axis(layer: Image | None) -> int | None:
-    """The layer's channel axis, when it has one (never Y, X or RGB samples)."""
-    if layer is None or getattr(layer, "rgb", False):
-        return None
-    axis = layer.metadata.get(CHANNEL_AXIS_KEY)
-    if isinstance(axis, int) and not isinstance(axis, bool) and 0 <= axis < layer.ndim - 2:
-        return axis
-    return None
-
-
-def set_channel_axis(layer: Image, axis: int | None) -> None:
-    if axis is None:
-        layer.metadata.pop(CHANNEL_AXIS_KEY, None)
-    else:
-        layer.metadata[CHANNEL_AXIS_KEY] = int(axis)
-
-
-def spatial_shape(layer: Image) -> tuple[int, ...]:
-    """Shape of the layer's pixels: without RGB samples and without its channel axis."""
-    shape = tuple(np.shape(layer.data))
-    if getattr(layer, "rgb", False):
-        return shape[:-1]
-    axis = channel_axis(layer)
-    return shape if axis is None else shape[:axis] + shape[axis + 1 :]
-
-
-def z_axis(layer: Image) -> int | None:
-    """The layer's axis of slices when its pixels are a Z stack, else ``None``."""
-    if len(spatial_shape(layer)) != 3:
-        return None
-    axis = channel_axis(layer)
-    return next(i for i in range(layer.ndim - 2) if i != axis)
-
 
 def channel_layers(session: Session) -> list[Image]:
     """The layers that are the channels: those chosen, else the image alone."""
@@ -72,7 +34,7 @@ def channel_layers(session: Session) -> list[Image]:
 
 def _plane(layer: Image, z: int | None):
     """The layer's data, or slice ``z`` of it; a lazy layer's stay lazy (nothing read)."""
-    from napari_unet.core.channels import is_lazy
+    from napari_unet.core.io.channels import is_lazy
 
     data = layer.data
     axis = z_axis(layer)
@@ -85,7 +47,7 @@ def _plane(layer: Image, z: int | None):
 
 def is_lazy_input(session: Session) -> bool:
     """Whether the chosen image (or one of its channel layers) is opened lazily."""
-    from napari_unet.core.channels import is_lazy
+    from napari_unet.core.io.channels import is_lazy
 
     return any(is_lazy(layer.data) for layer in channel_layers(session))
 
@@ -96,7 +58,7 @@ def image_input(session: Session, z: int | None = None):
     2D image or one slice as (1, C, Y, X)). For an image opened lazily the chosen
     channel stays a lazy (dask) array, read later slice by slice; several channels of
     such an image are refused. Raises the core's :class:`InputError`."""
-    from napari_unet.core.channels import is_lazy, pick_channels, stack_channels
+    from napari_unet.core.io.channels import is_lazy, pick_channels, stack_channels
 
     image = session.image
     axis = channel_axis(image)

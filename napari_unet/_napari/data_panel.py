@@ -15,7 +15,7 @@ from napari.utils.notifications import show_error
 from napari_unet import PLUGIN_NAME
 
 from ._lifetime import CloseWatcher, Subscriptions
-from .channel_choice import CHANNEL_KEY, channel_axis, set_channel_axis
+from .axes import CHANNEL_KEY, channel_axis, set_channel_axis
 from .combos import form, layer_combo
 from .layers import image_shape
 from .state import Session, session_for
@@ -208,7 +208,7 @@ def describe(layer: Image | None, session: Session | None = None) -> str:
 
 def _channels_text(session: Session) -> str:
     """``Model input: 2 channels (a [0], a [1])``: what training and prediction read."""
-    from .channel_choice import channel_axis, channel_layers, chosen_count
+    from .channel_choice import channel_layers, chosen_count
 
     n = chosen_count(session)
     if n == 1 and channel_axis(session.image) is None and channel_layers(session) == [

@@ -21,7 +21,7 @@ from .combos import form, row, status_label
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from napari_unet.core.batch import FileResult, Job, Settings
+    from napari_unet.core.predict.files import FileResult, Job, Settings
 
 #: The output folder used when none is chosen: inside the images' folder.
 DEFAULT_OUT = "predictions"
@@ -39,10 +39,10 @@ def _run(jobs: list[Job], bundle, options: dict, settings: Settings,
          stop: threading.Event) -> Iterator[FileResult]:
     """Predict ``jobs`` one by one in the worker thread (torch imported here). Each file
     is read as the command line's folder prediction reads it: the channels the model was
-    trained on (:class:`~napari_unet.core.selection.ChannelReader`)."""
-    from napari_unet.core.batch import run_job
-    from napari_unet.core.predict import Predictor
-    from napari_unet.core.selection import ChannelReader
+    trained on (:class:`~napari_unet.core.io.selection.ChannelReader`)."""
+    from napari_unet.core.io.selection import ChannelReader
+    from napari_unet.core.predict.files import run_job
+    from napari_unet.core.predict.tiles import Predictor
 
     read = ChannelReader(model_channels=bundle.channels)
     predictor = Predictor(bundle, **options)
@@ -97,8 +97,8 @@ class FolderPrediction(Container):
 
     def start(self):
         """Plan and start the run; return the worker (``None`` when nothing starts)."""
-        from napari_unet.core.batch import check_folder, find_images, is_done, plan_jobs
         from napari_unet.core.errors import InputError
+        from napari_unet.core.predict.files import check_folder, find_images, is_done, plan_jobs
 
         if self.worker is not None:
             return None

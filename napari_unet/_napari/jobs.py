@@ -21,9 +21,9 @@ from napari_unet.core.config import TrainOptions
 from napari_unet.core.decision import FOREGROUND_THRESHOLD
 
 if TYPE_CHECKING:
-    from napari_unet.core.checkpoint import ModelBundle
-    from napari_unet.core.predict import Prediction
-    from napari_unet.core.train import Progress
+    from napari_unet.core.models.checkpoint import ModelBundle
+    from napari_unet.core.predict.tiles import Prediction
+    from napari_unet.core.train.trainer import Progress
 
 @dataclass(frozen=True)
 class TrainRequest:
@@ -97,8 +97,8 @@ class TrainJob:
 
     # In the worker thread ---------------------------------------------------
     def _build(self):
-        from napari_unet.core.plan import plan_training
-        from napari_unet.core.train import Trainer
+        from napari_unet.core.train.plan import plan_training
+        from napari_unet.core.train.trainer import Trainer
 
         req = self.request
         plan = plan_training(req.images, req.annotations, req.options, weights=req.weights,
@@ -155,7 +155,7 @@ class PredictRequest:
 def predict_job(request: PredictRequest, progress: Callable[[int, int], None] | None = None,
                 should_stop: Callable[[], bool] | None = None) -> Prediction:
     """Predict in the worker thread (imports torch on first use)."""
-    from napari_unet.core.predict import Predictor
+    from napari_unet.core.predict.tiles import Predictor
 
     predictor = Predictor(request.bundle, device=request.device,
                           foreground_threshold=request.foreground_threshold,
@@ -185,7 +185,7 @@ def predict_slices_job(request: PredictRequest, slices: list[int], done: threadi
     after each, for the GUI thread to write into its layers; ``should_stop()`` is asked
     before each slice; set ``done`` at the end."""
     try:
-        from napari_unet.core.predict import Predictor
+        from napari_unet.core.predict.tiles import Predictor
 
         predictor = Predictor(request.bundle, device=request.device,
                               foreground_threshold=request.foreground_threshold,

@@ -9,7 +9,7 @@ import numpy as np
 from napari.layers import Image, Labels
 from napari.utils.colormaps import DirectLabelColormap
 
-from .channel_choice import spatial_shape
+from .axes import spatial_shape
 from .state import ClassSpec
 
 TRANSPARENT = (0.0, 0.0, 0.0, 0.0)
@@ -65,7 +65,7 @@ def empty_labels(image: Image, shape: tuple[int, ...], dtype=np.uint8):
     """Zeros for a labels layer over ``image``: a numpy array, or for an image opened
     lazily a zarr array in memory that stores only the chunks holding a label."""
     if is_lazy_layer(image):
-        from napari_unet.core.sparse import sparse_labels
+        from napari_unet.core.io.sparse import sparse_labels
 
         return sparse_labels(shape, dtype)
     return np.zeros(shape, dtype)
@@ -146,7 +146,7 @@ def write_predictions(
     layer = predictions_layer(viewer, image, classes, labels.dtype)
     if np.iinfo(labels.dtype).max > np.iinfo(layer.data.dtype).max:
         if is_lazy_layer(layer):
-            from napari_unet.core.sparse import to_sparse
+            from napari_unet.core.io.sparse import to_sparse
 
             layer.data = to_sparse(layer.data, labels.dtype)
         else:

@@ -92,8 +92,8 @@ class ModelPanel(Container):
     def load_model(self, path: str | Path) -> bool:
         """Load a model file (safely) or a bioimage.io package that napari-unet exported
         (``.zip``); errors become a notification."""
-        from napari_unet.core.checkpoint import load_bundle
-        from napari_unet.core.package import is_package_path, load_package
+        from napari_unet.core.models.checkpoint import load_bundle
+        from napari_unet.core.share.package import is_package_path, load_package
 
         try:
             bundle = load_package(path) if is_package_path(path) else load_bundle(path)
@@ -129,8 +129,8 @@ class ModelPanel(Container):
         """Write the current model as a bioimage.io model package (``.zip``) at ``path``;
         its test tensors come from the slice in view of the image (the nuclei sample
         without one). Errors become a notification."""
-        from napari_unet.core.export import export_bioimageio
-        from napari_unet.core.paths import check_outputs
+        from napari_unet.core.io.paths import check_outputs
+        from napari_unet.core.share.export import export_bioimageio
 
         bundle = self.session.bundle
         if bundle is None:

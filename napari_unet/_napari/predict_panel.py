@@ -284,8 +284,8 @@ class PredictPanel(Container):
     def save_labels(self, path: str | Path) -> bool:
         """Save the predictions of the chosen image as a compressed TIFF: one label per
         object with *Split into objects*, else one per class."""
-        from napari_unet.core.io import write_tiff
-        from napari_unet.core.paths import check_outputs
+        from napari_unet.core.io.paths import check_outputs
+        from napari_unet.core.io.tiff import write_tiff
 
         image = self.session.image
         layer = None if image is None else find_labels(
@@ -301,7 +301,7 @@ class PredictPanel(Container):
             source = image.source.path or image.metadata.get("path")
             check_outputs([("the labels file", path)], [("image", source)])
             if is_lazy_layer(image) or not isinstance(data, np.ndarray):
-                from napari_unet.core.sparse import write_labels_tiff
+                from napari_unet.core.io.sparse import write_labels_tiff
 
                 write_labels_tiff(path, data, scale=tuple(layer.scale))  # plane by plane
             else:
@@ -329,7 +329,7 @@ class PredictPanel(Container):
             layer = self._viewer.layers[name]
             return layer.data if is_lazy_layer(layer) else np.asarray(layer.data)
         if not isinstance(predictions, np.ndarray):  # zarr-backed: split slice by slice
-            from napari_unet.core.sparse import sparse_labels
+            from napari_unet.core.io.sparse import sparse_labels
 
             out = sparse_labels(np.shape(predictions), np.int32)
             index = [(Ellipsis,)] if predictions.ndim == 2 else [(z,) for z in range(
@@ -358,7 +358,7 @@ class PredictPanel(Container):
         return out.reshape(predictions.shape)
 
     def _folder_settings(self):
-        from napari_unet.core.batch import Settings
+        from napari_unet.core.predict.files import Settings
 
         return Settings(instances=self.instances.value, min_size=self.min_size.value)
 

@@ -1,10 +1,10 @@
 """Reader: TIFF stacks (and OME-TIFF) and OME-Zarr folders as one image layer, label
 images as Labels; a file of several series gives one layer per series. An image that
 does not fit comfortably in memory comes as a dask array, which napari shows slice by
-slice without loading it (:func:`napari_unet.core.lazy.open_image`).
+slice without loading it (:func:`napari_unet.core.io.lazy.open_image`).
 
 Labels or image is decided from the file's metadata and its values
-(:func:`napari_unet.core.io.looks_like_labels`), never from its name.
+(:func:`napari_unet.core.io.tiff.looks_like_labels`), never from its name.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from napari_unet.core.io import (
+from napari_unet.core.io.lazy import is_image_path, is_lazy, is_zarr_path, open_image
+from napari_unet.core.io.tiff import (
     ImageData,
     as_label_dtype,
     looks_like_labels,
     tiff_series_count,
 )
-from napari_unet.core.lazy import is_image_path, is_lazy, is_zarr_path, open_image
 
 LayerData = tuple[np.ndarray, dict[str, Any], str]
 PathLike = str | Path

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_unet.core.io import read_tiff
+from napari_unet.core.io.tiff import read_tiff
 from napari_unet.samples import sample_path
 
 from .layers import ANNOTATION_OPACITY

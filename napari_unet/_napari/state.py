@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import napari
     from napari.layers import Image, Labels
 
-    from napari_unet.core.checkpoint import ModelBundle
+    from napari_unet.core.models.checkpoint import ModelBundle
 
 #: Colours of the annotation classes in the GUI: background strokes must stay visible.
 GUI_COLORS = ("#3d8bfd",) + DEFAULT_COLORS[1:]
@@ -158,7 +158,7 @@ class Session:
 
     def current_slice(self) -> int | None:
         """Index of the slice in view for a stack, ``None`` for a 2D image."""
-        from .channel_choice import z_axis
+        from .axes import z_axis
 
         axis = None if self.image is None else z_axis(self.image)
         if axis is None:

@@ -21,8 +21,8 @@ from psygnal import Signal
 
 from napari_unet.core.errors import NapariUnetError, failure_message
 
+from .axes import channel_axis
 from .channel_choice import (
-    channel_axis,
     chosen_count,
     image_input,
     is_lazy_input,
@@ -123,7 +123,7 @@ def build_request(session: Session, every_image: bool, **options) -> TrainReques
         if lazy:
             # Read chunk by chunk by the training; the annotations copied as they are
             # stored (only their painted chunks), so painting on goes on meanwhile.
-            from napari_unet.core.sparse import is_sparse, to_sparse
+            from napari_unet.core.io.sparse import is_sparse, to_sparse
 
             images.append(data)
             annotations.append(to_sparse(labels.data) if is_sparse(labels.data)

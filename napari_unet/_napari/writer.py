@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_unet.core.io import write_tiff
+from napari_unet.core.io.tiff import write_tiff
 
 
 def _axes(labels: Any, ndim: int) -> str | None:

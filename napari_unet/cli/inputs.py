@@ -8,16 +8,16 @@ from pathlib import Path
 import numpy as np
 
 from napari_unet.core.errors import NapariUnetError
-from napari_unet.core.selection import Selected, select_channels
+from napari_unet.core.io.selection import Selected, select_channels
 
 
 def _read(path: Path, args: argparse.Namespace, labels: bool = False,
           lazy: bool | None = False):
     """Read ``path`` (a TIFF or an OME-Zarr folder) with ``--series``; a labels file uses
     it only when it has several. ``lazy=None`` opens an image that does not fit
-    comfortably in memory as a dask array (:func:`~napari_unet.core.lazy.open_image`)."""
-    from napari_unet.core.io import is_tiff_path, tiff_series_count
-    from napari_unet.core.lazy import open_image
+    comfortably in memory as a dask array (:func:`~napari_unet.core.io.lazy.open_image`)."""
+    from napari_unet.core.io.lazy import open_image
+    from napari_unet.core.io.tiff import is_tiff_path, tiff_series_count
 
     series = getattr(args, "series", None)
     if series is not None and not is_tiff_path(path):
@@ -29,7 +29,7 @@ def _read(path: Path, args: argparse.Namespace, labels: bool = False,
 
 def _select(image, channels: tuple[int, ...] | None = None, what: str = "image",
             flag: str = "--channels", model=None) -> Selected:
-    """:func:`~napari_unet.core.selection.select_channels` (the GUI's folder prediction
+    """:func:`~napari_unet.core.io.selection.select_channels` (the GUI's folder prediction
     uses it too)."""
     return select_channels(image, channels, what, flag, model)
 
@@ -69,10 +69,10 @@ def _load_pairs(args: argparse.Namespace):
 def _load_model(path: Path):
     """A model file, or a sentence. A ``.zip`` is read as a bioimage.io package that
     napari-unet exported."""
-    from napari_unet.core.checkpoint import load_bundle
+    from napari_unet.core.models.checkpoint import load_bundle
 
     if path.suffix.lower() == ".zip":
-        from napari_unet.core.package import load_package
+        from napari_unet.core.share.package import load_package
 
         bundle = load_package(path)
     else:
@@ -82,13 +82,13 @@ def _load_model(path: Path):
 
 def _source(path: Path, args: argparse.Namespace, bundle=None):
     """The image at ``path`` for a block prediction: a picklable
-    :class:`~napari_unet.core.lazy.LazySource` (``--series``, and ``--channels`` or the
+    :class:`~napari_unet.core.io.lazy.LazySource` (``--series``, and ``--channels`` or the
     model's channels, chosen as :func:`_select` chooses them), so that the workers of a
     cluster open it themselves, and the image it opens here, lazily (checked, pixels not
     read)."""
-    from napari_unet.core.io import is_tiff_path
-    from napari_unet.core.lazy import LazySource
-    from napari_unet.core.selection import select_for_model
+    from napari_unet.core.io.lazy import LazySource
+    from napari_unet.core.io.selection import select_for_model
+    from napari_unet.core.io.tiff import is_tiff_path
 
     series = getattr(args, "series", None)
     model_channels = None if bundle is None else getattr(bundle, "channels", None)

@@ -86,8 +86,8 @@ class _Channels(argparse.Action):
     the option as written in ``channels_flag`` (for messages)."""
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:
-        from napari_unet.core.channels import parse_channels
         from napari_unet.core.errors import InputError
+        from napari_unet.core.io.channels import parse_channels
 
         if getattr(namespace, "channels", None) is not None:
             parser.error(f"argument {option_string}: the channels are already chosen "

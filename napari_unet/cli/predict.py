@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_unet.core.errors import NapariUnetError
-from napari_unet.core.selection import ChannelReader
+from napari_unet.core.io.selection import ChannelReader
 
 from .common import EXIT_SIGNAL, EXIT_USAGE, _bar
 from .inputs import _load_model, _read, _select, _source
@@ -23,7 +23,7 @@ _Reader = ChannelReader
 
 
 def predictor_options(args: argparse.Namespace) -> dict:
-    """The keyword arguments of :class:`~napari_unet.core.predict.Predictor` that
+    """The keyword arguments of :class:`~napari_unet.core.predict.tiles.Predictor` that
     :func:`_prediction_options` describe."""
     return {"device": args.device, "tile_size": args.tile_size, "tta": args.tta,
             "foreground_threshold": args.threshold, "rescale": args.rescale}
@@ -34,8 +34,8 @@ def make_predictor(bundle, args: argparse.Namespace):
     ``evaluate`` predict with it; benchmarks too, with the parsed defaults)."""
     import torch
 
-    from napari_unet.core.device import cpu_threads
-    from napari_unet.core.predict import Predictor
+    from napari_unet.core.models.device import cpu_threads
+    from napari_unet.core.predict.tiles import Predictor
 
     predictor = Predictor(bundle, **predictor_options(args))
     if predictor.device.type == "cpu":
@@ -49,7 +49,7 @@ def _predict_many(args: argparse.Namespace) -> int:
     """``predict`` on several files, a folder or a pattern: one line per file on stderr,
     files already done skipped, a bad file reported and the others predicted; status 2
     if any failed."""
-    from napari_unet.core.batch import (
+    from napari_unet.core.predict.files import (
         Settings,
         check_folder,
         collect_images,
@@ -86,7 +86,7 @@ def _predict_many(args: argparse.Namespace) -> int:
     read = _Reader(args.series, args.channels, args.channels_flag, bundle.channels)
     try:
         if args.workers is not None or args.scheduler is not None:
-            from napari_unet.core.cluster import run_on_cluster
+            from napari_unet.core.predict.cluster import run_on_cluster
 
             run_on_cluster(todo, bundle, predictor_options(args), settings, read,
                            workers=args.workers, scheduler=args.scheduler, on_result=report)
@@ -110,16 +110,16 @@ def _predict_many(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from napari_unet.core.batch import is_many
-    from napari_unet.core.io import is_tiff_path, write_tiff
-    from napari_unet.core.lazy import is_lazy, is_zarr_path
-    from napari_unet.core.paths import check_outputs
+    from napari_unet.core.io.lazy import is_lazy, is_zarr_path
+    from napari_unet.core.io.paths import check_outputs
+    from napari_unet.core.io.tiff import is_tiff_path, write_tiff
+    from napari_unet.core.predict.files import is_many
 
     if len(args.image) > 1 or (is_many(args.image[0]) and not is_zarr_path(args.image[0])):
         return _predict_many(args)
     # One image: block by block (core.blocks) when an output is an OME-Zarr or a cluster
     # is asked for; else TIFF outputs in this process, the image read whole when it fits
-    # and slice by slice (core.lazy.predict_slices) when it does not.
+    # and slice by slice (core.predict.slices.predict_slices) when it does not.
     if args.workers is not None or args.scheduler is not None or any(
             p is not None and is_zarr_path(p) for p in (args.out, args.probabilities)):
         return _predict_blocks(args)
@@ -187,9 +187,9 @@ def _check_block_outputs(args: argparse.Namespace) -> list[tuple[str, Path]]:
     """The outputs of a block prediction, checked before any work: TIFF or OME-Zarr,
     never an input, inside one or holding one; an existing OME-Zarr only with
     ``--overwrite`` and only when it is one."""
-    from napari_unet.core.io import is_tiff_path
-    from napari_unet.core.lazy import is_zarr_path
-    from napari_unet.core.paths import check_outputs, check_writable
+    from napari_unet.core.io.lazy import is_zarr_path
+    from napari_unet.core.io.paths import check_outputs, check_writable
+    from napari_unet.core.io.tiff import is_tiff_path
 
     outputs = [(o, p) for o, p in (("--out", args.out), ("--probabilities", args.probabilities))
                if p is not None]
@@ -228,9 +228,9 @@ def _predict_blocks(args: argparse.Namespace) -> int:
     import uuid
     from contextlib import nullcontext
 
-    from napari_unet.core.blocks import predict_blocks
-    from napari_unet.core.io import max_image_bytes, write_tiff
-    from napari_unet.core.lazy import is_zarr_path, open_image
+    from napari_unet.core.io.lazy import is_zarr_path, open_image
+    from napari_unet.core.io.tiff import max_image_bytes, write_tiff
+    from napari_unet.core.predict.blocks import predict_blocks
 
     started = time.perf_counter()
     if not isinstance(args.rescale, str):
@@ -267,7 +267,7 @@ def _predict_blocks(args: argparse.Namespace) -> int:
 
     cluster = args.workers is not None or args.scheduler is not None
     if cluster:
-        from napari_unet.core.cluster import connect
+        from napari_unet.core.predict.cluster import connect
     try:
         with connect(args.workers, args.scheduler) if cluster else nullcontext() as client:
             result = predict_blocks(
@@ -303,7 +303,7 @@ def _predict_blocks(args: argparse.Namespace) -> int:
 
 def _predict_lazy(args: argparse.Namespace, image, predictor, bundle) -> int:
     """``predict`` of an image opened lazily: read, predicted and written one slice at a
-    time (:func:`~napari_unet.core.lazy.predict_slices`); the labels are held whole only
+    time (:func:`~napari_unet.core.predict.slices.predict_slices`); the labels are held whole only
     when they fit in memory, else in a temporary zarr folder beside ``--out`` and written
     to the TIFF plane by plane."""
     import shutil
@@ -311,9 +311,10 @@ def _predict_lazy(args: argparse.Namespace, image, predictor, bundle) -> int:
 
     import numpy as np
 
-    from napari_unet.core.io import write_tiff
-    from napari_unet.core.lazy import fits_in_memory, predict_slices
-    from napari_unet.core.sparse import write_labels_tiff
+    from napari_unet.core.io.lazy import fits_in_memory
+    from napari_unet.core.io.sparse import write_labels_tiff
+    from napari_unet.core.io.tiff import write_tiff
+    from napari_unet.core.predict.slices import predict_slices
 
     if args.probabilities is not None:
         raise NapariUnetError(
@@ -412,9 +413,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from napari_unet.core.export import export_bioimageio
-    from napari_unet.core.package import is_package_path
-    from napari_unet.core.paths import check_outputs
+    from napari_unet.core.io.paths import check_outputs
+    from napari_unet.core.share.export import export_bioimageio
+    from napari_unet.core.share.package import is_package_path
 
     check_outputs([("--out", args.out)], [("--model", args.model),
                                           ("--test-image", args.test_image)])

@@ -68,7 +68,7 @@ def _check_train_out(args: argparse.Namespace) -> bool:
     """Refuse an ``--out`` that cannot be written or that would replace an input or an
     existing model; return whether ``--out`` may hold the weights of an unfinished run
     (it did not exist, or it is the ``--resume`` model)."""
-    from napari_unet.core.paths import check_outputs, same_file
+    from napari_unet.core.io.paths import check_outputs, same_file
 
     inputs = [("--image", p) for p in args.image] + [("--labels", p) for p in args.labels]
     check_outputs([("--out", args.out)], inputs)
@@ -84,7 +84,7 @@ def _check_train_out(args: argparse.Namespace) -> bool:
 
 def _save_partial(trainer, args: argparse.Namespace, out_is_safe: bool) -> Path:
     """Save an unfinished run to ``--out`` when that loses nothing, else beside it."""
-    from napari_unet.core.paths import interrupted_path
+    from napari_unet.core.io.paths import interrupted_path
 
     target = args.out if out_is_safe else interrupted_path(args.out)
     trainer.bundle().save(target)
@@ -92,13 +92,13 @@ def _save_partial(trainer, args: argparse.Namespace, out_is_safe: bool) -> Path:
 
 
 def make_trainer(args: argparse.Namespace, images, labels):
-    """The :class:`~napari_unet.core.train.Trainer` that ``train`` runs with ``args`` (its
+    """The :class:`~napari_unet.core.train.trainer.Trainer` that ``train`` runs with ``args`` (its
     defaults included) on label images of ``args.labels_kind``, planned by
-    :func:`~napari_unet.core.plan.plan_training` as in the GUI. Benchmarks call it with
+    :func:`~napari_unet.core.train.plan.plan_training` as in the GUI. Benchmarks call it with
     arrays and ``build_parser().parse_args(["train", ...])`` to train as the command does."""
     from napari_unet.core.labels import lazy_or_converted
-    from napari_unet.core.plan import plan_training
-    from napari_unet.core.train import Trainer
+    from napari_unet.core.train.plan import plan_training
+    from napari_unet.core.train.trainer import Trainer
 
     options = train_options(args)
     annotations = [lazy_or_converted(lab, args.labels_kind) for lab in labels]

@@ -5,7 +5,7 @@ One source of truth for the command line, the GUI and the benchmarks: the archit
 (:class:`TrainConfig`) settings; the user's choices (:class:`TrainOptions`, from the
 command line's options or the GUI's form, ``None`` meaning "the default"); and the
 defaults per kind of labels and device (:func:`defaults_for`). Planning a run from them
-(:func:`napari_unet.core.plan.plan_training`) is one function too. Nothing here imports
+(:func:`napari_unet.core.train.plan.plan_training`) is one function too. Nothing here imports
 torch, so the GUI builds and checks settings on its own thread for free.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from .errors import InputError
+from napari_unet.core.errors import InputError
 
 LabelsKind = Literal["annotation", "semantic", "instance"]
 LABELS_KINDS: tuple[str, ...] = ("annotation", "semantic", "instance")

@@ -28,7 +28,7 @@ SEED_PROBABILITY = 0.8
 
 def check_threshold(threshold: float) -> float:
     """``threshold`` as a float strictly between 0 and 1, or :class:`InputError`."""
-    from .errors import InputError
+    from napari_unet.core.errors import InputError
 
     try:
         t = float(threshold)

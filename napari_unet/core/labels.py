@@ -17,8 +17,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .config import LABELS_KINDS, LabelsKind
-from .errors import InputError
+from napari_unet.core.config import LABELS_KINDS, LabelsKind
+from napari_unet.core.errors import InputError
 
 IGNORE = -1
 #: Class names of a model trained on instance masks.
@@ -139,7 +139,7 @@ def border_weights(instances: np.ndarray, w0: float = 10.0, sigma: float = 5.0) 
     stack = as_stack(check_labels_array(instances, "instance labels"))
     out = np.ones(stack.shape, np.float32)
     reach = int(np.ceil(sigma * np.sqrt(2 * np.log(100.0))))
-    from .metrics import sequential_ids
+    from napari_unet.core.metrics import sequential_ids
 
     for z, sl in enumerate(stack):
         if not sl.any():

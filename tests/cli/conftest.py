@@ -9,8 +9,8 @@ from tests.conftest import blobs
 
 @pytest.fixture
 def model(tmp_path):
-    from napari_unet.core.checkpoint import ModelBundle
-    from napari_unet.core.model import UNetConfig
+    from napari_unet.core.models.checkpoint import ModelBundle
+    from napari_unet.core.models.unet import UNetConfig
 
     path = tmp_path / "m.pt"
     ModelBundle.new(UNetConfig(n_classes=3, base_channels=4, depth=2), "instance",

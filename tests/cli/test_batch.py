@@ -159,8 +159,8 @@ def test_a_stopped_run_keeps_what_it_wrote_and_the_next_one_goes_on(model, folde
 def test_each_file_line_says_when_its_image_was_predicted_resized(tmp_path, capsys):
     """Of two files, the one whose objects look four times larger across than the
     model's is predicted shrunk, and its line says so; the other's does not."""
-    from napari_unet.core.checkpoint import ModelBundle
-    from napari_unet.core.model import UNetConfig
+    from napari_unet.core.models.checkpoint import ModelBundle
+    from napari_unet.core.models.unet import UNetConfig
     from tests.core.test_scale import discs
 
     images, out = tmp_path / "images", tmp_path / "out"

@@ -9,7 +9,7 @@ import tifffile
 
 from napari_unet.cli import main
 from napari_unet.core.config import START_MODEL
-from napari_unet.core.lazy import open_image
+from napari_unet.core.io.lazy import open_image
 from tests.conftest import blobs
 
 SMALL = ["--tile-size", "64", "--block-size", "64", "--chunk-size", "32"]

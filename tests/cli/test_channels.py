@@ -10,8 +10,8 @@ import pytest
 import tifffile
 import yaml
 
-from napari_unet.core.checkpoint import ModelBundle, load_bundle
-from napari_unet.core.model import UNetConfig
+from napari_unet.core.models.checkpoint import ModelBundle, load_bundle
+from napari_unet.core.models.unet import UNetConfig
 from tests.conftest import two_channel_blobs
 
 TINY = ["--base-channels", "8", "--depth", "2", "--batch-size", "4", "--patch-size", "32",

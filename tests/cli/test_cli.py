@@ -6,7 +6,7 @@ import pytest
 import tifffile
 
 from napari_unet.cli import main
-from napari_unet.core.checkpoint import load_bundle
+from napari_unet.core.models.checkpoint import load_bundle
 from tests.conftest import blobs
 
 
@@ -61,8 +61,8 @@ def test_border_and_edge_weights_reach_the_training_record(pair, tmp_path):
 
 
 def test_new_models_start_from_the_nuclei_model_when_asked(pair, tmp_path, capsys):
-    from napari_unet.core.checkpoint import load_bundle as load
     from napari_unet.core.config import START_MODEL
+    from napari_unet.core.models.checkpoint import load_bundle as load
 
     ip, lp = pair
     shipped = load(START_MODEL)
@@ -214,8 +214,8 @@ def test_predict_shrinks_an_image_of_large_objects_and_says_so(tmp_path, cli, ca
     shrunk (the labels keep the image's size, the command says so in one line);
     ``--rescale off`` at full size; a bad setting, or a factor where the image is
     predicted block by block, is one line and status 2."""
-    from napari_unet.core.checkpoint import ModelBundle
-    from napari_unet.core.model import UNetConfig
+    from napari_unet.core.models.checkpoint import ModelBundle
+    from napari_unet.core.models.unet import UNetConfig
     from tests.core.test_scale import discs
 
     model, image, out = tmp_path / "m.pt", tmp_path / "big.tif", tmp_path / "labels.tif"

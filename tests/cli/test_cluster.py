@@ -53,7 +53,7 @@ def test_an_existing_scheduler_runs_the_files(model, folder, tmp_path, capsys):
 
 def test_a_scheduler_that_does_not_answer_one_image_is_one_line(model, folder, tmp_path,
                                                                 capsys, monkeypatch):
-    from napari_unet.core import cluster
+    from napari_unet.core.predict import cluster
 
     monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", 1)
     rc = main(["predict", "--model", str(model), "--image", str(folder / "a.tif"), "--out",
@@ -65,7 +65,7 @@ def test_a_scheduler_that_does_not_answer_one_image_is_one_line(model, folder, t
 
 def test_a_scheduler_that_does_not_answer_is_one_line(model, folder, tmp_path, capsys,
                                                        monkeypatch):
-    from napari_unet.core import cluster
+    from napari_unet.core.predict import cluster
 
     monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", 1)
     rc = main(["predict", "--model", str(model), "--image", str(folder), "--out",

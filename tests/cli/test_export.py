@@ -11,10 +11,10 @@ import tifffile
 import yaml
 
 from napari_unet.cli import main
-from napari_unet.core.checkpoint import load_bundle
+from napari_unet.core.models.checkpoint import load_bundle
 from napari_unet.core.normalise import Normalisation
-from napari_unet.core.package import load_package
-from napari_unet.core.predict import Predictor
+from napari_unet.core.predict.tiles import Predictor
+from napari_unet.core.share.package import load_package
 from tests.conftest import blobs
 
 bioimageio_core = pytest.importorskip("bioimageio.core")
@@ -101,7 +101,7 @@ def test_package_describes_the_model(package, trained):
     assert "softmax" in [s["id"] for s in out["postprocessing"]]
     assert out["axes"][1]["channel_names"] == ["background", "nucleus", "boundary"]
     arch = rdf["weights"]["pytorch_state_dict"]["architecture"]
-    assert arch["callable"] == "UNet" and arch["import_from"] == "napari_unet.core.model"
+    assert arch["callable"] == "UNet" and arch["import_from"] == "napari_unet.core.models.unet"
     assert arch["kwargs"] == bundle.config.to_dict()
 
 
@@ -171,7 +171,7 @@ def test_predict_refuses_zip_files_it_cannot_run(package, trained, tmp_path, cap
         for item in src.infolist():
             data = src.read(item)
             if item.filename == "rdf.yaml":
-                data = data.replace(b"napari_unet.core.model", b"somewhere.else")
+                data = data.replace(b"napari_unet.core.models.unet", b"somewhere.else")
             dst.writestr(item, data)
     evil = tmp_path / "evil.zip"
     with zipfile.ZipFile(package) as src, zipfile.ZipFile(evil, "w") as dst:

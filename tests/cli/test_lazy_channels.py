@@ -11,9 +11,9 @@ import pytest
 import tifffile
 
 from napari_unet.cli import main
-from napari_unet.core.checkpoint import ModelBundle, load_bundle
-from napari_unet.core.model import UNetConfig
-from napari_unet.core.predict import Predictor
+from napari_unet.core.models.checkpoint import ModelBundle, load_bundle
+from napari_unet.core.models.unet import UNetConfig
+from napari_unet.core.predict.tiles import Predictor
 from tests.conftest import two_channel_blobs
 
 TINY = ["--labels-kind", "semantic", "--base-channels", "4", "--depth", "2", "--batch-size",

@@ -6,11 +6,11 @@ import tifffile
 import zarr
 
 from napari_unet.cli import main
-from napari_unet.core.checkpoint import ModelBundle, load_bundle
-from napari_unet.core.model import UNetConfig
-from napari_unet.core.predict import Predictor
+from napari_unet.core.models.checkpoint import ModelBundle, load_bundle
+from napari_unet.core.models.unet import UNetConfig
+from napari_unet.core.predict.tiles import Predictor
 from tests.conftest import blobs
-from tests.core.test_lazy import folder_digest, write_ome_zarr
+from tests.core.io.test_lazy import folder_digest, write_ome_zarr
 
 TINY = ["--base-channels", "4", "--depth", "2", "--batch-size", "2", "--patch-size", "32"]
 

@@ -7,8 +7,8 @@ import tifffile
 import torch
 
 from napari_unet.cli import main
-from napari_unet.core import device, speed
 from napari_unet.core.config import START_MODEL
+from napari_unet.core.models import device, speed
 from tests.conftest import blobs
 
 

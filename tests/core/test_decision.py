@@ -3,14 +3,14 @@
 import numpy as np
 import pytest
 
-from napari_unet.core.checkpoint import ModelBundle
-from napari_unet.core.data import TrainingData
 from napari_unet.core.decision import FOREGROUND_THRESHOLD, decide, foreground
 from napari_unet.core.errors import InputError
 from napari_unet.core.labels import to_annotations
-from napari_unet.core.model import UNetConfig
-from napari_unet.core.predict import Predictor
-from napari_unet.core.train import TrainConfig, Trainer
+from napari_unet.core.models.checkpoint import ModelBundle
+from napari_unet.core.models.unet import UNetConfig
+from napari_unet.core.predict.tiles import Predictor
+from napari_unet.core.train.data import TrainingData
+from napari_unet.core.train.trainer import TrainConfig, Trainer
 from tests.conftest import constant_bundle
 
 

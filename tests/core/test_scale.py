@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from skimage.transform import resize
 
-from napari_unet.core.checkpoint import ModelBundle, bundle_from_dict, load_bundle
 from napari_unet.core.errors import InputError, ModelFileError
-from napari_unet.core.model import UNetConfig
-from napari_unet.core.predict import Predictor
+from napari_unet.core.models.checkpoint import ModelBundle, bundle_from_dict, load_bundle
+from napari_unet.core.models.unet import UNetConfig
+from napari_unet.core.predict.tiles import Predictor
 from napari_unet.core.scale import (
     MIN_FACTOR,
     TOLERANCE,
@@ -175,9 +175,9 @@ def test_the_training_size_travels_with_the_model_file(tmp_path):
 
 
 def test_training_records_the_size_of_its_images():
-    from napari_unet.core.data import TrainingData
     from napari_unet.core.labels import to_annotations
-    from napari_unet.core.train import TrainConfig, Trainer
+    from napari_unet.core.train.data import TrainingData
+    from napari_unet.core.train.trainer import TrainConfig, Trainer
 
     image, labels = blobs(np.random.default_rng(1), shape=(2, 96, 96), n=8, radius=5)
     data = TrainingData.from_annotations([image], [to_annotations(labels, "instance")])

@@ -51,7 +51,7 @@ def main(iterations: int) -> None:
     widget.predict.run.native.click()
     wait(app, lambda: widget.predict.worker is None, 600)
     predictions = viewer.layers["nuclei predictions"].data
-    from napari_unet.core.speed import cpu_speed
+    from napari_unet.core.models.speed import cpu_speed
 
     result = {
         "before": before,

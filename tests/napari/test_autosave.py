@@ -15,7 +15,7 @@ from napari_unet._napari.autosave import AUTOSAVE_ENV, autosave_path, image_key
 from napari_unet._napari.sample_data import nuclei
 from napari_unet._napari.workflow import WorkflowWidget
 from napari_unet._napari.writer import write_labels
-from napari_unet.core.io import read_tiff
+from napari_unet.core.io.tiff import read_tiff
 from napari_unet.samples import sample_path
 
 pytestmark = pytest.mark.filterwarnings("error:Private attribute access")

@@ -18,8 +18,8 @@ import torch
 from napari_unet import PLUGIN_NAME
 from napari_unet._napari.train_panel import TrainPanel
 from napari_unet._napari.train_settings import TrainSettings
-from napari_unet.core.checkpoint import ModelBundle
-from napari_unet.core.model import UNet, UNetConfig
+from napari_unet.core.models.checkpoint import ModelBundle
+from napari_unet.core.models.unet import UNet, UNetConfig
 
 pytestmark = pytest.mark.filterwarnings("error:Private attribute access")
 RNG = np.random.default_rng(5)

@@ -8,9 +8,9 @@ import pytest
 import tifffile
 
 from napari_unet._napari.workflow import WorkflowWidget
-from napari_unet.core.checkpoint import ModelBundle
 from napari_unet.core.labels import to_annotations
-from napari_unet.core.model import UNetConfig
+from napari_unet.core.models.checkpoint import ModelBundle
+from napari_unet.core.models.unet import UNetConfig
 from tests.conftest import two_channel_blobs
 
 pytestmark = pytest.mark.filterwarnings("error:Private attribute access")
@@ -150,7 +150,7 @@ def test_one_channel_of_a_lazy_layer_is_predicted_lazily_and_two_are_refused(
         workflow, run_worker, notifications):
     import dask.array as da
 
-    from napari_unet.core.predict import Predictor
+    from napari_unet.core.predict.tiles import Predictor
 
     viewer, widget = workflow
     image, _ = two_channel_blobs(np.random.default_rng(0), shape=(3, 64, 64))

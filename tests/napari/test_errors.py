@@ -77,8 +77,8 @@ def test_saves_never_replace_the_image_nor_a_folder(empty_workflow, notification
     import tifffile
 
     from napari_unet._napari.layers import predictions_name
-    from napari_unet.core.checkpoint import ModelBundle
-    from napari_unet.core.model import UNetConfig
+    from napari_unet.core.models.checkpoint import ModelBundle
+    from napari_unet.core.models.unet import UNetConfig
 
     viewer, widget = empty_workflow
     path = tmp_path / "raw.tif"

@@ -7,9 +7,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from napari_unet.core.checkpoint import ModelBundle, load_bundle
 from napari_unet.core.config import UNetConfig
-from napari_unet.core.package import load_package
+from napari_unet.core.models.checkpoint import ModelBundle, load_bundle
+from napari_unet.core.share.package import load_package
 
 pytest.importorskip("bioimageio.spec")
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_unet.core.io import read_tiff
+from napari_unet.core.io.tiff import read_tiff
 
 pytestmark = pytest.mark.filterwarnings("error:Private attribute access")
 
@@ -18,15 +18,15 @@ def _model():
     """A small real model with random weights (seeded): it gives mixed labels."""
     import torch
 
-    from napari_unet.core.checkpoint import ModelBundle
-    from napari_unet.core.model import UNetConfig
+    from napari_unet.core.models.checkpoint import ModelBundle
+    from napari_unet.core.models.unet import UNetConfig
 
     torch.manual_seed(0)
     return ModelBundle.new(UNetConfig(n_classes=2, base_channels=4, depth=2))
 
 
 def _expected(bundle, image: np.ndarray, threshold: float) -> np.ndarray:
-    from napari_unet.core.predict import Predictor
+    from napari_unet.core.predict.tiles import Predictor
 
     return Predictor(bundle, device="cpu", foreground_threshold=threshold).predict(image).labels
 
@@ -137,8 +137,8 @@ def test_reads_the_channels_the_model_was_trained_on(empty_workflow, tmp_path, r
     records, whatever the Data step shows; a file without them fails on its own line."""
     from dataclasses import replace
 
-    from napari_unet.core.checkpoint import ModelBundle
-    from napari_unet.core.model import UNetConfig
+    from napari_unet.core.models.checkpoint import ModelBundle
+    from napari_unet.core.models.unet import UNetConfig
     from tests.conftest import two_channel_blobs
 
     folder = tmp_path / "channels"

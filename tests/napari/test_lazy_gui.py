@@ -17,11 +17,11 @@ from npe2 import PluginManifest
 import napari_unet
 from napari_unet._napari.autosave import autosave_path, restore
 from napari_unet._napari.reader import get_reader
-from napari_unet.core.lazy import open_image
-from napari_unet.core.predict import Predictor
-from napari_unet.core.sparse import stored_chunks
+from napari_unet.core.io.lazy import open_image
+from napari_unet.core.io.sparse import stored_chunks
+from napari_unet.core.predict.tiles import Predictor
 from tests.conftest import blobs
-from tests.core.test_lazy import CountingReads, write_ome_zarr
+from tests.core.io.test_lazy import CountingReads, write_ome_zarr
 
 SHAPE = (8, 96, 128)
 

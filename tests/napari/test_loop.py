@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_unet._napari.training import CORRECTED_WEIGHT, build_request
-from napari_unet.core.io import read_tiff
+from napari_unet.core.io.tiff import read_tiff
 from napari_unet.samples import sample_path
 
 
@@ -174,8 +174,8 @@ def test_foreground_threshold_controls_object_size(annotated_workflow, run_worke
     """A model that calls every pixel foreground with p = 0.9: the threshold decides."""
     import torch
 
-    from napari_unet.core.checkpoint import ModelBundle
-    from napari_unet.core.model import UNetConfig
+    from napari_unet.core.models.checkpoint import ModelBundle
+    from napari_unet.core.models.unet import UNetConfig
 
     viewer, widget = annotated_workflow
     bundle = ModelBundle.new(UNetConfig(n_classes=2, base_channels=4, depth=2))
@@ -245,10 +245,10 @@ def test_image_size_choice_reaches_prediction_and_the_live_preview(annotated_wor
     import torch
 
     from napari_unet._napari.training import controller_for
-    from napari_unet.core.checkpoint import ModelBundle
-    from napari_unet.core.model import UNetConfig
+    from napari_unet.core.models.checkpoint import ModelBundle
+    from napari_unet.core.models.unet import UNetConfig
     from napari_unet.core.normalise import Normalisation
-    from napari_unet.core.predict import Predictor
+    from napari_unet.core.predict.tiles import Predictor
     from napari_unet.core.scale import object_size
 
     viewer, widget = annotated_workflow

@@ -12,7 +12,7 @@ from napari_unet._napari.training import build_request
 from napari_unet.cli import build_parser, train_options
 from napari_unet.core.config import TrainOptions, defaults_for
 from napari_unet.core.errors import InputError
-from napari_unet.core.plan import plan_training
+from napari_unet.core.train.plan import plan_training
 
 pytestmark = pytest.mark.filterwarnings("error:Private attribute access")
 

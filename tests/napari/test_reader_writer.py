@@ -9,7 +9,7 @@ import tifffile
 from napari_unet import PLUGIN_NAME
 from napari_unet._napari.reader import get_reader
 from napari_unet._napari.writer import write_labels
-from napari_unet.core.io import read_tiff, write_tiff
+from napari_unet.core.io.tiff import read_tiff, write_tiff
 
 
 def _stack(seed: int = 0) -> np.ndarray:

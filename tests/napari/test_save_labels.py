@@ -7,7 +7,7 @@ import pytest
 import tifffile
 
 from napari_unet._napari.reader import read_layers
-from napari_unet.core.io import read_tiff
+from napari_unet.core.io.tiff import read_tiff
 
 pytestmark = pytest.mark.filterwarnings("error:Private attribute access")
 
@@ -16,8 +16,8 @@ def _all_foreground_model():
     """A model that calls every pixel foreground: the test then draws the predictions."""
     import torch
 
-    from napari_unet.core.checkpoint import ModelBundle
-    from napari_unet.core.model import UNetConfig
+    from napari_unet.core.models.checkpoint import ModelBundle
+    from napari_unet.core.models.unet import UNetConfig
 
     bundle = ModelBundle.new(UNetConfig(n_classes=2, base_channels=4, depth=2))
     state = dict(bundle.state_dict)

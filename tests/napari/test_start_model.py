@@ -10,10 +10,11 @@ from napari_unet._napari.jobs import TrainJob
 from napari_unet._napari.model_panel import START_SHAPE
 from napari_unet._napari.state import ClassSpec
 from napari_unet._napari.training import build_request
-from napari_unet.core import config, plan
-from napari_unet.core.checkpoint import load_bundle
+from napari_unet.core import config
 from napari_unet.core.config import START_ARCHITECTURE, START_MODEL
 from napari_unet.core.errors import InputError
+from napari_unet.core.models.checkpoint import load_bundle
+from napari_unet.core.train import plan
 
 pytestmark = pytest.mark.filterwarnings("error:Private attribute access")
 

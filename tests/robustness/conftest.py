@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_unet.core.checkpoint import ModelBundle
-from napari_unet.core.model import UNetConfig
+from napari_unet.core.models.checkpoint import ModelBundle
+from napari_unet.core.models.unet import UNetConfig
 
 #: A model and a run small enough for tests.
 TINY = ["--base-channels", "4", "--depth", "2", "--batch-size", "2", "--patch-size", "32",

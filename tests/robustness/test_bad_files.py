@@ -14,7 +14,7 @@ import pytest
 import tifffile
 import torch
 
-from napari_unet.core.checkpoint import load_bundle
+from napari_unet.core.models.checkpoint import load_bundle
 
 from .conftest import TINY, assert_refused, sparse_annotations, tiny_bundle
 

@@ -12,12 +12,12 @@ import pytest
 import tifffile
 import torch
 
-from napari_unet.core.checkpoint import load_bundle
-from napari_unet.core.data import TrainingData
 from napari_unet.core.errors import PredictionError, TrainingError
-from napari_unet.core.model import UNet
-from napari_unet.core.predict import Predictor
-from napari_unet.core.train import TrainConfig, Trainer
+from napari_unet.core.models.checkpoint import load_bundle
+from napari_unet.core.models.unet import UNet
+from napari_unet.core.predict.tiles import Predictor
+from napari_unet.core.train.data import TrainingData
+from napari_unet.core.train.trainer import TrainConfig, Trainer
 
 from .conftest import TINY, assert_refused, sparse_annotations, tiny_bundle
 

@@ -15,13 +15,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from napari_unet.core.data import TrainingData
 from napari_unet.core.errors import InputError, NapariUnetError
-from napari_unet.core.io import read_tiff
+from napari_unet.core.io.tiff import read_tiff
 from napari_unet.core.labels import IGNORE
 from napari_unet.core.normalise import Normalisation
-from napari_unet.core.predict import Predictor
-from napari_unet.core.sampling import PatchSampler
+from napari_unet.core.predict.tiles import Predictor
+from napari_unet.core.train.data import TrainingData
+from napari_unet.core.train.sampling import PatchSampler
 
 from .conftest import tiny_bundle
 

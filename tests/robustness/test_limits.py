@@ -12,11 +12,11 @@ import pytest
 import tifffile
 import torch
 
-from napari_unet.core import predict as predict_module
-from napari_unet.core.checkpoint import load_bundle
 from napari_unet.core.errors import ModelFileError
+from napari_unet.core.models.checkpoint import load_bundle
 from napari_unet.core.normalise import Normalisation
-from napari_unet.core.predict import Predictor
+from napari_unet.core.predict import tiles as predict_module
+from napari_unet.core.predict.tiles import Predictor
 
 from .conftest import TINY, assert_refused, sparse_annotations, tiny_bundle
 
@@ -213,8 +213,8 @@ def test_the_battery_covers_every_case():
 
 
 def test_instances_without_probabilities_keep_two_planes_and_agree():
-    from napari_unet.core.checkpoint import ModelBundle
-    from napari_unet.core.model import UNetConfig
+    from napari_unet.core.models.checkpoint import ModelBundle
+    from napari_unet.core.models.unet import UNetConfig
     from tests.conftest import blobs
 
     bundle = ModelBundle.new(UNetConfig(n_classes=3, base_channels=4, depth=2), "instance")

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_unet.core.data import TrainingData
-from napari_unet.core.io import read_tiff, write_tiff
-from napari_unet.core.predict import Predictor
-from napari_unet.core.train import TrainConfig, Trainer
+from napari_unet.core.io.tiff import read_tiff, write_tiff
+from napari_unet.core.predict.tiles import Predictor
+from napari_unet.core.train.data import TrainingData
+from napari_unet.core.train.trainer import TrainConfig, Trainer
 
 from .conftest import TINY, sparse_annotations, tiny_bundle
 

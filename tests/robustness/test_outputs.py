@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from napari_unet.core.errors import InputError
-from napari_unet.core.io import write_tiff
+from napari_unet.core.io.tiff import write_tiff
 
 from .conftest import TINY, assert_refused, tiny_bundle
 
@@ -184,7 +184,7 @@ def test_a_symlink_to_a_file_stays_a_symlink(tmp_path):
                                  [0, 255], [0, 65_535], [0, 2**32 - 1]])
 def test_the_labels_writer_keeps_every_id(ids, tmp_path):
     from napari_unet._napari.writer import write_labels
-    from napari_unet.core.io import read_tiff
+    from napari_unet.core.io.tiff import read_tiff
 
     labels = np.zeros((4, 6), np.uint64 if max(ids) >= 2**63 else np.int64)
     labels.flat[: len(ids)] = ids
@@ -196,7 +196,7 @@ def test_the_labels_writer_keeps_every_id(ids, tmp_path):
 
 def test_the_labels_writer_keeps_every_axis(tmp_path):
     from napari_unet._napari.writer import write_labels
-    from napari_unet.core.io import read_tiff
+    from napari_unet.core.io.tiff import read_tiff
 
     tzyx = np.arange(2 * 3 * 5 * 6, dtype=np.uint16).reshape(2, 3, 5, 6)
     (path,) = write_labels(str(tmp_path / "tzyx.tif"), tzyx, {"scale": (1, 2.0, 0.5, 0.5)})

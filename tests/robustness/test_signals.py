@@ -15,9 +15,9 @@ import pytest
 
 from napari_unet.cli import Interrupted
 from napari_unet.cli.train import _StopOnSignal
-from napari_unet.core.checkpoint import load_bundle
-from napari_unet.core.data import TrainingData
-from napari_unet.core.train import TrainConfig, Trainer
+from napari_unet.core.models.checkpoint import load_bundle
+from napari_unet.core.train.data import TrainingData
+from napari_unet.core.train.trainer import TrainConfig, Trainer
 
 from .conftest import sparse_annotations, tiny_bundle
 

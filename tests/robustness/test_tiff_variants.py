@@ -10,7 +10,7 @@ import tifffile
 
 from napari_unet._napari.reader import read_layers
 from napari_unet.core.errors import InputError
-from napari_unet.core.io import read_tiff
+from napari_unet.core.io.tiff import read_tiff
 
 from .conftest import assert_refused
 

@@ -1,0 +1,1 @@
+"""Reading and writing images: TIFF and OME-Zarr, axes, channels, voxel size, lazy arrays, sparse labels, output checks."""

@@ -1,0 +1,1 @@
+"""Prediction: tiles with blended overlaps, labels and instances, blocks into OME-Zarr, many files, clusters."""

@@ -1,0 +1,411 @@
+"""Predicting an image larger than memory block by block into a chunked OME-Zarr.
+
+The image (2D, or a Z stack of 2D slices: the 2D model is applied per slice) is any
+array-like with ``shape``, ``dtype`` and slicing: a numpy array, a zarr array, a dask
+array, or a :class:`~.lazy.LazySource` that each process opens itself (through
+:func:`~.lazy.open_image`, like every other reader of images). It is cut into blocks of
+whole output chunks (one slice deep); each block reads only the pixels its tiles need.
+
+**The same numbers as one process.** Every block uses the tile layout that
+:class:`~.predict.Predictor` uses for the whole slice (the same tiles, mirrored borders
+and blending weights), computing only the tiles that cover it, so a pixel's
+probabilities do not depend on the blocks (slices of up to
+:data:`~.predict.BAND_PIXELS` pixels, which one process predicts in one piece). The
+percentiles of each slice are taken from the same sample of about two million pixels as
+:meth:`~.normalise.Normalisation.stats` takes from the whole slice, read band by band,
+and every block of the slice uses them. A block that holds a whole slice costs nothing
+more; blocks smaller than a slice recompute the tiles that straddle their edges.
+
+**Objects across blocks.** Each block numbers its connected components from 1; block
+offsets make the ids unique over the image (and across slices); a union-find over the
+pixel pairs that touch across block faces (8-connectivity, same class) joins the pieces
+of one object; a last pass renumbers every block (1..N, objects smaller than
+``min_size`` dropped, as one process drops them). Models trained on instance masks
+(background / interior / boundary) stitch their sure interiors
+(:func:`.decision.interior_seeds`) that way, and then grow them
+by a watershed computed per block over the block and a halo of context around it
+(:data:`WATERSHED_HALO` pixels), so a seed cut by a block edge is one object on both
+sides and touching objects stay apart; the result is that of one process unless an
+object reaches further than the halo beyond a block edge.
+
+**Memory** holds a few blocks (the input, its probabilities, the labels), never the
+image. Outputs are written into a temporary folder beside the target and renamed into
+place when complete; a failure removes it and leaves nothing behind. They are OME-Zarr
+groups that :func:`~.lazy.open_image` reads back (axes, pixel size, labels hint).
+
+The same passes run in this process or as tasks on dask.distributed workers
+(:func:`predict_blocks` with a client), which write their blocks to the shared zarr.
+The regions and their probabilities are in :mod:`.regions`, the joining of objects in
+:mod:`.stitch`, the OME-Zarr outputs in :mod:`.ngff`; this module plans and runs the tasks.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_unet.core.errors import InputError
+from napari_unet.core.io.lazy import close_sources
+from napari_unet.core.io.ngff import create_group, open_output, opened, put_in_place, temp_beside
+from napari_unet.core.predict.regions import (
+    BlockGrid,
+    open_source,
+    region_probabilities,
+    shape3,
+    slice_stats,
+)
+from napari_unet.core.predict.stitch import components, join, keep_numbered
+
+#: Default output chunk (Y, X): every output array is chunked one slice deep.
+CHUNK = 1024
+#: Default block side (Y, X): a multiple of the chunk; slices up to this size are one block.
+BLOCK = 4096
+#: Context (pixels) around a block for the watershed of instance models.
+WATERSHED_HALO = 64
+
+ProgressCallback = Callable[[str, int, int], None]
+
+
+# --------------------------------------------------------------------------- the tasks
+@dataclass
+class Job:
+    """What every task of one prediction needs (picklable; the model travels apart)."""
+
+    source: Any
+    grid: BlockGrid
+    two_d: bool
+    labels: str  # path of the labels array ("0" inside the labels group)
+    probabilities: str | None
+    instances: bool
+    watershed: bool
+    scratch: dict[str, str] = field(default_factory=dict)
+    stats: list | None = None  # per slice; None: each block holds its whole slice
+    halo: int = WATERSHED_HALO
+    offsets: np.ndarray | None = None  # first global id of each block, minus one
+    seed_map: np.ndarray | None = None
+    final_map: np.ndarray | None = None
+    options: dict = field(default_factory=dict)
+
+
+def _predictor(job: Job, model: Any):
+    if not hasattr(model, "bundle") or not hasattr(model, "_forward"):  # a bundle sent once
+        from napari_unet.core.predict.cluster import worker_predictor
+
+        return worker_predictor(model, job.options)
+    return model
+
+
+def _write(path: str, job: Job, z: int, ys: slice, xs: slice, value: np.ndarray,
+           channels: bool = False) -> None:
+    arr = open_output(path)
+    if job.two_d:
+        arr[(slice(None),) * channels + (ys, xs)] = value
+    else:
+        arr[(slice(None),) * channels + (z, ys, xs)] = value
+
+
+def _read_out(path: str, job: Job, z: int, ys: slice, xs: slice) -> np.ndarray:
+    arr = open_output(path)
+    return np.asarray(arr[ys, xs] if job.two_d else arr[z, ys, xs])
+
+
+def stats_task(z: int, job: Job, model: Any) -> tuple[float, float] | None:
+    bundle = model if not hasattr(model, "bundle") else model.bundle
+    return slice_stats(open_source(job.source), z, bundle.normalisation)
+
+
+def predict_task(i: int, job: Job, model: Any) -> np.ndarray | None:
+    """Probabilities, classes and (with instances) the block's own components; returns
+    the components' sizes (index = local id) or ``None``."""
+    predictor = _predictor(job, model)
+    data = open_source(job.source)
+    z, y0, y1, x0, x1 = job.grid.bounds(i)
+    ys, xs = slice(y0, y1), slice(x0, x1)
+    stats = job.stats[z] if job.stats is not None else "slice"
+    probs = region_probabilities(predictor, data, z, y0, y1, x0, x1, stats)
+    classes = predictor.labels_2d(probs)
+    if job.probabilities is not None:
+        _write(job.probabilities, job, z, ys, xs, probs, channels=True)
+    if not job.instances:
+        _write(job.labels, job, z, ys, xs, classes)
+        return None
+    if "classes" in job.scratch:
+        _write(job.scratch["classes"], job, z, ys, xs, classes.astype(np.uint8))
+    if job.watershed:
+        from skimage.measure import label as connected
+
+        from napari_unet.core.decision import interior_seeds
+
+        seeds = connected(interior_seeds(probs[1], classes)).astype(np.uint32)
+        _write(job.scratch["seeds"], job, z, ys, xs, seeds)
+        _write(job.scratch["relief"], job, z, ys, xs, probs[2] - probs[1])
+        return np.bincount(seeds.ravel())
+    ids = components(classes, predictor.n_classes)
+    _write(job.labels, job, z, ys, xs, ids)
+    return np.bincount(ids.ravel())
+
+
+def _global(job: Job, local: np.ndarray, z: int, y0: int, x0: int) -> np.ndarray:
+    """Global ids (int64, 0 stays 0) of local ids read at (y0.., x0..) of slice z."""
+    by = (np.arange(local.shape[0]) + y0) // job.grid.block[0]
+    bx = (np.arange(local.shape[1]) + x0) // job.grid.block[1]
+    _, ny, nx = job.grid.counts
+    block = (z * ny + by)[:, None] * nx + bx[None, :]
+    out = job.offsets[block] + local.astype(np.int64)
+    return np.where(local > 0, out, 0)
+
+
+def faces_task(i: int, job: Job, model: Any = None) -> np.ndarray:
+    """Pairs of global ids (N, 2) that touch across the block's top and left faces."""
+    z, y0, y1, x0, x1 = job.grid.bounds(i)
+    h, w = job.grid.shape[1:]
+    ids_path = job.scratch["seeds"] if job.watershed else job.labels
+    classes_path = job.scratch.get("classes") if not job.watershed else None
+    pairs = []
+    for axis, start in ((0, y0), (1, x0)):
+        if start == 0:
+            continue
+        if axis == 0:
+            ys, xs = slice(y0 - 1, y0 + 1), slice(max(0, x0 - 1), min(w, x1 + 1))
+        else:
+            ys, xs = slice(max(0, y0 - 1), min(h, y1 + 1)), slice(x0 - 1, x0 + 1)
+        strip = _global(job, _read_out(ids_path, job, z, ys, xs), z, ys.start, xs.start)
+        cls = (None if classes_path is None
+               else _read_out(classes_path, job, z, ys, xs))
+        if axis == 1:
+            strip = strip.T
+            cls = None if cls is None else cls.T
+        # row 0: outside (above or left), row 1: this block; own pixels span inner columns
+        lo = 1 if (xs.start if axis == 0 else ys.start) < (x0 if axis == 0 else y0) else 0
+        n_own = (x1 - x0) if axis == 0 else (y1 - y0)
+        own = strip[1, lo : lo + n_own]
+        own_cls = None if cls is None else cls[1, lo : lo + n_own]
+        for d in (-1, 0, 1):
+            a0 = lo + d
+            idx = np.arange(n_own) + a0
+            ok = (idx >= 0) & (idx < strip.shape[1])
+            other = np.zeros(n_own, np.int64)
+            other[ok] = strip[0, idx[ok]]
+            keep = (own > 0) & (other > 0)
+            if cls is not None:
+                other_cls = np.zeros(n_own, cls.dtype)
+                other_cls[ok] = cls[0, idx[ok]]
+                keep &= own_cls == other_cls
+            if keep.any():
+                pairs.append(np.stack([own[keep], other[keep]], 1))
+    if not pairs:
+        return np.zeros((0, 2), np.int64)
+    return np.unique(np.concatenate(pairs), axis=0)
+
+
+def watershed_task(i: int, job: Job, model: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """The watershed of the block from the stitched seeds over the block and a halo;
+    writes its object ids and returns them with their pixel counts."""
+    from skimage.segmentation import watershed
+
+    z, y0, y1, x0, x1 = job.grid.bounds(i)
+    h, w = job.grid.shape[1:]
+    a, b = max(0, y0 - job.halo), min(h, y1 + job.halo)
+    c, d = max(0, x0 - job.halo), min(w, x1 + job.halo)
+    ys, xs = slice(a, b), slice(c, d)
+    seeds = job.seed_map[_global(job, _read_out(job.scratch["seeds"], job, z, ys, xs),
+                                 z, a, c)]
+    relief = _read_out(job.scratch["relief"], job, z, ys, xs)
+    mask = _read_out(job.scratch["classes"], job, z, ys, xs) > 0
+    out = watershed(relief, markers=seeds, mask=mask)[y0 - a : y1 - a, x0 - c : x1 - c]
+    out = out.astype(np.uint32)
+    _write(job.labels, job, z, slice(y0, y1), slice(x0, x1), out)
+    return np.unique(out, return_counts=True)
+
+
+def relabel_task(i: int, job: Job, model: Any = None) -> int:
+    """Renumber the block's ids to the final ones; returns its largest id."""
+    z, y0, y1, x0, x1 = job.grid.bounds(i)
+    ys, xs = slice(y0, y1), slice(x0, x1)
+    ids = _read_out(job.labels, job, z, ys, xs)
+    key = ids.astype(np.int64) if job.watershed else _global(job, ids, z, y0, x0)
+    out = job.final_map[key]
+    _write(job.labels, job, z, ys, xs, out)
+    return int(out.max(initial=0))
+
+
+# --------------------------------------------------------------------------- running
+class _Local:
+    def __init__(self, predictor, progress: ProgressCallback | None):
+        self.model, self.progress = predictor, progress
+
+    def map(self, what: str, fn, items: Sequence, job: Job) -> list:
+        out = []
+        for k, item in enumerate(items, start=1):
+            out.append(fn(item, job, self.model))
+            if self.progress is not None:
+                self.progress(what, k, len(items))
+        return out
+
+
+class _Cluster:
+    def __init__(self, client, bundle, progress: ProgressCallback | None):
+        self.client, self.progress = client, progress
+        self.model = client.scatter(bundle, broadcast=True, hash=False)
+
+    def map(self, what: str, fn, items: Sequence, job: Job) -> list:
+        from distributed import as_completed
+
+        if not items:
+            return []
+        job_future = self.client.scatter(job, broadcast=True, hash=False)
+        futures = self.client.map(fn, list(items), job=job_future, model=self.model,
+                                  pure=False)
+        for k, _ in enumerate(as_completed(futures), start=1):
+            if self.progress is not None:
+                self.progress(what, k, len(items))
+        try:
+            return self.client.gather(futures)
+        except Exception as exc:  # a task or its worker failed: one sentence
+            from napari_unet.core.errors import PredictionError
+
+            detail = str(exc).splitlines()[0][:200] if str(exc) else ""
+            raise PredictionError(f"a block failed on the cluster while computing {what} "
+                                  f"({type(exc).__name__}: {detail})") from None
+
+
+@dataclass
+class BlockResult:
+    """What :func:`predict_blocks` wrote."""
+
+    labels: Path
+    probabilities: Path | None
+    shape: tuple[int, ...]
+    objects: int | None  # with instances
+
+
+def predict_blocks(
+    predictor,
+    image: Any,
+    labels_path: str | os.PathLike,
+    *,
+    probabilities_path: str | os.PathLike | None = None,
+    instances: bool = False,
+    min_size: int = 10,
+    scale: Sequence[float] | None = None,
+    chunk: int = CHUNK,
+    block: int = BLOCK,
+    halo: int = WATERSHED_HALO,
+    overwrite: bool = False,
+    client: Any = None,
+    progress: ProgressCallback | None = None,
+) -> BlockResult:
+    """Predict ``image`` block by block into OME-Zarr groups at ``labels_path`` (classes,
+    or with ``instances`` one uint32 id per object over the whole image) and
+    ``probabilities_path`` (float32, axes ``c[z]yx``).
+
+    ``predictor`` is a :class:`~.predict.Predictor`. ``block`` is rounded up to a
+    multiple of ``chunk``. With a dask ``client`` the blocks are tasks on its workers
+    (which must see the input and the output folders); the model is sent to each worker
+    once. ``progress(what, done, total)`` is called as tasks finish.
+    """
+    labels_path = Path(labels_path)
+    probabilities_path = None if probabilities_path is None else Path(probabilities_path)
+    data = open_source(image)
+    shape = shape3(data.shape)
+    two_d = len(data.shape) == 2
+    if predictor.bundle.config.in_channels != 1:
+        raise InputError("napari-unet predicts images with one channel")
+    for path in (labels_path, probabilities_path):
+        if path is not None and os.path.lexists(path) and not overwrite:
+            raise InputError(f"{path} exists; give --overwrite to replace it")
+    chunk = max(16, int(chunk))
+    block = max(chunk, -(-int(block) // chunk) * chunk)
+    grid = BlockGrid(shape, (block, block))
+    watershed = instances and predictor._splits_instances()
+    n_classes = predictor.n_classes
+    axes = "yx" if two_d else "zyx"
+    scale = list(scale) if scale is not None and len(scale) == len(axes) else [1.0] * len(axes)
+    chunks = (chunk, chunk) if two_d else (1, chunk, chunk)
+    temps: list[Path] = []  # removed at the end: what is not in place yet, the scratch
+    created: list[Path] = []
+    try:
+        tmp_labels = temp_beside(labels_path)
+        temps.append(tmp_labels)
+        created.append(tmp_labels)
+        label_dtype = np.uint32 if instances else (np.uint8 if n_classes <= 256 else np.uint16)
+        job = Job(source=image, grid=grid, two_d=two_d,
+                  labels=create_group(tmp_labels, labels_path.name, data.shape, chunks,
+                                      label_dtype, axes, scale, labels=True),
+                  probabilities=None, instances=instances, watershed=watershed, halo=halo,
+                  options=_options(predictor))
+        if probabilities_path is not None:
+            tmp_probs = temp_beside(probabilities_path)
+            temps.append(tmp_probs)
+            created.append(tmp_probs)
+            job.probabilities = create_group(tmp_probs, probabilities_path.name,
+                                             (n_classes, *data.shape), (1, *chunks),
+                                             np.float32, "c" + axes, [1.0, *scale],
+                                             labels=False)
+        if instances and (watershed or n_classes > 2):
+            scratch = temp_beside(labels_path.with_name(labels_path.name + "-scratch"))
+            temps.append(scratch)
+            created.append(scratch)
+            kinds = {"classes": np.uint8}
+            if watershed:
+                kinds.update(seeds=np.uint32, relief=np.float32)
+            for name, dtype in kinds.items():
+                job.scratch[name] = create_group(scratch / name, name, data.shape, chunks,
+                                                 dtype, axes, scale, labels=False)
+        runner = (_Local(predictor, progress) if client is None
+                  else _Cluster(client, predictor.bundle, progress))
+        if shape[1] > block or shape[2] > block:  # blocks smaller than a slice
+            job.stats = runner.map("percentiles", stats_task, range(shape[0]), job)
+        blocks = range(len(grid))
+        sizes = runner.map("blocks", predict_task, blocks, job)
+        objects = None
+        if instances:
+            counts = np.array([len(s) - 1 for s in sizes], np.int64)
+            job.offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
+            n = int(counts.sum())
+            all_sizes = np.zeros(n + 1, np.float64)
+            for off, s in zip(job.offsets, sizes):
+                all_sizes[off + 1 : off + len(s)] = s[1:]
+            pairs = runner.map("edges", faces_task, blocks, job)
+            component = join(n, np.concatenate(pairs) if pairs else np.zeros((0, 2), int))
+            if watershed:
+                job.seed_map = keep_numbered(component, all_sizes, max(1, min_size // 2))
+                k = int(job.seed_map.max(initial=0))
+                found = runner.map("watershed", watershed_task, blocks, job)
+                totals = np.zeros(k + 1, np.float64)
+                for ids, cnt in found:
+                    np.add.at(totals, ids.astype(np.int64), cnt)
+                job.final_map = keep_numbered(np.arange(k + 1), totals, min_size)
+            else:
+                job.final_map = keep_numbered(component, all_sizes, min_size)
+            objects = int(job.final_map.max(initial=0))
+            runner.map("numbering", relabel_task, blocks, job)
+        put_in_place(tmp_labels, labels_path, overwrite)
+        temps.remove(tmp_labels)
+        if probabilities_path is not None:
+            put_in_place(tmp_probs, probabilities_path, overwrite)
+            temps.remove(tmp_probs)
+        return BlockResult(labels_path, probabilities_path, tuple(data.shape), objects)
+    finally:
+        for path in temps:
+            shutil.rmtree(path, ignore_errors=True)
+        for path in list(opened):
+            if any(path.startswith(str(t)) for t in created):
+                opened.pop(path, None)
+        if client is None:
+            close_sources()  # the input files this process opened
+
+
+def _options(predictor) -> dict:
+    """Keyword arguments that rebuild ``predictor`` on a worker."""
+    return {"device": predictor.device.type,
+            "tile_size": predictor.tile_size, "overlap": predictor.overlap,
+            "batch_size": None if predictor.batch_pixels is not None else predictor.batch_size,
+            "mixed_precision": predictor.mixed_precision, "tta": predictor.tta,
+            "foreground_threshold": predictor.foreground_threshold}

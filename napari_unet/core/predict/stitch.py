@@ -1,0 +1,49 @@
+"""Objects across blocks: connected components of a block's classes, the union-find that
+joins the pieces of one object across block faces, and the renumbering that keeps
+objects of at least ``min_size`` pixels."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from napari_unet.core.errors import InputError
+
+
+def components(classes: np.ndarray, n_classes: int) -> np.ndarray:
+    """Connected components of each foreground class, numbered from 1 (uint32)."""
+    from skimage.measure import label as connected
+
+    out = np.zeros(classes.shape, np.uint32)
+    offset = 0
+    for c in range(1, n_classes):
+        comp = connected(classes == c).astype(np.uint32)
+        comp[comp > 0] += offset
+        out = np.where(comp > 0, comp, out)
+        offset = int(out.max())
+    return out
+
+
+def join(n: int, pairs: np.ndarray) -> np.ndarray:
+    """Union-find over ids 1..n: the component (0..) of each id 0..n, numbered in the
+    order of each component's smallest id (id 0 alone first)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    if len(pairs):
+        graph = coo_matrix((np.ones(len(pairs), np.int8), (pairs[:, 0], pairs[:, 1])),
+                           shape=(n + 1, n + 1))
+    else:
+        graph = coo_matrix((n + 1, n + 1), dtype=np.int8)
+    return connected_components(graph, directed=False)[1].astype(np.int64)
+
+
+def keep_numbered(component: np.ndarray, sizes: np.ndarray, min_size: int) -> np.ndarray:
+    """For each id: 0 when its component is background (that of id 0) or smaller than
+    ``min_size`` pixels in all, else the component's number among those kept (1..)."""
+    total = np.bincount(component, weights=sizes, minlength=int(component.max()) + 1)
+    keep = total >= max(1, min_size) if min_size > 1 else total > 0
+    keep[component[0]] = False
+    number = np.cumsum(keep) * keep
+    if number.max(initial=0) >= 2**32:
+        raise InputError("more than 4 billion objects: too many for 32-bit labels")
+    return number[component].astype(np.uint32)

@@ -1,0 +1,1 @@
+"""Training: planning a run, training data, sampling around annotations, augmentation, losses, the trainer."""
