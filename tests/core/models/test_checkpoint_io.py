@@ -155,6 +155,6 @@ def test_import_contract_holds():
     pytest.importorskip("importlinter")
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     result = subprocess.run(["lint-imports"], cwd=root, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
