@@ -222,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--probabilities", type=_file,
                    help="also write class probabilities here, TIFF or OME-Zarr (with several "
                         "images: the folder that gets NAME_probabilities.tif)")
+    p.add_argument("--uncertainty", type=_file, metavar="PATH.tif",
+                   help="also write how unsure the model is of each pixel (0..1, float32 "
+                        "TIFF with the image's pixel size) here; one image predicted whole")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an OME-Zarr --out or --probabilities that exists")
     p.add_argument("--block-size", type=_positive_int, default=4096,

@@ -50,6 +50,7 @@ def plan(args: argparse.Namespace):
         overwrite=args.overwrite, chunk=args.chunk_size, block=args.block_size)
     return plan_prediction(lambda: _load_model(args.model), args.image, out=args.out,
                            probabilities=args.probabilities, options=options,
+                           uncertainty=args.uncertainty,
                            device=args.device, model_path=args.model)
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -84,6 +84,7 @@ class PredictionPlan:
     device: str = "auto"
     out: Path | None = None  # the labels file or folder; None: a layer
     probabilities: Path | None = None  # the probabilities file or folder
+    uncertainty: Path | None = None  # MEMORY: the uncertainty TIFF (:mod:`.uncertainty`)
     image: Any = None  # MEMORY, SLICES: a selected image (data, shape, scale) or an array
     source: Any = None  # BLOCKS: the image as a picklable LazySource
     jobs: tuple = ()  # FILES: every file's job
@@ -120,6 +121,7 @@ def plan_prediction(
     options: PredictOptions = PredictOptions(),
     device: str = "auto",
     model_path: str | os.PathLike | None = None,
+    uncertainty: str | os.PathLike | None = None,
 ) -> PredictionPlan:
     """Decide how to predict ``inputs`` with ``model`` and check the run before any work.
 
@@ -129,7 +131,9 @@ def plan_prediction(
     ``out`` the results go into layers (``options.probabilities`` asks for a
     probability layer). ``model`` is the model, or a function that loads it, called
     once the outputs are checked. ``model_path``, the model's file, is an input no
-    output may replace. Raises :class:`InputError` with a sentence for the user.
+    output may replace. ``uncertainty`` names a TIFF for the uncertainty of one image
+    predicted whole (refused on the other routes). Raises :class:`InputError` with a
+    sentence for the user.
     """
     out = None if out is None else Path(out)
     probabilities = None if probabilities is None else Path(probabilities)
@@ -137,6 +141,10 @@ def plan_prediction(
     inputs = list(inputs)
     if not inputs:
         raise InputError("nothing to predict: give an image")
+    if uncertainty is not None:
+        return _with_uncertainty(Path(uncertainty), plan_prediction(
+            model, inputs, out=out, probabilities=probabilities, options=options,
+            device=device, model_path=model_path), inputs)
     plan = dict(options=options, device=device, out=out, probabilities=probabilities,
                 model_path=model_path)
     paths = all(isinstance(x, str | os.PathLike) for x in inputs)
@@ -171,6 +179,22 @@ def plan_prediction(
         dropped = True  # a layer of probabilities would not fit either
     return PredictionPlan(Route.SLICES, bundle, image=image, probabilities_dropped=dropped,
                           **plan)
+
+
+def _with_uncertainty(path: Path, plan: PredictionPlan, inputs: list) -> PredictionPlan:
+    """``plan`` that also writes the uncertainty to ``path``: one image predicted whole
+    into files, the TIFF checked like the other outputs."""
+    if plan.route is not Route.MEMORY or plan.out is None:
+        how = {Route.FILES: "several images", Route.BLOCKS: "a block prediction",
+               Route.SLICES: "an image too large for memory"}.get(plan.route, "layers")
+        raise InputError(f"--uncertainty is written for one image predicted whole, not for "
+                         f"{how}: predict without it")
+    if not is_tiff_path(path):
+        raise InputError(f"--uncertainty {path} must be a TIFF file (.tif or .tiff)")
+    sources = [("--image", Path(x)) for x in inputs if isinstance(x, str | os.PathLike)]
+    check_outputs([("--out", plan.out), ("--probabilities", plan.probabilities),
+                   ("--uncertainty", path)], [*sources, ("--model", plan.model_path)])
+    return replace(plan, uncertainty=path)
 
 
 def _many(inputs: list) -> bool:

@@ -1,4 +1,5 @@
-"""What a prediction gives: labels, and optionally probabilities, instances, resize factors."""
+"""What a prediction gives: labels, and optionally probabilities, instances, resize factors
+and the uncertainty of every pixel (:mod:`.uncertainty`)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ class Prediction:
     probabilities: np.ndarray | None = None  # (C, Y, X) or (Z, C, Y, X), float32
     instances: np.ndarray | None = None
     factors: dict[int, float] = field(default_factory=dict)
+    uncertainty: np.ndarray | None = None  # (Y, X) or (Z, Y, X), float32 in [0, 1]
 
     def shaped(self, shape: tuple[int, ...]) -> Prediction:
         """The same results with labels of ``shape``: a 2D image predicted as one slice of
@@ -27,7 +29,8 @@ class Prediction:
         return Prediction(self.labels[0],
                           None if self.probabilities is None else self.probabilities[0],
                           None if self.instances is None else self.instances[0],
-                          dict(self.factors))
+                          dict(self.factors),
+                          None if self.uncertainty is None else self.uncertainty[0])
 
     def resized(self) -> dict[int, float]:
         """The slices that were resized, with their factors."""

@@ -50,11 +50,15 @@ def run_in_memory(plan: PredictionPlan, predictor, progress: Progress | None = N
     image, opts = plan.image, plan.options
     result = predictor.predict(image.data, probabilities=plan.probabilities is not None,
                                instances=opts.instances, min_size=opts.min_size,
-                               progress=progress).shaped(image.shape)
+                               progress=progress,
+                               uncertainty=plan.uncertainty is not None).shaped(image.shape)
     labels = result.instances if opts.instances else result.labels
     write_tiff(plan.out, labels, scale=_scale(image, labels.ndim))
     if plan.probabilities is not None:
         write_tiff(plan.probabilities, result.probabilities)
+    if plan.uncertainty is not None:
+        write_tiff(plan.uncertainty, result.uncertainty,
+                   scale=_scale(image, result.uncertainty.ndim))
     n = 1 if len(image.shape) == 2 else image.shape[0]
     return Written(plan.out, tuple(image.shape), n,
                    int(labels.max()) if opts.instances else None, result.resized(),

@@ -35,6 +35,7 @@ from napari_unet.core.models.unet import UNet
 from napari_unet.core.predict.layout import blend_window, tile_starts
 from napari_unet.core.predict.objects import drop_small
 from napari_unet.core.predict.result import Prediction
+from napari_unet.core.predict.uncertainty import uncertainty as pixel_uncertainty
 from napari_unet.core.scale import (
     centre_window,
     check_rescale,
@@ -211,6 +212,7 @@ class Predictor:
         min_size: int = 10,
         progress: ProgressCallback | None = None,
         should_stop: Callable[[], bool] | None = None,
+        uncertainty: bool = False,
     ) -> Prediction:
         """Predict a 2D image or a stack (Z, Y, X), or for a model of several channels a
         stack of them (Z, C, Y, X) (:mod:`.channels`), all slices or the listed ones.
@@ -218,7 +220,8 @@ class Predictor:
         The labels are (Y, X) or (Z, Y, X). Slices not predicted are 0 in the labels.
         ``progress(done, total)`` is called after each slice; ``should_stop()`` is asked
         before each slice. An image whose channels do not fit the model is refused
-        (:class:`InputError`).
+        (:class:`InputError`). ``uncertainty`` adds each pixel's uncertainty, float32 in
+        [0, 1] (:mod:`.uncertainty`: from the probabilities, no more forward passes).
         """
         image = np.asarray(image)
         full = as_model_input(image, self.bundle.config.in_channels, self.bundle.channels)
@@ -234,24 +237,29 @@ class Predictor:
             if probabilities else None
         )
         inst = np.zeros(stack.shape, np.int32) if instances else None
+        unc = np.zeros(stack.shape, np.float32) if uncertainty else None
         factors: dict[int, float] = {}
         for done, z in enumerate(todo, start=1):
             if should_stop is not None and should_stop():
                 break
             # Instances of an instance model need only p(interior) and p(boundary).
-            relief = (inst is not None and probs is None and self._splits_instances())
+            relief = (inst is not None and probs is None and unc is None
+                      and self._splits_instances())
             p, factors[z] = self._predict_slice(full[z], labels[z], keep=probs is not None or (
-                inst is not None and not relief), relief=relief)
+                unc is not None) or (inst is not None and not relief), relief=relief)
             if probs is not None:
                 probs[z] = p
+            if unc is not None:
+                unc[z] = pixel_uncertainty(p)
             if inst is not None:
                 inst[z] = self.instances_2d(p, labels[z], min_size=min_size)
             if progress is not None:
                 progress(done, len(todo))
         if image.ndim == 2:
             return Prediction(labels[0], None if probs is None else probs[0],
-                              None if inst is None else inst[0], factors)
-        return Prediction(labels, probs, inst, factors)
+                              None if inst is None else inst[0], factors,
+                              None if unc is None else unc[0])
+        return Prediction(labels, probs, inst, factors, unc)
 
     def _splits_instances(self) -> bool:
         return self.bundle.label_kind == "instance" and self.n_classes == 3

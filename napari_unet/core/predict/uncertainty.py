@@ -3,10 +3,11 @@
 The uncertainty of a pixel is the entropy of its class probabilities divided by the
 largest entropy of that many classes, ``log(C)``: 0 where one class has all the
 probability, 1 where every class is equally likely. It comes free with every prediction
-(no more forward passes); it was chosen against the disagreement of the four flipped
-predictions and of the last three checkpoints of a training, which found the wrong
-pixels no better and cost four and three times the forward passes
-(``benchmarks/quality/guided.py --candidates``, docs/guidance.md).
+(no more forward passes). It was chosen by measurement (``benchmarks/quality/guided.py
+--candidates``, docs/guidance.md) against the disagreement of the four flipped
+predictions and of the last three checkpoints of a training: on unseen DSB images it
+finds the misclassified pixels about as well (ROC AUC 0.94, against 0.95 and 0.94) and
+adds 17 % to a preview of one slice, where the others add 360 % and 380 %.
 """
 
 from __future__ import annotations
