@@ -13,6 +13,7 @@ from ._lifetime import CloseWatcher, Subscriptions
 from .autosave import Autosaver, restore
 from .class_list import ClassList
 from .combos import form, layer_combo
+from .guidance_panel import WhereNext
 from .layers import (
     annotation_colormap,
     annotations_for,
@@ -44,8 +45,9 @@ class AnnotatePanel(Container):
         self.brush = SpinBox(value=10, min=1, max=200, label="Brush size")
         self.counts = Label(value="")
         hint = Label(value=HINT)
+        self.where_next = WhereNext(viewer, self.session)
         self.extend([form(self.layer), self.create, hint, self.class_list, form(self.brush),
-                     self.counts])
+                     self.counts, self.where_next])
         self._bound: Labels | None = None
         self._timer = QTimer(self.native)
         self._timer.setSingleShot(True)

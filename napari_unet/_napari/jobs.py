@@ -150,6 +150,7 @@ class PredictRequest:
     # The labels' shape: a 2D image or one slice of several channels, given as (1, C, Y,
     # X), gives labels (1, Y, X) that this makes (Y, X) again; None: as they come.
     shape: tuple[int, ...] | None = None
+    uncertainty: bool = False  # also the uncertainty of every pixel (core.predict.uncertainty)
 
 
 def predict_job(request: PredictRequest, progress: Callable[[int, int], None] | None = None,
@@ -163,7 +164,7 @@ def predict_job(request: PredictRequest, progress: Callable[[int, int], None] | 
     result = predictor.predict(
         request.image, slices=request.slices, probabilities=request.probabilities,
         instances=request.instances, min_size=request.min_size, progress=progress,
-        should_stop=should_stop,
+        should_stop=should_stop, uncertainty=request.uncertainty,
     )
     return result if request.shape is None else result.shaped(request.shape)
 

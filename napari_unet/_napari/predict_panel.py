@@ -31,6 +31,7 @@ from ._lifetime import CloseWatcher
 from .channel_choice import image_input, is_lazy_input, mismatch
 from .combos import form, row, status_label
 from .folder_predict import FolderPrediction
+from .guidance_panel import UncertaintyToggle, guidance_for
 from .jobs import (
     JobFailed,
     PredictRequest,
@@ -114,6 +115,7 @@ class PredictPanel(Container):
                     "gives the labels at the slice's size; Full size never resizes; the "
                     "others shrink every slice by that much. The live preview during "
                     "training uses it too.")
+        self.uncertainty = UncertaintyToggle(viewer, self.session)
         self.run = PushButton(text="Predict")
         self.save = PushButton(text="Save labels…")
         self.progress = ProgressBar(value=0, min=0, max=1)
@@ -122,7 +124,7 @@ class PredictPanel(Container):
                                        self._folder_options, self._folder_model)
         self.extend([form(self.scope, self.threshold, self.rescale, self.probabilities,
                           self.instances, self.min_size),
-                     row(self.run, self.save), self.progress, self.status,
+                     self.uncertainty, row(self.run, self.save), self.progress, self.status,
                      Label(value="<b>Every image of its folder</b>"), self.folder])
         self.worker = None
         self._cancel = threading.Event()
@@ -179,6 +181,7 @@ class PredictPanel(Container):
             instances=run.options.instances, min_size=run.options.min_size,
             device=run.device, foreground_threshold=run.options.foreground_threshold,
             rescale=run.options.rescale, shape=shape if z is None else shape[1:],
+            uncertainty=True,
         )
         self._cancel.clear()
         self._done = threading.Event()
@@ -336,6 +339,7 @@ class PredictPanel(Container):
         classes = self.session.classes
         write_predictions(self._viewer, image, result.labels, classes, z)
         self.session.marks(image).record(result.labels, z)
+        guidance_for(self.session).update(image, z, result.uncertainty)
         if result.probabilities is not None:
             fg = 1.0 - result.probabilities[..., 0, :, :]
             if z is not None:

@@ -98,6 +98,7 @@ class Session:
         self.model_time_ns = time.time_ns()  # when the current model last changed
         self._marks: dict[str, SliceMarks] = {}  # by the layer's unique id
         self.training = None  # the TrainingController, created by the first panel needing it
+        self.guidance = None  # the uncertainty and Where next? (guidance_panel.guidance_for)
         # Foreground where 1 - p(background) >= this: the Predict panel sets it, and both
         # prediction and the live preview during training decide with it.
         self.foreground_threshold = FOREGROUND_THRESHOLD

@@ -29,6 +29,7 @@ from .channel_choice import (
     mismatch,
     recorded_channels,
 )
+from .guidance_panel import guidance_for
 from .jobs import (
     JobFailed,
     PredictRequest,
@@ -275,7 +276,7 @@ class TrainingController:
         request = PredictRequest(image=data, bundle=bundle, device=self.device,
                                  foreground_threshold=self.session.foreground_threshold,
                                  rescale=self.session.rescale,
-                                 shape=shape if z is None else shape[1:])
+                                 shape=shape if z is None else shape[1:], uncertainty=True)
         self._preview_done_event = threading.Event()
         worker = create_worker(predict_and_signal, request, self._preview_done_event,
                                _start_thread=False, _ignore_errors=True)
@@ -294,6 +295,7 @@ class TrainingController:
             return
         write_predictions(viewer, image, result.labels, self.session.classes, z)
         self.session.marks(image).record(result.labels, z)
+        guidance_for(self.session).update(image, z, result.uncertainty)
         self.preview_updated.emit(z or 0)
 
 
