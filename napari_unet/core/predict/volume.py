@@ -25,6 +25,7 @@ from napari_unet.core.errors import InputError
 from napari_unet.core.models.checkpoint import ModelBundle
 from napari_unet.core.models.device import autocast, keep_freed_memory, select_device
 from napari_unet.core.predict.tiles import Prediction, tile_starts
+from napari_unet.core.predict.uncertainty import uncertainty as pixel_uncertainty
 from napari_unet.core.voxels import VoxelSize, check_voxel_size
 
 log = logging.getLogger(__name__)
@@ -178,10 +179,12 @@ class VolumePredictor:
 
     def predict(self, volume: np.ndarray, voxel_size: VoxelSize | None = None, *,
                 probabilities: bool = False, instances: bool = False, min_size: int = 10,
-                progress: ProgressCallback | None = None) -> Prediction:
+                progress: ProgressCallback | None = None,
+                uncertainty: bool = False) -> Prediction:
         """Labels (Z, Y, X), with ``instances`` one id per 3D object
         (:func:`~.volume_instances.volume_instances`), with ``probabilities`` (Z, K, Y,
-        X) as the 2D predictor gives them for stacks."""
+        X) as the 2D predictor gives them for stacks, with ``uncertainty`` each voxel's
+        (Z, Y, X) float32 in [0, 1] (:mod:`.uncertainty`)."""
         from napari_unet.core.predict.volume_instances import volume_instances
 
         probs = self.probabilities(volume, voxel_size, progress)
@@ -190,7 +193,8 @@ class VolumePredictor:
         if instances:
             objects = volume_instances(probs, labels, voxel_size or self.bundle.voxel_size,
                                        splits=self.splits_instances, min_size=min_size)
-        return Prediction(labels, np.moveaxis(probs, 0, 1) if probabilities else None, objects)
+        return Prediction(labels, np.moveaxis(probs, 0, 1) if probabilities else None, objects,
+                          uncertainty=pixel_uncertainty(probs) if uncertainty else None)
 
     @property
     def splits_instances(self) -> bool:

@@ -57,3 +57,33 @@ def test_roc_auc():
     assert roc_auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1], bool)) == \
         pytest.approx(0.75)
     assert np.isnan(roc_auc(np.ones(3), np.zeros(3, bool)))
+
+
+def test_predictors_give_the_entropy_of_their_probabilities():
+    """The 2D predictor (a stack, a 2D image) and the 3D one (a volume) give the
+    uncertainty of the probabilities they predict, without any other change."""
+    from napari_unet.core.models.checkpoint import ModelBundle
+    from napari_unet.core.models.unet import UNetConfig
+    from napari_unet.core.predict.tiles import Predictor
+    from napari_unet.core.predict.volume import VolumePredictor
+
+    rng = np.random.default_rng(0)
+    stack = rng.random((2, 40, 48)).astype(np.float32)
+    two_d = Predictor(ModelBundle.new(UNetConfig(n_classes=3, base_channels=4, depth=2),
+                                      seed=1), device="cpu")
+    both = two_d.predict(stack, probabilities=True, uncertainty=True)
+    plain = two_d.predict(stack)
+    np.testing.assert_array_equal(both.labels, plain.labels)
+    assert plain.uncertainty is None
+    assert both.uncertainty.shape == (2, 40, 48) and both.uncertainty.dtype == np.float32
+    np.testing.assert_allclose(both.uncertainty, uncertainty(both.probabilities, axis=1),
+                               atol=1e-6)
+    assert two_d.predict(stack[0], uncertainty=True).uncertainty.shape == (40, 48)
+
+    volume = rng.random((8, 32, 32)).astype(np.float32)
+    three_d = VolumePredictor(ModelBundle.new(UNetConfig(n_classes=2, base_channels=4, depth=1,
+                                                         dims=3), seed=2), device="cpu")
+    out = three_d.predict(volume, probabilities=True, uncertainty=True)
+    assert out.uncertainty.shape == volume.shape
+    np.testing.assert_allclose(out.uncertainty, uncertainty(out.probabilities, axis=1),
+                               atol=1e-6)
