@@ -1,4 +1,5 @@
-"""Sample data: a synthetic nuclei stack, with or without its starter annotations."""
+"""Sample data: a synthetic nuclei stack, with or without its starter annotations, and a
+synthetic nuclei volume with starter strokes on three slices."""
 
 from __future__ import annotations
 
@@ -35,4 +36,19 @@ def nuclei_annotated() -> list[LayerData]:
         (annotations, {"name": "nuclei annotations", "scale": meta["scale"],
                        "axis_labels": meta["axis_labels"], "opacity": ANNOTATION_OPACITY},
          "labels"),
+    ]
+
+
+def nuclei_volume() -> list[LayerData]:
+    """A synthetic z-stack of nuclei (anisotropic voxels) and starter strokes on three
+    slices, generated (seeded) when opened."""
+    from napari_unet.synthetic_volume import SAMPLE_VOXEL, sample_volume
+
+    image, _, strokes = sample_volume()
+    axes = ("z", "y", "x")
+    return [
+        (image, {"name": "nuclei volume", "scale": SAMPLE_VOXEL, "axis_labels": axes,
+                 "metadata": {"axes": "ZYX"}}, "image"),
+        (strokes, {"name": "nuclei volume annotations", "scale": SAMPLE_VOXEL,
+                   "axis_labels": axes, "opacity": ANNOTATION_OPACITY}, "labels"),
     ]

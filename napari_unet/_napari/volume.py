@@ -1,0 +1,99 @@
+"""The voxel size of an image and its layers, and which volume mode runs (GUI thread).
+
+The voxel size lives where napari keeps it, in each layer's ``scale`` (µm per pixel, Z, Y,
+X): the reader sets it from the file, the Data panel lets the user type it, and it is
+set on the image and on every layer that belongs to it at once (annotations, predictions,
+probabilities, objects, the other channels), so that they stay aligned voxel for voxel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from napari.layers import Image, Labels
+
+from napari_unet.core.io.volume import check_voxel_size, resolve_dims
+
+from .axes import channel_axis, spatial_shape
+from .state import Session
+
+
+def voxel_size(layer: Image) -> tuple[float, ...]:
+    """The layer's voxel size along its pixels' axes (Z, Y, X or Y, X)."""
+    scale = [float(s) for s in layer.scale]
+    if getattr(layer, "rgb", False):
+        scale = scale[: layer.ndim]
+    axis = channel_axis(layer)
+    if axis is not None:
+        scale.pop(axis)
+    return tuple(scale[-len(spatial_shape(layer)):])
+
+
+def has_voxel_size(layer: Image) -> bool:
+    """Whether the layer's scale says something (the reader leaves 1.0 where the file
+    gives no voxel size)."""
+    return any(abs(v - 1.0) > 1e-9 for v in voxel_size(layer))
+
+
+def related_layers(viewer, image: Image, session: Session | None = None) -> list:
+    """The layers that belong to ``image`` and must share its voxel size: those named
+    after it (annotations, predictions, probabilities, objects...) of its pixels' shape,
+    and the other channels chosen with it."""
+    shape = spatial_shape(image)
+    prefix = f"{image.name} "
+    out = []
+    for layer in viewer.layers:
+        if layer == image or not isinstance(layer, Image | Labels):
+            continue
+        named = layer.name.startswith(prefix)
+        channel = session is not None and layer in session.channel_layers
+        if (named or channel) and _pixels_shape(layer)[-len(shape):] == shape:
+            out.append(layer)
+    return out
+
+
+def set_voxel_size(viewer, image: Image, values: Sequence[float],
+                   session: Session | None = None) -> tuple[float, ...]:
+    """Set the voxel size of ``image`` and of its :func:`related_layers`; return it.
+
+    Raises :class:`~napari_unet.core.errors.InputError` for a size that is not a number
+    above 0 (nothing is changed then).
+    """
+    size = check_voxel_size(values, len(spatial_shape(image)))
+    for layer in [image, *related_layers(viewer, image, session)]:
+        _set_spatial_scale(layer, size)
+    return size
+
+
+def dims_in_effect(session: Session, image: Image | None) -> tuple[str, str]:
+    """``("3d", why)`` or ``("2d", why)``: what training and prediction do with ``image``
+    for its chosen volume mode (auto decides from its voxel size and its slices)."""
+    if image is None:
+        return "2d", "no image"
+    shape = spatial_shape(image)
+    choice = session.dims_choice(image)
+    if choice == "auto" and len(shape) == 3 and channel_axis(image) is None:
+        return resolve_dims(choice, shape, voxel_size(image), image.data)
+    if choice == "auto" and len(shape) == 3:  # channels first: decide on the first one
+        axis = channel_axis(image)
+        index = (slice(None),) * axis + (0,)
+        return resolve_dims(choice, shape, voxel_size(image), image.data[index])
+    return resolve_dims(choice, shape, voxel_size(image))
+
+
+def _pixels_shape(layer) -> tuple[int, ...]:
+    return spatial_shape(layer) if isinstance(layer, Image) else tuple(layer.data.shape)
+
+
+def _set_spatial_scale(layer, size: tuple[float, ...]) -> None:
+    """Put ``size`` on the layer's last spatial axes, keeping its other axes' scale."""
+    scale = [float(s) for s in layer.scale]
+    n = len(size)
+    if isinstance(layer, Image) and channel_axis(layer) is not None:
+        axis = channel_axis(layer)
+        axes = [i for i in range(layer.ndim) if i != axis][-n:]
+    else:
+        axes = list(range(layer.ndim))[-n:]
+    for i, value in zip(axes, size):
+        scale[i] = value
+    layer.scale = scale
