@@ -108,6 +108,9 @@ class Session:
         # The volume mode chosen per image (by the layer's unique id): "auto", "2d" or
         # "3d" (core.io.volume); set in the Data panel, read by training and prediction.
         self._dims: dict[str, str] = {}
+        # What Auto decided per image (by unique id), with the voxel size it decided at:
+        # (voxel size, dims, why). Deciding reads a few slices: once per image.
+        self.auto_dims: dict[str, tuple] = {}
 
     @property
     def viewer(self) -> napari.Viewer:

@@ -72,13 +72,25 @@ def dims_in_effect(session: Session, image: Image | None) -> tuple[str, str]:
         return "2d", "no image"
     shape = spatial_shape(image)
     choice = session.dims_choice(image)
-    if choice == "auto" and len(shape) == 3 and channel_axis(image) is None:
-        return resolve_dims(choice, shape, voxel_size(image), image.data)
-    if choice == "auto" and len(shape) == 3:  # channels first: decide on the first one
-        axis = channel_axis(image)
-        index = (slice(None),) * axis + (0,)
-        return resolve_dims(choice, shape, voxel_size(image), image.data[index])
-    return resolve_dims(choice, shape, voxel_size(image))
+    size = voxel_size(image)
+    if choice != "auto" or len(shape) != 3:
+        return resolve_dims(choice, shape, size)
+    cached = session.auto_dims.get(image.unique_id)
+    if cached is not None and cached[0] == size:
+        return cached[1], cached[2]
+    data = image.data
+    axis = channel_axis(image)
+    if axis is not None:  # channels on an axis: decide on the first one
+        data = data[(slice(None),) * axis + (0,)]
+    dims, why = resolve_dims(choice, shape, size, data)
+    session.auto_dims[image.unique_id] = (size, dims, why)
+    return dims, why
+
+
+def engine_has_3d() -> bool:
+    """Whether this version trains and predicts 3D models. Until the 3D engine is merged
+    a volume is trained and predicted slice by slice, and the Data panel says so."""
+    return False
 
 
 def _pixels_shape(layer) -> tuple[int, ...]:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from napari_unet import PLUGIN_NAME
+from napari_unet._napari.volume import dims_in_effect
 from napari_unet.core.errors import InputError
 from napari_unet.core.io.tiff import read_tiff, write_tiff
 from napari_unet.core.io.volume import guess_volume, parse_voxel_size
@@ -55,7 +56,8 @@ def test_the_data_panel_shows_the_files_voxel_size(empty_workflow, volume_file):
     controls = widget.data.volume
     assert controls.voxel.value == "0.5, 0.2, 0.2"
     assert "from the file" in controls.voxel_hint.value
-    assert controls.runs.value.startswith("Runs as: 3D volume (the file gives a z step")
+    assert dims_in_effect(widget.session, image) == ("3d", "the file gives a z step of 0.5 µm")
+    assert "the file gives a z step of 0.5 µm" in controls.runs.value
     annotations = widget.annotate.create_layer()
     assert tuple(annotations.scale) == VOXEL
     assert annotations.data.shape == image.data.shape
@@ -100,14 +102,16 @@ def test_the_volume_mode_is_chosen_per_image_and_says_what_runs(empty_workflow):
     assert controls.mode.value == "auto"
     assert controls.runs.value.startswith("Runs as: 2D slices (unrelated slices")
     widget.data.image.value = volume
-    assert controls.runs.value.startswith("Runs as: 3D volume (neighbouring slices overlap")
+    assert dims_in_effect(session, volume)[0] == "3d"
+    assert "3D volume (neighbouring slices overlap" in controls.runs.value
     controls.mode.value = "2d"
     assert session.dims_choice(volume) == "2d"
     assert controls.runs.value == "Runs as: 2D slices (chosen)"
     widget.data.image.value = pile
     assert controls.mode.value == "auto"  # each image keeps its own choice
     controls.mode.value = "3d"
-    assert controls.runs.value == "Runs as: 3D volume (chosen)"
+    assert dims_in_effect(session, pile) == ("3d", "chosen")
+    assert "3D volume (chosen)" in controls.runs.value
     widget.data.image.value = volume
     assert controls.mode.value == "2d"
     # A 2D image has no volume mode; its pixel size is shown.

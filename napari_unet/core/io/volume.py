@@ -71,13 +71,15 @@ def looks_like_volume(shape: Sequence[int], scale: Sequence[float] | None,
 
 def slice_overlap(data) -> float:
     """Median correlation of neighbouring slices, over up to :data:`SAMPLED_PAIRS` pairs
-    spread through the stack (each slice read with a stride, at most
-    :data:`SAMPLED_SIDE` pixels wide)."""
+    spread through the stack (two for an array read lazily; each slice read with a
+    stride, at most :data:`SAMPLED_SIDE` pixels wide)."""
     n = int(data.shape[0])
     if n < 2:
         return 0.0
     step = max(1, math.ceil(max(int(data.shape[1]), int(data.shape[2])) / SAMPLED_SIDE))
-    starts = np.unique(np.linspace(0, n - 2, min(SAMPLED_PAIRS, n - 1)).round().astype(int))
+    # An image read lazily (from a file larger than memory): two pairs, chunks are costly.
+    pairs = SAMPLED_PAIRS if isinstance(data, np.ndarray) else 2
+    starts = np.unique(np.linspace(0, n - 2, min(pairs, n - 1)).round().astype(int))
     values = []
     for z in starts:
         pair = np.asarray(data[int(z): int(z) + 2, ::step, ::step], dtype=np.float64)
