@@ -42,7 +42,11 @@ class UNetConfig:
     n_classes: int = 2
     base_channels: int = 32
     depth: int = 4
-    bilinear: bool = True
+    bilinear: bool = True  # bilinear (2D) or trilinear (3D) up-sampling, else transposed
+    # 2: slices (Conv2d); 3: volumes (Conv3d), pooled per level by ``pools`` (z, y, x),
+    # e.g. (1, 2, 2) where z is coarser than xy (see :func:`.voxels.volume_pools`).
+    dims: int = 2
+    pools: tuple[tuple[int, ...], ...] | None = None
 
     def __post_init__(self) -> None:
         if self.in_channels < 1 or self.n_classes < 2:
@@ -51,9 +55,39 @@ class UNetConfig:
             raise ValueError(f"depth must be between 1 and 6, not {self.depth}")
         if self.base_channels < 2:
             raise ValueError(f"base_channels must be at least 2, not {self.base_channels}")
+        if self.dims not in (2, 3):
+            raise ValueError(f"dims must be 2 or 3, not {self.dims}")
+        if self.pools is not None:
+            pools = tuple(tuple(int(f) for f in level) for level in self.pools)
+            if len(pools) != self.depth or any(
+                    len(level) != self.dims or any(f not in (1, 2) for f in level)
+                    for level in pools):
+                raise ValueError(f"pools must give {self.depth} levels of {self.dims} "
+                                 f"factors 1 or 2, not {self.pools!r}")
+            object.__setattr__(self, "pools", pools)
+
+    @property
+    def level_pools(self) -> tuple[tuple[int, ...], ...]:
+        """The pooling factor per level and spatial axis (2 everywhere unless ``pools``)."""
+        return self.pools or ((2,) * self.dims,) * self.depth
+
+    @property
+    def multiple(self) -> tuple[int, ...]:
+        """What each spatial side is padded to a multiple of: the product of the pools."""
+        out = [1] * self.dims
+        for level in self.level_pools:
+            out = [m * f for m, f in zip(out, level)]
+        return tuple(out)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields as plain values; a 2D model's without ``dims`` and ``pools``, so
+        2D model files stay as they were."""
+        out = asdict(self)
+        if self.dims == 2 and self.pools is None:
+            del out["dims"], out["pools"]
+        elif out["pools"] is not None:
+            out["pools"] = [list(level) for level in out["pools"]]
+        return out
 
 
 #: Architecture of the shipped starting model (tests check it against the file).
@@ -175,6 +209,31 @@ def defaults_for(labels_kind: str = "annotation", device_kind: str = "cpu") -> D
     return Defaults(16, 4, TrainConfig(batch_size=8, patch_size=128, learning_rate=3e-3,
                                        edge_weight=edge, anchor_weight=anchor,
                                        augment=AugmentConfig(elastic_sigma=6.0)))
+
+
+@dataclass(frozen=True)
+class VolumeDefaults:
+    """A new 3D model's width and depth and its patches: ``patch_side`` pixels in xy,
+    as deep as wide in micrometres up to ``max_depth`` slices
+    (:func:`.voxels.patch_shape`), ``batch_size`` of them per step. On the 2-core CPU a
+    16 x 64 x 64 patch trains at about the voxel rate of larger ones
+    (``benchmarks/quality/volumes.py``'s speed rows) and keeps a step under a second."""
+
+    base_channels: int
+    depth: int
+    patch_side: int
+    max_depth: int
+    batch_size: int
+    learning_rate: float = 3e-3
+    elastic_sigma: float = 4.0  # pixels in xy; z gets it divided by the anisotropy
+
+
+def volume_defaults(device_kind: str = "cpu") -> VolumeDefaults:
+    """The 3D defaults for a device: a GPU gets wider models and larger patches."""
+    if device_kind == "cuda":
+        return VolumeDefaults(base_channels=32, depth=4, patch_side=128, max_depth=32,
+                              batch_size=4, learning_rate=2e-3)
+    return VolumeDefaults(base_channels=16, depth=3, patch_side=64, max_depth=16, batch_size=2)
 
 
 @dataclass(frozen=True)

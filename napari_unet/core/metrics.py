@@ -73,16 +73,18 @@ def rand_error(pred: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean(errors))
 
 
-def match_instances(pred: np.ndarray, truth: np.ndarray, threshold: float = 0.5) -> dict:
+def match_instances(pred: np.ndarray, truth: np.ndarray, threshold: float = 0.5,
+                    volume: bool = False) -> dict:
     """True positives, false positives and false negatives at an IoU threshold.
 
     With a threshold of 0.5 or more, each object can match at most one other, so the
-    matching is one-to-one by construction. Stacks are matched slice by slice.
+    matching is one-to-one by construction. Stacks are matched slice by slice; with
+    ``volume`` a (Z, Y, X) array is one volume of 3D objects (IoU of voxels).
     """
     pred, truth = _check(pred, truth)
     if threshold < 0.5:
         raise ValueError("one-to-one matching needs an IoU threshold of at least 0.5")
-    if pred.ndim == 2:
+    if pred.ndim == 2 or volume:
         pred, truth = pred[None], truth[None]
     tp = fp = fn = 0
     for p, t in zip(pred, truth):
@@ -117,9 +119,11 @@ def sequential_ids(labels: np.ndarray) -> np.ndarray:
     return relabel_sequential(labels)[0]
 
 
-def instance_scores(pred: np.ndarray, truth: np.ndarray, threshold: float = 0.5) -> dict:
-    """F1 and average precision (TP / (TP + FP + FN), as in DSB 2018) at one IoU threshold."""
-    m = match_instances(pred, truth, threshold)
+def instance_scores(pred: np.ndarray, truth: np.ndarray, threshold: float = 0.5,
+                    volume: bool = False) -> dict:
+    """F1 and average precision (TP / (TP + FP + FN), as in DSB 2018) at one IoU threshold
+    (of 3D objects with ``volume``)."""
+    m = match_instances(pred, truth, threshold, volume)
     tp, fp, fn = m["tp"], m["fp"], m["fn"]
     f1 = 1.0 if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
     ap = 1.0 if tp + fp + fn == 0 else tp / (tp + fp + fn)
@@ -127,8 +131,10 @@ def instance_scores(pred: np.ndarray, truth: np.ndarray, threshold: float = 0.5)
 
 
 def evaluate(pred_labels: np.ndarray, truth: np.ndarray, kind: str,
-             pred_instances: np.ndarray | None = None) -> dict:
-    """All metrics that make sense for a ``semantic`` or ``instance`` ground truth."""
+             pred_instances: np.ndarray | None = None, volume: bool = False) -> dict:
+    """All metrics that make sense for a ``semantic`` or ``instance`` ground truth; with
+    ``volume`` the objects are 3D (F1 and AP of 3D objects; the Rand error stays per
+    slice)."""
     pred_labels, truth = _check(pred_labels, truth)
     if kind == "semantic":
         out = class_scores(pred_labels, truth)
@@ -142,7 +148,7 @@ def evaluate(pred_labels: np.ndarray, truth: np.ndarray, kind: str,
                "foreground_dice": class_scores(fg, (truth > 0).astype(np.uint8))["dice"][1],
                "pixel_error": pixel_error(fg, (truth > 0).astype(np.uint8))}
         if pred_instances is not None:
-            scores = instance_scores(pred_instances, truth, 0.5)
+            scores = instance_scores(pred_instances, truth, 0.5, volume)
             out.update(f1_50=scores["f1"], ap_50=scores["ap"], tp=scores["tp"],
                        fp=scores["fp"], fn=scores["fn"],
                        rand_error=rand_error(pred_instances, truth))

@@ -57,6 +57,9 @@ class ModelBundle:
     # The typical diameter (pixels) of the objects of the slices it was last trained on
     # (:func:`.scale.training_size`); None: unknown, slices are never resized for it.
     object_size: float | None = None
+    # The voxel size (z, y, x) of the volumes a 3D model was trained on, so prediction
+    # rescales volumes of another voxel size to it; None: unknown (2D models, old files).
+    voxel_size: tuple[float, float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.channels is not None:
@@ -107,13 +110,15 @@ class ModelBundle:
         config = UNetConfig(**{**self.config.to_dict(), "in_channels": n_channels})
         state = {k: v.clone() for k, v in self.state_dict.items()}
         key = "inc.double_conv.0.weight"
-        state[key] = state[key].repeat(1, n_channels, 1, 1) / n_channels
+        reps = (1, n_channels) + (1,) * (state[key].ndim - 2)
+        state[key] = state[key].repeat(*reps) / n_channels
         return ModelBundle(config=config, state_dict=state, label_kind=self.label_kind,
                            class_names=list(self.class_names),
                            class_colors=list(self.class_colors),
                            normalisation=self.normalisation,
                            history=copy.deepcopy(self.history), iterations=self.iterations,
-                           optimizer_state=None, object_size=self.object_size)
+                           optimizer_state=None, object_size=self.object_size,
+                           voxel_size=self.voxel_size)
 
     def with_classes(self, n_classes: int) -> ModelBundle:
         """The same model with more output classes; old classes keep their weights."""
@@ -131,10 +136,15 @@ class ModelBundle:
                            class_names=names, normalisation=self.normalisation,
                            history=copy.deepcopy(self.history), iterations=self.iterations,
                            optimizer_state=None, channels=self.channels,
-                           object_size=self.object_size)
+                           object_size=self.object_size, voxel_size=self.voxel_size)
+
+    @property
+    def dims(self) -> int:
+        """2 for a model of slices, 3 for a model of volumes."""
+        return self.config.dims
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "architecture": self.config.to_dict(),
@@ -149,6 +159,9 @@ class ModelBundle:
             "channels": None if self.channels is None else list(self.channels),
             "object_size": self.object_size,
         }
+        if self.voxel_size is not None:  # 2D files stay as they were
+            out["voxel_size"] = [float(v) for v in self.voxel_size]
+        return out
 
     def save(self, path: str | Path) -> None:
         save_bundle(self, path)
@@ -249,6 +262,21 @@ def _check_object_size(payload: dict, name: str) -> float | None:
     return float(size)
 
 
+def _check_voxel_size(payload: dict, name: str) -> tuple[float, float, float] | None:
+    """The recorded voxel size: None (unknown, old files) or three positive numbers."""
+    import math
+
+    size = payload.get("voxel_size")
+    if size is None:
+        return None
+    if not isinstance(size, list | tuple) or len(size) != 3 or any(
+            isinstance(v, bool) or not isinstance(v, int | float) or not (
+                math.isfinite(v) and 0 < v < 1e9) for v in size):
+        raise ModelFileError(f"{name} is a damaged napari-unet model (voxel size "
+                             f"{size!r})"[:300])
+    return (float(size[0]), float(size[1]), float(size[2]))
+
+
 def _check_weights(config: UNetConfig, state: dict, name: str) -> None:
     """Refuse weights that do not fit the declared architecture before building it: the
     architecture is laid out without memory (torch's meta device), so a file that
@@ -290,6 +318,7 @@ def bundle_from_dict(payload: Any, name: str = "the file") -> ModelBundle:
             optimizer_state=payload.get("optimizer_state"),
             channels=_check_channels(payload, config, name),
             object_size=_check_object_size(payload, name),
+            voxel_size=_check_voxel_size(payload, name),
         )
         _check_weights(config, bundle.state_dict, name)
         UNet.from_config(config).load_state_dict(bundle.state_dict)

@@ -170,8 +170,10 @@ class Augmenter:
         g = self.generator
         s = self.config.intensity
 
+        shape = (b,) + (1,) * (x.ndim - 1)  # one draw per sample, 2D or 3D
+
         def u(lo: float, hi: float) -> torch.Tensor:
-            r = torch.rand((b, 1, 1, 1), generator=g, device=self.device)
+            r = torch.rand(shape, generator=g, device=self.device)
             return lo + (hi - lo) * r
 
         gamma = torch.exp(u(-s, s))

@@ -30,11 +30,12 @@ def masked_loss(
     loss = (ce * w).sum() / w.sum().clamp(min=1e-6)
     if dice_weight > 0:
         probs = torch.softmax(logits.float(), dim=1)
-        onehot = F.one_hot(target.clamp(min=0), logits.shape[1]).permute(0, 3, 1, 2).float()
+        onehot = F.one_hot(target.clamp(min=0), logits.shape[1]).movedim(-1, 1).float()
         m = valid.unsqueeze(1).float()
-        inter = (probs * onehot * m).sum(dim=(0, 2, 3))
-        denom = ((probs + onehot) * m).sum(dim=(0, 2, 3))
-        present = onehot.mul(m).sum(dim=(0, 2, 3)) > 0
+        axes = (0, *range(2, logits.ndim))  # all but the classes: 2D or 3D
+        inter = (probs * onehot * m).sum(dim=axes)
+        denom = ((probs + onehot) * m).sum(dim=axes)
+        present = onehot.mul(m).sum(dim=axes) > 0
         dice = (2 * inter + 1.0) / (denom + 1.0)
         n_present = present.sum().clamp(min=1)
         loss = loss + dice_weight * ((1 - dice) * present).sum() / n_present
@@ -54,7 +55,16 @@ def edge_loss(logits: torch.Tensor, image: torch.Tensor, sigma: float = 0.1,
     True where nothing is annotated) only pairs with an unannotated pixel count: where
     both are annotated the annotation decides, so densely corrected slices are learnt as
     painted.
+
+    Volumes (B, C, Z, Y, X) get the term within each xy slice (z folded into the batch):
+    strokes are painted on slices, and the pairs across z would cost as much again.
     """
+    if logits.ndim == 5:
+        def fold(t: torch.Tensor) -> torch.Tensor:
+            return t.movedim(2, 1).reshape(-1, t.shape[1], *t.shape[-2:])
+
+        flat_free = None if free is None else free.reshape(-1, *free.shape[-2:])
+        return edge_loss(fold(logits), fold(image), sigma, radius, flat_free)
     probs = torch.softmax(logits.float(), dim=1)
     img = image.float()
     _, _, h, w = probs.shape

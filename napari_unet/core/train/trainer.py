@@ -72,7 +72,8 @@ class Trainer:
         self.model = bundle.build_model().to(self.device)
         if self.config.checkpointing:
             self.model.use_checkpointing(True)
-        self.channels_last = prefers_channels_last(self.device)
+        # channels_last is a layout of 4D tensors: 2D models only.
+        self.channels_last = prefers_channels_last(self.device) and bundle.config.dims == 2
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self._anchor = None  # a frozen copy of the starting model, for anchor_weight
@@ -98,15 +99,12 @@ class Trainer:
         balance = self.config.class_balance
         if balance is None:
             balance = 1.0 if data.annotated_fraction < 0.5 else 0.0
-        # Patches are cut larger than the model sees them when the augmentation zooms out.
-        self.sampler = PatchSampler(data.train, bundle.n_classes,
-                                    cut_size(self.config.patch_size, self.config.augment),
-                                    seed=self.config.seed + bundle.iterations, balance=balance)
-        self.augmenter = Augmenter(self.config.augment, seed=self.config.seed + bundle.iterations,
-                                   device=self.device)
+        self.sampler = self._make_sampler(data, bundle, balance)
+        self.augmenter = self._make_augmenter(bundle)
         # How large its objects look (:mod:`.scale`), so prediction can shrink images
         # whose objects are far larger.
-        self.object_size = training_size([p.image for p in data.train]) or bundle.object_size
+        self.object_size = self._object_size(data, bundle)
+        self.voxel_size = bundle.voxel_size
         self.iteration = bundle.iterations
         self.run_iteration = 0
         self.last_loss = float("nan")
@@ -116,6 +114,23 @@ class Trainer:
         self._running.set()
         self._started = 0.0
         self._history_entry: dict | None = None  # this run's record, set when fit() ends
+
+    # ------------------------------------------------- what a 3D trainer replaces
+    def _make_sampler(self, data: TrainingData, bundle: ModelBundle, balance: float):
+        # Patches are cut larger than the model sees them when the augmentation zooms out.
+        return PatchSampler(data.train, bundle.n_classes,
+                            cut_size(self.config.patch_size, self.config.augment),
+                            seed=self.config.seed + bundle.iterations, balance=balance)
+
+    def _make_augmenter(self, bundle: ModelBundle):
+        return Augmenter(self.config.augment, seed=self.config.seed + bundle.iterations,
+                         device=self.device)
+
+    def _object_size(self, data: TrainingData, bundle: ModelBundle) -> float | None:
+        return training_size([p.image for p in data.train]) or bundle.object_size
+
+    def _batch_source(self):
+        return batch_source(self.sampler, self.config.batch_size, self.device)
 
     # ---------------------------------------------------------------- control
     def stop(self) -> None:
@@ -199,7 +214,7 @@ class Trainer:
         """
         cfg = self.config
         total = cfg.budget_iterations
-        prefetch = batch_source(self.sampler, cfg.batch_size, self.device)
+        prefetch = self._batch_source()
         self._started = time.perf_counter()
         paused_for = 0.0
         pending: torch.Tensor | None = None
@@ -320,6 +335,7 @@ class Trainer:
             class_names=list(b.class_names), class_colors=list(b.class_colors),
             normalisation=b.normalisation, history=history, iterations=self.iteration,
             optimizer_state=opt, channels=b.channels, object_size=self.object_size,
+            voxel_size=self.voxel_size,
         )
 
 
