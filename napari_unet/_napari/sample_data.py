@@ -42,13 +42,14 @@ def nuclei_annotated() -> list[LayerData]:
 def nuclei_volume() -> list[LayerData]:
     """A synthetic z-stack of nuclei (anisotropic voxels) and starter strokes on three
     slices, generated (seeded) when opened."""
-    from napari_unet.synthetic_volume import SAMPLE_VOXEL, sample_volume
+    from napari_unet.synthetic_volume import sample_volume
 
-    image, _, strokes = sample_volume()
-    axes = ("z", "y", "x")
+    sample = sample_volume()
+    voxel, axes = tuple(sample["voxel_size"]), ("z", "y", "x")
     return [
-        (image, {"name": "nuclei volume", "scale": SAMPLE_VOXEL, "axis_labels": axes,
-                 "metadata": {"axes": "ZYX"}}, "image"),
-        (strokes, {"name": "nuclei volume annotations", "scale": SAMPLE_VOXEL,
-                   "axis_labels": axes, "opacity": ANNOTATION_OPACITY}, "labels"),
+        (sample["image"], {"name": "nuclei volume", "scale": voxel, "axis_labels": axes,
+                           "metadata": {"axes": "ZYX"}}, "image"),
+        (sample["annotations"], {"name": "nuclei volume annotations", "scale": voxel,
+                                 "axis_labels": axes, "opacity": ANNOTATION_OPACITY},
+         "labels"),
     ]

@@ -67,7 +67,7 @@ def set_voxel_size(viewer, image: Image, values: Sequence[float],
 
 def dims_in_effect(session: Session, image: Image | None) -> tuple[str, str]:
     """``("3d", why)`` or ``("2d", why)``: what training and prediction do with ``image``
-    for its chosen volume mode (auto decides from its voxel size and its slices)."""
+    for its chosen volume mode (auto: whether its neighbouring slices overlap)."""
     if image is None:
         return "2d", "no image"
     shape = spatial_shape(image)
@@ -87,10 +87,29 @@ def dims_in_effect(session: Session, image: Image | None) -> tuple[str, str]:
     return dims, why
 
 
-def engine_has_3d() -> bool:
-    """Whether this version trains and predicts 3D models. Until the 3D engine is merged
-    a volume is trained and predicted slice by slice, and the Data panel says so."""
-    return False
+def model_voxel_size(image: Image) -> tuple[float, float, float] | None:
+    """The (z, y, x) voxel size a 3D model is given for ``image``: ``None`` for a 2D
+    image or one whose file gives none (every axis 1)."""
+    from napari_unet.core.voxels import voxel_size_of
+
+    return voxel_size_of(voxel_size(image))
+
+
+def training_dims(session: Session) -> tuple[int, tuple[float, float, float] | None]:
+    """``(3, voxel size)`` when the session's image trains as a volume, else ``(2,
+    None)``; an :class:`InputError` when the current model is of the other kind."""
+    from napari_unet.core.errors import InputError
+
+    image = session.image
+    dims = 3 if dims_in_effect(session, image)[0] == "3d" else 2
+    bundle = session.bundle
+    if bundle is not None and image is not None and bundle.dims != dims:
+        runs = "as a 3D volume" if dims == 3 else "as 2D slices"
+        other = "3D volume" if bundle.dims == 3 else "2D slices"
+        raise InputError(f"the current model is a {bundle.dims}D model but {image.name!r} "
+                         f"runs {runs}: start a new model (New, Train step) or choose the "
+                         f"volume mode {other} (Data step)")
+    return dims, (model_voxel_size(image) if dims == 3 and image is not None else None)
 
 
 def _pixels_shape(layer) -> tuple[int, ...]:

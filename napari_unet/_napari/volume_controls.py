@@ -13,7 +13,7 @@ from napari_unet.core.io.volume import format_voxel_size, parse_voxel_size
 from .axes import spatial_shape
 from .combos import form, status_label
 from .state import Session
-from .volume import dims_in_effect, engine_has_3d, has_voxel_size, set_voxel_size, voxel_size
+from .volume import dims_in_effect, has_voxel_size, set_voxel_size, voxel_size
 
 #: The choices of *Volume mode*: (text, the core's dims).
 MODE_CHOICES = [("Auto", "auto"), ("2D slices", "2d"), ("3D volume", "3d")]
@@ -34,9 +34,10 @@ class VolumeControls(Container):
                     "on the image and all its layers, and kept in every file saved.")
         self.mode = ComboBox(
             label="Volume mode", choices=MODE_CHOICES, value="auto",
-            tooltip="Auto: a Z stack is one volume when its file gives a z step or its "
-                    "slices overlap from one to the next; a pile of unrelated images stays "
-                    "2D slices. Choose 2D slices or 3D volume to decide yourself.")
+            tooltip="Auto: a Z stack is one volume when its slices overlap from one to the "
+                    "next (a 3D model is trained and predicts it whole, in 3D objects); a "
+                    "pile of unrelated images stays 2D slices. Choose 2D slices or 3D volume "
+                    "to decide yourself.")
         self.voxel_hint = status_label("")
         self.runs = status_label("")
         self.mode_form = form(self.mode)
@@ -109,9 +110,5 @@ class VolumeControls(Container):
 
 
 def runs_text(dims: str, why: str) -> str:
-    """``Runs as: 3D volume (the file gives a z step of 0.28 µm)``; a volume in a version
-    without 3D models runs as 2D slices, and the text says so."""
-    if dims == "3d" and not engine_has_3d():
-        return (f"Runs as: 2D slices. A 3D volume ({why}), but this version has no 3D "
-                "model yet: it trains and predicts slice by slice.")
+    """``Runs as: 3D volume (100 slices that overlap ...)``."""
     return f"Runs as: {RUNS_TEXT[dims]} ({why})"

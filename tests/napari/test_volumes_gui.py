@@ -10,19 +10,19 @@ from napari_unet import PLUGIN_NAME
 from napari_unet._napari.volume import dims_in_effect
 from napari_unet.core.errors import InputError
 from napari_unet.core.io.tiff import read_tiff, write_tiff
-from napari_unet.core.io.volume import guess_volume, parse_voxel_size
-from napari_unet.synthetic_volume import nuclei_volume, volume_strokes
+from napari_unet.core.io.volume import parse_voxel_size, resolve_dims
+from napari_unet.synthetic_volume import VolumeStyle, nuclei_volume, starter_strokes
 
 VOXEL = (0.5, 0.2, 0.2)
 
 
 def small_volume(seed: int = 0, shape=(12, 48, 48)):
     rng = np.random.default_rng(seed)
-    image, labels = nuclei_volume(rng, shape=shape, voxel=VOXEL)
+    image, labels = nuclei_volume(rng, shape, VolumeStyle(voxel_size=VOXEL, count=12))
     return image, labels
 
 
-def unrelated_slices(seed: int = 0, shape=(6, 48, 48)) -> np.ndarray:
+def unrelated_slices(seed: int = 0, shape=(10, 48, 48)) -> np.ndarray:
     """A pile of unrelated noisy images (DSB-style), no voxel size."""
     return np.random.default_rng(seed).integers(0, 255, shape, dtype=np.uint8)
 
@@ -37,13 +37,15 @@ def volume_file(tmp_path):
 
 def test_the_auto_rule_tells_volumes_from_piles_of_images():
     image, _ = small_volume()
-    assert guess_volume(image.shape, VOXEL, image).volume  # a z step in the file
-    assert guess_volume(image.shape, (1.0, 1.0, 1.0), image).volume  # slices overlap
+    assert resolve_dims("auto", image.shape, VOXEL, image)[0] == "3d"
+    assert resolve_dims("auto", image.shape, (1.0, 1.0, 1.0), image)[0] == "3d"
     pile = unrelated_slices()
-    assert not guess_volume(pile.shape, (1.0, 1.0, 1.0), pile).volume
-    assert not guess_volume((48, 48), (0.2, 0.2), image[0]).volume
+    assert resolve_dims("auto", pile.shape, (1.0, 1.0, 1.0), pile)[0] == "2d"
+    assert resolve_dims("3d", pile.shape, None) == ("3d", "chosen")
+    assert resolve_dims("auto", (48, 48), (0.2, 0.2), image[0])[0] == "2d"
     assert parse_voxel_size("0.5 x 0.2 x 0.2", 3) == VOXEL
     assert parse_voxel_size("0.3", 3) == (0.3, 0.3, 0.3)
+    assert parse_voxel_size("0.2, 0.2", 2) == (0.2, 0.2)
     for bad in ("0, 1, 1", "nan, 1, 1", "-1 1 1", "inf 1 1", "a, b, c", "1, 1", ""):
         with pytest.raises(InputError):
             parse_voxel_size(bad, 3)
@@ -56,8 +58,9 @@ def test_the_data_panel_shows_the_files_voxel_size(empty_workflow, volume_file):
     controls = widget.data.volume
     assert controls.voxel.value == "0.5, 0.2, 0.2"
     assert "from the file" in controls.voxel_hint.value
-    assert dims_in_effect(widget.session, image) == ("3d", "the file gives a z step of 0.5 µm")
-    assert "the file gives a z step of 0.5 µm" in controls.runs.value
+    assert dims_in_effect(widget.session, image)[0] == "3d"
+    assert controls.runs.value.startswith("Runs as: 3D volume (12 slices that overlap")
+    assert "voxel 0.5 x 0.2 x 0.2" in controls.runs.value
     annotations = widget.annotate.create_layer()
     assert tuple(annotations.scale) == VOXEL
     assert annotations.data.shape == image.data.shape
@@ -79,7 +82,7 @@ def test_a_typed_voxel_size_goes_on_every_layer_and_bad_ones_are_refused(
     assert tuple(annotations.scale) == (0.3, 0.1, 0.1)
     assert tuple(other.scale) == (1.0, 1.0, 1.0)  # another image keeps its own
     assert controls.voxel.value == "0.3, 0.1, 0.1"
-    assert "z step of 0.3" in controls.runs.value
+    assert "voxel 0.3 x 0.1 x 0.1" in controls.runs.value
     for bad in ("0, 0.1, 0.1", "nan, 0.1, 0.1", "-0.3, 0.1, 0.1", "thin"):
         notifications.clear()
         assert not controls.type_voxel_size(bad)
@@ -100,10 +103,10 @@ def test_the_volume_mode_is_chosen_per_image_and_says_what_runs(empty_workflow):
     volume = viewer.add_image(small_volume()[0], name="volume")
     widget.data.image.value = pile
     assert controls.mode.value == "auto"
-    assert controls.runs.value.startswith("Runs as: 2D slices (unrelated slices")
+    assert controls.runs.value.startswith("Runs as: 2D slices (10 slices that do not overlap")
     widget.data.image.value = volume
     assert dims_in_effect(session, volume)[0] == "3d"
-    assert "3D volume (neighbouring slices overlap" in controls.runs.value
+    assert "3D volume (12 slices that overlap" in controls.runs.value
     controls.mode.value = "2d"
     assert session.dims_choice(volume) == "2d"
     assert controls.runs.value == "Runs as: 2D slices (chosen)"
@@ -154,24 +157,40 @@ def test_train_predict_correct_and_save_a_volume_through_the_panels(
     write_tiff(path, image_data, axes="ZYX", scale=VOXEL)
     image = widget.data.open_path(path)
     annotations = widget.annotate.create_layer()
-    strokes = volume_strokes(np.random.default_rng(0), truth, slices=(2, 6, 9))
+    strokes = starter_strokes(np.random.default_rng(0), truth, slices=[2, 6, 9])
     annotations.data = strokes
     qtbot.waitUntil(lambda: "Strokes on slices 2, 6, 9 (3 of 12)" in
                     widget.annotate.counts.value, timeout=5000)
     painted = strokes.copy()
 
+    # A volume trains a 3D model; a few iterations of the tiny one are enough here.
+    assert "3D volume" in widget.data.volume.runs.value
+    widget.train.form.iterations.value = 6
     widget.train.start.native.click()  # the Train button
-    worker = run_worker(widget.train.controller.worker, timeout=180_000)
+    worker = run_worker(widget.train.controller.worker, timeout=300_000)
     assert worker is not None and session.bundle is not None
+    assert session.bundle.dims == 3 and session.bundle.iterations == 6
+    assert session.bundle.voxel_size == VOXEL
     np.testing.assert_array_equal(annotations.data, painted)  # training never edits them
+    # The live preview predicts the slab around the slice in view into that slice.
+    viewer.dims.set_current_step(0, 7)
+    controller = widget.train.controller
+    controller.live_preview = True
+    controller.refresh_preview(session.bundle)
+    run_worker(controller.preview_worker, timeout=120_000)
+    assert session.marks(image).predicted == {7}
+    assert viewer.layers[f"{image.name} predictions"].data[7].shape == (64, 64)
 
     widget.predict.scope.value = "stack"
     widget.predict.instances.value = True
     widget.predict.run.native.click()  # the Predict button
-    run_worker(widget.predict.worker, timeout=180_000)
+    run_worker(widget.predict.worker, timeout=300_000)
     predictions = viewer.layers[f"{image.name} predictions"]
     assert predictions.data.shape == image.data.shape
     assert tuple(predictions.scale) == VOXEL
+    assert session.marks(image).predicted == set(range(12))
+    objects = viewer.layers[f"{image.name} instances"]
+    assert objects.data.shape == image.data.shape and tuple(objects.scale) == VOXEL
     np.testing.assert_array_equal(annotations.data, painted)
 
     # Correct in the X-Z view: erase a block on the plane y = 30 across slices 3-8.
