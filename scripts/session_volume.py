@@ -68,6 +68,7 @@ def main() -> int:
         if focus is not None:
             widget.scroll.ensureWidgetVisible(focus.native, 0, 40)
         visible = {layer.name: layer.visible for layer in viewer.layers}
+        step = viewer.dims.current_step  # napari recentres the slider out of the 3D view
         if three_d is not None:
             for layer in viewer.layers:
                 layer.visible = layer == image or layer in three_d
@@ -79,6 +80,7 @@ def main() -> int:
         viewer.screenshot(path=str(path), canvas_only=False)
         if three_d is not None:
             viewer.dims.ndisplay = 2
+            viewer.dims.current_step = step
             for layer in viewer.layers:
                 layer.visible = visible.get(layer.name, True)
             viewer.reset_view()

@@ -202,8 +202,12 @@ def predict_slices_job(request: PredictRequest, slices: list[int], done: threadi
     after each, for the GUI thread to write into its layers; ``should_stop()`` is asked
     before each slice; set ``done`` at the end."""
     try:
+        from napari_unet.core.errors import InputError
         from napari_unet.core.predict.tiles import Predictor
 
+        if request.bundle.dims == 3:
+            raise InputError("a 3D model does not predict an image opened lazily (larger "
+                             "than memory) in the plugin yet: use a 2D model for it")
         predictor = Predictor(request.bundle, device=request.device,
                               foreground_threshold=request.foreground_threshold,
                               rescale=request.rescale)

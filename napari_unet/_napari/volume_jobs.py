@@ -30,11 +30,15 @@ def predict_volume(request: PredictRequest, progress=None) -> Prediction:
     """Predict with a 3D model: the slab around ``request.slab_z`` of the (slab of the)
     volume given, labels (Y, X); else the whole volume, labels (Z, Y, X), with 3D
     objects when asked."""
+    from napari_unet.core.errors import InputError
     from napari_unet.core.predict.volume import VolumePredictor
 
     predictor = VolumePredictor(request.bundle, device=request.device,
                                 foreground_threshold=request.foreground_threshold)
     image = np.asarray(request.image)
+    if image.ndim == 2 or (image.ndim == 4 and image.shape[0] == 1):
+        raise InputError("a 3D model predicts whole volumes: choose Predict: Whole stack "
+                         "(while it trains, the live preview shows the slice in view)")
     if request.slab_z is not None:
         return predictor.slab(image, request.slab_z, request.voxel_size)
     return predictor.predict(image, request.voxel_size, probabilities=request.probabilities,
