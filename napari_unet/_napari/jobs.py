@@ -162,6 +162,8 @@ class PredictRequest:
     # live preview the slice of ``image`` (a slab of the volume) to predict.
     voxel_size: tuple[float, float, float] | None = None
     slab_z: int | None = None
+    # A 2D model on a volume: its objects of each slice joined across z (3D objects).
+    stitch: bool = False
 
 
 def predict_job(request: PredictRequest, progress: Callable[[int, int], None] | None = None,
@@ -182,6 +184,10 @@ def predict_job(request: PredictRequest, progress: Callable[[int, int], None] | 
         instances=request.instances, min_size=request.min_size, progress=progress,
         should_stop=should_stop,
     )
+    if request.stitch and result.instances is not None:
+        from napari_unet.core.predict.volume_instances import stitch_slices
+
+        result = replace(result, instances=stitch_slices(result.instances))
     return result if request.shape is None else result.shaped(request.shape)
 
 

@@ -4,6 +4,7 @@ Python over arrays, in the worker thread, as :mod:`.jobs`; torch is imported the
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -40,7 +41,8 @@ def predict_volume(request: PredictRequest, progress=None) -> Prediction:
         raise InputError("a 3D model predicts whole volumes: choose Predict: Whole stack "
                          "(while it trains, the live preview shows the slice in view)")
     if request.slab_z is not None:
-        return predictor.slab(image, request.slab_z, request.voxel_size)
+        result = predictor.slab(image, request.slab_z, request.voxel_size)
+        return result if request.probabilities else replace(result, probabilities=None)
     return predictor.predict(image, request.voxel_size, probabilities=request.probabilities,
                              instances=request.instances, min_size=request.min_size,
                              progress=progress)
@@ -76,3 +78,23 @@ def preview_request(session, bundle, z: int | None, device: str) -> PredictReque
     return PredictRequest(image=np.array(source[start:stop]), bundle=bundle, device=device,
                           foreground_threshold=session.foreground_threshold,
                           voxel_size=model_voxel_size(image), slab_z=z - start)
+
+
+def volume_request(session, request: PredictRequest, z: int | None) -> PredictRequest:
+    """The Predict panel's ``request`` made for a volume (GUI thread): a 3D model gets
+    the image's voxel size (the volume is zoomed to the model's), and for the slice in
+    view the slab around it; a 2D model on an image that runs as a volume joins its
+    objects across slices. Other requests stay as they are."""
+    from .volume import dims_in_effect, model_voxel_size
+
+    image, bundle = session.image, request.bundle
+    if bundle.dims == 3:
+        if z is None:
+            return replace(request, voxel_size=model_voxel_size(image), shape=None)
+        slab = preview_request(session, bundle, z, request.device)
+        return replace(slab, probabilities=request.probabilities,
+                       foreground_threshold=request.foreground_threshold)
+    if z is None and request.instances and np.ndim(request.image) >= 3 and (
+            dims_in_effect(session, image)[0] == "3d"):
+        return replace(request, stitch=True)
+    return request

@@ -219,3 +219,46 @@ def test_train_predict_correct_and_save_a_volume_through_the_panels(
     back = viewer.open(written[0], plugin=PLUGIN_NAME)[0]
     assert tuple(back.scale) == VOXEL
     np.testing.assert_array_equal(back.data, annotations.data)
+
+
+def test_the_slice_in_view_of_a_volume_and_a_2d_model_with_objects_joined_across_slices(
+        empty_workflow, qtbot, run_worker, tmp_path):
+    viewer, widget = empty_workflow
+    session = widget.session
+    image_data, truth = small_volume(2, shape=(12, 64, 64))
+    path = tmp_path / "vol2.tif"
+    write_tiff(path, image_data, axes="ZYX", scale=VOXEL)
+    image = widget.data.open_path(path)
+    annotations = widget.annotate.create_layer()
+    annotations.data = starter_strokes(np.random.default_rng(1), truth, slices=[3, 8])
+    # 2D slices chosen: a 2D model, its objects numbered slice by slice.
+    widget.data.volume.mode.value = "2d"
+    widget.train.form.iterations.value = 10
+    run_worker(widget.train.start_training(), timeout=300_000)
+    assert session.bundle is not None and session.bundle.dims == 2
+    widget.predict.scope.value = "stack"
+    widget.predict.instances.value = True
+    run_worker(widget.predict.predict(), timeout=300_000)
+    per_slice = np.asarray(viewer.layers[f"{image.name} instances"].data).copy()
+    # The same model on the image as a volume: the objects joined across slices.
+    widget.data.volume.mode.value = "3d"
+    run_worker(widget.predict.predict(), timeout=300_000)
+    from napari_unet.core.predict.volume_instances import stitch_slices
+
+    joined = np.asarray(viewer.layers[f"{image.name} instances"].data)
+    np.testing.assert_array_equal(joined, stitch_slices(per_slice))
+    # Training in 3D refuses to continue the 2D model, with a sentence.
+    assert widget.train.start_training() is None
+    # A new 3D model; Predict: Slice in view predicts the slab around it into that slice.
+    widget.train.model.new_model()
+    widget.train.form.iterations.value = 2
+    run_worker(widget.train.start_training(), timeout=300_000)
+    assert session.bundle.dims == 3
+    predictions = viewer.layers[f"{image.name} predictions"]
+    predictions.data = np.zeros_like(predictions.data)
+    session.marks(image).predicted.clear()
+    viewer.dims.set_current_step(0, 4)
+    widget.predict.scope.value = "slice"
+    run_worker(widget.predict.predict(), timeout=300_000)
+    assert session.marks(image).predicted == {4}
+    assert "slice 4" in widget.predict.status.value
