@@ -173,8 +173,11 @@ def test_train_predict_correct_and_save_a_volume_through_the_panels(
     assert session.bundle.voxel_size == VOXEL
     np.testing.assert_array_equal(annotations.data, painted)  # training never edits them
     # The live preview predicts the slab around the slice in view into that slice.
-    viewer.dims.set_current_step(0, 7)
     controller = widget.train.controller
+    if controller.preview_worker is not None:  # a preview of the training still under way
+        run_worker(controller.preview_worker, timeout=120_000)
+    session.marks(image).predicted.clear()
+    viewer.dims.set_current_step(0, 7)
     controller.live_preview = True
     controller.refresh_preview(session.bundle)
     run_worker(controller.preview_worker, timeout=120_000)
