@@ -149,9 +149,11 @@ def main() -> int:
     # 5. Correct one object on another slice: erase a false one (or the smallest).
     made = np.asarray(predictions.data[z]).copy()
     regions, n = ndi.label(made > 0)
-    false = [k for k in range(1, n + 1) if np.mean(truth[z][regions == k] > 0) < 0.2]
-    sizes = np.bincount(regions.ravel())[1:]
-    k = false[0] if false else 1 + int(np.argmin(np.where(sizes > 20, sizes, sizes.max() + 1)))
+    sizes = np.bincount(regions.ravel())
+    false = sorted((k for k in range(1, n + 1) if sizes[k] > 20
+                    and np.mean(truth[z][regions == k] > 0) < 0.2), key=lambda k: -sizes[k])
+    k = false[0] if false else 1 + int(np.argmin(np.where(sizes[1:] > 20, sizes[1:],
+                                                          sizes.max() + 1)))
     mask = regions == k
     ys, xs = np.nonzero(mask)
     predictions.fill((z, int(ys[0]), int(xs[0])), 0)
