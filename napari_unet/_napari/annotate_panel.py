@@ -62,6 +62,7 @@ class AnnotatePanel(Container):
         self._subs.connect(self.session.classes_changed, self._on_classes)
         self._subs.connect(self.session.image_changed, self._on_image)
         self._subs.connect(self.session.annotations_changed, self._on_session_annotations)
+        self._subs.connect(self.session.dims_changed, self._on_dims)
         self._on_image(self.session.image)
         self.autosave = Autosaver(self.session, parent=self.native)
         self._watcher = CloseWatcher(self.native, self._release)
@@ -103,7 +104,7 @@ class AnnotatePanel(Container):
             return
         classes = self.session.classes
         if is_lazy_layer(layer):
-            self.counts.value = _sparse_counts(layer.data, classes)
+            self.counts.value = _sparse_counts(layer.data, classes, self._is_volume())
             return
         data = np.asarray(layer.data)
         flat = data.ravel()
@@ -111,21 +112,30 @@ class AnnotatePanel(Container):
         if negative is not None and negative.any():
             flat = flat[~negative]
         counts = np.bincount(flat, minlength=len(classes) + 1)
-        parts = [f"{c.name}: {counts[c.value]:,} px" for c in classes]
+        volume = self._is_volume()
+        unit = "voxels" if volume else "px"
+        parts = [f"{c.name}: {counts[c.value]:,} {unit}" for c in classes]
         extra = counts[len(classes) + 1 :]
         if extra.any():
-            parts.append(f"undefined classes: {int(extra.sum()):,} px")
+            parts.append(f"undefined classes: {int(extra.sum()):,} {unit}")
         if negative is not None and negative.any():
-            parts.append(f"negative values (not usable): {int(negative.sum()):,} px")
+            parts.append(f"negative values (not usable): {int(negative.sum()):,} {unit}")
         text = "\n".join(" · ".join(parts[i : i + 2]) for i in range(0, len(parts), 2))
         if data.ndim == 3:
             painted = np.flatnonzero(data.reshape(data.shape[0], -1).any(axis=1))
-            listed = ", ".join(str(z) for z in painted[:12]) + (" …" if len(painted) > 12 else "")
-            text += f"\nAnnotated slices: {len(painted)} of {data.shape[0]}"
-            text += f" ({listed})" if len(painted) else ""
+            text += "\n" + slices_text(painted, data.shape[0], volume)
         self.counts.value = text
 
     # ----------------------------------------------------------------- handlers
+    def _is_volume(self) -> bool:
+        from .volume import dims_in_effect
+
+        return dims_in_effect(self.session, self.session.image)[0] == "3d"
+
+    def _on_dims(self, image) -> None:
+        if image == self.session.image:
+            self.update_counts()
+
     def _on_image(self, image) -> None:
         if image is not None:
             existing = annotations_for(self._viewer, image)
@@ -183,7 +193,19 @@ class AnnotatePanel(Container):
         self.update_counts()
 
 
-def _sparse_counts(data, classes) -> str:
+def slices_text(painted, n: int, volume: bool = False) -> str:
+    """``Annotated slices: 2 of 5 (0, 1)`` for a stack of 2D slices; for a volume
+    ``Strokes on slices 12, 40, 77 (3 of 100)``."""
+    painted = [int(z) for z in painted]
+    listed = ", ".join(str(z) for z in painted[:12]) + (" …" if len(painted) > 12 else "")
+    if volume:
+        if not painted:
+            return f"No strokes yet on any of the {n} slices"
+        return f"Strokes on slice{'s' if len(painted) > 1 else ''} {listed} ({len(painted)} of {n})"
+    return f"Annotated slices: {len(painted)} of {n}" + (f" ({listed})" if painted else "")
+
+
+def _sparse_counts(data, classes, volume: bool = False) -> str:
     """The counts of :meth:`AnnotatePanel.update_counts` for annotations held chunk by
     chunk (zarr): only the stored chunks are read; other lazy labels are not counted."""
     from napari_unet.core.io.sparse import annotated_slices, chunk_region, is_sparse, stored_chunks
@@ -196,10 +218,8 @@ def _sparse_counts(data, classes) -> str:
         block = block[block >= 0] if np.issubdtype(block.dtype, np.signedinteger) else block
         c = np.bincount(block.ravel(), minlength=counts.size)
         counts += c[: counts.size]
-    text = " · ".join(f"{c.name}: {counts[c.value]:,} px" for c in classes)
+    unit = "voxels" if volume else "px"
+    text = " · ".join(f"{c.name}: {counts[c.value]:,} {unit}" for c in classes)
     if data.ndim == 3:
-        painted = annotated_slices(data)
-        listed = ", ".join(str(z) for z in painted[:12]) + (" …" if len(painted) > 12 else "")
-        text += f"\nAnnotated slices: {len(painted)} of {data.shape[0]}"
-        text += f" ({listed})" if painted else ""
+        text += "\n" + slices_text(annotated_slices(data), data.shape[0], volume)
     return text

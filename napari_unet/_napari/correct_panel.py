@@ -67,6 +67,10 @@ class CorrectPanel(Container):
         marks = self.session.marks(image)
         if len(shape) == 2:
             slices = [0] if 0 in marks.predicted else []
+        elif self.scope.value == "slice" and not slices_in_view(self._viewer, image):
+            # A rolled view (Z-X or Z-Y) or the 3D view: the edits may lie on any slice,
+            # and only what changed is accepted, so every predicted slice is compared.
+            slices = sorted(marks.predicted)
         elif self.scope.value == "slice":
             z = self.session.current_slice()
             slices = [z] if z in marks.predicted else []
@@ -119,3 +123,14 @@ class CorrectPanel(Container):
         if not self.accept_corrections() or self.train_panel is None:
             return None
         return self.train_panel.start_training()
+
+
+def slices_in_view(viewer, image) -> bool:
+    """Whether the view shows one Z slice of ``image`` (2D view, Z not displayed)."""
+    from .axes import z_axis
+
+    axis = z_axis(image)
+    if axis is None:
+        return True
+    world = viewer.dims.ndim - image.ndim + axis
+    return viewer.dims.ndisplay == 2 and world not in viewer.dims.displayed

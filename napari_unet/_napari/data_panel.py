@@ -19,6 +19,7 @@ from .axes import CHANNEL_KEY, channel_axis, set_channel_axis
 from .combos import form, layer_combo
 from .layers import image_shape
 from .state import Session, session_for
+from .volume_controls import VolumeControls
 
 #: Rows of the channel list in view before it scrolls.
 CHANNEL_ROWS = 4
@@ -46,8 +47,9 @@ class DataPanel(Container):
         self.channels.native.setMaximumHeight(22 * CHANNEL_ROWS + 6)
         self.open_button = PushButton(text="Open TIFF stack…")
         self.info = Label(value="")
+        self.volume = VolumeControls(viewer, self.session)
         self.extend([form(self.image, self.channel_axis, self.channels), self.open_button,
-                     self.info])
+                     self.info, self.volume])
         self._updating = False
         self.image.changed.connect(self._on_image)
         self.channel_axis.changed.connect(self._on_channel_axis)
@@ -132,6 +134,7 @@ class DataPanel(Container):
         finally:
             self._updating = False
         self.info.value = describe(layer, self.session)
+        self.volume.show()
 
     def _on_channel_axis(self, axis: int | None) -> None:
         layer = self.session.image

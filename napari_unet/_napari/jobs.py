@@ -37,6 +37,10 @@ class TrainRequest:
     class_names: list[str] = field(default_factory=list)
     class_colors: list[str] = field(default_factory=list)
     snapshot_every: float = 3.0  # seconds between weight copies for the live preview
+    # 3: train a 3D model on the volumes (Z, Y, X) at ``voxel_size`` (z, y, x µm; None:
+    # unknown); 2: a 2D model on their slices.
+    dims: int = 2
+    voxel_size: tuple[float, float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,10 @@ class TrainJob:
         from napari_unet.core.train.trainer import Trainer
 
         req = self.request
+        if req.dims == 3:
+            from .volume_jobs import volume_trainer
+
+            return volume_trainer(req)
         plan = plan_training(req.images, req.annotations, req.options, weights=req.weights,
                              resume=req.bundle, class_names=req.class_names,
                              class_colors=req.class_colors)
@@ -151,12 +159,23 @@ class PredictRequest:
     # X), gives labels (1, Y, X) that this makes (Y, X) again; None: as they come.
     shape: tuple[int, ...] | None = None
     uncertainty: bool = False  # also the uncertainty of every pixel (core.predict.uncertainty)
+    # A 3D model: the volume's voxel size (z, y, x µm; None: the model's), and for the
+    # live preview the slice of ``image`` (a slab of the volume) to predict.
+    voxel_size: tuple[float, float, float] | None = None
+    slab_z: int | None = None
+    # A 2D model on a volume: its objects of each slice joined across z (3D objects).
+    stitch: bool = False
 
 
 def predict_job(request: PredictRequest, progress: Callable[[int, int], None] | None = None,
                 should_stop: Callable[[], bool] | None = None) -> Prediction:
     """Predict in the worker thread (imports torch on first use)."""
     from napari_unet.core.predict.tiles import Predictor
+
+    if request.bundle.dims == 3:
+        from .volume_jobs import predict_volume
+
+        return predict_volume(request, progress)
 
     predictor = Predictor(request.bundle, device=request.device,
                           foreground_threshold=request.foreground_threshold,
@@ -166,6 +185,10 @@ def predict_job(request: PredictRequest, progress: Callable[[int, int], None] | 
         instances=request.instances, min_size=request.min_size, progress=progress,
         should_stop=should_stop, uncertainty=request.uncertainty,
     )
+    if request.stitch and result.instances is not None:
+        from napari_unet.core.predict.volume_instances import stitch_slices
+
+        result = replace(result, instances=stitch_slices(result.instances))
     return result if request.shape is None else result.shaped(request.shape)
 
 
@@ -186,8 +209,12 @@ def predict_slices_job(request: PredictRequest, slices: list[int], done: threadi
     after each, for the GUI thread to write into its layers; ``should_stop()`` is asked
     before each slice; set ``done`` at the end."""
     try:
+        from napari_unet.core.errors import InputError
         from napari_unet.core.predict.tiles import Predictor
 
+        if request.bundle.dims == 3:
+            raise InputError("a 3D model does not predict an image opened lazily (larger "
+                             "than memory) in the plugin yet: use a 2D model for it")
         predictor = Predictor(request.bundle, device=request.device,
                               foreground_threshold=request.foreground_threshold,
                               rescale=request.rescale)

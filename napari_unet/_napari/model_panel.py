@@ -71,6 +71,8 @@ class ModelPanel(Container):
         self._subs = Subscriptions()
         self._subs.connect(session.model_changed, self._refresh)
         self._subs.connect(session.busy_changed, self._refresh)
+        self._subs.connect(session.image_changed, self._refresh)
+        self._subs.connect(session.dims_changed, self._refresh)
         self._watcher = CloseWatcher(self.native, self._subs.release)
         self._refresh()
 
@@ -236,7 +238,12 @@ class ModelPanel(Container):
             widget.enabled = fresh and not busy and not self.pretrained.value
         self.new.enabled = self.load.enabled = not busy
         self.save.enabled = self.export.enabled = not fresh and not busy
-        if fresh and self.pretrained.value and _start_model_present():
+        from .volume import dims_in_effect
+
+        volume = fresh and dims_in_effect(self.session, self.session.image)[0] == "3d"
+        if volume:  # the nuclei model is 2D: a volume starts a new 3D model
+            self.info.value = "New 3D model (a volume): trained\nfrom scratch when training starts."
+        elif fresh and self.pretrained.value and _start_model_present():
             self.info.value = "New model: fine-tuned from the\nnuclei model when training starts."
         elif fresh:
             self.info.value = "New model: trained from scratch\nwhen training starts."
@@ -249,6 +256,7 @@ class ModelPanel(Container):
             size = f"\n{size}" if size else ""
             self.info.value = (
                 f"Model: {self.session.model_source}\n{bundle.iterations} iterations, "
-                f"{bundle.n_classes} classes\ndepth {c.depth}, {c.base_channels} channels, "
+                f"{bundle.n_classes} classes\n{'3D, ' if c.dims == 3 else ''}depth "
+                f"{c.depth}, {c.base_channels} channels, "
                 f"{kind}{size}"
             )

@@ -56,6 +56,7 @@ from .layers import (
 from .predict_save import default_labels_path, save_predictions
 from .state import Session, session_for
 from .training import controller_for, error_message
+from .volume_jobs import volume_request
 
 #: The choices of *Image size*: (text, the predictor's ``rescale``).
 IMAGE_SIZE_CHOICES = [("Auto", "auto"), ("Full size", "off"), ("Half", 0.5), ("Third", 1 / 3),
@@ -183,6 +184,11 @@ class PredictPanel(Container):
             rescale=run.options.rescale, shape=shape if z is None else shape[1:],
             uncertainty=True,
         )
+        try:  # a volume: a 3D model at the image's voxel size, or 2D objects joined in z
+            request = volume_request(self.session, request, z)
+        except NapariUnetError as exc:
+            show_error(f"Cannot predict: {exc}")
+            return None
         self._cancel.clear()
         self._done = threading.Event()
         worker = create_worker(predict_and_signal, request, self._done,

@@ -1,4 +1,5 @@
-"""Sample data: a synthetic nuclei stack, with or without its starter annotations."""
+"""Sample data: a synthetic nuclei stack, with or without its starter annotations, and a
+synthetic nuclei volume with starter strokes on three slices."""
 
 from __future__ import annotations
 
@@ -34,5 +35,21 @@ def nuclei_annotated() -> list[LayerData]:
         (data, meta, kind),
         (annotations, {"name": "nuclei annotations", "scale": meta["scale"],
                        "axis_labels": meta["axis_labels"], "opacity": ANNOTATION_OPACITY},
+         "labels"),
+    ]
+
+
+def nuclei_volume() -> list[LayerData]:
+    """A synthetic z-stack of nuclei (anisotropic voxels) and starter strokes on three
+    slices, generated (seeded) when opened."""
+    from napari_unet.synthetic_volume import sample_volume
+
+    sample = sample_volume()
+    voxel, axes = tuple(sample["voxel_size"]), ("z", "y", "x")
+    return [
+        (sample["image"], {"name": "nuclei volume", "scale": voxel, "axis_labels": axes,
+                           "metadata": {"axes": "ZYX"}}, "image"),
+        (sample["annotations"], {"name": "nuclei volume annotations", "scale": voxel,
+                                 "axis_labels": axes, "opacity": ANNOTATION_OPACITY},
          "labels"),
     ]

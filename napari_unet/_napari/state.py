@@ -82,6 +82,7 @@ class Session:
     model_changed = Signal(object)  # ModelBundle | None
     busy_changed = Signal(bool)  # training running or not
     channels_changed = Signal()
+    dims_changed = Signal(object)  # Image: its volume mode or voxel size changed
 
     def __init__(self, viewer: napari.Viewer):
         self._viewer = weakref.ref(viewer)
@@ -105,6 +106,12 @@ class Session:
         # How prediction sizes each slice for the model (core.scale): "auto", "off" or a
         # factor; set in the Predict panel, used by prediction and the live preview alike.
         self.rescale: str | float = "auto"
+        # The volume mode chosen per image (by the layer's unique id): "auto", "2d" or
+        # "3d" (core.io.volume); set in the Data panel, read by training and prediction.
+        self._dims: dict[str, str] = {}
+        # What Auto decided per image (by unique id), with the voxel size it decided at:
+        # (voxel size, dims, why). Deciding reads a few slices: once per image.
+        self.auto_dims: dict[str, tuple] = {}
 
     @property
     def viewer(self) -> napari.Viewer:
@@ -152,6 +159,22 @@ class Session:
             ):
                 self.set_classes([ClassSpec(i + 1, n, colors[i]) for i, n in enumerate(names)])
         self.model_changed.emit(bundle)
+
+    def dims_choice(self, layer: Image | None) -> str:
+        """The volume mode chosen for ``layer``: auto (the default), 2d or 3d."""
+        from napari_unet.core.io.volume import DEFAULT_DIMS
+
+        return DEFAULT_DIMS if layer is None else self._dims.get(layer.unique_id, DEFAULT_DIMS)
+
+    def set_dims(self, layer: Image, choice: str) -> None:
+        """Choose the volume mode of ``layer`` (checked against the choices)."""
+        from napari_unet.core.io.volume import DIMS_CHOICES
+
+        if choice not in DIMS_CHOICES:
+            raise ValueError(f"volume mode {choice!r} is not one of {DIMS_CHOICES}")
+        if self._dims.get(layer.unique_id) != choice:
+            self._dims[layer.unique_id] = choice
+            self.dims_changed.emit(layer)
 
     def marks(self, layer: Image) -> SliceMarks:
         """Predicted and corrected slices of ``layer`` (created on first use)."""

@@ -99,7 +99,10 @@ def build_request(session: Session, every_image: bool, **options) -> TrainReques
     """Copy the layers' data on the GUI thread into a :class:`TrainRequest`."""
     from napari_unet.core.errors import InputError
 
-    pairs = training_pairs(session, every_image)
+    from .volume import training_dims
+
+    dims, voxel = training_dims(session)
+    pairs = training_pairs(session, every_image and dims == 2)
     if not pairs:
         raise InputError(
             "choose an image and its annotations layer first (Data and Annotate steps)"
@@ -140,7 +143,8 @@ def build_request(session: Session, every_image: bool, **options) -> TrainReques
     return TrainRequest(
         images=images, annotations=annotations, weights=weights, bundle=session.bundle,
         class_names=[c.name for c in session.classes],
-        class_colors=[c.color for c in session.classes], **options,
+        class_colors=[c.color for c in session.classes], dims=dims, voxel_size=voxel,
+        **options,
     )
 
 
@@ -268,15 +272,21 @@ class TrainingController:
             return
         z = self.session.current_slice()
         try:
-            data = image_input(self.session, z)  # a lazy image's slice is read in the worker
+            if bundle.dims == 3:  # the slab around the slice in view, not the whole volume
+                from .volume_jobs import preview_request
+
+                request = preview_request(self.session, bundle, z, self.device)
+            else:
+                data = image_input(self.session, z)  # a lazy slice is read in the worker
         except NapariUnetError as exc:  # the channels changed under way: no preview
             log.debug("no preview: %s", exc)
             return
         shape = image_shape(image)
-        request = PredictRequest(image=data, bundle=bundle, device=self.device,
-                                 foreground_threshold=self.session.foreground_threshold,
-                                 rescale=self.session.rescale,
-                                 shape=shape if z is None else shape[1:], uncertainty=True)
+        if bundle.dims != 3:
+            request = PredictRequest(image=data, bundle=bundle, device=self.device,
+                                     foreground_threshold=self.session.foreground_threshold,
+                                     rescale=self.session.rescale,
+                                     shape=shape if z is None else shape[1:], uncertainty=True)
         self._preview_done_event = threading.Event()
         worker = create_worker(predict_and_signal, request, self._preview_done_event,
                                _start_thread=False, _ignore_errors=True)

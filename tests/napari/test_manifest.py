@@ -43,7 +43,8 @@ def test_contributions_cover_the_loop():
     assert {r.command for r in contributions.readers} == {f"{PLUGIN_NAME}.get_reader"}
     assert "*.tif" in contributions.readers[0].filename_patterns
     assert contributions.writers[0].layer_types == ["labels"]
-    assert {s.key for s in contributions.sample_data} == {"nuclei", "nuclei_annotated"}
+    assert {s.key for s in contributions.sample_data} == {"nuclei", "nuclei_annotated",
+                                                                 "nuclei_volume"}
     names = [w.display_name for w in contributions.widgets]
     for step in ("Data", "Annotate", "Train", "Predict", "Correct", "Workflow"):
         assert any(step in n for n in names), step
@@ -66,7 +67,7 @@ def test_opening_the_plugin_does_not_import_torch():
         from napari_unet.samples import sample_path
 
         viewer = napari.Viewer(show=False)
-        for data, meta, kind in sample_data.nuclei_annotated():
+        for data, meta, kind in sample_data.nuclei_annotated() + sample_data.nuclei_volume():
             getattr(viewer, f"add_{kind}")(data, **meta)
         viewer.open(str(sample_path("nuclei")), plugin=napari_unet.PLUGIN_NAME)
         viewer.window.add_dock_widget(WorkflowWidget(viewer))

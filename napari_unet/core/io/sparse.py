@@ -257,10 +257,20 @@ def write_labels_tiff(path: str | os.PathLike, labels, *, axes: str | None = Non
         for index in _planes(shape):
             yield np.asarray(labels[index]).astype(dtype, copy=False)
 
+    # An ImageJ hyperstack keeps the z step (its ``spacing``), as write_tiff does; one
+    # that ImageJ cannot hold is a plain TIFF with its axes in the description.
+    imagej = (dtype in (np.uint8, np.uint16) and nbytes <= 2 * 1024**3 and axes in (
+        "YX", "ZYX", "TZYX") and all(n > 1 for n in shape[:-2]))
+    metadata = {"axes": axes, "labels": True}
+    if imagej:
+        metadata = {"axes": axes, "Properties": {"labels": "true"}}
+        if scale and len(scale) == len(shape) and "Z" in axes:
+            metadata["spacing"] = float(scale[axes.index("Z")])
+
     def _write(tmp: Path) -> None:
         tifffile.imwrite(tmp, planes(), shape=shape, dtype=dtype, compression="zlib",
-                         photometric="minisblack",
+                         photometric="minisblack", imagej=imagej,
                          bigtiff=nbytes > 2 * 1024**3, resolution=resolution,
-                         metadata={"axes": axes, "labels": True})
+                         metadata=metadata)
 
     atomic_write(path, _write)
