@@ -16,16 +16,23 @@ _FSIZE = ("import resource, signal\n"
           "resource.setrlimit(resource.RLIMIT_FSIZE, ({0}, {0}))\n")
 
 
-def run_cli(*args, cwd=None, file_size_limit: int | None = None, before: str = "",
-            timeout: float = 300) -> tuple[int, str]:
-    """Run ``napari-unet ARGS`` (with ``-q``) in a new Python; return (status, stderr).
+def run_process(*args, cwd=None, file_size_limit: int | None = None, before: str = "",
+                env: dict[str, str] | None = None,
+                timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``napari-unet ARGS`` (with ``-q``) in a new Python and return it, finished.
     ``file_size_limit`` (bytes) makes every larger write fail as on a full disk;
-    ``before`` is Python run before the command (for example a memory limit)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    ``before`` is Python run before the command (for example a memory limit); ``env``
+    adds environment variables."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     preamble = _FSIZE.format(int(file_size_limit)) if file_size_limit is not None else ""
-    proc = subprocess.run([sys.executable, "-c", preamble + before + _MAIN, "-q",
+    return subprocess.run([sys.executable, "-c", preamble + before + _MAIN, "-q",
                            *map(str, args)], capture_output=True, text=True, env=env,
                           cwd=cwd, timeout=timeout)
+
+
+def run_cli(*args, **kwargs) -> tuple[int, str]:
+    """:func:`run_process`'s (exit status, stderr)."""
+    proc = run_process(*args, **kwargs)
     return proc.returncode, proc.stderr
 
 

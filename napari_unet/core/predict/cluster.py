@@ -115,6 +115,18 @@ def check_workers(workers: int) -> int:
                      "other computers")
 
 
+def _close(client, cluster) -> None:
+    """Close the client, then the local cluster. A shutdown that times out (workers
+    slow to stop on a loaded computer) changes nothing that was computed: logged only."""
+    for thing in (client, cluster):
+        if thing is None:
+            continue
+        try:
+            thing.close()
+        except (TimeoutError, OSError) as exc:
+            log.info("closing %s timed out (%s)", type(thing).__name__, exc)
+
+
 @contextmanager
 def connect(workers: int | None = None, scheduler: str | None = None):
     """A dask client of a new local cluster of ``workers`` processes (one thread each),
@@ -133,11 +145,7 @@ def connect(workers: int | None = None, scheduler: str | None = None):
                 raise protocol_error(scheduler or "the local dask cluster") from None
             raise
         finally:
-            try:
-                client.close()
-            finally:
-                if cluster is not None:
-                    cluster.close()
+            _close(client, cluster)
     finally:
         quiet.setLevel(level)
 
