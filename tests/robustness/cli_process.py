@@ -18,7 +18,7 @@ _FSIZE = ("import resource, signal\n"
 
 def run_process(*args, cwd=None, file_size_limit: int | None = None, before: str = "",
                 env: dict[str, str] | None = None,
-                timeout: float = 300) -> subprocess.CompletedProcess:
+                timeout: float = 900) -> subprocess.CompletedProcess:
     """Run ``napari-unet ARGS`` (with ``-q``) in a new Python and return it, finished.
     ``file_size_limit`` (bytes) makes every larger write fail as on a full disk;
     ``before`` is Python run before the command (for example a memory limit); ``env``

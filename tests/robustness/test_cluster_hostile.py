@@ -90,7 +90,7 @@ def peer():
 def _predict(model, images, tmp_path, *where):
     before = digests(images)
     result = run_cli("predict", "--model", model, "--image", images / "*.tif", "--out",
-                     tmp_path / "out", *where, timeout=240)
+                     tmp_path / "out", *where, timeout=600)
     assert digests(images) == before
     return result
 
@@ -159,6 +159,6 @@ def test_more_workers_than_cores_on_one_image_are_refused(inputs, tmp_path):
     model, images = inputs
     before = digests(images)
     result = run_cli("predict", "--model", model, "--image", images / "a.tif", "--out",
-                     tmp_path / "a.ome.zarr", "--workers", "1000", timeout=240)
+                     tmp_path / "a.ome.zarr", "--workers", "1000", timeout=600)
     assert_refused(result, "1000 worker processes asked for")
     assert digests(images) == before and not (tmp_path / "a.ome.zarr").exists()

@@ -87,10 +87,11 @@ _FULL_THERE = """\
 import errno, os, sys, tempfile
 _full = os.path.realpath(os.environ["FULL_FOLDER"])
 _mkstemp = tempfile.mkstemp
-def _refuse(*args, dir=None, **kwargs):
+def _refuse(suffix=None, prefix=None, dir=None, text=False):
     if dir is not None and os.path.realpath(dir) == _full:
-        raise OSError(errno.ENOSPC, "No space left on device", os.path.join(dir, "x.tmp"))
-    return _mkstemp(*args, dir=dir, **kwargs)
+        name = os.path.join(dir, f"{prefix or ''}k2x9q1{suffix or ''}")
+        raise OSError(errno.ENOSPC, "No space left on device", name)
+    return _mkstemp(suffix, prefix, dir, text)
 tempfile.mkstemp = _refuse
 """
 

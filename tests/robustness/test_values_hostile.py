@@ -167,3 +167,19 @@ def test_the_writer_stores_labels_of_a_scale_a_tiff_cannot_hold(scale, empty_wor
     np.testing.assert_array_equal(back, ids)
     assert any("the layer's scale" in m and "cannot be stored in a TIFF" in m
                for m in notifications), notifications
+
+
+def test_predicting_an_all_nan_layer_is_a_notification(empty_workflow, notifications,
+                                                       tmp_path):
+    viewer, widget = empty_workflow
+    model = tmp_path / "m.pt"
+    tiny_bundle().save(model)
+    assert widget.train.model.load_model(model)
+    shape = viewer.layers["nuclei"].data.shape
+    layer = viewer.add_image(np.full(shape, np.nan, np.float32), name="all nan")
+    widget.data.image.value = layer
+    widget.predict.scope.value = "stack"
+    assert widget.predict.predict() is None
+    assert any(m.startswith("Cannot predict: the image has no finite values") for m in
+               notifications), notifications
+    assert "all nan predictions" not in [lay.name for lay in viewer.layers]

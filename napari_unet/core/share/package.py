@@ -92,7 +92,8 @@ def _check_sha256(data: bytes, weights: dict, what: str) -> None:
         raise ModelFileError(
             f"{what} was refused: its weights ({weights.get('source')}) do not match the "
             f"sha256 that its rdf.yaml records ({str(recorded)[:12]}… recorded, "
-            f"{actual[:12]}… found): the weights were changed or swapped after export")
+            f"{actual[:12]}… found): the weights were changed or swapped after export; "
+            "nothing in it was run")
 
 
 def _percentiles(tensor: dict, what: str) -> tuple[float, float]:
