@@ -119,7 +119,9 @@ class ModelPanel(Container):
             bundle.save(path)
         except Exception as exc:  # a full disk, a file-size limit, a protected file...
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-            show_error(f"Could not save the model to {path}: {reason}")
+            show_error(f"Could not save the model to {path}: {reason}. The model "
+                       f"({bundle.iterations} iterations) is kept here: free some space or "
+                       "choose another folder, and Save again.")
             return False
         self.session.model_source = Path(path).name
         self._model_path = Path(path)
@@ -127,10 +129,11 @@ class ModelPanel(Container):
         self._refresh()
         return True
 
-    def export_model(self, path: str | Path) -> bool:
-        """Write the current model as a bioimage.io model package (``.zip``) at ``path``;
-        its test tensors come from the slice in view of the image (the nuclei sample
-        without one). Errors become a notification."""
+    def export_model(self, path: str | Path, name: str | None = None) -> bool:
+        """Write the current model as a bioimage.io model package (``.zip``) at ``path``,
+        named ``name`` (derived from the file name without one); its test tensors come
+        from the slice in view of the image (the nuclei sample without one). Errors
+        become a notification."""
         from napari_unet.core.io.paths import check_outputs
         from napari_unet.core.share.export import export_bioimageio
 
@@ -143,7 +146,8 @@ class ModelPanel(Container):
             path = path.with_name(path.name + ".zip")
         try:
             check_outputs([("the package", path)], [("the model file", self._model_path)])
-            result = export_bioimageio(bundle, path, test_image=self._test_image(bundle))
+            result = export_bioimageio(bundle, path, test_image=self._test_image(bundle),
+                                       name=name or None)
         except NapariUnetError as exc:
             show_error(f"Could not export the model: {exc}")
             return False
@@ -192,12 +196,21 @@ class ModelPanel(Container):
         if not path:
             return
         from qtpy.QtCore import Qt
-        from qtpy.QtWidgets import QApplication
+        from qtpy.QtWidgets import QApplication, QInputDialog
+
+        from napari_unet.core.share.names import package_name
+
+        name, ok = QInputDialog.getText(
+            self.native, "Export as a bioimage.io package",
+            "Model name in the package (letters, digits, spaces, _ + - ( )):",
+            text=package_name(Path(path).stem))
+        if not ok:
+            return
 
         # A few seconds on a CPU (tracing, test tensors): say so with the cursor.
         QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
         try:
-            self.export_model(path)
+            self.export_model(path, name.strip() or None)
         finally:
             QApplication.restoreOverrideCursor()
 

@@ -30,8 +30,16 @@ def _read(path: Path, args: argparse.Namespace, labels: bool = False,
 def _select(image, channels: tuple[int, ...] | None = None, what: str = "image",
             flag: str = "--channels", model=None) -> Selected:
     """:func:`~napari_unet.core.io.selection.select_channels` (the GUI's folder prediction
-    uses it too)."""
-    return select_channels(image, channels, what, flag, model)
+    uses it too); an image without one finite value is refused (NaN and infinity read as
+    the image's darkest value: all of them would give an empty prediction without a word)."""
+    from napari_unet.core.normalise import has_finite
+
+    selected = select_channels(image, channels, what, flag, model)
+    if what == "image" and not has_finite(selected.data):
+        name = Path(getattr(image, "path", None) or "the image").name
+        raise NapariUnetError(f"{name} has no finite values (every pixel is NaN or "
+                              "infinite): there is nothing in it to train on or predict")
+    return selected
 
 
 def _load_pairs(args: argparse.Namespace):

@@ -82,13 +82,62 @@ def _check_train_out(args: argparse.Namespace) -> bool:
     return not exists or resumed
 
 
-def _save_partial(trainer, args: argparse.Namespace, out_is_safe: bool) -> Path:
-    """Save an unfinished run to ``--out`` when that loses nothing, else beside it."""
-    from napari_unet.core.io.paths import interrupted_path
+class _SignalsHeld:
+    """While a model is saved: Ctrl-C and SIGTERM are noted (``signum``), not raised, so
+    that the save finishes; the caller then says so and exits with the signal's status."""
 
-    target = args.out if out_is_safe else interrupted_path(args.out)
-    trainer.bundle().save(target)
-    return target
+    def __init__(self):
+        self.signum = None
+        self._previous = {}
+
+    def __enter__(self):
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in EXIT_SIGNAL:
+                self._previous[sig] = signal.signal(sig, self._note)
+        return self
+
+    def _note(self, signum, frame) -> None:
+        self.signum = self.signum or signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _save(bundle, target: Path, held: _SignalsHeld) -> Path:
+    """Save ``bundle`` at ``target`` (signals held meanwhile). When ``target`` cannot be
+    written (a full disk, a file-size limit), the weights are saved in a rescue folder
+    instead and :class:`NapariUnetError` says where, or that no folder took them."""
+    from napari_unet.core.models.saving import rescue
+
+    with held:
+        try:
+            bundle.save(target)
+            return target
+        except OSError as exc:
+            from . import _os_error
+
+            reason = _os_error(exc)
+            saved = rescue(bundle, target)
+    its = f"the trained weights ({bundle.iterations} iterations in all)"
+    if saved.path is not None:
+        raise NapariUnetError(f"{reason}; {its} were saved to {saved.path} instead: move "
+                              "that file where you want it")
+    tried = ", ".join(str(p.parent) for p in saved.tried) or "no other folder"
+    raise NapariUnetError(f"{reason}; {its} could not be saved anywhere else either (tried "
+                          f"{tried}): free some space and train again")
+
+
+def _save_partial(trainer, args: argparse.Namespace, out_is_safe: bool,
+                  held: _SignalsHeld) -> Path:
+    """Save an unfinished run to ``--out`` when that loses nothing, else beside it in a
+    file of its own (``MODEL.interrupted.pt``, ``-2``, ...: never over an earlier one)."""
+    from napari_unet.core.models.saving import next_interrupted_path
+
+    target = args.out if out_is_safe else next_interrupted_path(args.out)
+    return _save(trainer.bundle(), target, held)
 
 
 def make_trainer(args: argparse.Namespace, images, labels):
@@ -121,6 +170,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     last = 0.0
     progress = None
+    held = _SignalsHeld()
     try:
         with _StopOnSignal(trainer, args.quiet) as stop:
             for progress in trainer.fit():
@@ -139,7 +189,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         # Out of memory after some iterations: keep what was learnt until then.
         if not is_out_of_memory(exc) or trainer.run_iteration == 0:
             raise
-        target = _save_partial(trainer, args, out_is_safe)
+        target = _save_partial(trainer, args, out_is_safe, held)
         raise NapariUnetError(
             f"{failure_message(exc, 'Training')}; the {trainer.run_iteration} iterations "
             f"trained until then were saved to {target}"
@@ -152,17 +202,23 @@ def cmd_train(args: argparse.Namespace) -> int:
             out.write(f"napari-unet: stopped by {what} before the first iteration; nothing "
                       "was saved\n")
         else:
-            target = _save_partial(trainer, args, out_is_safe)
+            target = _save_partial(trainer, args, out_is_safe, held)
             out.write(f"napari-unet: stopped by {what} after {trainer.run_iteration} "
                       f"iterations; the model trained so far was saved to {target}\n")
         return EXIT_SIGNAL[stop.signum]
     bundle = trainer.bundle()
-    bundle.save(args.out)
+    _save(bundle, args.out, held)
+    its = 0 if progress is None else progress.run_iteration
     if not args.quiet:
-        its = 0 if progress is None else progress.run_iteration
         from napari_unet.core.scale import size_text
 
         size = size_text(bundle.object_size)
         out.write(f"\nsaved {args.out} ({its} iterations this run, {bundle.iterations} in all"
                   f"{'; ' + size if size else ''})\n")
+    if held.signum is not None:  # Ctrl-C or SIGTERM came during the save: it finished
+        what = "Ctrl-C" if held.signum == signal.SIGINT else "SIGTERM"
+        out.write(f"napari-unet: stopped by {what} during the "
+                  f"save, which was finished first: the {its} iterations of this run are in "
+                  f"{args.out}\n")
+        return EXIT_SIGNAL[held.signum]
     return 0

@@ -88,7 +88,9 @@ def match_instances(pred: np.ndarray, truth: np.ndarray, threshold: float = 0.5,
         pred, truth = pred[None], truth[None]
     tp = fp = fn = 0
     for p, t in zip(pred, truth):
-        p, t = sequential_ids(p), sequential_ids(t)
+        # ids of any integer type (uint64 ones too, which numpy neither counts nor mixes
+        # with int64 as indices) as small int64 ids
+        p, t = _as_index(sequential_ids(p)), _as_index(sequential_ids(t))
         n_p = int(np.count_nonzero(np.bincount(p.ravel())[1:]))
         n_t = int(np.count_nonzero(np.bincount(t.ravel())[1:]))
         if n_p == 0 or n_t == 0:
@@ -106,6 +108,11 @@ def match_instances(pred: np.ndarray, truth: np.ndarray, threshold: float = 0.5,
         m = int(np.count_nonzero(iou > threshold))
         tp, fp, fn = tp + m, fp + n_p - m, fn + n_t - m
     return {"tp": tp, "fp": fp, "fn": fn}
+
+
+def _as_index(labels: np.ndarray) -> np.ndarray:
+    """Small non-negative ids (from :func:`sequential_ids`) as int64."""
+    return labels.astype(np.int64, copy=False)
 
 
 def sequential_ids(labels: np.ndarray) -> np.ndarray:

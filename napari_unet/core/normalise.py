@@ -55,7 +55,9 @@ class Normalisation:
         if sample.dtype.kind == "b":
             sample = sample.astype(np.uint8)
         elif sample.dtype.kind in "fc":
-            sample = sample.astype(np.float32, copy=False)
+            # float64 stays float64: values beyond float32's range are not infinite
+            sample = sample.real.astype(np.float64 if sample.real.dtype.itemsize > 4
+                                        else np.float32, copy=False)
             finite = np.isfinite(sample)
             if not finite.all():
                 if not finite.any():
@@ -71,19 +73,43 @@ class Normalisation:
     def normalise(image: np.ndarray, stats: tuple[float, float] | None) -> np.ndarray:
         """``(image - offset) / scale`` as float32 (one copy); NaN and infinity become 0."""
         image = np.asarray(image)
-        x = image.astype(np.float32, copy=True)
         if stats is None:
-            x[...] = 0
-            return x
+            return np.zeros(image.shape, np.float32)
         lo, scale = stats
-        x -= np.float32(lo)
-        x /= np.float32(scale)
+        if image.dtype.kind in "fc" and image.real.dtype.itemsize > 4:
+            # float64: scaled in float64 first, a million pixels at a time, so that values
+            # beyond float32's range (1e300) are not all infinite, hence 0
+            x = np.empty(image.shape, np.float32)
+            src, dst = np.ascontiguousarray(image.real).reshape(-1), x.reshape(-1)
+            for i in range(0, src.size, 1 << 20):
+                part = (src[i : i + (1 << 20)] - lo) / scale
+                np.clip(part, -3e38, 3e38, out=part)  # nan stays nan, for below
+                dst[i : i + (1 << 20)] = part
+        else:
+            x = image.astype(np.float32, copy=True)
+            x -= np.float32(lo)
+            x /= np.float32(scale)
         if image.dtype.kind in "fc":  # NaN and infinity, a million pixels at a time
             flat = x.reshape(-1)
             for i in range(0, flat.size, 1 << 20):
                 np.nan_to_num(flat[i : i + (1 << 20)], copy=False, nan=0.0, posinf=0.0,
                               neginf=0.0)
         return x
+
+
+def has_finite(image) -> bool:
+    """Whether ``image`` (numpy, or lazy: dask, zarr) holds at least one finite value.
+    Integer images always do; a numpy float image is scanned a million values at a time
+    until one is found (at once for any ordinary image); a lazy one is judged on the
+    sample of its chunks that normalisation takes."""
+    dtype = np.dtype(getattr(image, "dtype", np.float32))
+    if dtype.kind not in "fc":
+        return True
+    if isinstance(image, np.ndarray):
+        flat = image.reshape(-1) if image.flags.c_contiguous else image.ravel()
+        return any(np.isfinite(flat[i : i + (1 << 20)]).any()
+                   for i in range(0, flat.size, 1 << 20))
+    return bool(np.isfinite(np.asarray(sample_chunks(image))).any())
 
 
 def chunk_grid(array) -> list[list[tuple[int, int]]]:

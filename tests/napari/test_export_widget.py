@@ -52,7 +52,7 @@ def test_export_writes_a_package_of_the_current_model(empty_workflow, notificati
 
 
 def test_export_button_asks_where_beside_the_model(empty_workflow, tmp_path, monkeypatch):
-    from qtpy.QtWidgets import QApplication, QFileDialog
+    from qtpy.QtWidgets import QApplication, QFileDialog, QInputDialog
 
     viewer, widget = empty_workflow
     panel = widget.train.model
@@ -67,7 +67,15 @@ def test_export_button_asks_where_beside_the_model(empty_workflow, tmp_path, mon
         return str(chosen), filters
 
     monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(ask))
+    named = []
+
+    def ask_name(parent, title, label, text=""):
+        named.append(text)
+        return text, True
+
+    monkeypatch.setattr(QInputDialog, "getText", staticmethod(ask_name))
     panel.export.changed.emit(True)  # the button's click
     assert asked == [(str(tmp_path / "tiny.zip"), "bioimage.io model package (*.zip)")]
+    assert named == ["napari-unet chosen"]  # then the name, derived from the file's
     assert load_package(tmp_path / "chosen.zip").n_classes == 2
     assert QApplication.overrideCursor() is None

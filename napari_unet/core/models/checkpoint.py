@@ -294,6 +294,17 @@ def _check_weights(config: UNetConfig, state: dict, name: str) -> None:
         )
 
 
+def _check_finite(state: dict, name: str) -> None:
+    """Refuse weights that hold NaN or infinity: such a model predicts background (or
+    nothing) everywhere, whatever the image."""
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise ModelFileError(
+            f"{name} cannot be used: {len(bad)} of its weight tensors ({bad[0]}"
+            f"{', ...' if len(bad) > 1 else ''}) hold NaN or infinite values, so it would "
+            "predict nothing; train it again from an earlier model")
+
+
 def bundle_from_dict(payload: Any, name: str = "the file") -> ModelBundle:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ModelFileError(f"{name} is not a napari-unet model")
@@ -321,6 +332,7 @@ def bundle_from_dict(payload: Any, name: str = "the file") -> ModelBundle:
             voxel_size=_check_voxel_size(payload, name),
         )
         _check_weights(config, bundle.state_dict, name)
+        _check_finite(bundle.state_dict, name)
         UNet.from_config(config).load_state_dict(bundle.state_dict)
     except ModelFileError:
         raise

@@ -11,6 +11,7 @@ only when a cluster is asked for.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,10 +19,14 @@ from typing import Any
 
 from napari_unet.core.errors import InputError
 from napari_unet.core.predict.files import FileResult, Job, Settings, run_job
+from napari_unet.core.predict.peer import check_scheduler, from_the_wire, protocol_error
 
 log = logging.getLogger(__name__)
 #: Seconds to wait for an existing scheduler to answer.
 CONNECT_TIMEOUT = 30
+#: Memory a local worker process needs: Python, torch, the model and its tiles (a
+#: worker predicting 1024 x 1024 tiles of a depth-4 U-Net peaks near 0.8 GiB).
+WORKER_MEMORY = 1 << 30
 
 # One predictor per worker process, kept for the tasks that follow: (bundle, options, it).
 _cached: tuple[Any, tuple, Any] | None = None
@@ -58,17 +63,68 @@ def _client(workers: int | None, scheduler: str | None):
     from distributed import Client, LocalCluster
 
     if scheduler is not None:
+        check_scheduler(scheduler, CONNECT_TIMEOUT)
         try:
             return Client(scheduler, timeout=CONNECT_TIMEOUT), None
-        except (OSError, TimeoutError, ValueError) as exc:
+        except (MemoryError, ValueError) as exc:
+            if from_the_wire(exc):  # a frame that declares an absurd length or shape
+                detail = ("it declared a message larger than any memory"
+                          if isinstance(exc, MemoryError) else str(exc).splitlines()[0][:80])
+                raise protocol_error(scheduler, detail) from None
             raise InputError(f"cannot reach the dask scheduler at {scheduler} ({exc})") from None
-    cluster = LocalCluster(n_workers=int(workers or 1), threads_per_worker=1, processes=True,
+        except (OSError, TimeoutError) as exc:
+            raise InputError(f"cannot reach the dask scheduler at {scheduler} ({exc})") from None
+    workers = check_workers(int(workers or 1))
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                            dashboard_address=None, silence_logs=logging.CRITICAL)
     try:
         return Client(cluster), cluster
     except BaseException:
         cluster.close()
         raise
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def check_workers(workers: int) -> int:
+    """``workers`` when this computer can run that many local worker processes (one core
+    and :data:`WORKER_MEMORY` each); else :class:`InputError` naming the limit.
+
+    Refused rather than lowered: a count above the cores is a typo or a number meant for
+    a cluster (``--scheduler``), and a run that silently uses fewer workers than asked is
+    harder to reason about than one line that says how many fit."""
+    import psutil
+
+    cores = _cores()
+    free = psutil.virtual_memory().available
+    by_memory = max(1, free // WORKER_MEMORY)
+    limit = int(min(cores, by_memory))
+    if workers <= limit:
+        return workers
+    because = (f"{cores} CPU core{'s' if cores != 1 else ''}" if cores <= by_memory else
+               f"{free / (1 << 30):.1f} GiB of free memory (about "
+               f"{WORKER_MEMORY / (1 << 30):g} GiB per worker)")
+    raise InputError(f"{workers} worker processes asked for, but this computer has "
+                     f"{because}: at most {limit} local worker{'s' if limit != 1 else ''} "
+                     "(one thread each); use fewer, or a scheduler whose workers run on "
+                     "other computers")
+
+
+def _close(client, cluster) -> None:
+    """Close the client, then the local cluster. A shutdown that times out (workers
+    slow to stop on a loaded computer) changes nothing that was computed: logged only."""
+    for thing in (client, cluster):
+        if thing is None:
+            continue
+        try:
+            thing.close()
+        except (TimeoutError, OSError) as exc:
+            log.info("closing %s timed out (%s)", type(thing).__name__, exc)
 
 
 @contextmanager
@@ -84,12 +140,12 @@ def connect(workers: int | None = None, scheduler: str | None = None):
         client, cluster = _client(workers, scheduler)
         try:
             yield client
+        except MemoryError as exc:  # on the wire: the peer, not this computer
+            if from_the_wire(exc):
+                raise protocol_error(scheduler or "the local dask cluster") from None
+            raise
         finally:
-            try:
-                client.close()
-            finally:
-                if cluster is not None:
-                    cluster.close()
+            _close(client, cluster)
     finally:
         quiet.setLevel(level)
 
@@ -125,6 +181,10 @@ def run_on_cluster(
             job = futures[future]
             try:
                 result = future.result()
+            except MemoryError as exc:  # on the wire: the peer, not this computer
+                if scheduler is not None and from_the_wire(exc):
+                    raise protocol_error(scheduler) from None
+                raise
             except Exception as exc:  # the task or its worker failed: one line for the file
                 detail = str(exc).splitlines()[0][:200] if str(exc) else ""
                 result = FileResult(job.image, error=f"failed on the cluster "

@@ -33,6 +33,7 @@ from napari_unet.core.errors import InputError
 from napari_unet.core.io.lazy import is_lazy, is_zarr_path
 from napari_unet.core.io.paths import check_outputs, check_writable, within
 from napari_unet.core.io.tiff import is_tiff_path, max_image_bytes
+from napari_unet.core.normalise import has_finite
 
 if TYPE_CHECKING:  # the plan is made before torch is needed (the plugin imports it early)
     from napari_unet.core.models.checkpoint import ModelBundle
@@ -166,6 +167,10 @@ def plan_prediction(
     else:
         bundle, image = _load(model), inputs[0]
         data = image
+    if not has_finite(data):  # else an empty prediction, without a word
+        name = image.path.name if getattr(image, "path", None) is not None else "the image"
+        raise InputError(f"{name} has no finite values (every pixel is NaN or infinite): "
+                         "there is nothing in it to predict")
     if not is_lazy(data):
         return PredictionPlan(Route.MEMORY, bundle, image=image, **plan)
     dropped = False

@@ -15,6 +15,7 @@ this project's :class:`~.predict.Predictor`. Writing needs the optional
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
 import shutil
@@ -28,6 +29,7 @@ import tifffile
 from napari_unet.core.errors import InputError
 from napari_unet.core.io.paths import atomic_write
 from napari_unet.core.models.checkpoint import ModelBundle
+from napari_unet.core.share.names import check_name, package_name
 from napari_unet.core.share.package import (
     ARCHITECTURE_CALLABLE,
     ARCHITECTURE_MODULE,
@@ -211,10 +213,6 @@ def export_bioimageio(bundle: ModelBundle, out: str | Path, *, test_image: np.nd
     ``authors``: the names the package credits (bioimage.io asks for at least one).
     """
     _require_spec()
-    import torch
-    from bioimageio.spec import save_bioimageio_package
-    from bioimageio.spec.model import v0_5
-
     out = Path(out)
     if not is_package_path(out):
         raise InputError(f"{out} must end in .zip: a bioimage.io model package is a zip file")
@@ -222,102 +220,132 @@ def export_bioimageio(bundle: ModelBundle, out: str | Path, *, test_image: np.nd
     if norm.high <= 1:
         raise InputError(f"the model's upper percentile {norm.high} is 1 or less, which a "
                          "bioimage.io package cannot describe")
-    name = name or f"napari-unet {out.stem}"
-    multiple = 2**bundle.config.depth
+    name = check_name(name) if name else package_name(out.stem)
     raw, probs = reference_tensors(bundle, test_image)
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="napari-unet-export-") as tmp_name:
+            return _write_package(bundle, out, Path(tmp_name), name, authors, onnx, raw,
+                                  probs)
+    except OSError as exc:
+        raise _for_the_user(exc, out) from None
+    except RuntimeError as exc:  # torch.save on a full disk: "... file write failed"
+        if "write" not in str(exc).lower():
+            raise
+        raise OSError(errno.EIO, "could not write all of it (is the disk full, or a "
+                                 "file-size limit reached?)", str(out)) from None
+
+
+def _for_the_user(exc: OSError, out: Path) -> OSError:
+    """``exc`` about the package ``out`` the user asked for, not about the temporary
+    files it is put together from."""
+    if exc.errno is None or not exc.strerror:  # numpy: "65536 requested and 24968 written"
+        return OSError(errno.EIO, "could not write all of it (is the disk full, or a "
+                                  "file-size limit reached?)", str(out))
+    return OSError(exc.errno, exc.strerror, str(out))
+
+
+def _write_package(bundle: ModelBundle, out: Path, tmp: Path, name: str,
+                   authors: list[str] | None, onnx: bool, raw: np.ndarray,
+                   probs: np.ndarray) -> ExportResult:
+    """Put the package together in the folder ``tmp``, then write it at ``out``."""
+    import torch
+    from bioimageio.spec import save_bioimageio_package
+    from bioimageio.spec.model import v0_5
+
+    norm = bundle.normalisation
+    multiple = 2**bundle.config.depth
     model = bundle.build_model().eval()
     ids = channel_ids(bundle.class_names)
 
-    with tempfile.TemporaryDirectory(prefix="napari-unet-export-") as tmp_name:
-        tmp = Path(tmp_name)
-        np.save(tmp / "test_input.npy", raw)
-        np.save(tmp / "test_output.npy", probs)
-        # sample tensors, for people: the test slice and its probabilities as TIFF
-        tifffile.imwrite(tmp / "sample_input.tif", raw[0, 0] if raw.shape[1] == 1 else raw[0])
-        tifffile.imwrite(tmp / "sample_output.tif", probs[0])
-        torch.save({k: v.detach().cpu() for k, v in bundle.state_dict.items()},
-                   tmp / "weights.pt")
-        (tmp / "README.md").write_text(_documentation(bundle, name), encoding="utf-8")
-        example = torch.from_numpy(raw)
-        _torchscript(model, example, tmp / "weights_torchscript.pt")
-        pytorch_version = v0_5.Version(torch.__version__.split("+")[0])
-        skipped: dict[str, str] = {}
-        onnx_descr = None
-        if onnx:
-            try:
-                opset = _onnx(model, example, tmp / "weights.onnx")
-                onnx_descr = v0_5.OnnxWeightsDescr(source=tmp / "weights.onnx",
-                                                   opset_version=opset,
-                                                   parent="pytorch_state_dict")
-            except Exception as exc:  # an optional format: the package is complete without
-                skipped["onnx"] = f"{type(exc).__name__}: {exc}"[:300]
-                log.info("ONNX weights left out of the package (%s)", skipped["onnx"])
-        else:
-            skipped["onnx"] = "not asked for"
-
-        y, x = v0_5.AxisId("y"), v0_5.AxisId("x")
-        size = v0_5.ParameterizedSize(min=multiple, step=multiple)
-        inputs = [v0_5.InputTensorDescr(
-            id=v0_5.TensorId(INPUT_ID),
-            description=_input_text(bundle),
-            axes=[v0_5.BatchAxis(),
-                  v0_5.ChannelAxis(channel_names=[v0_5.Identifier(n)
-                                                  for n in input_channel_names(bundle)]),
-                  v0_5.SpaceInputAxis(id=y, size=size),
-                  v0_5.SpaceInputAxis(id=x, size=size)],
-            test_tensor=v0_5.FileDescr(source=tmp / "test_input.npy"),
-            sample_tensor=v0_5.FileDescr(source=tmp / "sample_input.tif"),
-            data=v0_5.IntervalOrRatioDataDescr(type="float32"),
-            preprocessing=[v0_5.ScaleRangeDescr(kwargs=v0_5.ScaleRangeKwargs(
-                axes=[y, x], min_percentile=float(norm.low),
-                max_percentile=float(norm.high)))],
-        )]
-        ref = v0_5.TensorId(INPUT_ID)
-        outputs = [v0_5.OutputTensorDescr(
-            id=v0_5.TensorId(OUTPUT_ID),
-            description="softmax probability of each class",
-            axes=[v0_5.BatchAxis(),
-                  v0_5.ChannelAxis(channel_names=[v0_5.Identifier(i) for i in ids]),
-                  v0_5.SpaceOutputAxis(id=y, size=v0_5.SizeReference(tensor_id=ref,
-                                                                      axis_id=y)),
-                  v0_5.SpaceOutputAxis(id=x, size=v0_5.SizeReference(tensor_id=ref,
-                                                                      axis_id=x))],
-            test_tensor=v0_5.FileDescr(source=tmp / "test_output.npy"),
-            sample_tensor=v0_5.FileDescr(source=tmp / "sample_output.tif"),
-            data=v0_5.IntervalOrRatioDataDescr(type="float32", range=(0.0, 1.0)),
-            postprocessing=[v0_5.SoftmaxDescr(kwargs=v0_5.SoftmaxKwargs(
-                axis=v0_5.AxisId("channel")))],
-        )]
-        weights = v0_5.WeightsDescr(
-            pytorch_state_dict=v0_5.PytorchStateDictWeightsDescr(
-                source=tmp / "weights.pt",
-                architecture=v0_5.ArchitectureFromLibraryDescr(
-                    callable=v0_5.Identifier(ARCHITECTURE_CALLABLE),
-                    import_from=ARCHITECTURE_MODULE,
-                    kwargs=bundle.config.to_dict()),
-                pytorch_version=pytorch_version),
-            torchscript=v0_5.TorchscriptWeightsDescr(
-                source=tmp / "weights_torchscript.pt", pytorch_version=pytorch_version,
-                parent="pytorch_state_dict"),
-            onnx=onnx_descr,
-        )
-        from pydantic import ValidationError
-
+    np.save(tmp / "test_input.npy", raw)
+    np.save(tmp / "test_output.npy", probs)
+    # sample tensors, for people: the test slice and its probabilities as TIFF
+    tifffile.imwrite(tmp / "sample_input.tif", raw[0, 0] if raw.shape[1] == 1 else raw[0])
+    tifffile.imwrite(tmp / "sample_output.tif", probs[0])
+    torch.save({k: v.detach().cpu() for k, v in bundle.state_dict.items()},
+               tmp / "weights.pt")
+    (tmp / "README.md").write_text(_documentation(bundle, name), encoding="utf-8")
+    example = torch.from_numpy(raw)
+    _torchscript(model, example, tmp / "weights_torchscript.pt")
+    pytorch_version = v0_5.Version(torch.__version__.split("+")[0])
+    skipped: dict[str, str] = {}
+    onnx_descr = None
+    if onnx:
         try:
-            descr = _model_descr(v0_5, name, authors or ["napari-unet user"], bundle, tmp,
-                                 inputs, outputs, weights)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err.get("loc", ()))
-            raise InputError(f"the package cannot be written: {where}: {err.get('msg')}"
-                             [:300]) from None
-        package = tmp / "package.zip"
-        save_bioimageio_package(descr, output_path=package)
+            opset = _onnx(model, example, tmp / "weights.onnx")
+            onnx_descr = v0_5.OnnxWeightsDescr(source=tmp / "weights.onnx",
+                                               opset_version=opset,
+                                               parent="pytorch_state_dict")
+        except Exception as exc:  # an optional format: the package is complete without
+            skipped["onnx"] = f"{type(exc).__name__}: {exc}"[:300]
+            log.info("ONNX weights left out of the package (%s)", skipped["onnx"])
+    else:
+        skipped["onnx"] = "not asked for"
 
-        def write(target: Path) -> None:
-            shutil.copyfile(package, target)
+    y, x = v0_5.AxisId("y"), v0_5.AxisId("x")
+    size = v0_5.ParameterizedSize(min=multiple, step=multiple)
+    inputs = [v0_5.InputTensorDescr(
+        id=v0_5.TensorId(INPUT_ID),
+        description=_input_text(bundle),
+        axes=[v0_5.BatchAxis(),
+              v0_5.ChannelAxis(channel_names=[v0_5.Identifier(n)
+                                              for n in input_channel_names(bundle)]),
+              v0_5.SpaceInputAxis(id=y, size=size),
+              v0_5.SpaceInputAxis(id=x, size=size)],
+        test_tensor=v0_5.FileDescr(source=tmp / "test_input.npy"),
+        sample_tensor=v0_5.FileDescr(source=tmp / "sample_input.tif"),
+        data=v0_5.IntervalOrRatioDataDescr(type="float32"),
+        preprocessing=[v0_5.ScaleRangeDescr(kwargs=v0_5.ScaleRangeKwargs(
+            axes=[y, x], min_percentile=float(norm.low),
+            max_percentile=float(norm.high)))],
+    )]
+    ref = v0_5.TensorId(INPUT_ID)
+    outputs = [v0_5.OutputTensorDescr(
+        id=v0_5.TensorId(OUTPUT_ID),
+        description="softmax probability of each class",
+        axes=[v0_5.BatchAxis(),
+              v0_5.ChannelAxis(channel_names=[v0_5.Identifier(i) for i in ids]),
+              v0_5.SpaceOutputAxis(id=y, size=v0_5.SizeReference(tensor_id=ref,
+                                                                  axis_id=y)),
+              v0_5.SpaceOutputAxis(id=x, size=v0_5.SizeReference(tensor_id=ref,
+                                                                  axis_id=x))],
+        test_tensor=v0_5.FileDescr(source=tmp / "test_output.npy"),
+        sample_tensor=v0_5.FileDescr(source=tmp / "sample_output.tif"),
+        data=v0_5.IntervalOrRatioDataDescr(type="float32", range=(0.0, 1.0)),
+        postprocessing=[v0_5.SoftmaxDescr(kwargs=v0_5.SoftmaxKwargs(
+            axis=v0_5.AxisId("channel")))],
+    )]
+    weights = v0_5.WeightsDescr(
+        pytorch_state_dict=v0_5.PytorchStateDictWeightsDescr(
+            source=tmp / "weights.pt",
+            architecture=v0_5.ArchitectureFromLibraryDescr(
+                callable=v0_5.Identifier(ARCHITECTURE_CALLABLE),
+                import_from=ARCHITECTURE_MODULE,
+                kwargs=bundle.config.to_dict()),
+            pytorch_version=pytorch_version),
+        torchscript=v0_5.TorchscriptWeightsDescr(
+            source=tmp / "weights_torchscript.pt", pytorch_version=pytorch_version,
+            parent="pytorch_state_dict"),
+        onnx=onnx_descr,
+    )
+    from pydantic import ValidationError
 
-        atomic_write(out, write)
+    try:
+        descr = _model_descr(v0_5, name, authors or ["napari-unet user"], bundle, tmp,
+                             inputs, outputs, weights)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err.get("loc", ()))
+        raise InputError(f"the package cannot be written: {where}: {err.get('msg')}"
+                         [:300]) from None
+    package = tmp / "package.zip"
+    save_bioimageio_package(descr, output_path=package)
+
+    def write(target: Path) -> None:
+        shutil.copyfile(package, target)
+
+    atomic_write(out, write)
     formats = ["pytorch_state_dict", "torchscript"] + (["onnx"] if onnx_descr else [])
     return ExportResult(out, formats, skipped)
 

@@ -7,6 +7,7 @@ packages from other tools are refused with a sentence.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import pickle
 import zipfile
@@ -21,7 +22,17 @@ ARCHITECTURE_MODULE = "napari_unet.core.models.unet"
 ARCHITECTURE_CALLABLE = "UNet"
 #: A member of a package larger than this is refused when reading it (bytes).
 MAX_MEMBER_BYTES = 4 * 1024**3
+#: The largest rdf.yaml read (bytes): the one napari-unet writes is about 5 KB.
+MAX_RDF_BYTES = 1 << 20
 RDF_NAMES = ("rdf.yaml", "bioimageio.yaml")
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
 
 
 def is_package_path(path: str | Path) -> bool:
@@ -29,14 +40,60 @@ def is_package_path(path: str | Path) -> bool:
     return Path(path).suffix.lower() == ".zip"
 
 
-def _member(zf: zipfile.ZipFile, name: str, what: str) -> bytes:
+def _member(zf: zipfile.ZipFile, name: str, what: str, limit: int = MAX_MEMBER_BYTES,
+            why: str = "") -> bytes:
+    """The bytes of member ``name``, refused without unpacking them when the zip's
+    directory declares more than ``limit`` bytes, and never unpacked beyond ``limit``
+    when the directory lies (a zip bomb). ``why`` says what the limit is."""
     try:
         info = zf.getinfo(name)
     except KeyError:
         raise ModelFileError(f"{what} lacks {name}, which its rdf.yaml names") from None
-    if info.file_size > MAX_MEMBER_BYTES:
-        raise ModelFileError(f"{what}: {name} is larger than {MAX_MEMBER_BYTES >> 30} GiB")
-    return zf.read(info)
+    limit = min(limit, MAX_MEMBER_BYTES)
+    why = why or f"at most {_size(limit)} is read"
+
+    def too_large(size: str) -> ModelFileError:
+        return ModelFileError(f"{what} was refused: its {name} unpacks to {size} ({why}); "
+                              "nothing in it was loaded")
+
+    if info.file_size > limit:
+        raise too_large(_size(info.file_size))
+    with zf.open(info) as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise too_large(f"more than {_size(limit)}")
+    return data
+
+
+def _weights_limit(arch: dict, what: str) -> tuple[int, str]:
+    """The most bytes the state dict of the architecture ``arch`` (the rdf.yaml's
+    kwargs) can take: its parameters as float64, plus 1 MiB of file structure; and the
+    sentence that says so. The architecture is laid out without memory (meta device)."""
+    import torch
+
+    from napari_unet.core.models.unet import UNet, UNetConfig
+
+    try:
+        config = UNetConfig(**(arch.get("kwargs") or {}))
+        with torch.device("meta"):
+            n = sum(v.numel() for v in UNet.from_config(config).state_dict().values())
+    except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
+        raise ModelFileError(f"{what} declares an architecture napari-unet cannot build "
+                             f"({exc})"[:300]) from None
+    return 8 * n + (1 << 20), f"its U-Net of {n:,} parameters needs at most {_size(8 * n)}"
+
+
+def _check_sha256(data: bytes, weights: dict, what: str) -> None:
+    recorded = weights.get("sha256")
+    if recorded is None:
+        return
+    actual = hashlib.sha256(data).hexdigest()
+    if str(recorded).lower() != actual:
+        raise ModelFileError(
+            f"{what} was refused: its weights ({weights.get('source')}) do not match the "
+            f"sha256 that its rdf.yaml records ({str(recorded)[:12]}… recorded, "
+            f"{actual[:12]}… found): the weights were changed or swapped after export; "
+            "nothing in it was run")
 
 
 def _percentiles(tensor: dict, what: str) -> tuple[float, float]:
@@ -66,7 +123,9 @@ def load_package(path: str | Path) -> ModelBundle:
             rdf_name = next((n for n in RDF_NAMES if n in names), None)
             if rdf_name is None:
                 raise ModelFileError(f"{what} is not a bioimage.io model package (no rdf.yaml)")
-            rdf = yaml.safe_load(_member(zf, rdf_name, what))
+            rdf = yaml.safe_load(_member(zf, rdf_name, what, MAX_RDF_BYTES,
+                                         f"a model's description takes a few KB; at most "
+                                         f"{_size(MAX_RDF_BYTES)} is read"))
             if not isinstance(rdf, dict) or rdf.get("type") != "model":
                 raise ModelFileError(f"{what} is a bioimage.io package but not a model")
             weights = (rdf.get("weights") or {}).get("pytorch_state_dict")
@@ -79,8 +138,10 @@ def load_package(path: str | Path) -> ModelBundle:
             inputs, outputs = rdf.get("inputs") or [{}], rdf.get("outputs") or [{}]
             low, high = _percentiles(inputs[0], what)
             extra = (rdf.get("config") or {}).get("napari_unet") or {}
-            state = torch.load(io.BytesIO(_member(zf, str(weights.get("source")), what)),
-                               map_location="cpu", weights_only=True)
+            limit, why = _weights_limit(arch, what)
+            data = _member(zf, str(weights.get("source")), what, limit, why)
+            _check_sha256(data, weights, what)
+            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except ModelFileError:
         raise
     except pickle.UnpicklingError:

@@ -20,6 +20,7 @@ from napari_unet.core.io.channels import n_channels
 from napari_unet.core.labels import border_weights, painted_objects
 from napari_unet.core.models.checkpoint import ModelBundle, default_class_names, load_bundle
 from napari_unet.core.models.device import select_device
+from napari_unet.core.normalise import has_finite
 from napari_unet.core.train.data import TrainingData
 
 
@@ -107,6 +108,11 @@ def plan_training(
             raise InputError(
                 f"the model reads {k} channel{'s' if k > 1 else ''} but the images to train on "
                 f"have {have}: choose {k} channel{'s' if k > 1 else ''}, or train a new model")
+    for i, image in enumerate(images):
+        if not has_finite(image):
+            which = "the image" if len(images) == 1 else f"image {i + 1} of {len(images)}"
+            raise InputError(f"{which} has no finite values (every pixel is NaN or "
+                             "infinite): there is nothing to learn from")
     device_kind = select_device(options.device).type
     n_images = len(images)
     weights = list(weights) if weights is not None else [None] * n_images
