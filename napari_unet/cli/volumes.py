@@ -282,3 +282,30 @@ def cmd_evaluate_any(args: argparse.Namespace) -> int:
     print(json.dumps({"model": str(args.model), "image": str(args.image), "dims": mode,
                       "objects": "per slice" if args.per_slice else "3d", **scores}))
     return 0
+
+
+# ----------------------------------------------------------------------------- export
+def cmd_export_any(args: argparse.Namespace) -> int:
+    """``export``: a 3D model without ``--test-image`` gets the demo volume for its test
+    tensors (the 2D nuclei sample is no volume); everything else as in 2D."""
+    import tempfile
+    from pathlib import Path
+
+    from .predict import cmd_export
+
+    if args.test_image is not None or not args.model.is_file():
+        return cmd_export(args)
+    bundle = _load_model(args.model)
+    if bundle.dims != 3 or bundle.in_channels > 1:
+        return cmd_export(args)
+    from napari_unet.core.io.tiff import write_tiff
+    from napari_unet.synthetic_volume import sample_volume
+
+    sample = sample_volume()
+    with tempfile.TemporaryDirectory(prefix="napari-unet-export-") as tmp:
+        args.test_image = Path(tmp) / "sample_volume.tif"
+        write_tiff(args.test_image, sample["image"], scale=sample["voxel_size"])
+        try:
+            return cmd_export(args)
+        finally:
+            args.test_image = None

@@ -151,3 +151,25 @@ def test_volume_errors_are_one_line_and_status_2(stack, model3d, tmp_path, capsy
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and words in err, err
     assert not (tmp_path / "o.tif").exists()
+
+
+def test_a_3d_model_exports_to_bioimageio_and_passes_its_test(model3d, tmp_path):
+    bioimageio_core = pytest.importorskip("bioimageio.core")
+    import zipfile
+
+    import yaml
+
+    out = tmp_path / "m3d.zip"
+    assert main(["-q", "export", "--model", str(model3d), "--out", str(out)]) == 0
+    with zipfile.ZipFile(out) as zf:
+        rdf = yaml.safe_load(zf.read("rdf.yaml"))
+    axes = rdf["inputs"][0]["axes"]
+    assert [a.get("id", a["type"]) for a in axes] == ["batch", "channel", "z", "y", "x"]
+    assert [a["scale"] for a in axes[2:]] == pytest.approx(list(VOXEL))
+    assert rdf["config"]["napari_unet"]["voxel_size"] == pytest.approx(list(VOXEL))
+    summary = bioimageio_core.test_model(out)
+    assert summary.status == "passed", summary.format()
+    from napari_unet.core.share.package import load_package
+
+    back = load_package(out)
+    assert back.dims == 3 and back.voxel_size == pytest.approx(VOXEL)
