@@ -9,13 +9,10 @@ import sys
 
 import numpy as np
 
+from napari_unet.core.config import VOLUME_MODEL
 from napari_unet.core.errors import NapariUnetError
 
 from .inputs import _load_model, _read, _select
-
-#: What a volume gets under ``--dims auto`` (``benchmarks/quality/volumes.py``): "3d" (a
-#: 3D model) or "2d" (a 2D model slice by slice, objects stitched across z).
-VOLUME_DEFAULT = "3d"
 
 
 def voxel_size_arg(text: str):
@@ -32,8 +29,10 @@ def voxel_size_arg(text: str):
 def add_volume_options(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--dims", choices=("auto", "2d", "3d"), default="auto",
                    help=f"{what}: 3d for a z-stack that is one volume, 2d slice by slice; "
-                        "auto: 3d when the stack's neighbouring slices overlap (a volume) "
-                        "and the model allows, else 2d (default %(default)s)")
+                        f"auto: a stack whose neighbouring slices overlap (a volume) gets "
+                        f"{VOLUME_MODEL} (measured; a 2d model's objects are stitched across "
+                        "z), other images 2d; a 3D model always runs in 3d (default "
+                        "%(default)s)")
     p.add_argument("--voxel-size", type=voxel_size_arg, default=None, metavar="Z,Y,X",
                    help="the voxel size in micrometres (z step, pixel height, pixel width), "
                         "for files that do not carry one; default: the file's")
@@ -83,7 +82,10 @@ def choose_dims(args: argparse.Namespace, image, voxel, model_dims: int | None =
         return 2, why
     if model_dims == 2:
         return 2, f"{why}; a 2D model: slice by slice, objects stitched across z"
-    return (3 if VOLUME_DEFAULT == "3d" else 2), why
+    if VOLUME_MODEL == "3d":
+        return 3, why
+    return 2, (f"{why}; a volume gets a 2D model, its objects stitched across z (the "
+               "measured default; --dims 3d trains a 3D model)")
 
 
 def say(args: argparse.Namespace, text: str) -> None:

@@ -41,12 +41,12 @@ def model3d(stack):
     out = folder / "m3d.pt"
     assert main(["-q", "train", "--image", str(paths["image"]), "--labels",
                  str(paths["labels"]), "--labels-kind", "instance", "--out", str(out),
-                 "--iterations", "3", "--device", "cpu", *TINY]) == 0
+                 "--iterations", "3", "--dims", "3d", "--device", "cpu", *TINY]) == 0
     return out
 
 
-def test_train_auto_chooses_3d_for_a_z_stack_and_records_the_voxel_size(stack, model3d,
-                                                                         capsys):
+def test_train_3d_records_the_voxel_size_and_auto_says_what_it_chose(stack, model3d,
+                                                                     capsys):
     bundle = load_bundle(model3d)
     assert bundle.dims == 3 and bundle.n_classes == 3
     assert bundle.voxel_size == pytest.approx(VOXEL)
@@ -54,11 +54,19 @@ def test_train_auto_chooses_3d_for_a_z_stack_and_records_the_voxel_size(stack, m
     folder, paths = stack
     out = folder / "strokes.pt"
     assert main(["train", "--image", str(paths["image"]), "--labels", str(paths["strokes"]),
-                 "--out", str(out), "--iterations", "2", "--device", "cpu",
+                 "--out", str(out), "--iterations", "2", "--device", "cpu", "--dims", "3d",
                  "--voxel-size", "1,0.2,0.2", *TINY]) == 0
-    err = capsys.readouterr().err
-    assert "3D model: 16 slices that overlap" in err
+    assert "3D model: --dims 3d" in capsys.readouterr().err
     assert load_bundle(out).voxel_size == (1.0, 0.2, 0.2)  # --voxel-size wins
+    auto = folder / "auto.pt"
+    assert main(["train", "--image", str(paths["image"]), "--labels", str(paths["strokes"]),
+                 "--out", str(auto), "--iterations", "1", "--device", "cpu",
+                 "--start-model", "none", *TINY]) == 0
+    err = capsys.readouterr().err
+    from napari_unet.core.config import VOLUME_MODEL
+
+    assert f"{VOLUME_MODEL[0]}D model: 16 slices that overlap" in err
+    assert load_bundle(auto).dims == int(VOLUME_MODEL[0])
 
 
 def test_train_2d_on_request(stack, capsys):
