@@ -173,7 +173,7 @@ def test_a_3d_model_exports_to_bioimageio_and_passes_its_test(model3d, tmp_path)
         rdf = yaml.safe_load(zf.read("rdf.yaml"))
     axes = rdf["inputs"][0]["axes"]
     assert [a.get("id", a["type"]) for a in axes] == ["batch", "channel", "z", "y", "x"]
-    assert [a["scale"] for a in axes[2:]] == pytest.approx(list(VOXEL))
+    assert [a["description"] for a in axes[2:]] == [f"{v:g} um per voxel" for v in VOXEL]
     assert rdf["config"]["napari_unet"]["voxel_size"] == pytest.approx(list(VOXEL))
     summary = bioimageio_core.test_model(out)
     assert summary.status == "passed", summary.format()

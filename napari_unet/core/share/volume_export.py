@@ -1,6 +1,6 @@
 """What a 3D model's bioimage.io package differs in: test tensors cut from a volume
-(batch, channel, z, y, x), its spatial axes with the voxel size, and the normalisation
-over the whole volume (``scale_range`` over z, y and x)."""
+(batch, channel, z, y, x), its spatial axes described with the voxel size, and the
+normalisation over the whole volume (``scale_range`` over z, y and x)."""
 
 from __future__ import annotations
 
@@ -53,14 +53,17 @@ def volume_reference_tensors(bundle: ModelBundle, volume: np.ndarray):
 
 
 def space_axes(v0_5, bundle: ModelBundle, output_of: str | None = None) -> list:
-    """The spatial axes of a package's tensors: (z,) y, x, each with its voxel size in
-    micrometres for a 3D model; an output's sizes refer to the input ``output_of``."""
+    """The spatial axes of a package's tensors: (z,) y, x, each saying its voxel size in
+    micrometres for a 3D model (the package's ``config.napari_unet.voxel_size`` holds
+    it too); an output's sizes refer to the input ``output_of``."""
     names = ["z", "y", "x"] if bundle.dims == 3 else ["y", "x"]
     multiple = bundle.config.multiple if bundle.dims == 3 else (2**bundle.config.depth,) * 2
     voxel = bundle.voxel_size if bundle.dims == 3 else None
     axes = []
     for i, name in enumerate(names):
-        extra = {} if voxel is None else {"scale": float(voxel[i]), "unit": "micrometer"}
+        # The voxel size goes in the description, not as the axis scale: the spec checks
+        # an output's size as input size * scale / scale, which floats miss by 1e-14.
+        extra = {} if voxel is None else {"description": f"{voxel[i]:g} um per voxel"}
         axis_id = v0_5.AxisId(name)
         if output_of is None:
             size = v0_5.ParameterizedSize(min=multiple[i], step=multiple[i])
