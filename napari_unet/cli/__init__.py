@@ -20,9 +20,10 @@ from .common import EXIT_SIGNAL, EXIT_USAGE, Interrupted, _raise_interrupted
 from .parser import build_parser
 from .predict import cmd_evaluate, cmd_export, cmd_predict, make_predictor
 from .train import cmd_train, make_trainer, train_options
+from .volumes import cmd_evaluate_any, cmd_export_any, cmd_predict_any
 
-__all__ = ["Interrupted", "build_parser", "main", "make_predictor", "make_trainer",
-           "train_options"]
+__all__ = ["Interrupted", "build_parser", "cmd_evaluate", "cmd_export", "cmd_predict", "main",
+           "make_predictor", "make_trainer", "train_options"]
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -35,8 +36,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     args = build_parser().parse_args(argv)
-    commands = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate,
-                "export": cmd_export, "demo": cmd_demo}
+    # predict and evaluate: volumes by .volumes, other images by the 2D commands
+    commands = {"train": cmd_train, "predict": cmd_predict_any, "evaluate": cmd_evaluate_any,
+                "export": cmd_export_any, "demo": cmd_demo}
     # SIGTERM (a cluster's time limit, docker stop) unwinds like Ctrl-C: temporary files
     # are removed and one line is printed.
     import threading

@@ -49,7 +49,7 @@ def _load_pairs(args: argparse.Namespace):
             f"{len(args.image)} --image but {len(args.labels)} --labels: give one labels file "
             "per image, in the same order"
         )
-    images, labels, chosen = [], [], set()
+    images, labels, chosen, scales = [], [], set(), []
     for ip, lp in zip(args.image, args.labels):
         sel = _select(_read(ip, args, lazy=None), args.channels, flag=args.channels_flag)
         img = sel.data
@@ -65,12 +65,14 @@ def _load_pairs(args: argparse.Namespace):
                 + "; they must match"
             )
         chosen.add(sel.channels)
+        scales.append(tuple(sel.scale))
         images.append(img)
         labels.append(lab)
     if len(chosen) > 1:
         raise NapariUnetError("the images have different numbers of channels: choose the "
                               "same channels of each with --channels")
     args.recorded_channels = chosen.pop()
+    args.image_scales = scales  # the images' pixel or voxel sizes, for volumes
     return images, labels
 
 

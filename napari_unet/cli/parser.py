@@ -12,6 +12,7 @@ from napari_unet.core.decision import FOREGROUND_THRESHOLD, SEED_PROBABILITY
 from napari_unet.core.scale import MAX_FACTOR, MIN_FACTOR, TOLERANCE, check_rescale
 
 from .common import EXIT_USAGE
+from .volumes import add_volume_options
 
 
 class _Parser(argparse.ArgumentParser):
@@ -205,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--border-weights", action="store_true",
                    help="weigh the background between close objects up to 11x (the U-Net "
                         "paper's weight map, w0 = 10, sigma = 5 px) to separate touching objects")
+    add_volume_options(t, "the model to train")
     t.add_argument("--edge-weight", type=_non_negative_float, default=None,
                    help="weight of the loss that snaps outlines to image edges (default 1 for "
                         "annotation strokes, 0 for dense labels; 0 turns it off)")
@@ -250,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="predict the files, or the blocks of one image, on the workers of "
                             "this dask scheduler (for example one started by dask-jobqueue)")
     _prediction_options(p)
+    add_volume_options(p, "how to predict a z-stack (a 3D model always predicts in 3D)")
 
     e = sub.add_parser("evaluate", help="score a model on an image with ground truth (JSON)")
     e.add_argument("--model", required=True, type=Path)
@@ -257,6 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--labels", required=True, type=Path, help="ground truth of the same shape")
     e.add_argument("--labels-kind", choices=("semantic", "instance"), required=True)
     _prediction_options(e)
+    add_volume_options(e, "how to predict a z-stack (a 3D model always predicts in 3D)")
+    e.add_argument("--per-slice", action="store_true",
+                   help="score the objects of a volume slice by slice (2D), not as 3D "
+                        "objects")
 
     x = sub.add_parser("export", help="write a model as a bioimage.io model package (.zip)")
     x.add_argument("--model", required=True, type=Path, help="napari-unet model file (.pt)")

@@ -160,14 +160,27 @@ def make_trainer(args: argparse.Namespace, images, labels):
 def cmd_train(args: argparse.Namespace) -> int:
     out_is_safe = _check_train_out(args)
     images, labels = _load_pairs(args)
-    trainer = make_trainer(args, images, labels)
-    data = trainer.data
+    from .volumes import make_volume_trainer, train_dims
+
+    dims, voxel, why = train_dims(args, images)
     out = sys.stderr
+    if dims == 3:
+        trainer = make_volume_trainer(args, images, labels, voxel)
+    else:
+        trainer = make_trainer(args, images, labels)
+    data = trainer.data
     if not args.quiet:
-        out.write(
-            f"training on {trainer.device.type}: {sum(p.image.shape[0] for p in data.train)} "
-            f"slices, {data.n_classes} classes, annotated pixels {data.counts.tolist()}\n"
-        )
+        out.write(f"{dims}D model: {why}\n")
+        if dims == 3:
+            out.write(f"training on {trainer.device.type}: {len(data.train)} volume(s), "
+                      f"patches {' x '.join(map(str, trainer.patch))}, {data.n_classes} "
+                      f"classes, annotated voxels {data.counts.tolist()}\n")
+        else:
+            out.write(
+                f"training on {trainer.device.type}: "
+                f"{sum(p.image.shape[0] for p in data.train)} slices, {data.n_classes} "
+                f"classes, annotated pixels {data.counts.tolist()}\n"
+            )
     last = 0.0
     progress = None
     held = _SignalsHeld()

@@ -211,6 +211,15 @@ def defaults_for(labels_kind: str = "annotation", device_kind: str = "cpu") -> D
                                        augment=AugmentConfig(elastic_sigma=6.0)))
 
 
+#: What a volume (a z-stack whose slices overlap) gets when the user leaves it open
+#: (``--dims auto``): "2d", a 2D model slice by slice with its objects stitched across z,
+#: or "3d", a 3D model. Measured by ``benchmarks/quality/volumes.py`` (docs/volumes.md):
+#: on the shared 2-core CPU at 45 s the 2D model, which starts from the shipped nuclei
+#: model, was ahead from strokes (ovule -> embryo F1 0.35 against 0.00) and no model
+#: learnt from dense labels in that time; the 3D model stays a choice (``--dims 3d``).
+VOLUME_MODEL = "2d"
+
+
 @dataclass(frozen=True)
 class VolumeDefaults:
     """A new 3D model's width and depth and its patches: ``patch_side`` pixels in xy,

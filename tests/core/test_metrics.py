@@ -55,3 +55,17 @@ def test_evaluate_kinds():
     out = evaluate(pred, truth, "instance", pred_instances=truth)
     assert out["foreground_iou"] == 1.0 and out["f1_50"] == 1.0
     assert set(evaluate(pred, truth, "semantic")) >= {"iou", "dice", "pixel_error", "rand_error"}
+
+
+def test_3d_objects_are_matched_through_the_volume():
+    from napari_unet.core.metrics import evaluate, instance_scores
+
+    truth = np.zeros((4, 10, 10), np.int32)
+    truth[:, 2:5, 2:5] = 1
+    pred = truth.copy()
+    pred[2:] = 0
+    pred[2:, 2:5, 2:5] = 2  # one object split in two along z
+    assert instance_scores(pred, truth)["f1"] == 1.0  # slice by slice: all match
+    scores = instance_scores(pred, truth, volume=True)
+    assert (scores["tp"], scores["fp"], scores["fn"]) == (0, 2, 1)
+    assert evaluate(pred > 0, truth, "instance", pred, volume=True)["f1_50"] == 0.0

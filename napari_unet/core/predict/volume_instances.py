@@ -62,10 +62,11 @@ def volume_instances(probs: np.ndarray, labels: np.ndarray, voxel_size: VoxelSiz
     return relabel_sequential(out)[0].astype(np.int32)
 
 
-def stitch_slices(objects: np.ndarray, threshold: float = 0.3) -> np.ndarray:
+def stitch_slices(objects: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     """3D objects from 2D objects of each slice of ``objects`` (Z, Y, X; ids per slice,
-    0 = background): an object joins the object of the slice before with which it has
-    its largest IoU, when that IoU is at least ``threshold`` (as Cellpose's stitching).
+    0 = background): an object joins the object of the slice before that it overlaps
+    most, when the overlap covers at least ``threshold`` of the smaller of the two (an
+    IoU, as Cellpose stitches, splits the small caps of round objects from them).
     Returns int32 ids 1..N through the volume."""
     objects = np.asarray(objects)
     stack = np.zeros(objects.shape, np.int64)
@@ -84,7 +85,7 @@ def stitch_slices(objects: np.ndarray, threshold: float = 0.3) -> np.ndarray:
         k = np.int64(offset + 1)
         keys, inter = np.unique(b[both] * k + a[both], return_counts=True)
         ib, ia = keys // k, keys % k
-        iou = inter / (area[ia] + area[ib] - inter)
+        iou = inter / np.minimum(area[ia], area[ib])  # overlap of the smaller
         order = np.lexsort((-iou, ib))  # per object of slice z, its best partner first
         ib, ia, iou = ib[order], ia[order], iou[order]
         first = np.r_[True, ib[1:] != ib[:-1]]
@@ -99,7 +100,7 @@ def stitch_slices(objects: np.ndarray, threshold: float = 0.3) -> np.ndarray:
     return out.astype(np.int32)
 
 
-def predict_stitched(predictor, volume: np.ndarray, *, threshold: float = 0.3,
+def predict_stitched(predictor, volume: np.ndarray, *, threshold: float = 0.5,
                      min_size: int = 10, progress=None):
     """The 2D baseline of a volume: a 2D :class:`~.tiles.Predictor` slice by slice, its
     objects of each slice joined across z by :func:`stitch_slices`. Returns the 2D

@@ -125,8 +125,22 @@ def input_channel_names(bundle: ModelBundle) -> list[str]:
     return [f"channel_{c}" for c in bundle.channels or range(bundle.in_channels)]
 
 
+def _input_lines(bundle: ModelBundle) -> str:
+    c, norm = bundle.config, bundle.normalisation
+    if bundle.dims == 3:
+        voxel = ("" if bundle.voxel_size is None else "; trained at voxel size "
+                 + " x ".join(f"{v:g}" for v in bundle.voxel_size) + " um (z, y, x)")
+        return (f"- Input `{INPUT_ID}`: one volume (batch, channel, z, y, x), sides multiples "
+                f"of {' x '.join(map(str, c.multiple))} voxels{voxel}.\n"
+                f"- Preprocessing: the {norm.low} and {norm.high} percentiles of the volume "
+                "(of each channel) are mapped to 0 and 1 (`scale_range` over z, y and x).")
+    return (f"- Input `{INPUT_ID}`: {_input_text(bundle)} (batch, channel, y, x), each side "
+            f"a multiple\n  of {2**c.depth} pixels.\n"
+            f"- Preprocessing: the {norm.low} and {norm.high} percentiles of each slice (and "
+            "of each\n  channel) are mapped to 0 and 1 (`scale_range` over y and x).")
+
+
 def _documentation(bundle: ModelBundle, name: str) -> str:
-    norm = bundle.normalisation
     c = bundle.config
     classes = "\n".join(f"- channel {i}: {n}" for i, n in enumerate(bundle.class_names))
     return f"""# {name}
@@ -136,10 +150,7 @@ A U-Net (Ronneberger et al., 2015) trained with napari-unet on sparse strokes or
 - Architecture: `napari_unet.core.models.unet.UNet`, {c.in_channels} input channel(s),
   {c.n_classes} classes, {c.base_channels} base channels, depth {c.depth},
   {"bilinear up-sampling" if c.bilinear else "transposed convolutions"}.
-- Input `{INPUT_ID}`: {_input_text(bundle)} (batch, channel, y, x), each side a multiple
-  of {2**c.depth} pixels.
-- Preprocessing: the {norm.low} and {norm.high} percentiles of each slice (and of each
-  channel) are mapped to 0 and 1 (`scale_range` over y and x).
+{_input_lines(bundle)}
 - Output `{OUTPUT_ID}`: the softmax probability of each class (channel axis).
   napari-unet labels a pixel as foreground when 1 - p(background) is at least 0.5,
   then as its most likely foreground class.
@@ -172,7 +183,7 @@ def _torchscript(model, example, path: Path) -> None:
         torch.jit.save(traced, str(path))
 
 
-def _onnx(model, example, path: Path) -> int:
+def _onnx(model, example, path: Path, dims: int = 2) -> int:
     """Write ONNX weights; the opset version used. Raises when it cannot be exported."""
     import importlib.util
     import warnings
@@ -182,12 +193,13 @@ def _onnx(model, example, path: Path) -> int:
     if importlib.util.find_spec("onnx") is None:
         raise ImportError("the onnx package is not installed")
     opset = 17
+    names = ["z", "y", "x"] if dims == 3 else ["y", "x"]
+    spatial = {0: "batch", **{i + 2: n for i, n in enumerate(names)}}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (example,), str(path), input_names=[INPUT_ID],
                           output_names=["logits"], opset_version=opset, dynamo=False,
-                          dynamic_axes={INPUT_ID: {0: "batch", 2: "y", 3: "x"},
-                                        "logits": {0: "batch", 2: "y", 3: "x"}})
+                          dynamic_axes={INPUT_ID: spatial, "logits": spatial})
     return opset
 
 
@@ -221,7 +233,12 @@ def export_bioimageio(bundle: ModelBundle, out: str | Path, *, test_image: np.nd
         raise InputError(f"the model's upper percentile {norm.high} is 1 or less, which a "
                          "bioimage.io package cannot describe")
     name = check_name(name) if name else package_name(out.stem)
-    raw, probs = reference_tensors(bundle, test_image)
+    if bundle.dims == 3:
+        from napari_unet.core.share.volume_export import volume_reference_tensors
+
+        raw, probs = volume_reference_tensors(bundle, test_image)
+    else:
+        raw, probs = reference_tensors(bundle, test_image)
 
     try:
         with tempfile.TemporaryDirectory(prefix="napari-unet-export-") as tmp_name:
@@ -254,7 +271,6 @@ def _write_package(bundle: ModelBundle, out: Path, tmp: Path, name: str,
     from bioimageio.spec.model import v0_5
 
     norm = bundle.normalisation
-    multiple = 2**bundle.config.depth
     model = bundle.build_model().eval()
     ids = channel_ids(bundle.class_names)
 
@@ -273,7 +289,7 @@ def _write_package(bundle: ModelBundle, out: Path, tmp: Path, name: str,
     onnx_descr = None
     if onnx:
         try:
-            opset = _onnx(model, example, tmp / "weights.onnx")
+            opset = _onnx(model, example, tmp / "weights.onnx", bundle.dims)
             onnx_descr = v0_5.OnnxWeightsDescr(source=tmp / "weights.onnx",
                                                opset_version=opset,
                                                parent="pytorch_state_dict")
@@ -283,21 +299,21 @@ def _write_package(bundle: ModelBundle, out: Path, tmp: Path, name: str,
     else:
         skipped["onnx"] = "not asked for"
 
-    y, x = v0_5.AxisId("y"), v0_5.AxisId("x")
-    size = v0_5.ParameterizedSize(min=multiple, step=multiple)
+    from napari_unet.core.share.volume_export import space_axes
+
     inputs = [v0_5.InputTensorDescr(
         id=v0_5.TensorId(INPUT_ID),
         description=_input_text(bundle),
         axes=[v0_5.BatchAxis(),
               v0_5.ChannelAxis(channel_names=[v0_5.Identifier(n)
                                               for n in input_channel_names(bundle)]),
-              v0_5.SpaceInputAxis(id=y, size=size),
-              v0_5.SpaceInputAxis(id=x, size=size)],
+              *space_axes(v0_5, bundle)],
         test_tensor=v0_5.FileDescr(source=tmp / "test_input.npy"),
         sample_tensor=v0_5.FileDescr(source=tmp / "sample_input.tif"),
         data=v0_5.IntervalOrRatioDataDescr(type="float32"),
         preprocessing=[v0_5.ScaleRangeDescr(kwargs=v0_5.ScaleRangeKwargs(
-            axes=[y, x], min_percentile=float(norm.low),
+            axes=[a.id for a in space_axes(v0_5, bundle)],  # 2D: each slice; 3D: the volume
+            min_percentile=float(norm.low),
             max_percentile=float(norm.high)))],
     )]
     ref = v0_5.TensorId(INPUT_ID)
@@ -306,10 +322,7 @@ def _write_package(bundle: ModelBundle, out: Path, tmp: Path, name: str,
         description="softmax probability of each class",
         axes=[v0_5.BatchAxis(),
               v0_5.ChannelAxis(channel_names=[v0_5.Identifier(i) for i in ids]),
-              v0_5.SpaceOutputAxis(id=y, size=v0_5.SizeReference(tensor_id=ref,
-                                                                  axis_id=y)),
-              v0_5.SpaceOutputAxis(id=x, size=v0_5.SizeReference(tensor_id=ref,
-                                                                  axis_id=x))],
+              *space_axes(v0_5, bundle, output_of=str(ref))],
         test_tensor=v0_5.FileDescr(source=tmp / "test_output.npy"),
         sample_tensor=v0_5.FileDescr(source=tmp / "sample_output.tif"),
         data=v0_5.IntervalOrRatioDataDescr(type="float32", range=(0.0, 1.0)),
@@ -361,7 +374,7 @@ def _model_descr(v0_5, name: str, authors: list[str], bundle: ModelBundle, tmp: 
         cite=[v0_5.CiteEntry(text=U_NET_CITATION, doi=v0_5.Doi(U_NET_DOI))],
         license=v0_5.LicenseId("BSD-3-Clause"),
         documentation=v0_5.FileDescr(source=tmp / "README.md"),
-        tags=["napari-unet", "unet", "segmentation", "2d", "pytorch"],
+        tags=["napari-unet", "unet", "segmentation", f"{bundle.dims}d", "pytorch"],
         inputs=inputs,
         outputs=outputs,
         weights=weights,
@@ -373,5 +386,6 @@ def _model_descr(v0_5, name: str, authors: list[str], bundle: ModelBundle, tmp: 
             "iterations": int(bundle.iterations),
             "channels": None if bundle.channels is None else list(bundle.channels),
             "object_size": bundle.object_size,
+            "voxel_size": None if bundle.voxel_size is None else list(bundle.voxel_size),
         }),
     )

@@ -175,5 +175,6 @@ def load_package(path: str | Path) -> ModelBundle:
         "iterations": extra.get("iterations", 0),
         "channels": extra.get("channels"),
         "object_size": extra.get("object_size"),
+        "voxel_size": extra.get("voxel_size"),
     }
     return bundle_from_dict(payload, what)

@@ -1,0 +1,320 @@
+"""Volumes: a 3D model against a 2D model with objects stitched across z, against today's
+per-slice objects and a plain 3D U-Net loop, at equal seconds; and the speed rows.
+
+    python benchmarks/quality/volumes.py [--seconds 60 150] [--seeds 2] [--smoke]
+
+Quality: on ``shared/data/3d`` (train on one stack, score on the other, both ways; the
+two differ 6x in voxel size) and on synthetic volumes with more objects
+(:mod:`napari_unet.synthetic_volume`, train on one, score on another), from dense labels
+(instance masks -> background / interior / boundary) and from strokes on 3 slices drawn
+by :func:`~napari_unet.synthetic_volume.starter_strokes`. Scores: foreground IoU of the
+volume, F1@0.5 of 3D objects, predicted / true foreground; mean +- sd over seeds.
+
+Speed: training voxels per second of the 3D trainer against the plain loop at the same
+patch volume; 3D augmentation on the device against scipy's ``map_coordinates``; tiled
+3D prediction against one untiled pass (time and peak memory); the slab preview of
+256 x 256 slices.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parents[1])]  # benchmarks/: _common, plain_unet3d
+
+import argparse
+import os
+import platform
+import threading
+import time
+
+import numpy as np
+from _common import DATA, table
+from plain_unet3d import predict_plain3d, train_plain3d
+
+from napari_unet.core.config import TrainOptions
+from napari_unet.core.labels import to_annotations
+from napari_unet.core.metrics import foreground_iou, instance_scores
+from napari_unet.synthetic_volume import VolumeStyle, nuclei_volume, starter_strokes
+
+METHODS = ("3D model", "2D + stitching", "2D per slice (today)", "plain 3D loop")
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
+    except OSError:
+        pass
+    return f"{platform.processor() or 'CPU'}, {os.cpu_count()} cores"
+
+
+def scores(objects, labels, truth) -> tuple[float, float, float]:
+    fg_t = max(int((truth > 0).sum()), 1)
+    return (foreground_iou(labels > 0, truth), instance_scores(objects, truth, volume=True)["f1"],
+            int((labels > 0).sum()) / fg_t)
+
+
+def run_3d(train, test, kind, seconds, seed, rescale, max_iterations=None):
+    from napari_unet.core.predict.volume import VolumePredictor
+    from napari_unet.core.train.volume import VolumeTrainer, plan_volume_training
+
+    (img, target, voxel), (timg, _, tvoxel) = train, test
+    options = TrainOptions(labels_kind=kind, seconds=seconds, iterations=max_iterations,
+                           device="cpu", seed=seed)
+    trainer = VolumeTrainer.from_plan(plan_volume_training([img], [target], options,
+                                                           voxel_size=voxel))
+    for _ in trainer.fit():
+        pass
+    predictor = VolumePredictor(trainer.bundle(), device="cpu", rescale=rescale)
+    result = predictor.predict(timg, tvoxel, instances=True)
+    return result.labels, result.instances, trainer.run_iteration
+
+
+def run_2d(train, test, kind, seconds, seed, max_iterations=None):
+    from napari_unet.core.predict.tiles import Predictor
+    from napari_unet.core.predict.volume_instances import drop_small, stitch_slices
+    from napari_unet.core.train.plan import plan_training
+    from napari_unet.core.train.trainer import Trainer
+
+    (img, target, _), (timg, _, _) = train, test
+    options = TrainOptions(labels_kind=kind, seconds=seconds, iterations=max_iterations,
+                           device="cpu", seed=seed)
+    plan = plan_training([img], [target], options)
+    trainer = Trainer(plan.bundle, plan.data, plan.config)
+    for _ in trainer.fit():
+        pass
+    result = Predictor(trainer.bundle(), device="cpu").predict(timg, instances=True)
+    per_slice = result.instances
+    stitched = drop_small(stitch_slices(per_slice), 10)
+    return result.labels, stitched, per_slice, trainer.run_iteration
+
+
+def compare(name, train, test, seconds, seed, kind, rescale=True, max_iterations=None):
+    """One row per method: (method, iou, f1, ratio, iterations)."""
+    truth = test[1]
+    rows = []
+    labels, objects, its = run_3d(train, test, kind, seconds, seed, rescale, max_iterations)
+    rows.append(("3D model", *scores(objects, labels, truth), its))
+    labels, stitched, per_slice, its = run_2d(train, test, kind, seconds, seed, max_iterations)
+    rows.append(("2D + stitching", *scores(stitched, labels, truth), its))
+    rows.append(("2D per slice (today)", *scores(per_slice, labels, truth), its))
+    model, its = train_plain3d(train[0], train[1], seconds, seed=seed,
+                               n_classes=int(train[1].max()), max_iterations=max_iterations)
+    labels, objects = predict_plain3d(model, test[0])
+    rows.append(("plain 3D loop", *scores(objects, labels, truth), its))
+    return rows
+
+
+def real_pairs():
+    from napari_unet.core.io.lazy import open_image
+    from napari_unet.core.voxels import voxel_size_of
+
+    folder = DATA / "3d"
+    if not folder.is_dir():
+        return {}
+    stacks = {}
+    for name in ("ovule_nuclei_a", "embryo_nuclei_8cell"):
+        image = open_image(folder / f"{name}_image.tif")
+        labels = np.asarray(open_image(folder / f"{name}_labels.tif").data)
+        stacks[name.split("_")[0]] = (np.asarray(image.data), labels,
+                                      voxel_size_of(image.scale))
+    return {"ovule -> embryo": (stacks["ovule"], stacks["embryo"]),
+            "embryo -> ovule": (stacks["embryo"], stacks["ovule"])}
+
+
+def synthetic_pair(seed: int, shape, count: int):
+    style = VolumeStyle(count=count)
+    a = nuclei_volume(np.random.default_rng(1000 + seed), shape, style)
+    b = nuclei_volume(np.random.default_rng(2000 + seed), shape, style)
+    return (a[0], a[1], style.voxel_size), (b[0], b[1], style.voxel_size)
+
+
+def with_targets(train, kind, seed):
+    img, labels, voxel = train
+    if kind == "instance":
+        return img, to_annotations(labels, "instance"), voxel
+    return img, starter_strokes(np.random.default_rng(seed), labels), voxel
+
+
+# ------------------------------------------------------------------------------ speed
+class PeakRSS:
+    """Peak resident memory of this process during a block (sampled every 5 ms), MB."""
+
+    def __enter__(self):
+        self.base = self.peak = self._rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    @staticmethod
+    def _rss() -> int:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    def _run(self):
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, self._rss())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.mb = (self.peak - self.base) / 1e6
+
+
+def speed_rows(smoke: bool) -> list[list]:
+    import torch
+    from scipy.ndimage import map_coordinates, zoom
+
+    from napari_unet.core.config import AugmentConfig, UNetConfig
+    from napari_unet.core.models.checkpoint import ModelBundle
+    from napari_unet.core.predict.volume import VolumePredictor
+    from napari_unet.core.train.augment3d import VolumeAugmenter
+    from napari_unet.core.train.volume import VolumeTrainer, plan_volume_training
+
+    rows = []
+    patch, n_it = (16, 64, 64), (2 if smoke else 6)
+    rng = np.random.default_rng(0)
+    config = UNetConfig(1, 2, 16, 3, dims=3, pools=((1, 2, 2), (2, 2, 2), (2, 2, 2)))
+    bundle = ModelBundle.new(config, voxel_size=(0.5, 0.2, 0.2))
+    shape = (16, 96, 96) if smoke else (32, 256, 256)
+    big = rng.normal(100, 10, shape).astype(np.float32)
+    tiled = VolumePredictor(bundle, device="cpu", tile=(32, 128, 128))
+    whole = VolumePredictor(bundle, device="cpu", tile=shape)
+    # tiled first: the rise of the resident memory over what the process held before
+    with PeakRSS() as m_tiled:
+        t0 = time.perf_counter()
+        p_tiled = tiled.probabilities(big)
+        t_tiled = time.perf_counter() - t0
+    with PeakRSS() as m_whole:
+        t0 = time.perf_counter()
+        p_whole = whole.probabilities(big)
+        t_whole = time.perf_counter() - t0
+    rows.append([f"prediction {'x'.join(map(str, shape))} s (tiled vs one pass)",
+                 f"{t_tiled:.1f}", f"{t_whole:.1f}", f"{t_tiled / t_whole:.2f}x"])
+    rows.append(["  peak memory rise MB (tiled vs one pass)", f"{m_tiled.mb:.0f}",
+                 f"{m_whole.mb:.0f}", f"max |dp| {np.abs(p_tiled - p_whole).max():.3f}"])
+    vol = rng.normal(100, 10, (40, 96, 96)).astype(np.float32)
+    ann = np.zeros(vol.shape, np.uint8)
+    ann[10:30, 20:60, 20:60] = 1
+    ann[15:25, 30:50, 30:50] = 2
+    options = TrainOptions(labels_kind="semantic", iterations=n_it + 1, device="cpu")
+    trainer = VolumeTrainer.from_plan(plan_volume_training([vol], [ann], options,
+                                                           voxel_size=(0.5, 0.2, 0.2)))
+    times = []
+    for p in trainer.fit():
+        times.append(p.elapsed)
+    ours = (times[-1] - times[0]) / n_it
+    t0 = time.perf_counter()
+    train_plain3d(vol, ann, 1e9, patch=patch, max_iterations=1)
+    t1 = time.perf_counter()
+    train_plain3d(vol, ann, 1e9, patch=patch, max_iterations=n_it + 1)
+    plain = (time.perf_counter() - t1 - (t1 - t0)) / n_it
+    voxels = 2 * int(np.prod(patch))
+    rows.append(["training voxels/s (3D trainer vs plain loop)", f"{voxels / ours:,.0f}",
+                 f"{voxels / plain:,.0f}", f"{plain / ours:.2f}x"])
+
+    cfg = AugmentConfig(elastic_sigma=4.0, elastic_grid=32, intensity=0.0, noise=0.0)
+    aug = VolumeAugmenter(cfg, seed=0, anisotropy=2.5)
+    x = torch.from_numpy(rng.normal(size=(2, 1, *patch)).astype(np.float32))
+    y = torch.from_numpy(rng.integers(0, 3, (2, *patch)))
+    aug(x, y)
+    t0 = time.perf_counter()
+    for _ in range(n_it):
+        aug(x, y)
+    t_ours = (time.perf_counter() - t0) / n_it
+    t0 = time.perf_counter()
+    for _ in range(max(1, n_it // 2)):
+        for b in range(2):
+            coarse = rng.normal(size=(3, 3, 3, 3)) * np.array([4 / 2.5, 4, 4])[:, None, None,
+                                                                           None]
+            field = [zoom(c, np.array(patch) / 3, order=3) for c in coarse]
+            grid = np.meshgrid(*(np.arange(n) for n in patch), indexing="ij")
+            coords = [g + f for g, f in zip(grid, field)]
+            map_coordinates(x[b, 0].numpy(), coords, order=1, mode="reflect")
+            map_coordinates(y[b].numpy(), coords, order=0, mode="reflect")
+    t_scipy = (time.perf_counter() - t0) / max(1, n_it // 2)
+    rows.append(["3D augmentation s/batch (torch on CPU vs scipy)", f"{t_ours:.3f}",
+                 f"{t_scipy:.3f}", f"{t_scipy / t_ours:.1f}x"])
+
+    side = 96 if smoke else 256
+    vol2 = rng.normal(100, 10, (40, side, side)).astype(np.float32)
+    tiled.slab(vol2, 20)
+    t0 = time.perf_counter()
+    tiled.slab(vol2, 20)
+    rows.append([f"slab preview of {side}x{side} slices, s", f"{time.perf_counter() - t0:.2f}",
+                 "", ""])
+    return rows
+
+
+def mean_sd(values) -> str:
+    v = np.array(values, float)
+    return f"{v.mean():.3f} ± {v.std():.3f}" if len(v) > 1 else f"{v.mean():.3f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, nargs="+", default=[60.0])
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--kinds", nargs="+", default=["instance", "annotation"],
+                        choices=["instance", "annotation"])
+    parser.add_argument("--sets", nargs="+", default=["real", "synthetic"])
+    parser.add_argument("--no-speed", action="store_true")
+    parser.add_argument("--smoke", action="store_true", help="tiny inputs, a few seconds")
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    max_it = None
+    if args.smoke:
+        args.seconds, args.seeds, args.sets, max_it = [2.0], 1, ["synthetic"], 2
+        args.kinds = ["annotation"]
+    print(f"CPU: {cpu_name()} (shared with other work while this ran)")
+    sets = {}
+    if "real" in args.sets:
+        sets.update(real_pairs())
+    if "synthetic" in args.sets:
+        shape, count = ((16, 48, 48), 5) if args.smoke else ((40, 160, 160), 60)
+        sets["synthetic"] = None
+    if not args.no_speed:  # first: the memory rows count from a fresh process
+        print(table("\nspeed", ["what", "ours", "reference", "ratio"], speed_rows(args.smoke),
+                    [48, 12, 12, 16]), flush=True)
+    for seconds in args.seconds:
+        for kind in args.kinds:
+            labels_name = "dense labels" if kind == "instance" else "strokes on 3 slices"
+            results: dict[tuple[str, str], list] = {}
+            for name, pair in sets.items():
+                for seed in range(args.seeds):
+                    if pair is None:
+                        train, test = synthetic_pair(seed, shape, count)
+                    else:
+                        train, test = pair
+                    rescale = True
+                    if name == "ovule -> embryo":
+                        # zooming the embryo to the ovule's voxel size gives 182 M voxels:
+                        # predicted at its own voxel size instead (see docs/volumes.md)
+                        rescale = False
+                    rows = compare(name, with_targets(train, kind, seed), test, seconds,
+                                   seed, kind, rescale, max_it)
+                    for method, iou, f1, ratio, its in rows:
+                        results.setdefault((name, method), []).append((iou, f1, ratio, its))
+                    print(f"  {name} seed {seed} {labels_name} {seconds:g} s: " + "; ".join(
+                        f"{m} IoU {i:.2f} F1 {f:.2f} ({n} it)" for m, i, f, _, n in rows),
+                        flush=True)
+            table_rows = [[f"{name}: {method}", mean_sd([r[0] for r in v]),
+                           mean_sd([r[1] for r in v]), mean_sd([r[2] for r in v]),
+                           f"{np.mean([r[3] for r in v]):.0f}"]
+                          for (name, method), v in results.items()]
+            print(table(f"\n{labels_name}, {seconds:g} s of training, {args.seeds} seed(s)",
+                        ["set: method", "fg IoU", "F1@0.5 3D", "pred/true fg", "iters"],
+                        table_rows, [44, 15, 15, 15, 6]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,176 @@
+"""Predicting volumes: 3D tiles, rescaling, the slab preview, 3D objects, stitching,
+blocks into OME-Zarr."""
+
+import numpy as np
+import pytest
+import torch
+
+from napari_unet.core.errors import InputError
+from napari_unet.core.metrics import instance_scores
+from napari_unet.core.models.checkpoint import ModelBundle
+from napari_unet.core.models.unet import UNetConfig
+from napari_unet.core.predict.tiles import Predictor
+from napari_unet.core.predict.volume import VolumePredictor, zoom_factors
+from napari_unet.core.predict.volume_blocks import predict_volume_blocks
+from napari_unet.core.predict.volume_instances import (
+    predict_stitched,
+    stitch_slices,
+    volume_instances,
+)
+
+VOXEL = (0.5, 0.25, 0.25)
+
+
+def _bundle(kind="annotation", n_classes=2, voxel=VOXEL, seed=0):
+    config = UNetConfig(1, n_classes, 4, 2, dims=3, pools=((1, 2, 2), (2, 2, 2)))
+    bundle = ModelBundle.new(config, kind, seed=seed, voxel_size=voxel)
+    # BatchNorm statistics of a trained model (fresh ones make every tile the same)
+    state = dict(bundle.state_dict)
+    gen = torch.Generator().manual_seed(seed)
+    for k, v in state.items():
+        if k.endswith("running_var"):
+            state[k] = 0.5 + torch.rand(v.shape, generator=gen)
+    bundle.state_dict = state
+    return bundle
+
+
+def _volume(shape=(12, 40, 44), seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(100, 20, shape).astype(np.float32)
+
+
+def test_3d_tiles_match_one_untiled_pass():
+    bundle = _bundle()
+    volume = _volume((16, 72, 64))
+    whole = VolumePredictor(bundle, device="cpu", tile=(16, 72, 64)).probabilities(volume)
+    tiled = VolumePredictor(bundle, device="cpu", tile=(8, 32, 32), overlap=0.5)
+    probs = tiled.probabilities(volume)
+    assert probs.shape == whole.shape == (2, 16, 72, 64)
+    np.testing.assert_allclose(probs.sum(0), 1, atol=1e-4)
+    assert np.abs(probs - whole).mean() < 0.02
+    assert np.abs(probs - whole).max() < 0.25
+
+
+def test_a_volume_of_another_voxel_size_is_zoomed_to_the_models_and_back():
+    assert zoom_factors((1.0, 0.25, 0.25), VOXEL) == (2.0, 1.0, 1.0)
+    assert zoom_factors((0.52, 0.25, 0.25), VOXEL) is None
+    assert zoom_factors(None, VOXEL) is None
+    predictor = VolumePredictor(_bundle(), device="cpu")
+    volume = _volume((6, 40, 44))
+    probs = predictor.probabilities(volume, voxel_size=(1.0, 0.125, 0.125))
+    assert probs.shape == (2, 6, 40, 44)
+    np.testing.assert_allclose(probs.sum(0), 1, atol=1e-4)
+    as_is = VolumePredictor(_bundle(), device="cpu", rescale=False)
+    assert not np.allclose(probs, as_is.probabilities(volume, (1.0, 0.125, 0.125)))
+
+
+def test_the_slab_preview_is_the_slice_of_the_volume():
+    predictor = VolumePredictor(_bundle(), device="cpu")
+    volume = _volume((24, 40, 40))
+    slab = predictor.slab(volume, 11)
+    assert slab.labels.shape == (40, 40) and slab.probabilities.shape == (2, 40, 40)
+    whole = predictor.probabilities(volume)[:, 11]
+    assert np.abs(slab.probabilities - whole).mean() < 0.05
+    with pytest.raises(InputError, match="outside"):
+        predictor.slab(volume, 24)
+
+
+def test_wrong_inputs_are_refused_with_a_sentence():
+    predictor = VolumePredictor(_bundle(), device="cpu")
+    with pytest.raises(InputError, match="volumes"):
+        predictor.probabilities(np.zeros((40, 40), np.float32))
+    with pytest.raises(InputError, match="fewer than"):
+        predictor.probabilities(np.zeros((1, 40, 40), np.float32))
+    with pytest.raises(InputError, match="2D model"):
+        VolumePredictor(ModelBundle.new(UNetConfig(1, 2, 4, 2)))
+    with pytest.raises(InputError, match="voxel size"):
+        predictor.probabilities(_volume(), voxel_size=(0, 1, 1))
+
+
+def _two_touching_balls(shape=(20, 48, 48)):
+    z, y, x = np.mgrid[: shape[0], : shape[1], : shape[2]]
+    # In micrometres (z 0.5, xy 0.25): two balls of radius 2.5 um, centres 4.5 um apart.
+    a = ((z - 10) * 0.5) ** 2 + ((y - 24) * 0.25) ** 2 + ((x - 15) * 0.25) ** 2 <= 2.5**2
+    b = ((z - 10) * 0.5) ** 2 + ((y - 24) * 0.25) ** 2 + ((x - 33) * 0.25) ** 2 <= 2.5**2
+    truth = np.zeros(shape, np.int32)
+    truth[a] = 1
+    truth[b] = 2
+    return truth
+
+
+def test_the_3d_watershed_gives_one_id_per_object_across_slices():
+    truth = _two_touching_balls()
+    foreground = (truth > 0).astype(np.uint8)
+    probs = np.stack([1.0 - foreground, foreground]).astype(np.float32)
+    objects = volume_instances(probs, foreground, VOXEL, splits=False, min_size=5)
+    assert objects.max() == 2
+    main = []
+    for i in (1, 2):  # each true ball is one predicted id in every slice it spans
+        ids, counts = np.unique(objects[truth == i], return_counts=True)
+        main.append(ids[counts.argmax()])
+        assert counts.max() > 0.95 * counts.sum() and main[-1] > 0
+        spans = np.unique(np.nonzero(objects == main[-1])[0])
+        np.testing.assert_array_equal(spans, np.unique(np.nonzero(truth == i)[0]))
+    assert main[0] != main[1]
+    assert instance_scores(objects, truth, volume=True)["f1"] == 1.0
+    # seeded by sure interiors (background / interior / boundary models)
+    from scipy.ndimage import binary_erosion
+
+    interior = np.stack([binary_erosion(truth == i, iterations=2) for i in (1, 2)]).any(0)
+    probs3 = np.stack([1.0 - foreground, interior * 0.9, (foreground & ~interior) * 0.9])
+    objects = volume_instances(probs3.astype(np.float32), foreground, VOXEL, splits=True)
+    assert instance_scores(objects, truth, volume=True)["f1"] == 1.0
+
+
+def test_stitching_joins_2d_objects_of_neighbouring_slices():
+    truth = _two_touching_balls()
+    # A 2D segmentation of each slice, ids numbered per slice (in another order on odd ones)
+    per_slice = np.where(np.arange(len(truth))[:, None, None] % 2 == 1, (3 - truth) % 3, truth)
+    assert instance_scores(per_slice, truth, volume=True)["f1"] < 1
+    stitched = stitch_slices(per_slice)
+    assert stitched.max() == 2
+    assert instance_scores(stitched, truth, volume=True)["f1"] == 1.0
+    apart = np.zeros((3, 10, 10), np.int32)
+    apart[0, :3, :3] = 1
+    apart[1, 6:, 6:] = 1  # no overlap: another object
+    assert stitch_slices(apart).max() == 2
+
+
+def test_2d_plus_stitching_predicts_objects_of_a_volume():
+    bundle = ModelBundle.new(UNetConfig(1, 2, 4, 2))
+    result = predict_stitched(Predictor(bundle, device="cpu"), _volume((4, 32, 32)),
+                              min_size=1)
+    assert result.instances.shape == (4, 32, 32)
+    assert result.instances.dtype == np.int32
+
+
+def test_3d_instances_through_the_predictor():
+    predictor = VolumePredictor(_bundle("instance", 3), device="cpu")
+    assert predictor.splits_instances
+    result = predictor.predict(_volume(), VOXEL, instances=True, probabilities=True)
+    assert result.labels.shape == result.instances.shape == (12, 40, 44)
+    assert result.probabilities.shape == (12, 3, 40, 44)
+
+
+def test_blocks_into_ome_zarr_match_the_volume_in_memory(tmp_path):
+    import zarr
+
+    predictor = VolumePredictor(_bundle(), device="cpu", tile=(8, 32, 32))
+    volume = _volume((16, 48, 40))
+    predictor.stats = predictor.bundle.normalisation.stats(volume)
+    expected = predictor.labels(predictor.probabilities(volume))
+    predictor.stats = None
+    result = predict_volume_blocks(predictor, volume, tmp_path / "out.ome.zarr",
+                                   voxel_size=VOXEL, block=(8, 24, 24), halo=(4, 16, 16),
+                                   probabilities=tmp_path / "p.ome.zarr")
+    assert result.blocks == 2 * 2 * 2
+    group = zarr.open_group(str(tmp_path / "out.ome.zarr"), mode="r")
+    labels = np.asarray(group["0"])
+    assert group["0"].chunks == (8, 24, 24)
+    assert group.attrs["multiscales"][0]["datasets"][0]["coordinateTransformations"][0][
+        "scale"] == list(VOXEL)
+    assert (labels == expected).mean() > 0.97
+    assert np.asarray(zarr.open_group(str(tmp_path / "p.ome.zarr"))["0"]).shape == (
+        2, 16, 48, 40)
+    with pytest.raises(InputError, match="exists"):
+        predict_volume_blocks(predictor, volume, tmp_path / "out.ome.zarr")
