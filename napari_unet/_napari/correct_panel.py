@@ -11,6 +11,7 @@ from napari_unet.core.corrections import accept_edits
 
 from .combos import form, row, status_label
 from .layers import find_labels, image_shape, predictions_name
+from .review_panel import ReviewPanel
 from .state import Session, session_for
 from .training import CORRECTED_WEIGHT
 
@@ -45,8 +46,9 @@ class CorrectPanel(Container):
         self.accept = PushButton(text="Accept corrections")
         self.accept_train = PushButton(text="Accept and train")
         self.status = status_label("")
-        self.extend([hint, form(self.scope), self.whole, row(self.accept, self.accept_train),
-                     self.status])
+        self.review = ReviewPanel(viewer, self.session)  # objects to review, split, merge
+        self.extend([hint, self.review, form(self.scope), self.whole,
+                     row(self.accept, self.accept_train), self.status])
         self.accept.changed.connect(self.accept_corrections)
         self.accept_train.changed.connect(self.accept_and_train)
         self.accept_train.visible = train_panel is not None
