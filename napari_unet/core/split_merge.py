@@ -153,7 +153,8 @@ def merge_objects(instances: np.ndarray, a: int, b: int, *, boundary: bool = Fal
                   foreground: int = 2, max_gap: float | None = None) -> Edit:
     """Join objects ``a`` and ``b`` of ``instances`` into one (id ``min(a, b)``), the gap
     between them filled: the background pixels within half their distance (plus one
-    pixel) of both, the overlap of the two objects grown towards each other.
+    pixel) of both, where they face each other, and a band a few pixels wide along the
+    shortest way from one to the other.
 
     Objects further apart than ``max_gap`` pixels (default: the smaller one's equivalent
     diameter, at least 3) are refused: they are not one object cut in two.
@@ -177,11 +178,13 @@ def merge_objects(instances: np.ndarray, a: int, b: int, *, boundary: bool = Fal
         raise InputError(f"objects {a} and {b} are {gap:.0f} pixels apart: merge neighbouring "
                          "objects only (one object the prediction cut in two)")
     reach = gap / 2 + 1
-    box = _box(masks[a] | masks[b], int(np.ceil(reach)))
+    box = _box(masks[a] | masks[b], int(np.ceil(reach)) + 2)
     crop = instances[box]
-    near_a = ndi.distance_transform_edt(crop != a) <= reach
-    near_b = ndi.distance_transform_edt(crop != b) <= reach
-    fill = near_a & near_b & (crop == 0)
+    to_a = ndi.distance_transform_edt(crop != a)
+    to_b = ndi.distance_transform_edt(crop != b)
+    # Where the two objects face each other (both within half their distance) and the
+    # band along the shortest way from one to the other.
+    fill = (((to_a <= reach) & (to_b <= reach)) | (to_a + to_b <= gap + 2)) & (crop == 0)
     keep = min(a, b)
     out = instances.copy()
     region = out[box]

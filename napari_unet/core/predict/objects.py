@@ -8,7 +8,9 @@ pixels (class 0 the background), in one of these ways (:data:`CONFIDENCE`):
   from the foreground threshold (how far each pixel is from changing side);
 * ``"interior"``: for a model of background / interior / boundary, the mean
   p(interior) (an object that is much boundary inside is likely two);
-* ``"weakest"``: the 10th percentile of the margin (the object's least sure part).
+* ``"weakest"``: the 10th percentile of the margin (the object's least sure part);
+* ``"shape"``: the margin times the object's solidity (its area over that of its convex
+  hull): two nuclei merged into one are sure pixels in a shape no nucleus has.
 
 Which ranks wrong objects (false, merged or cut ones) first was measured on held-out DSB
 images (``benchmarks/quality/review_order.py``); :data:`DEFAULT_CONFIDENCE` is that one.
@@ -24,9 +26,9 @@ import numpy as np
 from napari_unet.core.decision import FOREGROUND_THRESHOLD
 from napari_unet.core.errors import InputError
 
-CONFIDENCE = ("foreground", "margin", "interior", "weakest")
+CONFIDENCE = ("foreground", "margin", "interior", "weakest", "shape")
 #: The measure that ranked wrong DSB objects first (benchmarks/quality/review_order.py).
-DEFAULT_CONFIDENCE = "interior"
+DEFAULT_CONFIDENCE = "shape"
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,20 @@ def _pixel_scores(probabilities: np.ndarray, how: str, threshold: float) -> np.n
     return margin / max(threshold, 1 - threshold)  # 0..1
 
 
+def solidity(instances: np.ndarray, ids) -> np.ndarray:
+    """Each object's area over the area of its convex hull (1: convex)."""
+    from skimage.measure import regionprops
+
+    props = {p.label: p for p in regionprops(np.asarray(instances).astype(np.int64))}
+    out = []
+    for i in ids:
+        try:
+            out.append(float(props[int(i)].solidity))
+        except (ValueError, IndexError, KeyError):  # too flat for a hull: a line of pixels
+            out.append(1.0)
+    return np.asarray(out)
+
+
 def object_confidence(instances: np.ndarray, probabilities: np.ndarray, *,
                       how: str = DEFAULT_CONFIDENCE,
                       threshold: float = FOREGROUND_THRESHOLD) -> dict[int, float]:
@@ -73,8 +89,11 @@ def object_confidence(instances: np.ndarray, probabilities: np.ndarray, *,
         return {}
     from scipy import ndimage as ndi
 
-    scores = _pixel_scores(probabilities, "margin" if how == "weakest" else how, threshold)
-    if how == "weakest":
+    scores = _pixel_scores(probabilities, "margin" if how in ("weakest", "shape") else how,
+                           threshold)
+    if how == "shape":
+        values = ndi.mean(scores, instances, ids) * solidity(instances, ids)
+    elif how == "weakest":
         values = ndi.labeled_comprehension(scores, instances, ids,
                                            lambda v: np.percentile(v, 10), np.float64, 0.0)
     else:
