@@ -10,6 +10,8 @@ it in the instances layer. Split and merge (:mod:`.object_tools`) sit below the 
 
 from __future__ import annotations
 
+import threading
+
 import napari
 import numpy as np
 from magicgui.widgets import Container, Label, PushButton
@@ -17,8 +19,10 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_warning
 from qtpy.QtWidgets import QListWidget
 
+from napari_unet.core.errors import NapariUnetError
 from napari_unet.core.predict.objects import DEFAULT_CONFIDENCE, ObjectToReview
 
+from ._lifetime import CloseWatcher
 from .axes import z_axis
 from .channel_choice import image_input, is_lazy_input, mismatch
 from .combos import row, status_label
@@ -35,14 +39,21 @@ VIEW_FRACTION = 0.2
 
 
 def review_job(request: PredictRequest, instances: np.ndarray, slices: list[int] | None,
-               count: int, how: str = DEFAULT_CONFIDENCE) -> list[ObjectToReview]:
+               count: int, done: threading.Event, should_stop=None,
+               how: str = DEFAULT_CONFIDENCE) -> list[ObjectToReview]:
     """In the worker: the class probabilities of the predicted slices, then the ``count``
-    least certain objects of ``instances`` (a 2D image, or a stack with ids per slice)."""
+    least certain objects of ``instances`` (a 2D image, or a stack with ids per slice);
+    ``should_stop()`` is asked before each slice; ``done`` is set at the end."""
     from napari_unet.core.predict.objects import objects_to_review, stack_to_review
 
     from .jobs import predict_job
 
-    probabilities = predict_job(request).probabilities
+    try:
+        probabilities = predict_job(request, should_stop=should_stop).probabilities
+        if should_stop is not None and should_stop():
+            return []
+    finally:
+        done.set()
     threshold = request.foreground_threshold
     if slices is None:
         return objects_to_review(instances, probabilities, count=count, how=how,
@@ -78,6 +89,10 @@ class ReviewPanel(Container):
         self.items: list[ObjectToReview] = []
         self.worker = None
         self._watched = None
+        self._cancel, self._done = threading.Event(), threading.Event()
+        self._done.set()
+        self._closed = False
+        self._watcher = CloseWatcher(self.native, self._close)
         self.objects.currentRowChanged.connect(self.go_to)
         self.objects.itemClicked.connect(lambda _item: self.go_to(self.objects.currentRow()))
         self.relist.changed.connect(self.list_objects)
@@ -107,7 +122,7 @@ class ReviewPanel(Container):
     def list_objects(self, *_args):
         """Rank the objects of the instances layer in a worker; return it (or ``None``)."""
         image, bundle = self.session.image, self._model()
-        if image is None or self.worker is not None:
+        if image is None or self.worker is not None or self._closed:
             return None
         layer = instances_layer(self._viewer, image)
         if layer is None:
@@ -124,14 +139,21 @@ class ReviewPanel(Container):
             z for z in marks.predicted if np.asarray(layer.data[z]).any())
         if slices is not None and not slices:
             return None
+        try:
+            data = image_input(self.session)
+        except NapariUnetError as exc:
+            show_error(f"Cannot list the objects: {exc}")
+            return None
         request = PredictRequest(
-            image=image_input(self.session), bundle=bundle, slices=slices,
+            image=data, bundle=bundle, slices=slices,
             probabilities=True, device=controller_for(self.session).device,
             foreground_threshold=self.session.foreground_threshold,
             rescale=self.session.rescale, shape=shape)
         instances = np.asarray(layer.data).copy()
+        self._done = threading.Event()
         worker = create_worker(review_job, request, instances, slices, REVIEW_COUNT,
-                               _start_thread=False, _ignore_errors=True)
+                               self._done, self._cancel.is_set, _start_thread=False,
+                               _ignore_errors=True)
         worker.returned.connect(lambda items: self._show(image, items))
         worker.errored.connect(lambda exc: show_error(error_message(exc, "Ranking objects")))
         worker.finished.connect(self._finished)
@@ -143,8 +165,13 @@ class ReviewPanel(Container):
     def _finished(self) -> None:
         self.worker = None
 
+    def _close(self) -> None:
+        self._closed = True
+        self._cancel.set()  # the predictor stops before its next slice
+        self._done.wait(5.0)
+
     def _show(self, image, items: list[ObjectToReview]) -> None:
-        if image != self.session.image:
+        if self._closed or image != self.session.image:
             return
         self.items = list(items)
         self.objects.blockSignals(True)
