@@ -36,6 +36,8 @@ from .training import controller_for, error_message
 REVIEW_COUNT = 10
 #: The object fills about this fraction of the canvas' smaller side when shown.
 VIEW_FRACTION = 0.2
+#: ... and never less wide than this many pixels, so its neighbours show too.
+MIN_EXTENT = 30
 
 
 def review_job(request: PredictRequest, instances: np.ndarray, slices: list[int] | None,
@@ -83,9 +85,8 @@ class ReviewPanel(Container):
         self.relist = PushButton(text="List again")
         self.status = status_label("")
         self.tools = ObjectTools(viewer, self.session, edited=self._edited)
-        self.extend([title])
-        self.native.layout().addWidget(self.objects)
-        self.extend([row(self.relist), self.status, self.tools])
+        self.extend([title, row(self.relist), self.status, self.tools])
+        self.native.layout().insertWidget(1, self.objects)  # under the title
         self.items: list[ObjectToReview] = []
         self.worker = None
         self._watched = None
@@ -208,7 +209,7 @@ class ReviewPanel(Container):
         scale = float(np.max(np.abs(layer.scale[-2:])))
         side = min(viewer.canvas.size)
         viewer.camera.center = tuple(world[-2:])
-        viewer.camera.zoom = VIEW_FRACTION * side / max(extent * scale, 8 * scale)
+        viewer.camera.zoom = VIEW_FRACTION * side / max(extent * scale, MIN_EXTENT * scale)
         layer.selected_label = item.id
         self.status.value = f"{describe(item)}: split, merge or paint it, then Accept."
 
