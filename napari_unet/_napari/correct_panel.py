@@ -102,7 +102,9 @@ class CorrectPanel(Container):
                     values = full[where]
                 if not where.any():
                     continue
-                if chunked:
+                # napari's data_setitem fails on a hidden layer (it writes its slice
+                # view, not computed while hidden): write the slice whole there too.
+                if chunked or not annotations.visible:
                     a = a.copy()
                     a[where] = values
                     annotations.data[plane] = a

@@ -150,3 +150,19 @@ def test_status_agrees_with_what_was_accepted(annotated_workflow, run_worker, no
     total = int(erased.sum() + more.sum())
     expected = f"Corrected so far: {total:,} pixel(s) in 2 slice(s) (slice 0, 1)."
     assert widget.correct.status.value == other.status.value == expected
+
+
+def test_accept_with_the_annotations_layer_hidden(annotated_workflow, run_worker):
+    """napari writes a hidden labels layer's slice view, which it does not compute while
+    hidden: Accept writes the slice whole there."""
+    viewer, widget = annotated_workflow
+    annotations = viewer.layers["nuclei annotations"]
+    predictions = _predicted(viewer, widget, run_worker)
+    erased = _erase_largest_object(predictions)
+    before = np.asarray(annotations.data).copy()
+    annotations.visible = False
+    assert widget.correct.accept_corrections() == [0]
+    after = np.asarray(annotations.data)
+    assert (after[0][erased] == 1).all()
+    np.testing.assert_array_equal(after[0][~erased], before[0][~erased])
+    np.testing.assert_array_equal(after[1:], before[1:])
