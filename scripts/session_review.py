@@ -71,7 +71,10 @@ def main() -> int:
 
     truth = tifffile.imread(folder / "fluo_labels.tif")
     args.out.mkdir(parents=True, exist_ok=True)
+    # Autosaves go with the screenshots, never beside the data (nor restore an earlier run).
     os.environ["NAPARI_UNET_AUTOSAVE_DIR"] = str(args.out / "autosave")
+    for old in (args.out / "autosave").glob("*.tif"):
+        old.unlink()
     import napari
 
     viewer = napari.Viewer(title="napari-unet review session")
