@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--instance-seconds", type=float, default=None,
                     help="training of the instance model (default: --seconds)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--smoke", action="store_true", help="tiny run: 4 images, 3 s")
+    ap.add_argument("--smoke", action="store_true", help="tiny run: 4 images, 2 s of training")
     ap.add_argument("--check", action="store_true",
                     help="train on the 40 DSB images, review the dense fluorescence images "
                          "of dsb2018/varied/360x360 (a kind no measure was chosen on)")
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     n = len(images)
     if args.smoke:
         images, labels, n, args.seconds, args.instance_seconds = (
-            images[:4], labels[:4], 4, 3.0, 3.0)
+            images[:4], labels[:4], 4, 2.0, 2.0)
     halves = [np.arange(n // 2), np.arange(n // 2, n)]
     runs = [(images, labels, halves[0], images, labels, halves[1]),
             (images, labels, halves[1], images, labels, halves[0])]
