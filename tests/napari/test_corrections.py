@@ -160,7 +160,9 @@ def test_accept_with_the_annotations_layer_hidden(annotated_workflow, run_worker
     predictions = _predicted(viewer, widget, run_worker)
     erased = _erase_largest_object(predictions)
     before = np.asarray(annotations.data).copy()
+    viewer.dims.set_current_step(0, 2)
     annotations.visible = False
+    viewer.dims.set_current_step(0, 0)  # its slice view is not made while it is hidden
     assert widget.correct.accept_corrections() == [0]
     after = np.asarray(annotations.data)
     assert (after[0][erased] == 1).all()
