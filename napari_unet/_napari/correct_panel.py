@@ -11,6 +11,7 @@ from napari_unet.core.corrections import accept_edits
 
 from .combos import form, row, status_label
 from .layers import find_labels, image_shape, predictions_name
+from .review_panel import ReviewPanel
 from .state import Session, session_for
 from .training import CORRECTED_WEIGHT
 
@@ -45,11 +46,15 @@ class CorrectPanel(Container):
         self.accept = PushButton(text="Accept corrections")
         self.accept_train = PushButton(text="Accept and train")
         self.status = status_label("")
-        self.extend([hint, form(self.scope), self.whole, row(self.accept, self.accept_train),
-                     self.status])
+        self.review = ReviewPanel(viewer, self.session)  # objects to review, split, merge
+        self.extend([hint, self.review, form(self.scope), self.whole,
+                     row(self.accept, self.accept_train), self.status])
         self.accept.changed.connect(self.accept_corrections)
         self.accept_train.changed.connect(self.accept_and_train)
         self.accept_train.visible = train_panel is not None
+        self.session.corrections_changed.connect(self.show_status)
+        self.session.image_changed.connect(self.show_status)
+        self.show_status()
 
     def accept_corrections(self) -> list[int]:
         """Make the user's edits of the predictions annotations (and, with *Also accept
@@ -90,9 +95,20 @@ class CorrectPanel(Container):
                     continue
                 a = np.asarray(annotations.data[plane])
                 where, values, edited = accept_edits(a, made, current, whole=self.whole.value)
+                weights = None
+                if z in marks.pending:  # split and merged objects: their own annotations
+                    taught, weights = marks.pending[z]
+                    full = np.zeros(a.shape, a.dtype)
+                    full[where] = values
+                    mine = taught > 0
+                    full[mine] = taught[mine]
+                    where, edited = where | mine, edited | mine
+                    values = full[where]
                 if not where.any():
                     continue
-                if chunked:
+                # napari's data_setitem fails on a hidden layer (it writes its slice
+                # view, not computed while hidden): write the slice whole there too.
+                if chunked or not annotations.visible:
                     a = a.copy()
                     a[where] = values
                     annotations.data[plane] = a
@@ -102,8 +118,8 @@ class CorrectPanel(Container):
                     yx = np.nonzero(where)
                     index = yx if len(shape) == 2 else (np.full_like(yx[0], z), *yx)
                     annotations.data_setitem(index, values)
-                previous = marks.corrected_pixels.get(z)
-                marks.corrected_pixels[z] = edited if previous is None else previous | edited
+                marks.pending.pop(z, None)
+                marks.accept(z, edited, weights)
                 edited_count += int(edited.sum())
                 accepted.append(z)
         if not accepted:
@@ -111,12 +127,22 @@ class CorrectPanel(Container):
                          "or erase on the predictions layer, or tick 'Also accept what I left "
                          "unchanged'.")
             return []
-        marks.corrected.update(accepted)
-        listed = ", ".join(str(z) for z in sorted(marks.corrected))
-        self.status.value = f"Corrected slices: {listed}" if len(shape) == 3 else "Accepted."
+        self.session.corrections_changed.emit(image)
         show_info(f"Accepted {edited_count:,} corrected pixel(s) in {len(accepted)} slice(s) "
-                  "as annotations.")
+                  "as annotations. " + marks.summary(len(shape) == 2))
         return accepted
+
+    def show_status(self, *_args) -> None:
+        """Show the corrections accepted on the chosen image: read from the session, so
+        every Correct panel of the viewer says the same."""
+        image = self.session.image
+        text = "" if image is None else self.session.marks(image).summary(
+            len(image_shape(image)) == 2)
+        try:
+            self.status.value = text
+        except RuntimeError:  # the panel was deleted with its window
+            self.session.corrections_changed.disconnect(self.show_status)
+            self.session.image_changed.disconnect(self.show_status)
 
     def accept_and_train(self):
         """Accept, then continue training from the current weights; return the worker."""

@@ -44,17 +44,22 @@ def default_classes(n: int = 2) -> list[ClassSpec]:
 
 @dataclass
 class SliceMarks:
-    """Slices of one image that were predicted, and those accepted as corrections.
+    """Slices of one image that were predicted, and the corrections accepted on them.
 
     ``made`` keeps each predicted slice as the model made it (slice 0 for a 2D image):
     what the user changed since is what the predictions layer differs from it in.
-    ``corrected_pixels`` marks, per slice, the pixels accepted from the user's edits.
+    ``corrected_pixels`` marks, per slice, the pixels accepted from the user's edits: the
+    one record of what was corrected (:attr:`corrected`, :meth:`summary` read it).
+    ``correction_weights`` holds, per slice, loss weights above the corrections' own
+    (the border weights of split and merged objects); ``pending`` the annotations and
+    weights of split and merged objects not accepted yet (see ``review_panel``).
     """
 
     predicted: set[int] = field(default_factory=set)
-    corrected: set[int] = field(default_factory=set)
     made: dict[int, np.ndarray] = field(default_factory=dict)
     corrected_pixels: dict[int, np.ndarray] = field(default_factory=dict)
+    correction_weights: dict[int, np.ndarray] = field(default_factory=dict)
+    pending: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     def record(self, labels: np.ndarray, z: int | None) -> None:
         """Remember a prediction as made: one slice ``z``, or a whole 2D image or stack."""
@@ -67,6 +72,32 @@ class SliceMarks:
         for k, data in slices.items():
             self.predicted.add(k)
             self.made[k] = np.array(data, copy=True)
+
+    def accept(self, z: int, edited: np.ndarray, weights: np.ndarray | None = None) -> None:
+        """Record the pixels ``edited`` of slice ``z`` as accepted corrections (and their
+        ``weights``, if above the usual)."""
+        previous = self.corrected_pixels.get(z)
+        self.corrected_pixels[z] = edited.copy() if previous is None else previous | edited
+        if weights is not None:
+            old = self.correction_weights.get(z)
+            self.correction_weights[z] = weights if old is None else np.maximum(old, weights)
+
+    @property
+    def corrected(self) -> list[int]:
+        """The slices with accepted corrections, in order."""
+        return sorted(z for z, m in self.corrected_pixels.items() if m.any())
+
+    def summary(self, planar: bool) -> str:
+        """The corrections accepted so far, in words (``planar``: a 2D image)."""
+        slices = self.corrected
+        pixels = sum(int(self.corrected_pixels[z].sum()) for z in slices)
+        if not slices:
+            return "No correction accepted yet."
+        if planar:
+            return f"Corrected so far: {pixels:,} pixel(s)."
+        listed = ", ".join(str(z) for z in slices[:8]) + (", …" if len(slices) > 8 else "")
+        return (f"Corrected so far: {pixels:,} pixel(s) in {len(slices)} slice(s) "
+                f"(slice {listed}).")
 
 
 class Session:
@@ -83,6 +114,7 @@ class Session:
     busy_changed = Signal(bool)  # training running or not
     channels_changed = Signal()
     dims_changed = Signal(object)  # Image: its volume mode or voxel size changed
+    corrections_changed = Signal(object)  # Image: corrections were accepted on it
 
     def __init__(self, viewer: napari.Viewer):
         self._viewer = weakref.ref(viewer)

@@ -57,10 +57,11 @@ log = logging.getLogger(__name__)
 CORRECTED_WEIGHT = 3.0
 
 
-def correction_weights(corrected: dict[int, np.ndarray],
-                       shape: tuple[int, ...]) -> np.ndarray | None:
-    """Pixel weights: :data:`CORRECTED_WEIGHT` on the accepted corrections, 1 elsewhere;
-    ``None`` when nothing was corrected."""
+def correction_weights(corrected: dict[int, np.ndarray], shape: tuple[int, ...],
+                       higher: dict[int, np.ndarray] | None = None) -> np.ndarray | None:
+    """Pixel weights: :data:`CORRECTED_WEIGHT` on the accepted corrections, 1 elsewhere,
+    or the ``higher`` weights of a slice where they are more (the border weights of split
+    and merged objects); ``None`` when nothing was corrected."""
     masks = {z: m for z, m in corrected.items() if m.any()}
     if not masks:
         return None
@@ -69,6 +70,9 @@ def correction_weights(corrected: dict[int, np.ndarray],
         target = weights if len(shape) == 2 else weights[z]
         if target.shape == mask.shape:
             target[mask] = CORRECTED_WEIGHT
+            more = (higher or {}).get(z)
+            if more is not None and more.shape == mask.shape:
+                np.maximum(target, np.where(mask, more, 1.0), out=target)
     return weights
 
 
@@ -136,8 +140,9 @@ def build_request(session: Session, every_image: bool, **options) -> TrainReques
             continue
         images.append(data)
         annotations.append(np.asarray(labels.data).copy())
-        weights.append(correction_weights(session.marks(image).corrected_pixels,
-                                          image_shape(image)))
+        marks = session.marks(image)
+        weights.append(correction_weights(marks.corrected_pixels, image_shape(image),
+                                          marks.correction_weights))
     if "options" in options:
         options["options"] = replace(options["options"], channels=recorded_channels(session))
     return TrainRequest(

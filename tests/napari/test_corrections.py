@@ -122,3 +122,49 @@ def test_layers_stay_readable(annotated_workflow, run_worker):
 
     n = len(widget.session.classes)
     assert colors(annotations, range(1, n + 1)).isdisjoint(colors(predictions, range(1, n)))
+
+
+def test_status_agrees_with_what_was_accepted(annotated_workflow, run_worker, notifications):
+    """The notification and every Correct panel of the viewer give the same count, read
+    from the session (slice 0 once read as 'Corrected slices: 0')."""
+    from napari_unet._napari.correct_panel import CorrectPanel
+
+    viewer, widget = annotated_workflow
+    other = CorrectPanel(viewer, widget.session)  # the standalone "5. Correct" widget
+    assert widget.correct.status.value == other.status.value == "No correction accepted yet."
+    predictions = _predicted(viewer, widget, run_worker)
+    erased = _erase_largest_object(predictions)
+    assert widget.correct.accept_corrections() == [0]
+    said = next(m for m in notifications if m.startswith("Accepted"))
+    assert f"Accepted {int(erased.sum()):,} corrected pixel(s) in 1 slice(s)" in said
+    expected = f"Corrected so far: {int(erased.sum()):,} pixel(s) in 1 slice(s) (slice 0)."
+    assert widget.correct.status.value == expected
+    assert other.status.value == expected
+    assert expected in said
+    assert widget.session.marks(viewer.layers["nuclei"]).corrected == [0]
+
+    viewer.dims.set_current_step(0, 1)  # a second slice, accepted from the other panel
+    run_worker(widget.predict.predict())
+    more = _erase_largest_object(predictions, z=1)
+    assert other.accept_corrections() == [1]
+    total = int(erased.sum() + more.sum())
+    expected = f"Corrected so far: {total:,} pixel(s) in 2 slice(s) (slice 0, 1)."
+    assert widget.correct.status.value == other.status.value == expected
+
+
+def test_accept_with_the_annotations_layer_hidden(annotated_workflow, run_worker):
+    """napari writes a hidden labels layer's slice view, which it does not compute while
+    hidden: Accept writes the slice whole there."""
+    viewer, widget = annotated_workflow
+    annotations = viewer.layers["nuclei annotations"]
+    predictions = _predicted(viewer, widget, run_worker)
+    erased = _erase_largest_object(predictions)
+    before = np.asarray(annotations.data).copy()
+    viewer.dims.set_current_step(0, 2)
+    annotations.visible = False
+    viewer.dims.set_current_step(0, 0)  # its slice view is not made while it is hidden
+    assert widget.correct.accept_corrections() == [0]
+    after = np.asarray(annotations.data)
+    assert (after[0][erased] == 1).all()
+    np.testing.assert_array_equal(after[0][~erased], before[0][~erased])
+    np.testing.assert_array_equal(after[1:], before[1:])

@@ -1,0 +1,275 @@
+"""Split and merge objects of the instances layer; both become annotations on *Accept*.
+
+*Split*: draw a line across an object on the ``"<image> cut"`` shapes layer (the button
+makes it the active layer, in line mode); the object falls into its parts, each with its
+own id. *Merge*: click two objects; they become one, the gap between them filled. The
+core (:mod:`napari_unet.core.split_merge`) computes both on one slice of a stack (ids
+are per slice) or on a whole 2D image. The predictions layer follows (the cut becomes
+background, the gap foreground), and the annotations of the edit wait in the session
+(``SliceMarks.pending``) until *Accept corrections* writes them: the cut as background
+between the parts, the parts and the merged object as foreground (interior and boundary
+for a model trained on instance masks), with the border weights where objects touch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import napari
+import numpy as np
+from magicgui.widgets import Container, PushButton
+from napari.utils.notifications import show_info, show_warning
+
+from napari_unet.core.errors import InputError
+
+from .combos import row, status_label
+from .layers import find_labels, image_shape, keep_selection, predictions_name
+from .state import Session
+
+CUT_COLOR = "#00ffff"
+
+
+def instances_name(image) -> str:
+    return f"{image.name} instances"
+
+
+def instances_layer(viewer, image):
+    """The instances layer of ``image`` (made by *Predict* with objects), or ``None``."""
+    return find_labels(viewer, instances_name(image), image_shape(image))
+
+
+def line_mask(vertices: np.ndarray, shape: tuple[int, ...]) -> tuple[int | None, np.ndarray]:
+    """The pixels of a drawn line or path (its vertices in the layer's pixel coordinates)
+    on the plane of an image of ``shape``: ``(slice, mask)``, slice ``None`` for 2D."""
+    from skimage.draw import line
+
+    vertices = np.asarray(vertices, float)
+    z = None if len(shape) == 2 else int(np.clip(round(vertices[0, 0]), 0, shape[0] - 1))
+    yx = np.round(vertices[:, -2:]).astype(int)
+    mask = np.zeros(shape[-2:], bool)
+    for (y0, x0), (y1, x1) in zip(yx[:-1], yx[1:]):
+        rr, cc = line(y0, x0, y1, x1)
+        inside = (rr >= 0) & (rr < mask.shape[0]) & (cc >= 0) & (cc < mask.shape[1])
+        mask[rr[inside], cc[inside]] = True
+    return z, mask
+
+
+class ObjectTools(Container):
+    """The *Split* and *Merge* buttons of the Correct step."""
+
+    def __init__(self, viewer: napari.viewer.Viewer, session: Session,
+                 edited: Callable[[int | None, tuple[int, ...]], None] | None = None):
+        super().__init__(labels=False)
+        self._viewer = viewer
+        self.session = session
+        self._edited = edited
+        self.split = PushButton(text="Split: draw a line", tooltip=(
+            "Draw a line across an object on the 'cut' layer: it falls into two objects, "
+            "and the line is taught as background between them"))
+        self.merge = PushButton(text="Merge: click two", tooltip=(
+            "Click two objects on the canvas: they become one, and the gap between them is "
+            "taught as foreground"))
+        for button in (self.split, self.merge):
+            button.native.setCheckable(True)
+        self.status = status_label("")
+        self.extend([row(self.split, self.merge), self.status])
+        self.split.native.toggled.connect(self._split_mode)
+        self.merge.native.toggled.connect(self._merge_mode)
+        self._picked: tuple[int | None, int] | None = None
+        self._cut = None
+
+    # The layers -------------------------------------------------------------
+    def _layers(self):
+        image = self.session.image
+        if image is None:
+            show_warning("Choose an image first (Data step).")
+            return None, None, None
+        instances = instances_layer(self._viewer, image)
+        if instances is None:
+            show_warning("There are no objects yet: Predict with 'Split into objects'.")
+            return image, None, None
+        return image, instances, find_labels(self._viewer, predictions_name(image),
+                                             image_shape(image))
+
+    def cut_layer(self):
+        """The shapes layer lines are drawn on (created with the instances' geometry)."""
+        image, instances, _ = self._layers()
+        if instances is None:
+            return None
+        name = f"{image.name} cut"
+        if self._cut is not None and self._cut in self._viewer.layers:
+            return self._cut
+        if name in self._viewer.layers:
+            self._viewer.layers.remove(name)
+        with keep_selection(self._viewer):
+            self._cut = self._viewer.add_shapes(
+                ndim=instances.ndim, name=name, scale=instances.scale,
+                translate=instances.translate, edge_color=CUT_COLOR, edge_width=1.5)
+        self._cut.events.data.connect(self._on_drawn)
+        return self._cut
+
+    # Split ------------------------------------------------------------------
+    def _split_mode(self, on: bool) -> None:
+        if not on:
+            return
+        self.merge.native.setChecked(False)
+        cut = self.cut_layer()
+        if cut is None:
+            self.split.native.setChecked(False)
+            return
+        self._viewer.layers.selection.active = cut
+        cut.mode = "add_line"
+        self.status.value = "Draw a line across the object to split."
+
+    def _on_drawn(self, event) -> None:
+        if str(getattr(event, "action", "added")) not in ("added", "ActionType.ADDED"):
+            return
+        cut = self._cut
+        lines = [np.asarray(d) for d in cut.data]
+        if not lines:
+            return
+        for vertices in lines:
+            self.split_along(vertices)
+        cut.data = []  # drawn, used: the next line starts afresh
+
+    def split_along(self, vertices: np.ndarray) -> bool:
+        """Split the object the line through ``vertices`` (the instances layer's pixel
+        coordinates) crosses most."""
+        image, instances, predictions = self._layers()
+        if instances is None:
+            return False
+        shape = image_shape(image)
+        z, mask = line_mask(vertices, shape)
+        plane = (Ellipsis,) if z is None else (z,)
+        from napari_unet.core.split_merge import split_object
+
+        current = np.asarray(instances.data[plane])
+        try:
+            edit = split_object(current, mask, **self._teaching(predictions, plane, current,
+                                                                mask))
+        except InputError as exc:
+            show_warning(f"Cannot split: {exc}.")
+            return False
+        cut = (current > 0) & (edit.instances == 0)
+        self._apply(image, instances, predictions, z, plane, edit, cut=cut)
+        show_info(f"Split object {edit.ids[0]} into {len(edit.ids)}: objects "
+                  + ", ".join(str(i) for i in edit.ids) + ". Accept to teach it.")
+        return True
+
+    # Merge ------------------------------------------------------------------
+    def _merge_mode(self, on: bool) -> None:
+        callbacks = self._viewer.mouse_drag_callbacks
+        if not on:
+            if self._on_click in callbacks:
+                callbacks.remove(self._on_click)
+            self._picked = None
+            return
+        self.split.native.setChecked(False)
+        _, instances, _ = self._layers()
+        if instances is None:
+            self.merge.native.setChecked(False)
+            return
+        self._viewer.layers.selection.active = instances
+        instances.mode = "pan_zoom"  # a click picks, it does not paint
+        if self._on_click not in callbacks:
+            callbacks.append(self._on_click)
+        self.status.value = "Click the first object to merge."
+
+    def _on_click(self, viewer, event) -> None:
+        if event.type != "mouse_press" or getattr(event, "button", 1) != 1:
+            return
+        _, instances, _ = self._layers()
+        if instances is None:
+            return
+        point = np.round(instances.world_to_data(event.position)).astype(int)
+        self.pick(tuple(int(p) for p in point))
+
+    def pick(self, point: tuple[int, ...]) -> bool:
+        """Pick the object at ``point`` (pixel coordinates of the instances layer); the
+        second pick merges the two. Returns whether a merge happened."""
+        image, instances, predictions = self._layers()
+        if instances is None:
+            return False
+        shape = image_shape(image)
+        if any(p < 0 or p >= n for p, n in zip(point, shape)):
+            return False
+        value = int(np.asarray(instances.data)[point])
+        z = None if len(shape) == 2 else point[0]
+        if value == 0:
+            self.status.value = "That is background: click inside an object."
+            return False
+        if self._picked is None or self._picked[0] != z:
+            self._picked = (z, value)
+            instances.selected_label = value
+            self.status.value = f"Object {value} chosen: click the object to merge it with."
+            return False
+        first = self._picked[1]
+        self._picked = None
+        if first == value:
+            self.status.value = f"Object {value} again: click another object."
+            self._picked = (z, value)
+            return False
+        return self.merge_pair(z, first, value)
+
+    def merge_pair(self, z: int | None, a: int, b: int) -> bool:
+        """Merge objects ``a`` and ``b`` of slice ``z`` (``None``: a 2D image)."""
+        image, instances, predictions = self._layers()
+        if instances is None:
+            return False
+        from napari_unet.core.split_merge import merge_objects
+
+        plane = (Ellipsis,) if z is None else (z,)
+        current = np.asarray(instances.data[plane])
+        both = (current == a) | (current == b)
+        try:
+            edit = merge_objects(current, a, b, **self._teaching(predictions, plane, current,
+                                                                 both))
+        except InputError as exc:
+            show_warning(f"Cannot merge: {exc}.")
+            self.status.value = "Click the first object to merge."
+            return False
+        self._apply(image, instances, predictions, z, plane, edit,
+                    gap=(current == 0) & (edit.instances > 0))
+        show_info(f"Merged objects {a} and {b} into object {edit.ids[0]}. Accept to teach it.")
+        self.status.value = "Merged. Click the first object of the next pair."
+        return True
+
+    # Shared -----------------------------------------------------------------
+    def _teaching(self, predictions, plane, current: np.ndarray, where: np.ndarray) -> dict:
+        """How the edit's objects are annotated: interior and boundary for a model of
+        instance masks, else the class the prediction gave them."""
+        bundle = self.session.bundle
+        if bundle is not None and bundle.label_kind == "instance" and bundle.n_classes == 3:
+            return {"boundary": True}
+        classes = np.asarray(predictions.data[plane])[where & (current > 0)] if (
+            predictions is not None) else np.zeros(0, int)
+        classes = classes[classes > 0]
+        top = int(np.bincount(classes).argmax()) if classes.size else 1
+        return {"foreground": top + 1}
+
+    def _apply(self, image, instances, predictions, z, plane, edit, *, cut=None,
+               gap=None) -> None:
+        """Show the edit in the instances and predictions layers; keep its annotations
+        for *Accept*."""
+        instances.data[plane] = edit.instances.astype(instances.data.dtype)
+        instances.selected_label = edit.ids[0]
+        instances.refresh()
+        if predictions is not None:
+            p = np.asarray(predictions.data[plane]).copy()
+            if cut is not None:
+                p[cut] = 0
+            if gap is not None:
+                taught = edit.annotation[gap].astype(np.int64) - 1
+                p[gap] = np.maximum(taught, 1).astype(p.dtype)
+            predictions.data[plane] = p
+            predictions.refresh()
+        marks = self.session.marks(image)
+        key = 0 if z is None else z
+        previous = marks.pending.get(key)
+        annotation, weights = edit.annotation, edit.weights
+        if previous is not None:
+            annotation = np.where(edit.where, edit.annotation, previous[0])
+            weights = np.where(edit.where, edit.weights, previous[1])
+        marks.pending[key] = (annotation, weights)
+        if self._edited is not None:
+            self._edited(z, edit.ids)
