@@ -24,7 +24,8 @@ def _read(path: Path, args: argparse.Namespace, labels: bool = False,
         series = None
     if labels and series is not None and tiff_series_count(path) == 1:
         series = None
-    return open_image(path, lazy=lazy, series=series)
+    missing = "fill" if labels else getattr(args, "missing_chunks", "refuse")
+    return open_image(path, lazy=lazy, series=series, missing_chunks=missing)
 
 
 def _select(image, channels: tuple[int, ...] | None = None, what: str = "image",
@@ -94,5 +95,6 @@ def _source(path: Path, args: argparse.Namespace, bundle=None):
     model_channels = None if bundle is None else getattr(bundle, "channels", None)
     source = LazySource(str(path), series if is_tiff_path(path) else None, select_for_model,
                         (getattr(args, "channels", None),
-                         getattr(args, "channels_flag", "--channels"), model_channels))
+                         getattr(args, "channels_flag", "--channels"), model_channels),
+                        missing_chunks=getattr(args, "missing_chunks", "refuse"))
     return source, source.image()

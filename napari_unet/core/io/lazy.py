@@ -267,15 +267,18 @@ class LazySource:
     series: int | None = None
     select: Callable[..., ImageData] | None = None
     args: tuple = ()
+    missing_chunks: str = "refuse"
 
     def image(self) -> ImageData:
         """The image opened lazily (and reduced by ``select``), its pixels not read."""
-        image = open_image(self.path, lazy=True, series=self.series)
+        image = open_image(self.path, lazy=True, series=self.series,
+                           missing_chunks=self.missing_chunks)
         return image if self.select is None else self.select(image, *self.args)
 
     def open(self) -> Any:
         """The image's array (a dask array), opened once in this process."""
-        key = (os.path.abspath(self.path), self.series, self.select, self.args)
+        key = (os.path.abspath(self.path), self.series, self.select, self.args,
+               self.missing_chunks)
         if key not in _opened:
             _opened[key] = self.image().data
         return _opened[key]
