@@ -22,7 +22,7 @@ from napari_unet.core.decision import FOREGROUND_THRESHOLD
 
 if TYPE_CHECKING:
     from napari_unet.core.models.checkpoint import ModelBundle
-    from napari_unet.core.predict.tiles import Prediction
+    from napari_unet.core.predict.result import Prediction
     from napari_unet.core.train.trainer import Progress
 
 @dataclass(frozen=True)

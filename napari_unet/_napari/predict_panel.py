@@ -19,17 +19,18 @@ from magicgui.widgets import (
     SpinBox,
 )
 from napari.qt.threading import create_worker
-from napari.utils.notifications import show_error, show_info, show_warning
+from napari.utils.notifications import show_error, show_warning
 from qtpy.QtCore import QObject, Signal
 
 from napari_unet.core.decision import SEED_PROBABILITY
 from napari_unet.core.errors import NapariUnetError
+from napari_unet.core.predict.plan import PredictOptions, Route, plan_prediction
 from napari_unet.core.scale import TOLERANCE, factor_range
 
 from ._lifetime import CloseWatcher
 from .channel_choice import image_input, is_lazy_input, mismatch
 from .combos import form, row, status_label
-from .folder_predict import FolderPrediction, image_folder
+from .folder_predict import FolderPrediction
 from .jobs import (
     JobFailed,
     PredictRequest,
@@ -46,12 +47,12 @@ from .layers import (
     keep_selection,
     prediction_colormap,
     predictions_layer,
-    predictions_name,
     set_colormap,
     unusable_reason,
     write_extra_layer,
     write_predictions,
 )
+from .predict_save import default_labels_path, save_predictions
 from .state import Session, session_for
 from .training import controller_for, error_message
 
@@ -161,18 +162,23 @@ class PredictPanel(Container):
             return None
         lazy = is_lazy_input(self.session)
         try:  # the chosen channels, through the same core functions as the command line
-            data = image_input(self.session, None if lazy else z)
+            run = plan_prediction(
+                bundle, [image_input(self.session, None if lazy else z)],
+                options=PredictOptions(
+                    instances=self.instances.value, min_size=self.min_size.value,
+                    probabilities=self.probabilities.value, rescale=self.session.rescale,
+                    foreground_threshold=self.session.foreground_threshold),
+                device=controller_for(self.session).device)
         except NapariUnetError as exc:
             show_error(f"Cannot predict: {exc}")
             return None
-        if lazy:
-            return self._predict_lazy(image, bundle, z, data)
+        if run.route is Route.SLICES:
+            return self._predict_lazy(image, run, z)
         request = PredictRequest(
-            image=data, bundle=bundle, probabilities=self.probabilities.value,
-            instances=self.instances.value, min_size=self.min_size.value,
-            device=controller_for(self.session).device,
-            foreground_threshold=self.session.foreground_threshold,
-            rescale=self.session.rescale, shape=shape if z is None else shape[1:],
+            image=run.image, bundle=bundle, probabilities=run.keeps_probabilities,
+            instances=run.options.instances, min_size=run.options.min_size,
+            device=run.device, foreground_threshold=run.options.foreground_threshold,
+            rescale=run.options.rescale, shape=shape if z is None else shape[1:],
         )
         self._cancel.clear()
         self._done = threading.Event()
@@ -191,8 +197,8 @@ class PredictPanel(Container):
         worker.start()
         return worker
 
-    def _predict_lazy(self, image, bundle, z: int | None, data):
-        """Predict an image opened lazily (``data``: its chosen channel, still lazy) slice
+    def _predict_lazy(self, image, run, z: int | None):
+        """Predict an image opened lazily (``run.image``: its chosen channel, still lazy) slice
         by slice in a worker: each slice is read there (only its chunks) and its labels
         are written here into zarr-backed layers, with napari's progress bar; the image is
         never loaded whole."""
@@ -200,20 +206,21 @@ class PredictPanel(Container):
 
         shape = image_shape(image)
         slices = [z] if z is not None else list(range(1 if len(shape) == 2 else shape[0]))
-        if self.probabilities.value:
+        if run.probabilities_dropped:
             show_warning("Probabilities are not shown for an image opened lazily (too large "
                          "for memory); predicting the labels only.")
+        bundle = run.bundle
         request = PredictRequest(
-            image=data, bundle=bundle, instances=self.instances.value,
-            min_size=self.min_size.value, device=controller_for(self.session).device,
-            foreground_threshold=self.session.foreground_threshold,
-            rescale=self.session.rescale,
+            image=run.image, bundle=bundle, instances=run.options.instances,
+            min_size=run.options.min_size, device=run.device,
+            foreground_threshold=run.options.foreground_threshold,
+            rescale=run.options.rescale,
         )
         classes = self.session.classes
         dtype = np.uint8 if bundle.n_classes <= 256 else np.uint16
         target = predictions_layer(self._viewer, image, classes, dtype)
         set_colormap(target, prediction_colormap(classes))
-        objects = self._lazy_instances_layer(image) if self.instances.value else None
+        objects = self._lazy_instances_layer(image) if run.options.instances else None
         self._cancel.clear()
         self._done = threading.Event()
         bar = progress(total=len(slices), desc=f"Predicting {image.name}")
@@ -284,78 +291,12 @@ class PredictPanel(Container):
     def save_labels(self, path: str | Path) -> bool:
         """Save the predictions of the chosen image as a compressed TIFF: one label per
         object with *Split into objects*, else one per class."""
-        from napari_unet.core.io.paths import check_outputs
-        from napari_unet.core.io.tiff import write_tiff
-
-        image = self.session.image
-        layer = None if image is None else find_labels(
-            self._viewer, predictions_name(image), image_shape(image))
-        if layer is None:
-            show_warning("There are no predictions to save yet: press Predict first.")
-            return False
-        lazy = is_lazy_layer(layer)
-        data = layer.data if lazy else np.asarray(layer.data)
-        if self.instances.value:
-            data = self._objects(image, data)
-        try:
-            source = image.source.path or image.metadata.get("path")
-            check_outputs([("the labels file", path)], [("image", source)])
-            if is_lazy_layer(image) or not isinstance(data, np.ndarray):
-                from napari_unet.core.io.sparse import write_labels_tiff
-
-                write_labels_tiff(path, data, scale=tuple(layer.scale))  # plane by plane
-            else:
-                write_tiff(path, data, scale=tuple(layer.scale), labels=True)
-        except Exception as exc:  # an input, a protected file, a full disk...
-            show_error(f"Could not save the labels to {path}: {exc}")
-            return False
-        show_info(f"{'Objects' if self.instances.value else 'Labels'} saved to {path}")
-        return True
+        return save_predictions(self._viewer, self.session.image, path,
+                                self.instances.value, self.min_size.value)
 
     def default_save_path(self) -> Path:
         """``<image>_labels.tif`` beside the image's file (or in the current folder)."""
-        image = self.session.image
-        name = f"{image.name if image is not None else 'image'}_labels.tif"
-        folder = image_folder(image)
-        return folder / name if folder is not None else Path(name)
-
-    def _objects(self, image, predictions: np.ndarray) -> np.ndarray:
-        """The instances layer of ``image`` if there is one, else the predictions split
-        into connected objects of at least *Smallest object* pixels."""
-        name = f"{image.name} instances"
-        if name in self._viewer.layers and np.shape(self._viewer.layers[name].data) == (
-            np.shape(predictions)
-        ):
-            layer = self._viewer.layers[name]
-            return layer.data if is_lazy_layer(layer) else np.asarray(layer.data)
-        if not isinstance(predictions, np.ndarray):  # zarr-backed: split slice by slice
-            from napari_unet.core.io.sparse import sparse_labels
-
-            out = sparse_labels(np.shape(predictions), np.int32)
-            index = [(Ellipsis,)] if predictions.ndim == 2 else [(z,) for z in range(
-                predictions.shape[0])]
-            offset = 0
-            for i in index:
-                plane = self._objects(image, np.asarray(predictions[i]))
-                if plane.any():
-                    plane[plane > 0] += offset
-                    offset = int(plane.max())
-                    out[i] = plane
-            return out
-        from skimage.measure import label as connected
-
-        planes = predictions.reshape(-1, *predictions.shape[-2:])
-        out = np.zeros(planes.shape, np.int32)
-        offset = 0
-        for k, plane in enumerate(planes):
-            for c in np.unique(plane[plane > 0]):
-                objects = connected(plane == c)
-                small = np.bincount(objects.ravel()) < self.min_size.value
-                small[0] = True
-                objects[small[objects]] = 0
-                out[k][objects > 0] = objects[objects > 0] + offset
-                offset = int(out.max())
-        return out.reshape(predictions.shape)
+        return default_labels_path(self.session.image)
 
     def _folder_settings(self):
         from napari_unet.core.predict.files import Settings

@@ -4,7 +4,7 @@ does not fit comfortably in memory comes as a dask array, which napari shows sli
 slice without loading it (:func:`napari_unet.core.io.lazy.open_image`).
 
 Labels or image is decided from the file's metadata and its values
-(:func:`napari_unet.core.io.tiff.looks_like_labels`), never from its name.
+(:func:`napari_unet.core.io.label_images.looks_like_labels`), never from its name.
 """
 
 from __future__ import annotations
@@ -15,11 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from napari_unet.core.io.label_images import as_label_dtype, looks_like_labels
 from napari_unet.core.io.lazy import is_image_path, is_lazy, is_zarr_path, open_image
 from napari_unet.core.io.tiff import (
     ImageData,
-    as_label_dtype,
-    looks_like_labels,
     tiff_series_count,
 )
 

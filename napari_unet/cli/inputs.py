@@ -79,22 +79,3 @@ def _load_model(path: Path):
     else:
         bundle = load_bundle(path)
     return bundle
-
-
-def _source(path: Path, args: argparse.Namespace, bundle=None):
-    """The image at ``path`` for a block prediction: a picklable
-    :class:`~napari_unet.core.io.lazy.LazySource` (``--series``, and ``--channels`` or the
-    model's channels, chosen as :func:`_select` chooses them), so that the workers of a
-    cluster open it themselves, and the image it opens here, lazily (checked, pixels not
-    read)."""
-    from napari_unet.core.io.lazy import LazySource
-    from napari_unet.core.io.selection import select_for_model
-    from napari_unet.core.io.tiff import is_tiff_path
-
-    series = getattr(args, "series", None)
-    model_channels = None if bundle is None else getattr(bundle, "channels", None)
-    source = LazySource(str(path), series if is_tiff_path(path) else None, select_for_model,
-                        (getattr(args, "channels", None),
-                         getattr(args, "channels_flag", "--channels"), model_channels),
-                        missing_chunks=getattr(args, "missing_chunks", "refuse"))
-    return source, source.image()

@@ -31,17 +31,15 @@ from napari_unet.core.io.declared import (
 )
 from napari_unet.core.io.tiff import (
     ImageData,
-    _axes_scale,
-    _metadata_properties,
     check_file,
     choose_series,
     is_tiff_path,
-    labels_hint,
     max_image_bytes,
     physical_memory,
     read_tiff,
     unreadable,
 )
+from napari_unet.core.io.tiff_metadata import axes_scale, labels_hint, metadata_properties
 
 ZARR_SUFFIXES = (".zarr", ".ome.zarr")
 #: An image is read into memory when it takes at most this share of the available memory
@@ -111,8 +109,8 @@ def _open_tiff(path: Path, lazy: bool | None, series: int | None) -> ImageData:
             shape, dtype = tuple(chosen.shape), np.dtype(chosen.dtype)
             index = tif.series.index(chosen)
             axes = chosen.axes
-            scale = _axes_scale(tif, chosen)
-            hint = labels_hint(_metadata_properties(tif))
+            scale = axes_scale(tif, chosen)
+            hint = labels_hint(metadata_properties(tif))
     except InputError:
         raise
     except Exception as exc:  # any parser failure on a damaged file

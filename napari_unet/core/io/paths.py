@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from contextlib import suppress
 from pathlib import Path
 
 from napari_unet.core.errors import InputError
+from napari_unet.core.io.temporary import make_file
 
 
 def _kind(mode: int) -> str | None:
@@ -38,6 +40,12 @@ def special_kind(path: str | os.PathLike) -> str | None:
     except OSError:
         return None
     return _kind(mode)
+
+
+def within(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether ``a`` is ``b`` or inside it (links followed)."""
+    a, b = Path(os.path.realpath(a)), Path(os.path.realpath(b))
+    return a == b or b in a.parents
 
 
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
@@ -153,3 +161,36 @@ def new_file_mode() -> int:
         umask = os.umask(0o022)
         os.umask(umask)
     return 0o666 & ~umask
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then move it into place.
+
+    A failure (an exception, a full disk, Ctrl-C) leaves any previous ``path`` intact and
+    no temporary file. A folder, a device, a pipe or a write-protected file is refused
+    (:class:`InputError`); a symbolic link to a file updates that file. A new file gets
+    the permissions of the umask, a replaced one keeps its own.
+    """
+    path = write_target(check_writable(path))
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        mode = new_file_mode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = None
+    try:
+        tmp = make_file(path)  # after removing what killed writers left for this file
+        write(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        if tmp is not None:
+            with suppress(OSError):
+                tmp.unlink()
+        if isinstance(exc, OSError) and exc.errno and (
+                exc.filename is None or str(exc.filename) == str(tmp)):
+            # A full disk or a file-size limit: name the file the user asked for.
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
+        raise

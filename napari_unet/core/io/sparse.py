@@ -241,7 +241,7 @@ def write_labels_tiff(path: str | os.PathLike, labels, *, axes: str | None = Non
     too (as BigTIFF beyond 2 GiB)."""
     import tifffile
 
-    from napari_unet.core.io.tiff import atomic_write
+    from napari_unet.core.io.paths import atomic_write
 
     shape = tuple(int(n) for n in labels.shape)
     if axes is None:

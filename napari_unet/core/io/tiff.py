@@ -1,4 +1,7 @@
-"""TIFF in and out: axes, dtype, scale; atomic writes that never leave half a file.
+"""TIFF in and out: axes, dtype, scale, written atomically (never half a file).
+
+What the metadata say is read in :mod:`.tiff_metadata`; whether an array is a label image
+is judged in :mod:`.label_images`.
 
 Only numpy and tifffile: the napari reader and the sample data use this module and must
 not import torch.
@@ -7,10 +10,6 @@ not import torch.
 from __future__ import annotations
 
 import os
-import stat
-import tempfile
-from collections.abc import Callable
-from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,16 +17,13 @@ import numpy as np
 import tifffile
 
 from napari_unet.core.errors import InputError
-from napari_unet.core.io.paths import check_writable, new_file_mode, special_kind, write_target
+from napari_unet.core.io.paths import atomic_write, special_kind
+from napari_unet.core.io.tiff_metadata import axes_scale, labels_hint, metadata_properties
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".ome.tif", ".ome.tiff")
 #: Images larger than this are refused instead of exhausting memory (bytes, in memory);
 #: the environment variable NAPARI_UNET_MAX_IMAGE_BYTES, read at each call, overrides it.
 MAX_IMAGE_BYTES = 8 * 1024**3
-#: Metadata keys and values that say a file is a label image: an ImageJ property, a key of
-#: tifffile's JSON description or an OME map annotation ``labels = true``, or ``kind`` (or
-#: ``type``) = one of :data:`LABEL_KINDS`.
-LABEL_KINDS = ("labels", "label", "label image", "mask", "segmentation", "annotations")
 
 
 @dataclass
@@ -71,74 +67,6 @@ def physical_memory() -> int | None:
 
 def is_tiff_path(path: str | os.PathLike) -> bool:
     return str(path).lower().endswith(TIFF_SUFFIXES)
-
-
-def _axes_scale(tif: tifffile.TiffFile, series: tifffile.TiffPageSeries) -> tuple[float, ...]:
-    """Pixel spacing per axis from ImageJ or OME metadata and the resolution tags."""
-    axes = series.axes
-    scale = {ax: 1.0 for ax in axes}
-    page = series.pages[0] if series.pages else None
-    with suppress(Exception):
-        if page is not None and "XResolution" in page.tags:
-            num, den = page.tags["XResolution"].value
-            if num:
-                scale["X"] = den / num
-            num, den = page.tags["YResolution"].value
-            if num:
-                scale["Y"] = den / num
-    with suppress(Exception):
-        if tif.imagej_metadata and "spacing" in tif.imagej_metadata:
-            scale["Z"] = float(tif.imagej_metadata["spacing"])
-    with suppress(Exception):
-        if tif.is_ome:
-            import xml.etree.ElementTree as ET
-
-            root = ET.fromstring(tif.ome_metadata)
-            for el in root.iter():
-                if el.tag.endswith("Pixels"):
-                    for ax in "XYZ":
-                        value = el.attrib.get(f"PhysicalSize{ax}")
-                        if value:
-                            scale[ax] = float(value)
-                    break
-    return tuple(float(scale[ax]) if scale[ax] > 0 else 1.0 for ax in axes)
-
-
-def _metadata_properties(tif: tifffile.TiffFile) -> dict[str, str]:
-    """Key-value metadata of a TIFF: ImageJ properties, tifffile's JSON description and
-    OME map annotations, keys in lower case."""
-    found: dict[str, str] = {}
-    with suppress(Exception):
-        for key, value in ((tif.imagej_metadata or {}).get("Properties") or {}).items():
-            found[str(key).lower()] = str(value)
-    with suppress(Exception):
-        for key, value in (tif.shaped_metadata[0] if tif.shaped_metadata else {}).items():
-            if isinstance(value, str | bool | int):
-                found[str(key).lower()] = str(value)
-    with suppress(Exception):
-        if tif.is_ome:
-            import xml.etree.ElementTree as ET
-
-            for el in ET.fromstring(tif.ome_metadata).iter():
-                if el.tag.endswith("}M") and el.attrib.get("K"):
-                    found[el.attrib["K"].lower()] = el.text or ""
-    return found
-
-
-def labels_hint(properties: dict[str, str]) -> bool | None:
-    """``True`` when metadata declare a label image, ``False`` an image, ``None`` when
-    they say nothing."""
-    flag = properties.get("labels", "").strip().lower()
-    if flag in ("true", "1", "yes"):
-        return True
-    if flag in ("false", "0", "no"):
-        return False
-    kind = (properties.get("kind") or properties.get("type") or "").strip().lower()
-    if kind in LABEL_KINDS:
-        return True
-    if kind in ("image", "raw", "intensity"):
-        return False
-    return None
 
 
 def _describe(series: tifffile.TiffPageSeries) -> str:
@@ -238,8 +166,8 @@ def read_tiff(path: str | os.PathLike, *, max_bytes: int | None = None,
                 )
             data = chosen.asarray()
             axes = chosen.axes
-            scale = _axes_scale(tif, chosen)
-            hint = labels_hint(_metadata_properties(tif))
+            scale = axes_scale(tif, chosen)
+            hint = labels_hint(metadata_properties(tif))
     except InputError:
         raise
     except MemoryError:
@@ -260,105 +188,6 @@ def tiff_series_count(path: str | os.PathLike) -> int:
         return 1
 
 
-def looks_like_labels(data: np.ndarray, hint: bool | None = None) -> bool:
-    """Whether an array is clearly a label image; when unsure, it is not.
-
-    ``hint``, what the file's metadata say (:func:`labels_hint`), decides for integer,
-    boolean or whole-number data. Otherwise the data decide: booleans; integers (or whole
-    floats) from 0 with at most 64 distinct values (microscopy images are noisy); or integers from 0
-    with more values that are piecewise constant, as many objects are (four in five
-    neighbouring pixels equal where either is not 0). A file's name never decides.
-    """
-    if hint is not None:
-        if not hint:
-            return False
-        if np.issubdtype(data.dtype, np.floating):  # labels saved as floats: 0.0, 1.0, ...
-            return bool(np.all(np.isfinite(data)) and np.all(data == np.round(data)))
-        return np.issubdtype(data.dtype, np.integer) or data.dtype == np.bool_
-    if data.dtype == np.bool_:
-        return True
-    if data.ndim < 2 or not data.size:
-        return False
-    sample = data.ravel()[:: max(1, data.size // 1_000_000)]
-    if np.issubdtype(data.dtype, np.floating):  # labels saved as floats: 0.0, 1.0, ... 63.0
-        values = np.unique(sample)
-        return bool(2 <= values.size <= 64 and np.all(np.isfinite(values)) and values[0] == 0
-                    and np.all(values == np.round(values))
-                    and np.all(data == np.round(data)))
-    if not np.issubdtype(data.dtype, np.integer):
-        return False
-    values = np.unique(sample)
-    if values[0] != 0:
-        return False
-    if values.size <= 64:
-        return True
-    if values.size > min(65536, data.size // 16):
-        return False
-    return _piecewise_constant(data) >= 0.8
-
-
-def _piecewise_constant(data: np.ndarray) -> float:
-    """The fraction of horizontally and vertically neighbouring pixel pairs, one of them not
-    0, that are equal (up to about a million pairs of the first planes)."""
-    planes = data.reshape(-1, *data.shape[-2:])
-    planes = planes[: max(1, 1_000_000 // max(1, planes[0].size))]
-    equal = total = 0
-    for a, b in ((planes[..., 1:, :], planes[..., :-1, :]),
-                 (planes[..., :, 1:], planes[..., :, :-1])):
-        either = (a != 0) | (b != 0)
-        equal += int(np.count_nonzero(either & (a == b)))
-        total += int(np.count_nonzero(either))
-    return equal / total if total else 1.0
-
-
-def as_label_dtype(data: np.ndarray) -> np.ndarray:
-    """Labels as the smallest integer type that holds them (bool and whole floats too)."""
-    if data.dtype == np.bool_:
-        return data.astype(np.uint8)
-    if np.issubdtype(data.dtype, np.integer) or not data.size:
-        return data
-    lo, hi = float(np.min(data)), float(np.max(data))
-    if lo >= 0 and hi < 2**16:
-        return data.astype(np.uint8 if hi < 256 else np.uint16)
-    return data.astype(np.int32 if lo >= -(2**31) and hi < 2**31 else np.int64)
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then move it into place.
-
-    A failure (an exception, a full disk, Ctrl-C) leaves any previous ``path`` intact and
-    no temporary file. A folder, a device, a pipe or a write-protected file is refused
-    (:class:`InputError`); a symbolic link to a file updates that file. A new file gets
-    the permissions of the umask, a replaced one keeps its own.
-    """
-    path = write_target(check_writable(path))
-    try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-    except FileNotFoundError:
-        mode = new_file_mode()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = None
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name[:200]}.", suffix=".tmp",
-                                        dir=path.parent)
-        tmp = Path(tmp_name)
-        os.close(fd)
-        write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if tmp is not None:
-            with suppress(OSError):
-                tmp.unlink()
-        if isinstance(exc, OSError) and exc.errno and (
-                exc.filename is None or str(exc.filename) == str(tmp)):
-            # A full disk or a file-size limit: name the file the user asked for.
-            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
-        raise
-
-
 def write_tiff(
     path: str | os.PathLike,
     data: np.ndarray,
@@ -366,6 +195,7 @@ def write_tiff(
     axes: str | None = None,
     scale: tuple[float, ...] | None = None,
     labels: bool = False,
+    mark: dict[str, str] | None = None,
 ) -> None:
     """Write an image or a label image as a zlib-compressed TIFF, atomically.
 
@@ -376,7 +206,7 @@ def write_tiff(
     axis of length one), otherwise a plain TIFF with the axes in its description (Fiji
     opens both). With ``labels`` the file says it holds labels (an ImageJ property, or a
     key of the description, ``labels = true``), so that it opens as labels whatever its
-    values.
+    values; ``mark`` adds such keys (what wrote the file, for instance).
     """
     data = np.asarray(data)
     if data.dtype == np.bool_:
@@ -412,9 +242,11 @@ def write_tiff(
             metadata["spacing"] = scale[axes.index("Z")]
 
     plain = {"axes": axes} if axes else {}
-    if labels:
-        metadata["Properties"] = {"labels": "true"}
-        plain["labels"] = True
+    properties = {"labels": "true"} if labels else {}
+    properties.update({str(k): str(v) for k, v in (mark or {}).items()})
+    if properties:  # ImageJ properties, or keys of the description
+        metadata["Properties"] = properties
+        plain.update({k: True if v == "true" else v for k, v in properties.items()})
 
     def _write(tmp: Path) -> None:
         tifffile.imwrite(

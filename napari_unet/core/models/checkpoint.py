@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from napari_unet.core.errors import ModelFileError
-from napari_unet.core.io.tiff import atomic_write
+from napari_unet.core.io.paths import atomic_write
 from napari_unet.core.labels import DEFAULT_COLORS, INSTANCE_CLASSES
 from napari_unet.core.models.unet import UNet, UNetConfig
 from napari_unet.core.normalise import Normalisation

@@ -22,11 +22,10 @@ import logging
 import os
 import platform
 import statistics
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-
-from napari_unet.core.io.temporary import make_file
 
 log = logging.getLogger(__name__)
 
@@ -197,9 +196,9 @@ def _write_cache(path: Path, speed: CpuSpeed) -> None:
         entry = asdict(speed)
         entry.pop("source")
         entries[_key()] = entry
-        tmp = make_file(path)
+        fd, tmp = tempfile.mkstemp(prefix=".speed-", dir=path.parent)
         try:
-            with open(tmp, "w", encoding="utf-8") as out:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
                 json.dump(entries, out, indent=1)
             os.replace(tmp, path)
         except BaseException:

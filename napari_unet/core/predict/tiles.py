@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from functools import lru_cache
 
 import numpy as np
 import torch
@@ -34,6 +32,9 @@ from napari_unet.core.models.device import (
     select_device,
 )
 from napari_unet.core.models.unet import UNet
+from napari_unet.core.predict.layout import blend_window, tile_starts
+from napari_unet.core.predict.objects import drop_small
+from napari_unet.core.predict.result import Prediction
 from napari_unet.core.scale import (
     centre_window,
     check_rescale,
@@ -50,68 +51,6 @@ MIN_TILE = 64
 #: A slice larger than this (pixels) is predicted in bands of rows, each with a margin of
 #: context, so that memory holds the input, the labels and one band of probabilities.
 BAND_PIXELS = 8 * 1024**2
-
-
-@dataclass
-class Prediction:
-    """Labels (0 = background, 1..K-1 classes), optional probabilities and instances,
-    and the factor each predicted slice was resized by (:mod:`.scale`; 1 = as it is)."""
-
-    labels: np.ndarray
-    probabilities: np.ndarray | None = None  # (C, Y, X) or (Z, C, Y, X), float32
-    instances: np.ndarray | None = None
-    factors: dict[int, float] = field(default_factory=dict)
-
-    def shaped(self, shape: tuple[int, ...]) -> Prediction:
-        """The same results with labels of ``shape``: a 2D image predicted as one slice of
-        channels (1, C, Y, X) gives labels (1, Y, X), which this makes (Y, X) again."""
-        if tuple(self.labels.shape) == tuple(shape):
-            return self
-        if self.labels.shape[0] != 1 or tuple(self.labels.shape[1:]) != tuple(shape):
-            raise ValueError(f"labels of shape {self.labels.shape} cannot become {shape}")
-        return Prediction(self.labels[0],
-                          None if self.probabilities is None else self.probabilities[0],
-                          None if self.instances is None else self.instances[0],
-                          dict(self.factors))
-
-    def resized(self) -> dict[int, float]:
-        """The slices that were resized, with their factors."""
-        return {z: f for z, f in self.factors.items() if f != 1.0}
-
-
-def tile_starts(size: int, tile: int, overlap: int, multiple: int) -> tuple[int, list[int]]:
-    """Tile length and start positions covering ``size`` with at least ``overlap`` shared."""
-    if size <= tile:
-        t = -(-size // multiple) * multiple
-        return t, [0]
-    step = tile - overlap
-    n = -(-(size - overlap) // step)
-    t = -(-(size + (n - 1) * overlap) // n)  # shrink to cover evenly
-    t = -(-t // multiple) * multiple
-    if n == 1:
-        return t, [0]
-    last = size - t
-    starts = [round(i * last / (n - 1) / multiple) * multiple for i in range(n)]
-    starts[-1] = last
-    if any(b - a > t for a, b in zip(starts, starts[1:])):
-        # Rounding to the pooling grid opened a gap (little or no overlap): evenly spaced
-        # starts always cover, as n tiles of t hold the size and the overlaps.
-        starts = [round(i * last / (n - 1)) for i in range(n)]
-    return t, starts
-
-
-@lru_cache(maxsize=16)
-def _blend_window(h: int, w: int, ramp_y: int, ramp_x: int) -> np.ndarray:
-    def axis(n: int, ramp: int) -> np.ndarray:
-        v = np.ones(n, np.float32)
-        if ramp > 0:
-            r = np.arange(ramp, dtype=np.float32)
-            edge = np.sin(0.5 * np.pi * (r + 0.5) / ramp) ** 2
-            v[:ramp] = edge
-            v[n - ramp :] = edge[::-1]
-        return np.maximum(v, 1e-4)
-
-    return np.outer(axis(h, ramp_y), axis(w, ramp_x))
 
 
 class Predictor:
@@ -240,7 +179,7 @@ class Predictor:
         tw, xs = tile_starts(w + 2 * margin, self.tile_size, self.overlap, self.multiple)
         ramp_y = min(self.overlap, th // 2) if len(ys) > 1 else 0
         ramp_x = min(self.overlap, tw // 2) if len(xs) > 1 else 0
-        return margin, th, ys, tw, xs, _blend_window(th, tw, ramp_y, ramp_x)
+        return margin, th, ys, tw, xs, blend_window(th, tw, ramp_y, ramp_x)
 
     def blend_tiles(self, padded: np.ndarray, coords: list[tuple[int, int]], th: int,
                     tw: int, window: np.ndarray) -> np.ndarray:
@@ -409,18 +348,6 @@ class Predictor:
                 offset = int(out.max())
         out = drop_small(out, min_size)
         return relabel_sequential(out)[0].astype(np.int32)
-
-
-def drop_small(labels: np.ndarray, min_size: int) -> np.ndarray:
-    """Set objects of fewer than ``min_size`` pixels to 0."""
-    if min_size <= 1 or not labels.any():
-        return labels
-    sizes = np.bincount(labels.ravel())
-    small = sizes < min_size
-    small[0] = False
-    out = labels.copy()
-    out[small[labels]] = 0
-    return out
 
 
 def predict(bundle: ModelBundle, image: np.ndarray, **kwargs) -> Prediction:

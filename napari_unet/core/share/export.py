@@ -26,7 +26,7 @@ import numpy as np
 import tifffile
 
 from napari_unet.core.errors import InputError
-from napari_unet.core.io.tiff import atomic_write
+from napari_unet.core.io.paths import atomic_write
 from napari_unet.core.models.checkpoint import ModelBundle
 from napari_unet.core.share.package import (
     ARCHITECTURE_CALLABLE,

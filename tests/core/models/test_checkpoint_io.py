@@ -10,7 +10,8 @@ import tifffile
 import torch
 
 from napari_unet.core.errors import InputError, ModelFileError
-from napari_unet.core.io.tiff import looks_like_labels, read_tiff, write_tiff
+from napari_unet.core.io.label_images import looks_like_labels
+from napari_unet.core.io.tiff import read_tiff, write_tiff
 from napari_unet.core.models.checkpoint import ModelBundle, load_bundle
 from napari_unet.core.models.unet import UNetConfig
 
