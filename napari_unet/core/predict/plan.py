@@ -33,6 +33,11 @@ from napari_unet.core.errors import InputError
 from napari_unet.core.io.lazy import is_lazy, is_zarr_path
 from napari_unet.core.io.paths import check_outputs, check_writable, within
 from napari_unet.core.io.tiff import is_tiff_path, max_image_bytes
+from napari_unet.core.predict.resources import (
+    check_input_chunks,
+    check_slices,
+    check_tiff_from_blocks,
+)
 
 if TYPE_CHECKING:  # the plan is made before torch is needed (the plugin imports it early)
     from napari_unet.core.models.checkpoint import ModelBundle
@@ -153,9 +158,13 @@ def plan_prediction(
     if paths:
         path = Path(inputs[0])
         _check_tiff_outputs(out, probabilities, [("--image", path), ("--model", model_path)])
+        if is_tiff_path(path):
+            check_input_chunks(path, options.series, path.name)
         bundle = _load(model)
         image = _read_selected(path, options, bundle)
         data = image.data
+        if is_lazy(data):
+            check_slices(path.name, tuple(data.shape), data.dtype, bundle.n_classes, out)
     else:
         bundle, image = _load(model), inputs[0]
         data = image
@@ -236,6 +245,8 @@ def _plan_blocks(model, path: Path, *, options: PredictOptions, out, probabiliti
         raise InputError("a block prediction writes files: give --out")
     check_block_outputs([("--out", out), ("--probabilities", probabilities)],
                         [("--image", path), ("--model", model_path)], options.overwrite)
+    if is_tiff_path(path):
+        check_input_chunks(path, options.series, path.name)
     bundle = _load(model)
     source = LazySource(str(path), options.series if is_tiff_path(path) else None,
                         select_for_model, (options.channels, options.channels_flag,
@@ -251,6 +262,8 @@ def _plan_blocks(model, path: Path, *, options: PredictOptions, out, probabiliti
             raise InputError(
                 f"{option} {target} would need {sizes[option] / 1024**3:.1f} GiB in memory "
                 f"as a TIFF; write an OME-Zarr instead ({target.stem}.ome.zarr)")
+        if target is not None and not is_zarr_path(target):
+            check_tiff_from_blocks(path.name, option, target, sizes[option])
     return PredictionPlan(Route.BLOCKS, bundle, options, device, out, probabilities,
                           image=image, source=source, model_path=model_path)
 
