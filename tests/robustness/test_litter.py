@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import tifffile
 
 from napari_unet.core.io.paths import atomic_write
@@ -107,8 +108,6 @@ def test_an_interrupted_write_leaves_nothing(tmp_path):
         tmp.write_bytes(b"half")
         raise KeyboardInterrupt
 
-    try:
+    with pytest.raises(KeyboardInterrupt):
         atomic_write(target, fail)
-    except KeyboardInterrupt:
-        pass
     assert not target.exists() and not temporaries(tmp_path)
