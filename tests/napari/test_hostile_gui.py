@@ -36,8 +36,7 @@ def _zarr(path, damage=None):
 
 
 @pytest.mark.parametrize(("damage", "message"), [
-    ("truncated", "is not valid JSON"), ("dotdot", "which leaves the folder"),
-    ("missing", "1 of its 4 chunks are missing")])
+    ("truncated", "is not valid JSON"), ("dotdot", "which leaves the folder")])
 def test_a_damaged_zarr_is_a_notification(damage, message, empty_workflow, notifications,
                                           tmp_path):
     viewer, widget = empty_workflow
@@ -47,6 +46,18 @@ def test_a_damaged_zarr_is_a_notification(damage, message, empty_workflow, notif
     assert any(m.startswith("Could not open image.ome.zarr") and message in m
                for m in notifications), notifications
     assert [layer.name for layer in viewer.layers] == before
+
+
+def test_missing_chunks_open_with_a_warning(empty_workflow, notifications, tmp_path):
+    """In the viewer the image opens (missing chunks shown as 0) and a warning says how
+    many are missing; the command line refuses it unless told --missing-chunks fill."""
+    viewer, widget = empty_workflow
+    layer = widget.data.open_path(_zarr(tmp_path / "image.ome.zarr", "missing"))
+    assert layer is not None
+    assert np.asarray(layer.data)[:32, :32].max() == 0
+    assert np.asarray(layer.data)[32:, 32:].min() > 0
+    assert any("1 of its 4 chunks are missing" in m and "shown as 0" in m
+               and "--missing-chunks" not in m for m in notifications), notifications
 
 
 def _model():

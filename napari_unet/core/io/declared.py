@@ -184,6 +184,15 @@ def stored_chunks(array: Declared) -> int:
     return count
 
 
+class MissingChunksError(InputError):
+    """An image whose folder stores fewer chunks than its metadata declare;
+    :attr:`finding` says so without advice on the command line's options."""
+
+    def __init__(self, message: str, finding: str):
+        super().__init__(message)
+        self.finding = finding
+
+
 def check_chunks_present(name: str, array: Declared, stored_bytes: int | None = None) -> None:
     """Refuse an image whose metadata declare more chunks than its folder stores: a
     partial copy would otherwise read as zeros without a word."""
@@ -192,11 +201,12 @@ def check_chunks_present(name: str, array: Declared, stored_bytes: int | None = 
     if found >= expected:
         return
     held = "" if stored_bytes is None else f" (the folder holds {human_bytes(stored_bytes)})"
-    raise InputError(
-        f"{name}: {expected - found:,} of its {expected:,} chunks are missing{held}: it "
-        f"declares {shape_text(array.shape)} {array.dtype.name} "
-        f"({human_bytes(array.nbytes)}); it is an incomplete copy or damaged (if its "
-        "empty chunks were left out on purpose, give --missing-chunks fill)")
+    finding = (f"{name}: {expected - found:,} of its {expected:,} chunks are missing{held}: "
+               f"it declares {shape_text(array.shape)} {array.dtype.name} "
+               f"({human_bytes(array.nbytes)})")
+    raise MissingChunksError(
+        f"{finding}; it is an incomplete copy or damaged (if its empty chunks were left "
+        "out on purpose, give --missing-chunks fill)", finding)
 
 
 def folder_bytes(folder: Path) -> int:
