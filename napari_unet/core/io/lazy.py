@@ -199,8 +199,6 @@ def _open_ome_zarr(path: Path, lazy: bool | None, missing_chunks: str) -> ImageD
     hint = True if "image-label" in meta else None
     if not meta_array.shape or any(n == 0 for n in meta_array.shape):
         raise InputError(f"{name} has an empty axis (shape {meta_array.shape})")
-    if missing_chunks == "refuse" and hint is None:
-        check_chunks_present(name, meta_array, folder_bytes(path))
     try:
         array = node[level]
     except KeyError:
@@ -220,6 +218,8 @@ def _open_ome_zarr(path: Path, lazy: bool | None, missing_chunks: str) -> ImageD
         raise InputError(f"{name}: its metadata name {len(names)} axes ({', '.join(names)}) "
                          f"but level {level!r} has {array.ndim} dimensions {shape}")
     axes = "".join(_AXIS_LETTERS.get(str(n).lower(), "Q") for n in names)
+    if missing_chunks == "refuse" and hint is None:
+        check_chunks_present(name, meta_array, folder_bytes(path))
     scale = _scale_of(datasets[0].get("coordinateTransformations"), array.ndim) or [
         1.0] * array.ndim
     outer = _scale_of(first.get("coordinateTransformations"), array.ndim)
