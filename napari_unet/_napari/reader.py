@@ -41,7 +41,7 @@ def read_layers(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
     for p in paths:
         n = 1 if is_zarr_path(p) else tiff_series_count(p)
         if n == 1:
-            layers.append(layer_data(open_image(p)))
+            layers.append(layer_data(_open_warning_of_missing_chunks(p)))
             continue
         for i in range(n):  # a file of several images: one layer each, named so
             data, meta, kind = layer_data(open_image(p, series=i))
@@ -50,6 +50,20 @@ def read_layers(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
             meta["name"] = names if isinstance(meta["name"], list) else names[0]
             layers.append((data, meta, kind))
     return layers
+
+
+def _open_warning_of_missing_chunks(path: PathLike) -> ImageData:
+    """:func:`open_image`; an OME-Zarr image with missing chunks opens with them shown as
+    its fill value, and a warning notification says how many are missing."""
+    from napari_unet.core.io.declared import MissingChunksError
+
+    try:
+        return open_image(path)
+    except MissingChunksError as exc:
+        from napari.utils.notifications import show_warning
+
+        show_warning(f"{exc.finding}; they are shown as 0: the copy may be incomplete")
+        return open_image(path, missing_chunks="fill")
 
 
 def layer_data(image: ImageData) -> LayerData:

@@ -24,7 +24,8 @@ def _read(path: Path, args: argparse.Namespace, labels: bool = False,
         series = None
     if labels and series is not None and tiff_series_count(path) == 1:
         series = None
-    return open_image(path, lazy=lazy, series=series)
+    missing = "fill" if labels else getattr(args, "missing_chunks", "refuse")
+    return open_image(path, lazy=lazy, series=series, missing_chunks=missing)
 
 
 def _select(image, channels: tuple[int, ...] | None = None, what: str = "image",
@@ -88,4 +89,3 @@ def _load_model(path: Path):
     else:
         bundle = load_bundle(path)
     return bundle
-

@@ -80,6 +80,11 @@ def _series_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--series", type=_non_negative_int, default=None,
                    help="the image (series, from 0) to read from TIFF files that hold "
                         "several; such files are refused without it, with the list of theirs")
+    p.add_argument("--missing-chunks", choices=("refuse", "fill"), default="refuse",
+                   help="an OME-Zarr image whose folder stores fewer chunks than it declares "
+                        "is refused (an incomplete copy); 'fill' reads the missing chunks as "
+                        "its fill value, for images written with their empty chunks left out "
+                        "(default: %(default)s)")
 
 
 class _Channels(argparse.Action):

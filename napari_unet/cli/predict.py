@@ -47,7 +47,8 @@ def plan(args: argparse.Namespace):
         foreground_threshold=args.threshold, tile_size=args.tile_size, tta=args.tta,
         series=args.series, channels=args.channels, channels_flag=args.channels_flag,
         workers=args.workers, scheduler=args.scheduler, redo=args.redo,
-        overwrite=args.overwrite, chunk=args.chunk_size, block=args.block_size)
+        overwrite=args.overwrite, chunk=args.chunk_size, block=args.block_size,
+        missing_chunks=args.missing_chunks)
     return plan_prediction(lambda: _load_model(args.model), args.image, out=args.out,
                            probabilities=args.probabilities, options=options,
                            uncertainty=args.uncertainty,

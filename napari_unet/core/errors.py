@@ -47,11 +47,29 @@ def is_device_failure(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and any(k in str(exc) for k in _DEVICE_FAILURES)
 
 
+def _array_memory(exc: BaseException) -> str | None:
+    """For numpy's failure to allocate an array, its size and shape in words."""
+    size = getattr(exc, "_total_size", None)
+    shape = getattr(exc, "shape", None)
+    if not isinstance(exc, MemoryError) or not isinstance(size, int) or shape is None:
+        return None
+    units = (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2))
+    unit, scale = next(((u, n) for u, n in units if size >= n), ("KiB", 1024))
+    dims = "x".join(str(n) for n in shape)
+    return f"{size / scale:.1f} {unit} (an array of {dims} {getattr(exc, 'dtype', '')})"
+
+
 def failure_message(exc: BaseException, doing: str) -> str | None:
     """A sentence for the user about ``exc`` raised while ``doing`` something (e.g.
     ``"Training"``), or ``None`` when it is not an error the user can act on."""
     if isinstance(exc, NapariUnetError):
         return str(exc)
+    array = _array_memory(exc)
+    if array is not None:  # numpy could not allocate an array: its size is the cause
+        return (f"{doing} ran out of memory: it needed {array} at once, more than this "
+                "computer could give; use a smaller image (crop it), or for one that is "
+                "truly large an OME-Zarr output (--out NAME.ome.zarr), predicted block by "
+                "block")
     if is_out_of_memory(exc):
         return (f"{doing} ran out of memory: lower the batch or patch size, or use a smaller "
                 "image")

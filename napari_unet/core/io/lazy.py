@@ -19,6 +19,16 @@ from typing import Any
 import numpy as np
 
 from napari_unet.core.errors import InputError
+from napari_unet.core.io.declared import (
+    Checked,
+    as_dask,
+    check_chunks_present,
+    check_level_path,
+    declared,
+    folder_bytes,
+    human_bytes,
+    shape_text,
+)
 from napari_unet.core.io.tiff import (
     ImageData,
     check_file,
@@ -67,7 +77,7 @@ def fits_in_memory(nbytes: int) -> bool:
 
 
 def open_image(path: str | os.PathLike, *, lazy: bool | None = None,
-               series: int | None = None) -> ImageData:
+               series: int | None = None, missing_chunks: str = "refuse") -> ImageData:
     """Open a TIFF or an OME-Zarr image, lazily when it does not fit comfortably.
 
     ``lazy=None`` reads the image into memory (a numpy array) when
@@ -75,11 +85,15 @@ def open_image(path: str | os.PathLike, *, lazy: bool | None = None,
     pages or tiles, zarr chunks); ``True`` or ``False`` force either. An OME-Zarr image is
     a folder with NGFF ``multiscales`` metadata: its first (full-resolution) level is
     opened, with the axes and pixel scale of its metadata. Raises :class:`InputError` with
-    one sentence for anything that is not such an image.
+    one sentence for anything that is not such an image (damaged metadata, pixels that
+    are not numbers, a level path outside the folder). An OME-Zarr image whose folder
+    stores fewer chunks than its metadata declare is refused unless ``missing_chunks`` is
+    ``"fill"`` (they then read as its fill value); label images (NGFF ``image-label``)
+    may omit chunks.
     """
     path = Path(path)
     if is_zarr_path(path) or path.is_dir():
-        return _open_ome_zarr(path, lazy)
+        return _open_ome_zarr(path, lazy, missing_chunks)
     return _open_tiff(path, lazy, series)
 
 
@@ -116,7 +130,6 @@ def _open_tiff(path: Path, lazy: bool | None, series: int | None) -> ImageData:
 def _tiff_dask(path: Path, series: int):
     """The series as a dask array over tifffile's zarr store (chunks: pages or tiles);
     a pyramidal series gives its full-resolution level."""
-    import dask.array as da
     import tifffile
     import zarr
 
@@ -124,7 +137,19 @@ def _tiff_dask(path: Path, series: int):
     array = zarr.open(store, mode="r")
     if isinstance(array, zarr.Group):  # pragma: no cover - level=0 gives an array
         array = array["0"]
-    return da.from_zarr(array)
+    return as_dask(array, path.name, tokenize_path(path, series))
+
+
+def tokenize_path(path: Path, part) -> str:
+    """A name for the dask array of ``part`` of the file at ``path`` as it is now."""
+    import hashlib
+
+    try:
+        stamp = os.stat(path).st_mtime_ns
+    except OSError:
+        stamp = 0
+    text = f"{os.path.abspath(path)}|{part}|{stamp}"
+    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:16]
 
 
 def _ngff(attrs: dict) -> dict:
@@ -140,7 +165,7 @@ def _scale_of(transforms: Any, ndim: int) -> list[float] | None:
     return None
 
 
-def _open_ome_zarr(path: Path, lazy: bool | None) -> ImageData:
+def _open_ome_zarr(path: Path, lazy: bool | None, missing_chunks: str) -> ImageData:
     import zarr
 
     name = path.name
@@ -166,11 +191,21 @@ def _open_ome_zarr(path: Path, lazy: bool | None) -> ImageData:
     datasets = first.get("datasets") or []
     if not datasets or not isinstance(datasets[0], dict) or "path" not in datasets[0]:
         raise InputError(f"{name}: its OME-Zarr metadata list no resolution level")
-    level = str(datasets[0]["path"])
+    level = check_level_path(name, datasets[0]["path"])
+    folder = path / level
+    if not folder.is_dir():
+        raise InputError(f"{name}: its full-resolution level {level!r} is missing")
+    meta_array = declared(name, folder)
+    hint = True if "image-label" in meta else None
+    if not meta_array.shape or any(n == 0 for n in meta_array.shape):
+        raise InputError(f"{name} has an empty axis (shape {meta_array.shape})")
     try:
         array = node[level]
     except KeyError:
         raise InputError(f"{name}: its full-resolution level {level!r} is missing") from None
+    except Exception as exc:
+        detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise InputError(f"{name}: its level {level!r} cannot be opened ({detail})") from None
     if not isinstance(array, zarr.Array):
         raise InputError(f"{name}: its level {level!r} is not an array")
     shape, dtype = tuple(array.shape), np.dtype(array.dtype)
@@ -183,35 +218,33 @@ def _open_ome_zarr(path: Path, lazy: bool | None) -> ImageData:
         raise InputError(f"{name}: its metadata name {len(names)} axes ({', '.join(names)}) "
                          f"but level {level!r} has {array.ndim} dimensions {shape}")
     axes = "".join(_AXIS_LETTERS.get(str(n).lower(), "Q") for n in names)
-    if dtype.kind == "c":
-        raise InputError(f"{name} holds complex numbers ({dtype.name}); save their magnitude "
-                         "or real part as an image first")
-    if not shape or any(n == 0 for n in shape):
-        raise InputError(f"{name} has an empty axis (shape {shape})")
+    if missing_chunks == "refuse" and hint is None:
+        check_chunks_present(name, meta_array, folder_bytes(path))
     scale = _scale_of(datasets[0].get("coordinateTransformations"), array.ndim) or [
         1.0] * array.ndim
     outer = _scale_of(first.get("coordinateTransformations"), array.ndim)
     if outer is not None:
         scale = [a * b for a, b in zip(scale, outer)]
     scale = tuple(s if s > 0 else 1.0 for s in scale)
-    hint = True if "image-label" in meta else None
     nbytes = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
     if lazy is None:
         lazy = not fits_in_memory(nbytes)
     try:
         if lazy:
-            import dask.array as da
-
-            data = da.from_zarr(array)
+            data = as_dask(array, name, tokenize_path(path, level))
         else:
             if nbytes > max_image_bytes():
                 limit = max_image_bytes()
                 raise InputError(
                     f"{name} needs {nbytes / 1024**3:.1f} GiB in memory, more than the "
                     f"{limit / 1024**3:.1f} GiB allowed; open it lazily")
-            data = np.asarray(array[...])
+            data = np.asarray(Checked(array, name)[...])
     except InputError:
         raise
+    except MemoryError:
+        raise InputError(f"{name} ({shape_text(shape)} {dtype.name}, {human_bytes(nbytes)}) "
+                         "does not fit in the memory available now; it is opened lazily "
+                         "when it is larger than a quarter of it") from None
     except Exception as exc:
         detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise InputError(f"{name}: level {level!r} cannot be read ({detail})") from None
@@ -232,15 +265,18 @@ class LazySource:
     series: int | None = None
     select: Callable[..., ImageData] | None = None
     args: tuple = ()
+    missing_chunks: str = "refuse"
 
     def image(self) -> ImageData:
         """The image opened lazily (and reduced by ``select``), its pixels not read."""
-        image = open_image(self.path, lazy=True, series=self.series)
+        image = open_image(self.path, lazy=True, series=self.series,
+                           missing_chunks=self.missing_chunks)
         return image if self.select is None else self.select(image, *self.args)
 
     def open(self) -> Any:
         """The image's array (a dask array), opened once in this process."""
-        key = (os.path.abspath(self.path), self.series, self.select, self.args)
+        key = (os.path.abspath(self.path), self.series, self.select, self.args,
+               self.missing_chunks)
         if key not in _opened:
             _opened[key] = self.image().data
         return _opened[key]

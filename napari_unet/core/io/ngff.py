@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from napari_unet.core.errors import InputError
+from napari_unet.core.io.temporary import remove_stale, temporary_name
 
 
 def ngff_attrs(name: str, axes: str, scale: Sequence[float], labels: bool) -> dict:
@@ -57,7 +57,10 @@ def open_output(path: str) -> Any:
 
 
 def temp_beside(path: Path) -> Path:
-    return path.parent / f".{path.name[:200]}.{uuid.uuid4().hex[:8]}.tmp"
+    """A temporary name beside ``path`` (:mod:`~.io.temporary`), after removing what
+    killed processes left for it."""
+    remove_stale(path)
+    return temporary_name(path)
 
 
 def put_in_place(tmp: Path, path: Path, overwrite: bool) -> None:

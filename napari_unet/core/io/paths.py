@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 from collections.abc import Callable, Iterable
 from contextlib import suppress
 from pathlib import Path
 
 from napari_unet.core.errors import InputError
+from napari_unet.core.io.temporary import make_file
 
 
 def _kind(mode: int) -> str | None:
@@ -179,10 +179,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = None
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name[:200]}.", suffix=".tmp",
-                                        dir=path.parent)
-        tmp = Path(tmp_name)
-        os.close(fd)
+        tmp = make_file(path)  # after removing what killed writers left for this file
         write(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from napari_unet.core.errors import InputError
+from napari_unet.core.io.temporary import make_folder, temporary_name
 
 #: Chunk side (pixels in Y and X) of sparse labels: small enough that a stroke holds
 #: little, large enough that a painted slice is not thousands of chunks.
@@ -166,7 +166,7 @@ def save_labels_zarr(path: str | os.PathLike, labels, *, axes: str | None = None
     chunks = (tuple(labels.chunks) if is_sparse(labels) else
               (1,) * (len(shape) - 2) + tuple(min(n, CHUNK) for n in shape[-2:]))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name[:200]}.", suffix=".tmp", dir=path.parent))
+    tmp = make_folder(path)
     try:
         group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
         group.attrs["ome"] = {
@@ -204,8 +204,7 @@ def _replace_folder(tmp: Path, path: Path) -> None:
         raise InputError(f"{path} exists and is not a folder of labels; choose another name")
     old = None
     if path.exists():
-        old = path.with_name(f".{path.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
+        old = temporary_name(path)
         os.replace(path, old)
     try:
         os.replace(tmp, path)

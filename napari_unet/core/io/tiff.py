@@ -195,6 +195,7 @@ def write_tiff(
     axes: str | None = None,
     scale: tuple[float, ...] | None = None,
     labels: bool = False,
+    mark: dict[str, str] | None = None,
 ) -> None:
     """Write an image or a label image as a zlib-compressed TIFF, atomically.
 
@@ -205,7 +206,7 @@ def write_tiff(
     axis of length one), otherwise a plain TIFF with the axes in its description (Fiji
     opens both). With ``labels`` the file says it holds labels (an ImageJ property, or a
     key of the description, ``labels = true``), so that it opens as labels whatever its
-    values.
+    values; ``mark`` adds such keys (what wrote the file, for instance).
     """
     data = np.asarray(data)
     if data.dtype == np.bool_:
@@ -241,9 +242,11 @@ def write_tiff(
             metadata["spacing"] = scale[axes.index("Z")]
 
     plain = {"axes": axes} if axes else {}
-    if labels:
-        metadata["Properties"] = {"labels": "true"}
-        plain["labels"] = True
+    properties = {"labels": "true"} if labels else {}
+    properties.update({str(k): str(v) for k, v in (mark or {}).items()})
+    if properties:  # ImageJ properties, or keys of the description
+        metadata["Properties"] = properties
+        plain.update({k: True if v == "true" else v for k, v in properties.items()})
 
     def _write(tmp: Path) -> None:
         tifffile.imwrite(

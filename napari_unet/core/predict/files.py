@@ -2,8 +2,11 @@
 
 A folder or a pattern (``folder/*.tif``) names the inputs; each one gets
 ``<name>_labels.tif`` (and ``<name>_probabilities.tif`` when asked) in the output folder.
-A file whose outputs exist and are newer than both the input and the model is done and
-skipped unless asked to redo it. Each file is read, predicted and written on its own, so
+A file whose outputs exist, are newer than both the input and the model, and are complete
+readable TIFFs of the image's shape is done and skipped unless asked to redo it. When the
+output folder is the images' folder, the predictions written there by an earlier run (by
+their names and the mark the writer puts in them) are not inputs, so the same command
+runs again. Temporary files that a killed run left in an output folder are removed. Each file is read, predicted and written on its own, so
 a bad file costs only its own line of the summary; the same :func:`run_job` runs in this
 process or on the workers of a dask cluster (:mod:`.cluster`).
 """
@@ -11,6 +14,7 @@ process or on the workers of a dask cluster (:mod:`.cluster`).
 from __future__ import annotations
 
 import glob
+import math
 import os
 import time
 from collections.abc import Callable
@@ -21,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from napari_unet.core.errors import InputError, NapariUnetError, failure_message
-from napari_unet.core.io.paths import check_writable, same_file
+from napari_unet.core.io.paths import same_file
+from napari_unet.core.io.temporary import remove_stale_in
 from napari_unet.core.io.tiff import is_tiff_path, write_tiff
 
 #: Characters that make ``--image`` a pattern rather than a file name.
@@ -102,15 +107,56 @@ def check_folder(folder: str | os.PathLike, option: str = "--out") -> Path:
     if not folder.exists() and is_tiff_path(folder):
         raise InputError(f"{option} {folder} looks like a TIFF file: with several images, "
                          f"{option} is the folder the outputs are written to")
-    check_writable(folder / LABELS_SUFFIX.lstrip("_"), option)
+    existing = folder
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"{option} {folder} cannot be created: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK) or not os.stat(existing).st_mode & 0o222:
+        where = "is write-protected" if existing == folder else (
+            f"cannot be created: {existing} is write-protected")
+        raise InputError(f"{option} {folder} {where}; choose a folder you can write to")
+    if folder.is_dir():
+        remove_stale_in(folder)
     return folder
+
+
+#: The key the outputs of a folder prediction carry in their TIFF metadata.
+OUTPUT_MARK = "napari_unet_output"
+
+
+def own_output(path: Path, images: set[str]) -> bool:
+    """Whether ``path`` is an output that napari-unet's folder prediction wrote for one of
+    ``images`` (file names without their suffix): named ``<name>_labels.tif`` or
+    ``<name>_probabilities.tif`` and marked so in its metadata."""
+    import tifffile
+
+    from napari_unet.core.io.tiff_metadata import metadata_properties
+
+    name = path.name
+    kind = next((k for k, suffix in (("labels", LABELS_SUFFIX),
+                                     ("probabilities", PROBABILITIES_SUFFIX))
+                 if name.endswith(suffix) and name[: -len(suffix)] in images), None)
+    if kind is None:
+        return False
+    try:
+        with tifffile.TiffFile(path) as tif:
+            return metadata_properties(tif).get(OUTPUT_MARK.lower()) == kind
+    except Exception:  # not a readable TIFF: not one of ours
+        return False
 
 
 def plan_jobs(images: list[Path], out: Path, probabilities: Path | None = None,
               extra_inputs: list[Path] = ()) -> list[Job]:
-    """One :class:`Job` per image. Refused: two images of the same name (their outputs
-    would collide) and any output that is an input (an image or ``extra_inputs``)."""
+    """One :class:`Job` per image. The outputs of an earlier run into the same folder
+    (:func:`own_output`) are not images to predict. Refused: two images of the same name
+    (their outputs would collide) and any output that is an input (an image or
+    ``extra_inputs``)."""
     jobs, seen = [], {}
+    folders = [f for f in (out, probabilities) if f is not None]
+    names = {stem(image) for image in images}
+    images = [image for image in images if not (
+        any(same_file(image.parent, f) for f in folders) and own_output(image, names))]
     for image in images:
         name = stem(image)
         if name in seen:
@@ -126,20 +172,65 @@ def plan_jobs(images: list[Path], out: Path, probabilities: Path | None = None,
             for path in inputs:
                 if same_file(output, path):
                     raise InputError(
-                        f"the output {output} of {job.image.name} is also an input: writing "
-                        "it would replace it; choose an output folder apart from the images")
+                        f"the output {output} of {job.image.name} is also an input, and not "
+                        "a prediction of napari-unet: writing it would replace it; choose "
+                        "an output folder apart from the images")
     return jobs
 
 
 def is_done(job: Job, model: Path | int) -> bool:
-    """Whether every output of ``job`` exists and is newer than its image and the model:
-    the model's file, or the time (``time.time_ns()``) a model in memory last changed."""
+    """Whether every output of ``job`` exists, is newer than its image and the model (the
+    model's file, or the time, ``time.time_ns()``, a model in memory last changed) and is
+    a complete TIFF of the image's shape (:func:`complete_output`)."""
     try:
         model_ns = model if isinstance(model, int) else os.stat(model).st_mtime_ns
         since = max(os.stat(job.image).st_mtime_ns, model_ns)
-        return all(os.stat(p).st_mtime_ns > since for p in job.outputs)
+        if not all(os.stat(p).st_mtime_ns > since for p in job.outputs):
+            return False
     except OSError:
         return False
+    return complete_output(job.labels, job.image, probabilities=False) and (
+        job.probabilities is None or complete_output(job.probabilities, job.image,
+                                                     probabilities=True))
+
+
+def _plane_shape(image: Path) -> tuple[int, ...] | None:
+    """The shape of the labels predicted from ``image``: its shape without channels."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(image) as tif:
+            series = tif.series[0]
+            return tuple(n for n, ax in zip(series.shape, series.axes) if ax not in "CS")
+    except Exception:
+        return None
+
+
+def complete_output(output: Path, image: Path, probabilities: bool) -> bool:
+    """Whether ``output`` is a TIFF that reads to its end and has the shape of the labels
+    of ``image`` (probabilities: that shape with one more axis, of classes)."""
+    import tifffile
+
+    expected = _plane_shape(image)
+    try:
+        with tifffile.TiffFile(output) as tif:
+            series = tif.series[0]
+            shape = tuple(series.shape)
+            if expected is not None:
+                squeezed = tuple(n for n in shape if n != 1)
+                want = tuple(n for n in expected if n != 1)
+                if probabilities:  # the classes on an axis of their own
+                    if squeezed[-2:] != want[-2:] or math.prod(squeezed) % max(
+                            1, math.prod(want)) or len(squeezed) != len(want) + 1:
+                        return False
+                elif squeezed != want:
+                    return False
+            pages = series.pages
+            for page in (pages[0], pages[-1]) if len(pages) > 1 else (pages[0],):
+                page.asarray()  # a truncated or damaged file fails here
+    except Exception:
+        return False
+    return True
 
 
 @dataclass
@@ -202,9 +293,11 @@ def run_job(job: Job, predictor: Any, settings: Settings,
         labels = prediction.instances if settings.instances else prediction.labels
         result.resized = tuple(prediction.resized().values())
         scale = tuple(image.scale) if len(image.scale) == labels.ndim else None
-        write_tiff(job.labels, labels, scale=scale)
+        write_tiff(job.labels, labels, scale=scale, labels=True,
+                   mark={OUTPUT_MARK: "labels"})
         if job.probabilities is not None:
-            write_tiff(job.probabilities, prediction.probabilities)
+            write_tiff(job.probabilities, prediction.probabilities,
+                       mark={OUTPUT_MARK: "probabilities"})
         if settings.instances:
             result.objects = int(np.unique(labels[labels > 0]).size)
         else:

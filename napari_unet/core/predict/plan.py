@@ -34,6 +34,11 @@ from napari_unet.core.io.lazy import is_lazy, is_zarr_path
 from napari_unet.core.io.paths import check_outputs, check_writable, within
 from napari_unet.core.io.tiff import is_tiff_path, max_image_bytes
 from napari_unet.core.normalise import has_finite
+from napari_unet.core.predict.resources import (
+    check_input_chunks,
+    check_slices,
+    check_tiff_from_blocks,
+)
 
 if TYPE_CHECKING:  # the plan is made before torch is needed (the plugin imports it early)
     from napari_unet.core.models.checkpoint import ModelBundle
@@ -69,6 +74,7 @@ class PredictOptions:
     overwrite: bool = False  # replace an existing OME-Zarr output
     chunk: int | None = None  # OME-Zarr chunk side (None: the blocks' default)
     block: int | None = None  # block side (None: the blocks' default)
+    missing_chunks: str = "refuse"  # an OME-Zarr image's missing chunks: refuse, or "fill"
 
     @property
     def cluster(self) -> bool:
@@ -161,9 +167,13 @@ def plan_prediction(
     if paths:
         path = Path(inputs[0])
         _check_tiff_outputs(out, probabilities, [("--image", path), ("--model", model_path)])
+        if is_tiff_path(path):
+            check_input_chunks(path, options.series, path.name)
         bundle = _load(model)
         image = _read_selected(path, options, bundle)
         data = image.data
+        if is_lazy(data):
+            check_slices(path.name, tuple(data.shape), data.dtype, bundle.n_classes, out)
     else:
         bundle, image = _load(model), inputs[0]
         data = image
@@ -219,7 +229,9 @@ def _read_selected(path: Path, options: PredictOptions, bundle: ModelBundle):
     from napari_unet.core.io.selection import select_channels
 
     series = options.series if is_tiff_path(path) else None
-    return select_channels(open_image(path, lazy=None, series=series), options.channels,
+    return select_channels(open_image(path, lazy=None, series=series,
+                                      missing_chunks=options.missing_chunks),
+                           options.channels,
                            "image", options.channels_flag, bundle)
 
 
@@ -262,10 +274,13 @@ def _plan_blocks(model, path: Path, *, options: PredictOptions, out, probabiliti
         raise InputError("a block prediction writes files: give --out")
     check_block_outputs([("--out", out), ("--probabilities", probabilities)],
                         [("--image", path), ("--model", model_path)], options.overwrite)
+    if is_tiff_path(path):
+        check_input_chunks(path, options.series, path.name)
     bundle = _load(model)
     source = LazySource(str(path), options.series if is_tiff_path(path) else None,
                         select_for_model, (options.channels, options.channels_flag,
-                                           getattr(bundle, "channels", None)))
+                                           getattr(bundle, "channels", None)),
+                        missing_chunks=options.missing_chunks)
     image = source.image()
     shape = tuple(image.data.shape)
     pixels = int(np.prod(shape, dtype=np.float64))
@@ -276,6 +291,8 @@ def _plan_blocks(model, path: Path, *, options: PredictOptions, out, probabiliti
             raise InputError(
                 f"{option} {target} would need {sizes[option] / 1024**3:.1f} GiB in memory "
                 f"as a TIFF; write an OME-Zarr instead ({target.stem}.ome.zarr)")
+        if target is not None and not is_zarr_path(target):
+            check_tiff_from_blocks(path.name, option, target, sizes[option])
     return PredictionPlan(Route.BLOCKS, bundle, options, device, out, probabilities,
                           image=image, source=source, model_path=model_path)
 

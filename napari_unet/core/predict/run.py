@@ -8,9 +8,7 @@ layers, the plugin's workers run the same routes (:mod:`.tiles`, :mod:`.slices`)
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -20,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from napari_unet.core.io.lazy import fits_in_memory, is_zarr_path, open_image
+from napari_unet.core.io.temporary import make_folder, remove_stale, temporary_name
 from napari_unet.core.io.tiff import write_tiff
 from napari_unet.core.predict.plan import PredictionPlan, Route
 
@@ -88,8 +87,7 @@ def run_slices(plan: PredictionPlan, predictor, progress: Progress | None = None
         import zarr
 
         out.parent.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".zarr",
-                                        dir=out.parent))
+        scratch = make_folder(out)
         labels = zarr.create_array(str(scratch), shape=shape, dtype=dtype, fill_value=0,
                                    chunks=(1,) * (len(shape) - 2) + tuple(
                                        min(s, 1024) for s in shape[-2:]))
@@ -133,8 +131,9 @@ def run_blocks(plan: PredictionPlan, predictor,
     scale = _scale(plan.image, len(shape))
     outputs = [(k, p) for k, p in (("labels", plan.out), ("probabilities", plan.probabilities))
                if p is not None]
-    targets = {k: (p if is_zarr_path(p) else p.parent / f".{p.name}.{uuid.uuid4().hex[:8]}.zarr")
-               for k, p in outputs}
+    for _kind, path in outputs:
+        remove_stale(path)  # what killed runs left for these outputs
+    targets = {k: (p if is_zarr_path(p) else temporary_name(p)) for k, p in outputs}
     if plan.cluster:
         from napari_unet.core.predict.cluster import connect
 
