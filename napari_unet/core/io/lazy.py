@@ -45,8 +45,12 @@ def is_zarr_path(path: str | os.PathLike) -> bool:
 
 
 def is_lazy(array: Any) -> bool:
-    """Whether ``array`` is read on demand (a dask or zarr array) rather than held."""
-    return not isinstance(array, np.ndarray)
+    """Whether ``array`` is read on demand rather than held: an array (``shape``,
+    ``dtype``, indexing) that is not a numpy one, such as a dask or zarr array or a lazy
+    view of one (:class:`~napari_unet.core.normalise.LazyNormalised`). The one definition:
+    the readers, training, prediction, the plugin's layers and the command line ask it."""
+    return not isinstance(array, np.ndarray) and all(
+        hasattr(array, name) for name in ("shape", "dtype", "__getitem__"))
 
 
 def available_memory() -> int | None:

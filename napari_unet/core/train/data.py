@@ -13,6 +13,7 @@ import numpy as np
 
 from napari_unet.core.errors import InputError
 from napari_unet.core.io.channels import LAZY_CHANNELS, n_channels
+from napari_unet.core.io.lazy import is_lazy
 from napari_unet.core.labels import IGNORE, annotation_classes, as_stack, check_labels_array
 from napari_unet.core.normalise import LazyNormalised, Normalisation
 
@@ -30,12 +31,6 @@ class Pair:
     image: np.ndarray | LazyNormalised
     target: np.ndarray | LazyTarget
     weight: np.ndarray | None = None
-
-
-def is_lazy(array) -> bool:
-    """Whether ``array`` is read on demand (dask, zarr, a lazy view) rather than held."""
-    return not isinstance(array, np.ndarray) and hasattr(array, "shape") and hasattr(
-        array, "__getitem__")
 
 
 class LazyTarget:
