@@ -19,8 +19,6 @@ from napari_unet.core.errors import InputError
 
 LabelsKind = Literal["annotation", "semantic", "instance"]
 LABELS_KINDS: tuple[str, ...] = ("annotation", "semantic", "instance")
-#: Devices the defaults distinguish: a GPU gets bigger batches and patches.
-DeviceKind = Literal["cpu", "cuda", "mps"]
 
 #: The largest zoom of the scale augmentation (``AugmentConfig.zoom``).
 MAX_ZOOM = 8.0
@@ -35,13 +33,44 @@ START_MODEL = Path(__file__).resolve().parents[1] / "models" / "nuclei_start.pt"
 
 
 @dataclass(frozen=True)
+class DeviceDefaults:
+    """One row of :data:`DEVICE_DEFAULTS`."""
+
+    base_channels: int
+    depth: int
+    batch_size: int
+    patch_size: int
+    learning_rate: float
+    elastic_sigma: float
+
+
+#: The defaults table: a new model's width and depth and the training sizes per kind of
+#: device; a CUDA GPU gets a wider model and bigger batches and patches, every other
+#: device the CPU's. The records below (``UNetConfig()``, ``TrainConfig()``), the GUI's
+#: form and the command line's help texts all take their defaults from here.
+DEVICE_DEFAULTS = {
+    "cpu": DeviceDefaults(base_channels=16, depth=4, batch_size=8, patch_size=128,
+                          learning_rate=3e-3, elastic_sigma=6.0),
+    "cuda": DeviceDefaults(base_channels=32, depth=4, batch_size=16, patch_size=256,
+                           learning_rate=2e-3, elastic_sigma=8.0),
+}
+CPU = DEVICE_DEFAULTS["cpu"]
+#: Prediction: the side of the tiles (pixels), the smallest object kept (pixels), and a
+#: block prediction's block side and OME-Zarr chunk side (pixels, Y and X).
+TILE_SIZE = 1024
+MIN_OBJECT_SIZE = 10
+BLOCK_SIZE = 4096
+CHUNK_SIZE = 1024
+
+
+@dataclass(frozen=True)
 class UNetConfig:
     """The architecture, stored in every model file."""
 
     in_channels: int = 1
     n_classes: int = 2
-    base_channels: int = 32
-    depth: int = 4
+    base_channels: int = CPU.base_channels
+    depth: int = CPU.depth
     bilinear: bool = True
 
     def __post_init__(self) -> None:
@@ -58,7 +87,7 @@ class UNetConfig:
 
 #: Architecture of the shipped starting model (tests check it against the file).
 START_ARCHITECTURE = UNetConfig(in_channels=1, n_classes=2, base_channels=16, depth=4,
-                                bilinear=True)
+                                bilinear=True)  # the file's, whatever the defaults
 
 
 @dataclass(frozen=True)
@@ -76,7 +105,7 @@ class AugmentConfig:
     other sizes than those annotated.
     """
 
-    elastic_sigma: float = 6.0
+    elastic_sigma: float = CPU.elastic_sigma
     elastic_grid: int = 64
     flips: bool = True
     flips_per_sample: bool = False
@@ -99,9 +128,9 @@ class TrainConfig:
 
     iterations: int | None = None
     seconds: float | None = None
-    batch_size: int = 8
-    patch_size: int = 128
-    learning_rate: float = 3e-3
+    batch_size: int = CPU.batch_size
+    patch_size: int = CPU.patch_size
+    learning_rate: float = CPU.learning_rate
     weight_decay: float = 1e-4
     warmup: int = 20
     dice_weight: float = 0.0  # soft Dice added to the loss; it fattens objects on dense labels
@@ -168,13 +197,11 @@ def defaults_for(labels_kind: str = "annotation", device_kind: str = "cpu") -> D
     sparse = labels_kind == "annotation"
     edge = EDGE_WEIGHT if sparse else 0.0
     anchor = ANCHOR_WEIGHT if sparse else 0.0
-    if device_kind == "cuda":
-        return Defaults(32, 4, TrainConfig(batch_size=16, patch_size=256, learning_rate=2e-3,
-                                           edge_weight=edge, anchor_weight=anchor,
-                                           augment=AugmentConfig(elastic_sigma=8.0)))
-    return Defaults(16, 4, TrainConfig(batch_size=8, patch_size=128, learning_rate=3e-3,
-                                       edge_weight=edge, anchor_weight=anchor,
-                                       augment=AugmentConfig(elastic_sigma=6.0)))
+    d = DEVICE_DEFAULTS.get(device_kind, CPU)
+    return Defaults(d.base_channels, d.depth, TrainConfig(
+        batch_size=d.batch_size, patch_size=d.patch_size, learning_rate=d.learning_rate,
+        edge_weight=edge, anchor_weight=anchor,
+        augment=AugmentConfig(elastic_sigma=d.elastic_sigma)))
 
 
 @dataclass(frozen=True)
@@ -222,9 +249,10 @@ class TrainOptions:
             raise InputError(f"unknown starting model {self.start_model!r}; use nuclei or none")
         if self.start_model == "nuclei" and (self.base_channels is not None
                                              or self.depth is not None or not self.bilinear):
+            arch = START_ARCHITECTURE
             raise InputError(
-                "the nuclei starting model fixes the architecture (base 16, depth 4, "
-                "bilinear): drop the base channels, depth and transposed up-sampling, or start "
+                f"the nuclei starting model fixes the architecture (base {arch.base_channels}, "
+                f"depth {arch.depth}, bilinear): drop the base channels, depth and transposed up-sampling, or start "
                 "from random weights (--start-model none)"
             )
         if self.depth is not None and not 1 <= self.depth <= 6:

@@ -51,9 +51,11 @@ from typing import Any
 
 import numpy as np
 
+from napari_unet.core.config import BLOCK_SIZE, CHUNK_SIZE, MIN_OBJECT_SIZE
 from napari_unet.core.errors import InputError
 from napari_unet.core.io.lazy import close_sources
 from napari_unet.core.io.ngff import create_group, opened, put_in_place, temp_beside
+from napari_unet.core.labels import labels_dtype
 from napari_unet.core.predict.block_tasks import (
     WATERSHED_HALO,
     Job,
@@ -65,11 +67,6 @@ from napari_unet.core.predict.block_tasks import (
 )
 from napari_unet.core.predict.regions import BlockGrid, open_source, shape3
 from napari_unet.core.predict.stitch import join, keep_numbered
-
-#: Default output chunk (Y, X): every output array is chunked one slice deep.
-CHUNK = 1024
-#: Default block side (Y, X): a multiple of the chunk; slices up to this size are one block.
-BLOCK = 4096
 
 ProgressCallback = Callable[[str, int, int], None]
 
@@ -131,10 +128,10 @@ def predict_blocks(
     *,
     probabilities_path: str | os.PathLike | None = None,
     instances: bool = False,
-    min_size: int = 10,
+    min_size: int = MIN_OBJECT_SIZE,
     scale: Sequence[float] | None = None,
-    chunk: int = CHUNK,
-    block: int = BLOCK,
+    chunk: int = CHUNK_SIZE,
+    block: int = BLOCK_SIZE,
     halo: int = WATERSHED_HALO,
     overwrite: bool = False,
     client: Any = None,
@@ -173,7 +170,7 @@ def predict_blocks(
         tmp_labels = temp_beside(labels_path)
         temps.append(tmp_labels)
         created.append(tmp_labels)
-        label_dtype = np.uint32 if instances else (np.uint8 if n_classes <= 256 else np.uint16)
+        label_dtype = labels_dtype(None if instances else n_classes - 1, instances)
         job = Job(source=image, grid=grid, two_d=two_d,
                   labels=create_group(tmp_labels, labels_path.name, data.shape, chunks,
                                       label_dtype, axes, scale, labels=True),

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_unet.core.config import MIN_OBJECT_SIZE
 from napari_unet.core.errors import InputError, NapariUnetError, failure_message
 from napari_unet.core.io.paths import check_writable, same_file
 from napari_unet.core.io.tiff import is_tiff_path, write_tiff
@@ -178,7 +179,7 @@ class Settings:
     """How each file is predicted and written (the ``predict`` options)."""
 
     instances: bool = False
-    min_size: int = 10
+    min_size: int = MIN_OBJECT_SIZE
 
 
 def run_job(job: Job, predictor: Any, settings: Settings,

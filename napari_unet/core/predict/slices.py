@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from napari_unet.core.config import MIN_OBJECT_SIZE
 from napari_unet.core.errors import InputError
 
 if TYPE_CHECKING:
@@ -19,7 +20,7 @@ def predict_slices(
     write: Callable[[int, np.ndarray], None],
     *,
     instances: bool = False,
-    min_size: int = 10,
+    min_size: int = MIN_OBJECT_SIZE,
     slices: list[int] | None = None,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,

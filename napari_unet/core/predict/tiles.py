@@ -15,6 +15,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from napari_unet.core.config import MIN_OBJECT_SIZE, TILE_SIZE
 from napari_unet.core.decision import FOREGROUND_THRESHOLD, check_threshold, decide, interior_seeds
 from napari_unet.core.errors import (
     InputError,
@@ -24,6 +25,7 @@ from napari_unet.core.errors import (
     is_out_of_memory,
 )
 from napari_unet.core.io.channels import as_model_input
+from napari_unet.core.labels import labels_dtype
 from napari_unet.core.models.checkpoint import ModelBundle
 from napari_unet.core.models.device import (
     autocast,
@@ -73,7 +75,7 @@ class Predictor:
         bundle: ModelBundle,
         *,
         device: str | torch.device = "auto",
-        tile_size: int = 1024,
+        tile_size: int = TILE_SIZE,
         overlap: int = 64,
         batch_size: int | None = None,
         model: UNet | None = None,
@@ -208,7 +210,7 @@ class Predictor:
         slices: list[int] | None = None,
         probabilities: bool = False,
         instances: bool = False,
-        min_size: int = 10,
+        min_size: int = MIN_OBJECT_SIZE,
         progress: ProgressCallback | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> Prediction:
@@ -227,8 +229,7 @@ class Predictor:
         todo = list(z_all) if slices is None else [int(z) for z in slices]
         if any(z < 0 or z >= stack.shape[0] for z in todo):
             raise InputError(f"slice index out of range for a stack of {stack.shape[0]} slices")
-        dtype = np.uint8 if self.n_classes <= 256 else np.uint16
-        labels = np.zeros(stack.shape, dtype)
+        labels = np.zeros(stack.shape, labels_dtype(self.n_classes - 1))
         probs = (
             np.zeros((stack.shape[0], self.n_classes, *stack.shape[1:]), np.float32)
             if probabilities else None
@@ -315,7 +316,7 @@ class Predictor:
         return decide(probs, self.foreground_threshold)
 
     def instances_2d(self, probs: np.ndarray, labels: np.ndarray | None = None,
-                     min_size: int = 10) -> np.ndarray:
+                     min_size: int = MIN_OBJECT_SIZE) -> np.ndarray:
         """Split the foreground of ``labels`` (by default :meth:`labels_2d` of ``probs``)
         into objects (``probs``: every class, or, with ``labels`` given, only p(interior)
         and p(boundary) as two planes).
