@@ -24,7 +24,7 @@ LABELS_KINDS: tuple[str, ...] = ("annotation", "semantic", "instance")
 MAX_ZOOM = 8.0
 #: The strongest intensity augmentation (``AugmentConfig.intensity``): gains stay positive.
 MAX_INTENSITY = 0.9
-#: Weight of the edge loss for painted strokes (see ``core.losses.edge_loss``).
+#: Weight of the edge loss for painted strokes (see ``core.train.losses.edge_loss``).
 EDGE_WEIGHT = 1.0
 #: Weight of the anchor to the starting model for painted strokes (``TrainConfig``).
 ANCHOR_WEIGHT = 0.3
@@ -187,7 +187,7 @@ class Defaults:
 def defaults_for(labels_kind: str = "annotation", device_kind: str = "cpu") -> Defaults:
     """The defaults. Painted strokes (``annotation``) get the edge loss, which puts
     outlines on image edges across the band that strokes leave unpainted around objects
-    (DSB nuclei, ``benchmarks/sparse.py``: foreground IoU 0.67 -> 0.78 after 60 s), and the
+    (DSB nuclei, ``benchmarks/strokes.py``: foreground IoU 0.67 -> 0.78 after 60 s), and the
     anchor to the starting model, without which long runs drift (H100, 60 s: IoU 0.70
     instead of 0.76); dense labels already say where the outline is. A CUDA GPU gets
     wider models and bigger batches and patches."""

@@ -126,7 +126,7 @@ def to_annotations(labels: np.ndarray, kind: LabelsKind) -> np.ndarray:
 class LazyAnnotations:
     """Label images of a ``kind`` that do not fit in memory, seen as annotations: each
     slice is converted by :func:`to_annotations` when it is read (training reads only
-    the slices it needs, see :class:`~.data.LazyTarget`)."""
+    the slices it needs, see :class:`~napari_unet.core.train.data.LazyTarget`)."""
 
     def __init__(self, source, kind: LabelsKind):
         if kind not in LABELS_KINDS:

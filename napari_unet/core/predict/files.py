@@ -189,7 +189,7 @@ def run_job(job: Job, predictor: Any, settings: Settings,
 
     ``read(path)`` returns an object with ``data`` (2D or ZYX, or ZCYX with channels),
     ``shape`` (of its labels) and ``scale`` (of the labels' axes); ``predictor`` a
-    :class:`~.predict.Predictor`.
+    :class:`~.tiles.Predictor`.
     """
     start = time.perf_counter()
     result = FileResult(job.image)

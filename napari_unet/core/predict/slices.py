@@ -32,7 +32,7 @@ def predict_slices(
     (the labels of that slice, or its objects with ``instances``); nothing of the stack
     is held beyond one slice. ``progress(done, total)`` follows each slice,
     ``should_stop()`` is asked before each; ``resized``, when given, receives the factor
-    of each slice that was resized (:mod:`.scale`, as ``Prediction.resized``). Returns how
+    of each slice that was resized (:mod:`~napari_unet.core.scale`, as ``Prediction.resized``). Returns how
     many slices were predicted.
     """
     ndim = len(image.shape)

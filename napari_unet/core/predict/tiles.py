@@ -61,10 +61,10 @@ class Predictor:
     ``tta`` averages the probabilities over the four flips of each tile (test-time
     augmentation): four times the work for slightly cleaner outlines.
     ``foreground_threshold`` t: a pixel is foreground when 1 - p(background) >= t, then
-    of its most likely foreground class (:func:`~.decision.decide`); raising t shrinks
+    of its most likely foreground class (:func:`~napari_unet.core.decision.decide`); raising t shrinks
     objects, lowering it grows them.
     ``rescale``: ``"auto"`` shrinks a slice whose objects look much larger than those the
-    model was trained on (:mod:`.scale`), ``"off"`` never resizes, a number resizes every
+    model was trained on (:mod:`~napari_unet.core.scale`), ``"off"`` never resizes, a number resizes every
     slice by it (0.5: to half its size); the probabilities are resized back, so labels
     and probabilities keep the slice's size. Slices larger than :data:`BAND_PIXELS` are
     predicted as they are.
@@ -215,7 +215,7 @@ class Predictor:
         should_stop: Callable[[], bool] | None = None,
     ) -> Prediction:
         """Predict a 2D image or a stack (Z, Y, X), or for a model of several channels a
-        stack of them (Z, C, Y, X) (:mod:`.channels`), all slices or the listed ones.
+        stack of them (Z, C, Y, X) (:mod:`~napari_unet.core.io.channels`), all slices or the listed ones.
 
         The labels are (Y, X) or (Z, Y, X). Slices not predicted are 0 in the labels.
         ``progress(done, total)`` is called after each slice; ``should_stop()`` is asked
@@ -322,7 +322,7 @@ class Predictor:
         and p(boundary) as two planes).
 
         For a model trained on instance masks (background / interior / boundary) the
-        pixels sure to be interior (:func:`.decision.interior_seeds`) seed a watershed
+        pixels sure to be interior (:func:`~napari_unet.core.decision.interior_seeds`) seed a watershed
         over the foreground on p(boundary) - p(interior), so touching objects come apart;
         a foreground blob without a sure interior pixel is no object. Otherwise each
         foreground class is split into its connected components. Objects smaller than

@@ -104,7 +104,7 @@ class Trainer:
                                     seed=self.config.seed + bundle.iterations, balance=balance)
         self.augmenter = Augmenter(self.config.augment, seed=self.config.seed + bundle.iterations,
                                    device=self.device)
-        # How large its objects look (:mod:`.scale`), so prediction can shrink images
+        # How large its objects look (:mod:`~napari_unet.core.scale`), so prediction can shrink images
         # whose objects are far larger.
         self.object_size = training_size([p.image for p in data.train]) or bundle.object_size
         self.iteration = bundle.iterations
@@ -285,7 +285,7 @@ class Trainer:
     @torch.no_grad()
     def validate(self, max_slices: int = 8, max_side: int = 512) -> float | None:
         """Foreground IoU on the held-out annotated pixels (None when nothing is held out),
-        foreground decided as in prediction (:func:`~.decision.decide`)."""
+        foreground decided as in prediction (:func:`~napari_unet.core.decision.decide`)."""
         inter = union = 0
         self.model.eval()
         try:
