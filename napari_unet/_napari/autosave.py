@@ -30,6 +30,8 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_info, show_warning
 from qtpy.QtCore import QObject, QTimer
 
+from napari_unet.core.io.lazy import is_lazy
+
 if TYPE_CHECKING:
     from napari.layers import Image, Labels
 
@@ -80,7 +82,7 @@ def image_key(image: Image) -> str:
         with contextlib.suppress(OSError, RuntimeError):
             source = source.resolve()
         digest.update(f"file:{source}:{shape}".encode("utf-8", "surrogateescape"))
-    elif not isinstance(data, np.ndarray):  # read lazily: never read it all for a key
+    elif is_lazy(data):  # read lazily: never read it all for a key
         digest.update(f"lazy:{image.name}:{np.dtype(data.dtype).str}:{shape}".encode())
     else:
         array = np.ascontiguousarray(np.asarray(data))
@@ -113,7 +115,7 @@ def autosave_path(image: Image) -> Path:
 def _suffix(image: Image) -> str:
     """A TIFF for annotations held in memory; OME-Zarr labels, which store only the
     painted chunks, for those of an image opened lazily."""
-    return SUFFIX if isinstance(image.data, np.ndarray) else ZARR_SUFFIX
+    return ZARR_SUFFIX if is_lazy(image.data) else SUFFIX
 
 
 def _write(path: Path, data) -> Path:

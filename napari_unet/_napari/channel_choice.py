@@ -34,7 +34,7 @@ def channel_layers(session: Session) -> list[Image]:
 
 def _plane(layer: Image, z: int | None):
     """The layer's data, or slice ``z`` of it; a lazy layer's stay lazy (nothing read)."""
-    from napari_unet.core.io.channels import is_lazy
+    from napari_unet.core.io.lazy import is_lazy
 
     data = layer.data
     axis = z_axis(layer)
@@ -47,7 +47,7 @@ def _plane(layer: Image, z: int | None):
 
 def is_lazy_input(session: Session) -> bool:
     """Whether the chosen image (or one of its channel layers) is opened lazily."""
-    from napari_unet.core.io.channels import is_lazy
+    from napari_unet.core.io.lazy import is_lazy
 
     return any(is_lazy(layer.data) for layer in channel_layers(session))
 
@@ -58,7 +58,8 @@ def image_input(session: Session, z: int | None = None):
     2D image or one slice as (1, C, Y, X)). For an image opened lazily the chosen
     channel stays a lazy (dask) array, read later slice by slice; several channels of
     such an image are refused. Raises the core's :class:`InputError`."""
-    from napari_unet.core.io.channels import is_lazy, pick_channels, stack_channels
+    from napari_unet.core.io.channels import pick_channels, stack_channels
+    from napari_unet.core.io.lazy import is_lazy
 
     image = session.image
     axis = channel_axis(image)

@@ -10,7 +10,7 @@ from napari.utils.notifications import show_info, show_warning
 from napari_unet.core.corrections import accept_edits
 
 from .combos import form, row, status_label
-from .layers import find_labels, image_shape, predictions_name
+from .layers import find_labels, image_shape, is_lazy_layer, predictions_name
 from .review_panel import ReviewPanel
 from .state import Session, session_for
 from .training import CORRECTED_WEIGHT
@@ -85,7 +85,7 @@ class CorrectPanel(Container):
             show_warning("This slice has no prediction yet: press Predict first.")
             return []
         accepted, edited_count = [], 0
-        chunked = not isinstance(annotations.data, np.ndarray)  # zarr: written by slice
+        chunked = is_lazy_layer(annotations)  # zarr: written by slice
         with annotations.block_history():
             for z in slices:
                 made = marks.made.get(z)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from napari_unet.core.config import TrainOptions
+from napari_unet.core.config import MIN_OBJECT_SIZE, TrainOptions
 from napari_unet.core.decision import FOREGROUND_THRESHOLD
 
 if TYPE_CHECKING:
@@ -151,7 +151,7 @@ class PredictRequest:
     slices: list[int] | None = None
     probabilities: bool = False
     instances: bool = False
-    min_size: int = 10
+    min_size: int = MIN_OBJECT_SIZE
     device: str = "auto"
     foreground_threshold: float = FOREGROUND_THRESHOLD  # foreground: 1 - p(background) >= it
     rescale: str | float = "auto"  # how each slice is sized for the model (core.scale)

@@ -58,7 +58,9 @@ def image_shape(image: Image) -> tuple[int, ...]:
 def is_lazy_layer(layer) -> bool:
     """Whether a layer's data are read on demand (an image opened lazily) or held
     chunk by chunk (zarr labels) rather than a numpy array."""
-    return not isinstance(layer.data, np.ndarray)
+    from napari_unet.core.io.lazy import is_lazy
+
+    return is_lazy(layer.data)
 
 
 def empty_labels(image: Image, shape: tuple[int, ...], dtype=np.uint8):

@@ -22,8 +22,10 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_warning
 from qtpy.QtCore import QObject, Signal
 
+from napari_unet.core.config import MIN_OBJECT_SIZE
 from napari_unet.core.decision import SEED_PROBABILITY
 from napari_unet.core.errors import NapariUnetError
+from napari_unet.core.labels import labels_dtype
 from napari_unet.core.predict.plan import PredictOptions, Route, plan_prediction
 from napari_unet.core.scale import TOLERANCE, factor_range
 
@@ -99,7 +101,8 @@ class PredictPanel(Container):
                     f"{SEED_PROBABILITY:g}), so touching objects come apart and a faint blob "
                     "without such a pixel is no object; other models give each connected "
                     "region of a class.")
-        self.min_size = SpinBox(value=10, min=1, max=10**6, label="Smallest object (px)")
+        self.min_size = SpinBox(value=MIN_OBJECT_SIZE, min=1, max=10**6,
+                                label="Smallest object (px)")
         self.threshold = FloatSpinBox(
             value=self.session.foreground_threshold, min=0.05, max=0.95, step=0.05,
             label="Foreground threshold",
@@ -226,8 +229,8 @@ class PredictPanel(Container):
             rescale=run.options.rescale,
         )
         classes = self.session.classes
-        dtype = np.uint8 if bundle.n_classes <= 256 else np.uint16
-        target = predictions_layer(self._viewer, image, classes, dtype)
+        target = predictions_layer(self._viewer, image, classes,
+                                   labels_dtype(bundle.n_classes - 1))
         set_colormap(target, prediction_colormap(classes))
         objects = self._lazy_instances_layer(image) if run.options.instances else None
         self._cancel.clear()
@@ -279,13 +282,14 @@ class PredictPanel(Container):
         name = f"{image.name} instances"
         shape = image_shape(image)
         layer = find_labels(self._viewer, name, shape)
-        if layer is not None and is_lazy_layer(layer) and layer.data.dtype == np.int32:
+        dtype = labels_dtype(None, instances=True)
+        if layer is not None and is_lazy_layer(layer) and layer.data.dtype == dtype:
             return layer
         with keep_selection(self._viewer):
             if name in self._viewer.layers:
                 self._viewer.layers.remove(name)
             layer = self._viewer.add_labels(
-                empty_labels(image, shape, np.int32), name=name,
+                empty_labels(image, shape, dtype), name=name,
                 scale=image.scale[-len(shape):], translate=image.translate[-len(shape):],
                 opacity=0.9)
             layer.contour = PREDICTION_CONTOUR

@@ -18,6 +18,7 @@ def save_predictions(viewer: napari.viewer.Viewer, image, path: str | Path,
     object with ``instances`` (its instances layer, else the classes split into
     connected objects of at least ``min_size`` pixels), else one per class. Says what
     happened in a notification; returns whether it saved."""
+    from napari_unet.core.io.lazy import is_lazy
     from napari_unet.core.io.paths import check_outputs
     from napari_unet.core.io.tiff import write_tiff
 
@@ -33,7 +34,7 @@ def save_predictions(viewer: napari.viewer.Viewer, image, path: str | Path,
     try:
         source = image.source.path or image.metadata.get("path")
         check_outputs([("the labels file", path)], [("image", source)])
-        if is_lazy_layer(image) or not isinstance(data, np.ndarray):
+        if is_lazy_layer(image) or is_lazy(data):
             from napari_unet.core.io.sparse import write_labels_tiff
 
             write_labels_tiff(path, data, scale=tuple(layer.scale))  # plane by plane

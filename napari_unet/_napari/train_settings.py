@@ -26,7 +26,7 @@ class TrainSettings:
     batch_size: int | None = None
     learning_rate: float | None = None
     elastic_sigma: float | None = None
-    snap_to_edges: bool = True  # the edge loss (core.losses.edge_loss)
+    snap_to_edges: bool = True  # the edge loss (core.train.losses.edge_loss)
     separate_touching: bool = False  # the U-Net paper's border weights between objects
     device: str = "auto"
     live_preview: bool = True

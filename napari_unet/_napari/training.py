@@ -157,7 +157,7 @@ class TrainingController:
     """Starts and controls training for one viewer; panels listen to its signals."""
 
     started = Signal()
-    progressed = Signal(object)  # core.train.Progress
+    progressed = Signal(object)  # core.train.trainer.Progress
     paused_changed = Signal(bool)
     finished = Signal(bool)  # True when a trained model was kept
     preview_updated = Signal(int)  # slice index (0 for a 2D image)

@@ -7,7 +7,19 @@ import sys
 from pathlib import Path
 
 from napari_unet import __version__
-from napari_unet.core.config import MAX_INTENSITY, MAX_ZOOM
+from napari_unet.core.config import (
+    BLOCK_SIZE,
+    CHUNK_SIZE,
+    CPU,
+    DEVICE_DEFAULTS,
+    EDGE_WEIGHT,
+    MAX_INTENSITY,
+    MAX_ZOOM,
+    MIN_OBJECT_SIZE,
+    START_ARCHITECTURE,
+    TILE_SIZE,
+    AugmentConfig,
+)
 from napari_unet.core.decision import FOREGROUND_THRESHOLD, SEED_PROBABILITY
 from napari_unet.core.scale import MAX_FACTOR, MIN_FACTOR, TOLERANCE, check_rescale
 
@@ -132,14 +144,24 @@ def _rescale(text: str) -> str | float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _per_device(name: str) -> str:
+    """The defaults of a training setting, from the defaults table:
+    "default 6 on a CPU, 8 on a CUDA GPU" (one value when both are the same)."""
+    cpu, gpu = getattr(CPU, name), getattr(DEVICE_DEFAULTS["cuda"], name)
+    if cpu == gpu:
+        return f"default {cpu:g}"
+    return f"default {cpu:g} on a CPU, {gpu:g} on a CUDA GPU"
+
+
 def _prediction_options(p: argparse.ArgumentParser) -> None:
     """How to predict: the options ``predict`` and ``evaluate`` share."""
     _series_option(p)
     _channels_option(p, "predict (default: those the model was trained on)")
-    p.add_argument("--min-size", type=_non_negative_int, default=10,
-                   help="smallest object kept, in pixels")
+    p.add_argument("--min-size", type=_non_negative_int, default=MIN_OBJECT_SIZE,
+                   help="smallest object kept, in pixels (default %(default)s)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--tile-size", type=_positive_int, default=1024)
+    p.add_argument("--tile-size", type=_positive_int, default=TILE_SIZE,
+                   help="side of the tiles predicted at a time, in pixels (default %(default)s)")
     p.add_argument("--tta", action="store_true",
                    help="average over flipped copies (4x the time, slightly better outlines)")
     p.add_argument("--threshold", type=_threshold, default=FOREGROUND_THRESHOLD,
@@ -187,25 +209,32 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda or mps")
     t.add_argument("--seed", type=_seed, default=0)
     t.add_argument("--start-model", choices=("nuclei", "none"), default=None,
-                   help="start a new model from the shipped nuclei model (base 16, depth 4) "
+                   help="start a new model from the shipped nuclei model (base "
+                        f"{START_ARCHITECTURE.base_channels}, depth {START_ARCHITECTURE.depth}) "
                         "or from random weights; default: nuclei for annotation strokes, "
                         "none otherwise")
-    t.add_argument("--base-channels", type=_positive_int, default=None)
-    t.add_argument("--depth", type=_positive_int, default=None, help="default 4")
+    t.add_argument("--base-channels", type=_positive_int, default=None,
+                   help=f"a new model's width ({_per_device('base_channels')})")
+    t.add_argument("--depth", type=_positive_int, default=None,
+                   help=f"a new model's depth ({_per_device('depth')})")
     t.add_argument("--transposed", action="store_true", help="transposed-convolution up-sampling")
-    t.add_argument("--batch-size", type=_positive_int, default=None)
-    t.add_argument("--patch-size", type=_positive_int, default=None)
-    t.add_argument("--learning-rate", type=_positive_float, default=None)
+    t.add_argument("--batch-size", type=_positive_int, default=None,
+                   help=_per_device("batch_size"))
+    t.add_argument("--patch-size", type=_positive_int, default=None,
+                   help=f"side of the training patches in pixels ({_per_device('patch_size')})")
+    t.add_argument("--learning-rate", type=_positive_float, default=None,
+                   help=_per_device("learning_rate"))
     t.add_argument("--elastic-sigma", type=_non_negative_float, default=None,
                    help="strength of the elastic deformation in pixels (0 turns it off; "
-                        "default 6 on a CPU, 8 on a GPU)")
+                        f"{_per_device('elastic_sigma')})")
     t.add_argument("--zoom", type=_zoom, default=None, metavar="Z",
                    help="scale augmentation: each patch is shown at a scale between 1/Z and "
                         "Z, so the model learns objects of other sizes than those annotated "
                         "(1 turns it off)")
     t.add_argument("--intensity", type=_intensity, default=None, metavar="S",
                    help="intensity augmentation: gamma between exp(-S) and exp(S), gain "
-                        "between 1-S and 1+S, offset within S/2 (0 turns it off; default 0.2)")
+                        "between 1-S and 1+S, offset within S/2 (0 turns it off; "
+                        f"default {AugmentConfig().intensity:g})")
     t.add_argument("--checkpointing", action="store_true",
                    help="recompute activations in backward to save memory")
     t.add_argument("--border-weights", action="store_true",
@@ -213,7 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "paper's weight map, w0 = 10, sigma = 5 px) to separate touching objects")
     add_volume_options(t, "the model to train")
     t.add_argument("--edge-weight", type=_non_negative_float, default=None,
-                   help="weight of the loss that snaps outlines to image edges (default 1 for "
+                   help="weight of the loss that snaps outlines to image edges (default "
+                        f"{EDGE_WEIGHT:g} for "
                         "annotation strokes, 0 for dense labels; 0 turns it off)")
 
     p = sub.add_parser("predict", help="predict labels of an image with a trained model")
@@ -234,10 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "TIFF with the image's pixel size) here; one image predicted whole")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an OME-Zarr --out or --probabilities that exists")
-    p.add_argument("--block-size", type=_positive_int, default=4096,
+    p.add_argument("--block-size", type=_positive_int, default=BLOCK_SIZE,
                    help="OME-Zarr output and --workers/--scheduler on one image: pixels (Y, X) "
                         "predicted at a time, rounded up to whole chunks (default %(default)s)")
-    p.add_argument("--chunk-size", type=_positive_int, default=1024,
+    p.add_argument("--chunk-size", type=_positive_int, default=CHUNK_SIZE,
                    help="OME-Zarr output: chunk side in pixels, one slice deep (default "
                         "%(default)s)")
     p.add_argument("--instances", action="store_true",

@@ -19,14 +19,12 @@ from napari_unet.core.errors import InputError
 
 LabelsKind = Literal["annotation", "semantic", "instance"]
 LABELS_KINDS: tuple[str, ...] = ("annotation", "semantic", "instance")
-#: Devices the defaults distinguish: a GPU gets bigger batches and patches.
-DeviceKind = Literal["cpu", "cuda", "mps"]
 
 #: The largest zoom of the scale augmentation (``AugmentConfig.zoom``).
 MAX_ZOOM = 8.0
 #: The strongest intensity augmentation (``AugmentConfig.intensity``): gains stay positive.
 MAX_INTENSITY = 0.9
-#: Weight of the edge loss for painted strokes (see ``core.losses.edge_loss``).
+#: Weight of the edge loss for painted strokes (see ``core.train.losses.edge_loss``).
 EDGE_WEIGHT = 1.0
 #: Weight of the anchor to the starting model for painted strokes (``TrainConfig``).
 ANCHOR_WEIGHT = 0.3
@@ -35,13 +33,44 @@ START_MODEL = Path(__file__).resolve().parents[1] / "models" / "nuclei_start.pt"
 
 
 @dataclass(frozen=True)
+class DeviceDefaults:
+    """One row of :data:`DEVICE_DEFAULTS`."""
+
+    base_channels: int
+    depth: int
+    batch_size: int
+    patch_size: int
+    learning_rate: float
+    elastic_sigma: float
+
+
+#: The defaults table: a new model's width and depth and the training sizes per kind of
+#: device; a CUDA GPU gets a wider model and bigger batches and patches, every other
+#: device the CPU's. The records below (``UNetConfig()``, ``TrainConfig()``), the GUI's
+#: form and the command line's help texts all take their defaults from here.
+DEVICE_DEFAULTS = {
+    "cpu": DeviceDefaults(base_channels=16, depth=4, batch_size=8, patch_size=128,
+                          learning_rate=3e-3, elastic_sigma=6.0),
+    "cuda": DeviceDefaults(base_channels=32, depth=4, batch_size=16, patch_size=256,
+                           learning_rate=2e-3, elastic_sigma=8.0),
+}
+CPU = DEVICE_DEFAULTS["cpu"]
+#: Prediction: the side of the tiles (pixels), the smallest object kept (pixels), and a
+#: block prediction's block side and OME-Zarr chunk side (pixels, Y and X).
+TILE_SIZE = 1024
+MIN_OBJECT_SIZE = 10
+BLOCK_SIZE = 4096
+CHUNK_SIZE = 1024
+
+
+@dataclass(frozen=True)
 class UNetConfig:
     """The architecture, stored in every model file."""
 
     in_channels: int = 1
     n_classes: int = 2
-    base_channels: int = 32
-    depth: int = 4
+    base_channels: int = CPU.base_channels
+    depth: int = CPU.depth
     bilinear: bool = True  # bilinear (2D) or trilinear (3D) up-sampling, else transposed
     # 2: slices (Conv2d); 3: volumes (Conv3d), pooled per level by ``pools`` (z, y, x),
     # e.g. (1, 2, 2) where z is coarser than xy (see :func:`.voxels.volume_pools`).
@@ -92,7 +121,7 @@ class UNetConfig:
 
 #: Architecture of the shipped starting model (tests check it against the file).
 START_ARCHITECTURE = UNetConfig(in_channels=1, n_classes=2, base_channels=16, depth=4,
-                                bilinear=True)
+                                bilinear=True)  # the file's, whatever the defaults
 
 
 @dataclass(frozen=True)
@@ -110,7 +139,7 @@ class AugmentConfig:
     other sizes than those annotated.
     """
 
-    elastic_sigma: float = 6.0
+    elastic_sigma: float = CPU.elastic_sigma
     elastic_grid: int = 64
     flips: bool = True
     flips_per_sample: bool = False
@@ -133,9 +162,9 @@ class TrainConfig:
 
     iterations: int | None = None
     seconds: float | None = None
-    batch_size: int = 8
-    patch_size: int = 128
-    learning_rate: float = 3e-3
+    batch_size: int = CPU.batch_size
+    patch_size: int = CPU.patch_size
+    learning_rate: float = CPU.learning_rate
     weight_decay: float = 1e-4
     warmup: int = 20
     dice_weight: float = 0.0  # soft Dice added to the loss; it fattens objects on dense labels
@@ -192,7 +221,7 @@ class Defaults:
 def defaults_for(labels_kind: str = "annotation", device_kind: str = "cpu") -> Defaults:
     """The defaults. Painted strokes (``annotation``) get the edge loss, which puts
     outlines on image edges across the band that strokes leave unpainted around objects
-    (DSB nuclei, ``benchmarks/sparse.py``: foreground IoU 0.67 -> 0.78 after 60 s), and the
+    (DSB nuclei, ``benchmarks/strokes.py``: foreground IoU 0.67 -> 0.78 after 60 s), and the
     anchor to the starting model, without which long runs drift (H100, 60 s: IoU 0.70
     instead of 0.76); dense labels already say where the outline is. A CUDA GPU gets
     wider models and bigger batches and patches."""
@@ -202,13 +231,11 @@ def defaults_for(labels_kind: str = "annotation", device_kind: str = "cpu") -> D
     sparse = labels_kind == "annotation"
     edge = EDGE_WEIGHT if sparse else 0.0
     anchor = ANCHOR_WEIGHT if sparse else 0.0
-    if device_kind == "cuda":
-        return Defaults(32, 4, TrainConfig(batch_size=16, patch_size=256, learning_rate=2e-3,
-                                           edge_weight=edge, anchor_weight=anchor,
-                                           augment=AugmentConfig(elastic_sigma=8.0)))
-    return Defaults(16, 4, TrainConfig(batch_size=8, patch_size=128, learning_rate=3e-3,
-                                       edge_weight=edge, anchor_weight=anchor,
-                                       augment=AugmentConfig(elastic_sigma=6.0)))
+    d = DEVICE_DEFAULTS.get(device_kind, CPU)
+    return Defaults(d.base_channels, d.depth, TrainConfig(
+        batch_size=d.batch_size, patch_size=d.patch_size, learning_rate=d.learning_rate,
+        edge_weight=edge, anchor_weight=anchor,
+        augment=AugmentConfig(elastic_sigma=d.elastic_sigma)))
 
 
 #: What a volume (a z-stack whose slices overlap) gets when the user leaves it open
@@ -290,9 +317,10 @@ class TrainOptions:
             raise InputError(f"unknown starting model {self.start_model!r}; use nuclei or none")
         if self.start_model == "nuclei" and (self.base_channels is not None
                                              or self.depth is not None or not self.bilinear):
+            arch = START_ARCHITECTURE
             raise InputError(
-                "the nuclei starting model fixes the architecture (base 16, depth 4, "
-                "bilinear): drop the base channels, depth and transposed up-sampling, or start "
+                f"the nuclei starting model fixes the architecture (base {arch.base_channels}, "
+                f"depth {arch.depth}, bilinear): drop the base channels, depth and transposed up-sampling, or start "
                 "from random weights (--start-model none)"
             )
         if self.depth is not None and not 1 <= self.depth <= 6:

@@ -59,6 +59,33 @@ def check_labels_array(labels: np.ndarray, what: str = "labels") -> np.ndarray:
     return labels
 
 
+#: The types of written labels, smallest first (:func:`labels_dtype`).
+LABEL_DTYPES = (np.uint8, np.uint16, np.uint32, np.uint64)
+
+
+def labels_dtype(max_id: int | None, instances: bool = False) -> np.dtype:
+    """The type of labels written anywhere (TIFF, OME-Zarr, napari's writer, the command
+    line): the smallest unsigned integer type that holds ``max_id``, the largest label.
+
+    Objects not counted yet (``max_id`` None with ``instances``: an OME-Zarr or a slice
+    by slice prediction creates its array before the last object is numbered) get
+    uint32, room for four billion objects. Negative labels are refused
+    (:class:`InputError`).
+    """
+    if max_id is None:
+        if not instances:
+            raise ValueError("the largest class of labels is always known")
+        return np.dtype(np.uint32)
+    max_id = int(max_id)
+    if max_id < 0:
+        raise InputError(f"labels with negative values (down to {max_id}) cannot be saved; "
+                         "relabel them from 0")
+    for dtype in LABEL_DTYPES:
+        if max_id <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    raise InputError(f"label {max_id} is larger than any integer type holds")
+
+
 def instance_to_classes(instances: np.ndarray) -> np.ndarray:
     """Instance mask (0 = background, 1..N objects) to annotations 1 / 2 / 3.
 
@@ -99,7 +126,7 @@ def to_annotations(labels: np.ndarray, kind: LabelsKind) -> np.ndarray:
 class LazyAnnotations:
     """Label images of a ``kind`` that do not fit in memory, seen as annotations: each
     slice is converted by :func:`to_annotations` when it is read (training reads only
-    the slices it needs, see :class:`~.data.LazyTarget`)."""
+    the slices it needs, see :class:`~napari_unet.core.train.data.LazyTarget`)."""
 
     def __init__(self, source, kind: LabelsKind):
         if kind not in LABELS_KINDS:

@@ -103,3 +103,45 @@ def test_impossible_options_are_refused_when_built(bad, words):
 def test_train_config_checks_itself():
     with pytest.raises(InputError, match="patch size"):
         TrainConfig(patch_size=8)
+
+
+def test_the_records_alone_build_the_cpu_row_of_the_defaults_table():
+    """``UNetConfig()``, ``TrainConfig()`` and ``AugmentConfig()`` on their own give what
+    a CPU run gets by default, and the GPU row differs only where the table says."""
+    from napari_unet.core.config import DEVICE_DEFAULTS, AugmentConfig, UNetConfig
+
+    cpu = defaults_for("semantic", "cpu")
+    assert (UNetConfig().base_channels, UNetConfig().depth) == (cpu.base_channels, cpu.depth)
+    train = TrainConfig()
+    assert (train.batch_size, train.patch_size, train.learning_rate) == (
+        cpu.train.batch_size, cpu.train.patch_size, cpu.train.learning_rate)
+    assert AugmentConfig().elastic_sigma == cpu.train.augment.elastic_sigma
+    gpu, row = defaults_for("semantic", "cuda"), DEVICE_DEFAULTS["cuda"]
+    assert (gpu.base_channels, gpu.train.batch_size, gpu.train.augment.elastic_sigma) == (
+        row.base_channels, row.batch_size, row.elastic_sigma)
+    assert defaults_for("semantic", "mps") == cpu
+
+
+def test_the_help_texts_show_the_defaults_of_the_table():
+    from napari_unet.cli import build_parser
+    from napari_unet.core.config import (
+        BLOCK_SIZE,
+        CHUNK_SIZE,
+        CPU,
+        DEVICE_DEFAULTS,
+        MIN_OBJECT_SIZE,
+    )
+
+    sub = build_parser()._subparsers._group_actions[0].choices
+    train = " ".join(sub["train"].format_help().split())
+    predict = " ".join(sub["predict"].format_help().split())
+    gpu = DEVICE_DEFAULTS["cuda"]
+    assert (f"default {CPU.elastic_sigma:g} on a CPU, {gpu.elastic_sigma:g} on a CUDA GPU"
+            in train)
+    assert f"default {CPU.base_channels} on a CPU, {gpu.base_channels} on a CUDA GPU" in train
+    assert f"depth (default {CPU.depth})" in train
+    for value in (BLOCK_SIZE, CHUNK_SIZE, MIN_OBJECT_SIZE):
+        assert f"(default {value})" in predict
+    args = sub["predict"].parse_args(["--model", "m.pt", "--image", "a.tif", "--out", "b.tif"])
+    assert (args.block_size, args.chunk_size, args.min_size) == (
+        BLOCK_SIZE, CHUNK_SIZE, MIN_OBJECT_SIZE)

@@ -18,17 +18,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from napari_unet.core.errors import InputError
+from napari_unet.core.io.lazy import is_lazy
 
 #: The sentence refusing several channels of an image opened lazily (``name``, ``n``).
 LAZY_CHANNELS = ("{name} is too large to hold in memory and has {n} channels: napari-unet "
                  "reads several channels only from images that fit in memory, so choose one "
                  "channel (or save the channels to use as a smaller image)")
-
-
-def is_lazy(data) -> bool:
-    """Whether ``data`` is read on demand (a dask or zarr array, a lazy view)."""
-    return not isinstance(data, np.ndarray) and hasattr(data, "shape") and hasattr(
-        data, "__getitem__") and hasattr(data, "dtype")
 
 
 def parse_channels(text: str) -> tuple[int, ...]:

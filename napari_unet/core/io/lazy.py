@@ -43,7 +43,7 @@ from napari_unet.core.io.tiff_metadata import axes_scale, labels_hint, metadata_
 
 ZARR_SUFFIXES = (".zarr", ".ome.zarr")
 #: An image is read into memory when it takes at most this share of the available memory
-#: (and at most :func:`~.io.max_image_bytes`); otherwise it is opened lazily.
+#: (and at most :func:`~.tiff.max_image_bytes`); otherwise it is opened lazily.
 MEMORY_SHARE = 0.25
 #: NGFF axis names to the letters used everywhere else (tifffile's).
 _AXIS_LETTERS = {"t": "T", "c": "C", "z": "Z", "y": "Y", "x": "X"}
@@ -55,8 +55,12 @@ def is_zarr_path(path: str | os.PathLike) -> bool:
 
 
 def is_lazy(array: Any) -> bool:
-    """Whether ``array`` is read on demand (a dask or zarr array) rather than held."""
-    return not isinstance(array, np.ndarray)
+    """Whether ``array`` is read on demand rather than held: an array (``shape``,
+    ``dtype``, indexing) that is not a numpy one, such as a dask or zarr array or a lazy
+    view of one (:class:`~napari_unet.core.normalise.LazyNormalised`). The one definition:
+    the readers, training, prediction, the plugin's layers and the command line ask it."""
+    return not isinstance(array, np.ndarray) and all(
+        hasattr(array, name) for name in ("shape", "dtype", "__getitem__"))
 
 
 def available_memory() -> int | None:
@@ -70,7 +74,7 @@ def available_memory() -> int | None:
 
 def fits_in_memory(nbytes: int) -> bool:
     """Whether an array of ``nbytes`` is read whole: at most a quarter of the available
-    memory and at most :func:`~.io.max_image_bytes`."""
+    memory and at most :func:`~.tiff.max_image_bytes`."""
     available = available_memory()
     return nbytes <= max_image_bytes() and (
         available is None or nbytes <= MEMORY_SHARE * available)

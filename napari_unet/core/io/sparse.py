@@ -20,6 +20,7 @@ import numpy as np
 
 from napari_unet.core.errors import InputError
 from napari_unet.core.io.temporary import make_folder, temporary_name
+from napari_unet.core.labels import labels_dtype
 
 #: Chunk side (pixels in Y and X) of sparse labels: small enough that a stroke holds
 #: little, large enough that a painted slice is not thousands of chunks.
@@ -129,8 +130,7 @@ def _label_dtype(array) -> np.dtype:
                 raise InputError(f"labels with negative values (down to {lo}) cannot be "
                                  "saved; relabel them from 0")
             hi = max(hi, int(block.max()))
-    return np.dtype(next(t for t in (np.uint8, np.uint16, np.uint32, np.uint64)
-                         if hi <= np.iinfo(t).max))
+    return labels_dtype(hi)
 
 
 def _ngff_axes(axes: str) -> list[dict]:

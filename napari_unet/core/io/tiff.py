@@ -19,6 +19,7 @@ import tifffile
 from napari_unet.core.errors import InputError
 from napari_unet.core.io.paths import atomic_write, special_kind
 from napari_unet.core.io.tiff_metadata import axes_scale, labels_hint, metadata_properties
+from napari_unet.core.labels import labels_dtype
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".ome.tif", ".ome.tiff")
 #: Images larger than this are refused instead of exhausting memory (bytes, in memory);
@@ -216,9 +217,7 @@ def write_tiff(
         if lo < 0:
             raise InputError(f"labels with negative values (down to {lo}) cannot be saved as "
                              "TIFF labels; relabel them from 0")
-        dtype = next(t for t in (np.uint8, np.uint16, np.uint32, np.uint64)
-                     if hi <= np.iinfo(t).max)
-        data = data.astype(dtype, copy=False)
+        data = data.astype(labels_dtype(hi), copy=False)
     elif data.dtype != np.float32:
         data = data.astype(np.float32)
     if axes is None:

@@ -55,7 +55,7 @@ class ModelBundle:
     # input channels that does not say reads the first ones).
     channels: tuple[int, ...] | None = None
     # The typical diameter (pixels) of the objects of the slices it was last trained on
-    # (:func:`.scale.training_size`); None: unknown, slices are never resized for it.
+    # (:func:`napari_unet.core.scale.training_size`); None: unknown, slices are never resized for it.
     object_size: float | None = None
     # The voxel size (z, y, x) of the volumes a 3D model was trained on, so prediction
     # rescales volumes of another voxel size to it; None: unknown (2D models, old files).
@@ -93,11 +93,6 @@ class ModelBundle:
     @property
     def in_channels(self) -> int:
         return self.config.in_channels
-
-    def default_channels(self) -> tuple[int, ...] | None:
-        """The channels of an image to predict when none are chosen: those it was
-        trained on (None: a one-channel image as it is)."""
-        return self.channels
 
     def with_channels(self, n_channels: int) -> ModelBundle:
         """A one-channel model reading ``n_channels`` channels: its first convolution's

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from napari_unet.core.config import UNetConfig
+from napari_unet.core.config import CPU, UNetConfig
 
 
 class _Conv3dCPU(torch.autograd.Function):
@@ -154,8 +154,8 @@ class UNet(nn.Module):
         self,
         in_channels: int = 1,
         n_classes: int = 2,
-        base_channels: int = 32,
-        depth: int = 4,
+        base_channels: int = CPU.base_channels,
+        depth: int = CPU.depth,
         bilinear: bool = True,
         dims: int = 2,
         pools: tuple[tuple[int, ...], ...] | None = None,

@@ -2,17 +2,17 @@
 
 The image (2D, or a Z stack of 2D slices: the 2D model is applied per slice) is any
 array-like with ``shape``, ``dtype`` and slicing: a numpy array, a zarr array, a dask
-array, or a :class:`~.lazy.LazySource` that each process opens itself (through
-:func:`~.lazy.open_image`, like every other reader of images). It is cut into blocks of
+array, or a :class:`~napari_unet.core.io.lazy.LazySource` that each process opens itself (through
+:func:`~napari_unet.core.io.lazy.open_image`, like every other reader of images). It is cut into blocks of
 whole output chunks (one slice deep); each block reads only the pixels its tiles need.
 
 **The same numbers as one process.** Every block uses the tile layout that
-:class:`~.predict.Predictor` uses for the whole slice (the same tiles, mirrored borders
+:class:`~.tiles.Predictor` uses for the whole slice (the same tiles, mirrored borders
 and blending weights), computing only the tiles that cover it, so a pixel's
 probabilities do not depend on the blocks (slices of up to
-:data:`~.predict.BAND_PIXELS` pixels, which one process predicts in one piece). The
+:data:`~.tiles.BAND_PIXELS` pixels, which one process predicts in one piece). The
 percentiles of each slice are taken from the same sample of about two million pixels as
-:meth:`~.normalise.Normalisation.stats` takes from the whole slice, read band by band,
+:meth:`~napari_unet.core.normalise.Normalisation.stats` takes from the whole slice, read band by band,
 and every block of the slice uses them. A block that holds a whole slice costs nothing
 more; blocks smaller than a slice recompute the tiles that straddle their edges.
 
@@ -22,7 +22,7 @@ pixel pairs that touch across block faces (8-connectivity, same class) joins the
 of one object; a last pass renumbers every block (1..N, objects smaller than
 ``min_size`` dropped, as one process drops them). Models trained on instance masks
 (background / interior / boundary) stitch their sure interiors
-(:func:`.decision.interior_seeds`) that way, and then grow them
+(:func:`~napari_unet.core.decision.interior_seeds`) that way, and then grow them
 by a watershed computed per block over the block and a halo of context around it
 (:data:`WATERSHED_HALO` pixels), so a seed cut by a block edge is one object on both
 sides and touching objects stay apart; the result is that of one process unless an
@@ -31,7 +31,7 @@ object reaches further than the halo beyond a block edge.
 **Memory** holds a few blocks (the input, its probabilities, the labels), never the
 image. Outputs are written into a temporary folder beside the target and renamed into
 place when complete; a failure removes it and leaves nothing behind. They are OME-Zarr
-groups that :func:`~.lazy.open_image` reads back (axes, pixel size, labels hint).
+groups that :func:`~napari_unet.core.io.lazy.open_image` reads back (axes, pixel size, labels hint).
 
 The same passes run in this process or as tasks on dask.distributed workers
 (:func:`predict_blocks` with a client), which write their blocks to the shared zarr.
@@ -51,9 +51,11 @@ from typing import Any
 
 import numpy as np
 
+from napari_unet.core.config import BLOCK_SIZE, CHUNK_SIZE, MIN_OBJECT_SIZE
 from napari_unet.core.errors import InputError
 from napari_unet.core.io.lazy import close_sources
 from napari_unet.core.io.ngff import create_group, opened, put_in_place, temp_beside
+from napari_unet.core.labels import labels_dtype
 from napari_unet.core.predict.block_tasks import (
     WATERSHED_HALO,
     Job,
@@ -65,11 +67,6 @@ from napari_unet.core.predict.block_tasks import (
 )
 from napari_unet.core.predict.regions import BlockGrid, open_source, shape3
 from napari_unet.core.predict.stitch import join, keep_numbered
-
-#: Default output chunk (Y, X): every output array is chunked one slice deep.
-CHUNK = 1024
-#: Default block side (Y, X): a multiple of the chunk; slices up to this size are one block.
-BLOCK = 4096
 
 ProgressCallback = Callable[[str, int, int], None]
 
@@ -131,10 +128,10 @@ def predict_blocks(
     *,
     probabilities_path: str | os.PathLike | None = None,
     instances: bool = False,
-    min_size: int = 10,
+    min_size: int = MIN_OBJECT_SIZE,
     scale: Sequence[float] | None = None,
-    chunk: int = CHUNK,
-    block: int = BLOCK,
+    chunk: int = CHUNK_SIZE,
+    block: int = BLOCK_SIZE,
     halo: int = WATERSHED_HALO,
     overwrite: bool = False,
     client: Any = None,
@@ -144,7 +141,7 @@ def predict_blocks(
     or with ``instances`` one uint32 id per object over the whole image) and
     ``probabilities_path`` (float32, axes ``c[z]yx``).
 
-    ``predictor`` is a :class:`~.predict.Predictor`. ``block`` is rounded up to a
+    ``predictor`` is a :class:`~.tiles.Predictor`. ``block`` is rounded up to a
     multiple of ``chunk``. With a dask ``client`` the blocks are tasks on its workers
     (which must see the input and the output folders); the model is sent to each worker
     once. ``progress(what, done, total)`` is called as tasks finish.
@@ -173,7 +170,7 @@ def predict_blocks(
         tmp_labels = temp_beside(labels_path)
         temps.append(tmp_labels)
         created.append(tmp_labels)
-        label_dtype = np.uint32 if instances else (np.uint8 if n_classes <= 256 else np.uint16)
+        label_dtype = labels_dtype(None if instances else n_classes - 1, instances)
         job = Job(source=image, grid=grid, two_d=two_d,
                   labels=create_group(tmp_labels, labels_path.name, data.shape, chunks,
                                       label_dtype, axes, scale, labels=True),

@@ -33,7 +33,7 @@ _cached: tuple[Any, tuple, Any] | None = None
 
 
 def worker_predictor(bundle: Any, options: dict) -> Any:
-    """The :class:`~.predict.Predictor` of this worker for ``bundle`` (the worker's copy
+    """The :class:`~.tiles.Predictor` of this worker for ``bundle`` (the worker's copy
     of the model sent once) and ``options``, built on its first task only."""
     global _cached
     key = tuple(sorted(options.items()))
@@ -163,7 +163,7 @@ def run_on_cluster(
 ) -> list[FileResult]:
     """Run every job on a cluster: a new local one of ``workers`` processes, or the one
     at ``scheduler`` (``tcp://host:port``). ``options`` are the keyword arguments of
-    :class:`~.predict.Predictor`; ``read`` must be picklable (a module-level function or
+    :class:`~.tiles.Predictor`; ``read`` must be picklable (a module-level function or
     class). ``on_result`` is called in this process as each file finishes. A task that
     fails on the cluster (a worker that died) becomes an error line of its file. A local
     cluster is shut down before returning, also after Ctrl-C."""

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_unet.core.config import MIN_OBJECT_SIZE
 from napari_unet.core.errors import InputError, NapariUnetError, failure_message
 from napari_unet.core.io.paths import same_file
 from napari_unet.core.io.temporary import remove_stale_in
@@ -269,7 +270,7 @@ class Settings:
     """How each file is predicted and written (the ``predict`` options)."""
 
     instances: bool = False
-    min_size: int = 10
+    min_size: int = MIN_OBJECT_SIZE
 
 
 def run_job(job: Job, predictor: Any, settings: Settings,
@@ -279,7 +280,7 @@ def run_job(job: Job, predictor: Any, settings: Settings,
 
     ``read(path)`` returns an object with ``data`` (2D or ZYX, or ZCYX with channels),
     ``shape`` (of its labels) and ``scale`` (of the labels' axes); ``predictor`` a
-    :class:`~.predict.Predictor`.
+    :class:`~.tiles.Predictor`.
     """
     start = time.perf_counter()
     result = FileResult(job.image)

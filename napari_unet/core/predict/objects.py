@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from napari_unet.core.config import MIN_OBJECT_SIZE
+
 
 def drop_small(labels: np.ndarray, min_size: int) -> np.ndarray:
     """Set objects of fewer than ``min_size`` pixels to 0."""
@@ -19,12 +21,14 @@ def drop_small(labels: np.ndarray, min_size: int) -> np.ndarray:
     return out
 
 
-def split_into_objects(predictions: Any, min_size: int = 10) -> Any:
+def split_into_objects(predictions: Any, min_size: int = MIN_OBJECT_SIZE) -> Any:
     """The predicted classes (0 = background) split into objects, one int32 id per
     connected region of a class of at least ``min_size`` pixels, numbered slice after
     slice. A lazy (zarr-backed) array is split slice by slice into a sparse array
     (:func:`~napari_unet.core.io.sparse.sparse_labels`); numpy gives numpy."""
-    if not isinstance(predictions, np.ndarray):
+    from napari_unet.core.io.lazy import is_lazy
+
+    if is_lazy(predictions):
         from napari_unet.core.io.sparse import sparse_labels
 
         out = sparse_labels(np.shape(predictions), np.int32)

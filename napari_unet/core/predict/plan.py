@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from napari_unet.core.config import MIN_OBJECT_SIZE
 from napari_unet.core.errors import InputError
 from napari_unet.core.io.lazy import is_lazy, is_zarr_path
 from napari_unet.core.io.paths import check_outputs, check_writable, within
@@ -58,7 +59,7 @@ class PredictOptions:
     """What the user chose for a prediction (the ``predict`` options, the Predict panel)."""
 
     instances: bool = False
-    min_size: int = 10
+    min_size: int = MIN_OBJECT_SIZE
     probabilities: bool = False  # into a layer (the GUI); files name their own path
     rescale: str | float = "auto"
     foreground_threshold: float | None = None  # None: the predictor's default

@@ -1,7 +1,7 @@
 """Regions of a large image for block-wise prediction: reading a region of one slice,
 the blocks of an image, the percentiles of a slice read band by band, and the class
 probabilities of a region equal to those of the whole slice (the same tiles as
-:class:`~.predict.Predictor`)."""
+:class:`~.tiles.Predictor`)."""
 
 from __future__ import annotations
 

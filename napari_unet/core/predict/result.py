@@ -11,7 +11,7 @@ import numpy as np
 @dataclass
 class Prediction:
     """Labels (0 = background, 1..K-1 classes), optional probabilities and instances,
-    and the factor each predicted slice was resized by (:mod:`.scale`; 1 = as it is)."""
+    and the factor each predicted slice was resized by (:mod:`~napari_unet.core.scale`; 1 = as it is)."""
 
     labels: np.ndarray
     probabilities: np.ndarray | None = None  # (C, Y, X) or (Z, C, Y, X), float32

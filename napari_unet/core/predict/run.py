@@ -17,9 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from napari_unet.core.config import BLOCK_SIZE, CHUNK_SIZE
 from napari_unet.core.io.lazy import fits_in_memory, is_zarr_path, open_image
 from napari_unet.core.io.temporary import make_folder, remove_stale, temporary_name
 from napari_unet.core.io.tiff import write_tiff
+from napari_unet.core.labels import labels_dtype
 from napari_unet.core.predict.plan import PredictionPlan, Route
 
 Progress = Callable[[int, int], None]
@@ -77,8 +79,7 @@ def run_slices(plan: PredictionPlan, predictor, progress: Progress | None = None
     image, opts, out = plan.image, plan.options, plan.out
     data = image.data
     shape = tuple(data.shape)
-    dtype = np.int32 if opts.instances else (
-        np.uint8 if plan.bundle.n_classes <= 256 else np.uint16)
+    dtype = labels_dtype(None if opts.instances else plan.bundle.n_classes - 1, opts.instances)
     nbytes = int(np.prod(shape, dtype=np.float64)) * np.dtype(dtype).itemsize
     scratch = None
     if fits_in_memory(nbytes):
@@ -122,7 +123,7 @@ def run_blocks(plan: PredictionPlan, predictor,
     """:attr:`Route.BLOCKS`: predict the image block by block (:func:`~.blocks.predict_blocks`),
     in this process or on the plan's cluster; OME-Zarr outputs are written chunk by chunk,
     TIFF outputs through a temporary OME-Zarr beside them."""
-    from napari_unet.core.predict.blocks import BLOCK, CHUNK, predict_blocks
+    from napari_unet.core.predict.blocks import predict_blocks
 
     assert plan.route is Route.BLOCKS and plan.out is not None
     started = time.perf_counter()
@@ -146,7 +147,7 @@ def run_blocks(plan: PredictionPlan, predictor,
                 predictor, plan.source, targets["labels"],
                 probabilities_path=targets.get("probabilities"),
                 instances=opts.instances, min_size=opts.min_size, scale=scale,
-                chunk=opts.chunk or CHUNK, block=opts.block or BLOCK,
+                chunk=opts.chunk or CHUNK_SIZE, block=opts.block or BLOCK_SIZE,
                 overwrite=opts.overwrite, client=client, progress=progress)
         for kind, path in outputs:
             if is_zarr_path(path):

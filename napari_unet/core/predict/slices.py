@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from napari_unet.core.config import MIN_OBJECT_SIZE
 from napari_unet.core.errors import InputError
 
 if TYPE_CHECKING:
@@ -19,7 +20,7 @@ def predict_slices(
     write: Callable[[int, np.ndarray], None],
     *,
     instances: bool = False,
-    min_size: int = 10,
+    min_size: int = MIN_OBJECT_SIZE,
     slices: list[int] | None = None,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -31,7 +32,7 @@ def predict_slices(
     (the labels of that slice, or its objects with ``instances``); nothing of the stack
     is held beyond one slice. ``progress(done, total)`` follows each slice,
     ``should_stop()`` is asked before each; ``resized``, when given, receives the factor
-    of each slice that was resized (:mod:`.scale`, as ``Prediction.resized``). Returns how
+    of each slice that was resized (:mod:`~napari_unet.core.scale`, as ``Prediction.resized``). Returns how
     many slices were predicted.
     """
     ndim = len(image.shape)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from napari_unet.core.config import MIN_OBJECT_SIZE, TILE_SIZE
 from napari_unet.core.decision import FOREGROUND_THRESHOLD, check_threshold, decide, interior_seeds
 from napari_unet.core.errors import (
     InputError,
@@ -24,6 +25,7 @@ from napari_unet.core.errors import (
     is_out_of_memory,
 )
 from napari_unet.core.io.channels import as_model_input
+from napari_unet.core.labels import labels_dtype
 from napari_unet.core.models.checkpoint import ModelBundle
 from napari_unet.core.models.device import (
     autocast,
@@ -60,10 +62,10 @@ class Predictor:
     ``tta`` averages the probabilities over the four flips of each tile (test-time
     augmentation): four times the work for slightly cleaner outlines.
     ``foreground_threshold`` t: a pixel is foreground when 1 - p(background) >= t, then
-    of its most likely foreground class (:func:`~.decision.decide`); raising t shrinks
+    of its most likely foreground class (:func:`~napari_unet.core.decision.decide`); raising t shrinks
     objects, lowering it grows them.
     ``rescale``: ``"auto"`` shrinks a slice whose objects look much larger than those the
-    model was trained on (:mod:`.scale`), ``"off"`` never resizes, a number resizes every
+    model was trained on (:mod:`~napari_unet.core.scale`), ``"off"`` never resizes, a number resizes every
     slice by it (0.5: to half its size); the probabilities are resized back, so labels
     and probabilities keep the slice's size. Slices larger than :data:`BAND_PIXELS` are
     predicted as they are.
@@ -74,7 +76,7 @@ class Predictor:
         bundle: ModelBundle,
         *,
         device: str | torch.device = "auto",
-        tile_size: int = 1024,
+        tile_size: int = TILE_SIZE,
         overlap: int = 64,
         batch_size: int | None = None,
         model: UNet | None = None,
@@ -209,13 +211,13 @@ class Predictor:
         slices: list[int] | None = None,
         probabilities: bool = False,
         instances: bool = False,
-        min_size: int = 10,
+        min_size: int = MIN_OBJECT_SIZE,
         progress: ProgressCallback | None = None,
         should_stop: Callable[[], bool] | None = None,
         uncertainty: bool = False,
     ) -> Prediction:
         """Predict a 2D image or a stack (Z, Y, X), or for a model of several channels a
-        stack of them (Z, C, Y, X) (:mod:`.channels`), all slices or the listed ones.
+        stack of them (Z, C, Y, X) (:mod:`~napari_unet.core.io.channels`), all slices or the listed ones.
 
         The labels are (Y, X) or (Z, Y, X). Slices not predicted are 0 in the labels.
         ``progress(done, total)`` is called after each slice; ``should_stop()`` is asked
@@ -230,8 +232,7 @@ class Predictor:
         todo = list(z_all) if slices is None else [int(z) for z in slices]
         if any(z < 0 or z >= stack.shape[0] for z in todo):
             raise InputError(f"slice index out of range for a stack of {stack.shape[0]} slices")
-        dtype = np.uint8 if self.n_classes <= 256 else np.uint16
-        labels = np.zeros(stack.shape, dtype)
+        labels = np.zeros(stack.shape, labels_dtype(self.n_classes - 1))
         probs = (
             np.zeros((stack.shape[0], self.n_classes, *stack.shape[1:]), np.float32)
             if probabilities else None
@@ -323,13 +324,13 @@ class Predictor:
         return decide(probs, self.foreground_threshold)
 
     def instances_2d(self, probs: np.ndarray, labels: np.ndarray | None = None,
-                     min_size: int = 10) -> np.ndarray:
+                     min_size: int = MIN_OBJECT_SIZE) -> np.ndarray:
         """Split the foreground of ``labels`` (by default :meth:`labels_2d` of ``probs``)
         into objects (``probs``: every class, or, with ``labels`` given, only p(interior)
         and p(boundary) as two planes).
 
         For a model trained on instance masks (background / interior / boundary) the
-        pixels sure to be interior (:func:`.decision.interior_seeds`) seed a watershed
+        pixels sure to be interior (:func:`~napari_unet.core.decision.interior_seeds`) seed a watershed
         over the foreground on p(boundary) - p(interior), so touching objects come apart;
         a foreground blob without a sure interior pixel is no object. Otherwise each
         foreground class is split into its connected components. Objects smaller than

@@ -5,9 +5,9 @@
 with a side of ``2**depth * n`` pixels; the preprocessing is the model's own percentile
 scaling (``scale_range`` over y and x, so each slice on its own as napari-unet does); the
 output is the softmax probability of each class; the weights come as a PyTorch state
-dict (architecture :class:`~.model.UNet` of this package), as TorchScript and, when the
+dict (architecture :class:`~napari_unet.core.models.unet.UNet` of this package), as TorchScript and, when the
 ``onnx`` package is installed, as ONNX. The test input and output tensors are computed by
-this project's :class:`~.predict.Predictor`. Writing needs the optional
+this project's :class:`~napari_unet.core.predict.tiles.Predictor`. Writing needs the optional
 ``bioimageio.spec`` package (``pip install 'napari-unet[bioimageio]'``).
 
 :func:`.package.load_package` reads such a package back.
@@ -92,9 +92,9 @@ def centre_slice(image: np.ndarray, multiple: int, side: int = TEST_SIDE) -> np.
 
 def reference_tensors(bundle: ModelBundle, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The test input (1, C_in, Y, X) float32 and the probabilities (1, C, Y, X) that
-    this project's :class:`~.predict.Predictor` gives for it: one tile without overlap,
+    this project's :class:`~napari_unet.core.predict.tiles.Predictor` gives for it: one tile without overlap,
     float32 on the CPU, the computation a bioimage.io tool does with the package.
-    ``image`` holds the model's channels (:func:`~.channels.as_model_input`)."""
+    ``image`` holds the model's channels (:func:`~napari_unet.core.io.channels.as_model_input`)."""
     from napari_unet.core.io.channels import as_model_input
     from napari_unet.core.predict.tiles import Predictor
 

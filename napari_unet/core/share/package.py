@@ -1,6 +1,6 @@
 """bioimage.io model packages that napari-unet exported (:mod:`.export`), read back.
 
-:func:`load_package` turns such a package into a :class:`~.checkpoint.ModelBundle` with
+:func:`load_package` turns such a package into a :class:`~napari_unet.core.models.checkpoint.ModelBundle` with
 only the standard library, PyYAML and torch, so a collaborator needs only the file;
 packages from other tools are refused with a sentence.
 """

@@ -8,7 +8,7 @@ import threading
 
 import torch
 
-from napari_unet.core.train.data import is_lazy
+from napari_unet.core.io.lazy import is_lazy
 from napari_unet.core.train.sampling import PatchSampler
 
 

@@ -1,6 +1,6 @@
 """From images and annotations to training data: checked, normalised pairs split into
-training and validation. The label conventions are in :mod:`.labels`, the normalisation
-in :mod:`.normalise`, the patches cut from the pairs in :mod:`.sampling`. Only numpy here:
+training and validation. The label conventions are in :mod:`~napari_unet.core.labels`, the normalisation
+in :mod:`~napari_unet.core.normalise`, the patches cut from the pairs in :mod:`.sampling`. Only numpy here:
 no torch.
 """
 
@@ -13,6 +13,7 @@ import numpy as np
 
 from napari_unet.core.errors import InputError
 from napari_unet.core.io.channels import LAZY_CHANNELS, n_channels
+from napari_unet.core.io.lazy import is_lazy
 from napari_unet.core.labels import IGNORE, annotation_classes, as_stack, check_labels_array
 from napari_unet.core.normalise import LazyNormalised, Normalisation
 
@@ -23,19 +24,13 @@ class Pair:
     target (Z, Y, X) (model classes, -1 ignored).
 
     For an image that does not fit in memory both are lazy views
-    (:class:`~.normalise.LazyNormalised`, :class:`LazyTarget`) that read only the region
+    (:class:`~napari_unet.core.normalise.LazyNormalised`, :class:`LazyTarget`) that read only the region
     indexed.
     """
 
     image: np.ndarray | LazyNormalised
     target: np.ndarray | LazyTarget
     weight: np.ndarray | None = None
-
-
-def is_lazy(array) -> bool:
-    """Whether ``array`` is read on demand (dask, zarr, a lazy view) rather than held."""
-    return not isinstance(array, np.ndarray) and hasattr(array, "shape") and hasattr(
-        array, "__getitem__")
 
 
 class LazyTarget:
@@ -152,7 +147,7 @@ class TrainingData:
         """Check, normalise and split image / annotation pairs.
 
         ``images`` have one channel (2D or Z stacks) or several, as (Z, C, Y, X) (see
-        :mod:`.channels`), all the same number;
+        :mod:`~napari_unet.core.io.channels`), all the same number;
         ``annotations`` follow the sparse convention (0 = ignore, 1 = background, ...);
         ``weights`` (optional, same shapes) scale the loss per pixel, e.g. for
         corrected slices. Raises :class:`InputError` with a sentence for the user when

@@ -17,6 +17,7 @@ import numpy as np
 from napari_unet.core.config import START_MODEL, TrainConfig, TrainOptions
 from napari_unet.core.errors import InputError
 from napari_unet.core.io.channels import n_channels
+from napari_unet.core.io.lazy import is_lazy
 from napari_unet.core.labels import border_weights, painted_objects
 from napari_unet.core.models.checkpoint import ModelBundle, default_class_names, load_bundle
 from napari_unet.core.models.device import select_device
@@ -117,7 +118,7 @@ def plan_training(
     n_images = len(images)
     weights = list(weights) if weights is not None else [None] * n_images
     if options.border_weights:
-        if not all(isinstance(a, np.ndarray) for a in annotations):
+        if any(is_lazy(a) for a in annotations):
             raise InputError("border weights need the labels in memory, and these are too "
                              "large for it: train without border weights")
         objects = list(objects) if objects is not None else [None] * n_images

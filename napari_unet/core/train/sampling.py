@@ -8,8 +8,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from napari_unet.core.errors import InputError
+from napari_unet.core.io.lazy import is_lazy
 from napari_unet.core.labels import IGNORE
-from napari_unet.core.train.data import Pair, is_lazy
+from napari_unet.core.train.data import Pair
 
 #: Loss weight from which an annotated pixel is a centre of :data:`FOCUS_SHARE` of the
 #: patches (see :class:`PatchSampler`).

@@ -101,7 +101,7 @@ class Trainer:
             balance = 1.0 if data.annotated_fraction < 0.5 else 0.0
         self.sampler = self._make_sampler(data, bundle, balance)
         self.augmenter = self._make_augmenter(bundle)
-        # How large its objects look (:mod:`.scale`), so prediction can shrink images
+        # How large its objects look (:mod:`~napari_unet.core.scale`), so prediction can shrink images
         # whose objects are far larger.
         self.object_size = self._object_size(data, bundle)
         self.voxel_size = bundle.voxel_size
@@ -300,7 +300,7 @@ class Trainer:
     @torch.no_grad()
     def validate(self, max_slices: int = 8, max_side: int = 512) -> float | None:
         """Foreground IoU on the held-out annotated pixels (None when nothing is held out),
-        foreground decided as in prediction (:func:`~.decision.decide`)."""
+        foreground decided as in prediction (:func:`~napari_unet.core.decision.decide`)."""
         inter = union = 0
         self.model.eval()
         try:

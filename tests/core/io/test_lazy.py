@@ -1,4 +1,4 @@
-"""Images that need not fit in memory (napari_unet.core.io.lazy, core.sparse): opening TIFF
+"""Images that need not fit in memory (napari_unet.core.io.lazy, core.io.sparse): opening TIFF
 and OME-Zarr lazily, training from them reading only some chunks, sparse labels saved
 and read back, slice-by-slice prediction."""
 
