@@ -35,8 +35,19 @@ SMOKE_DATA: Path | None = None
 
 
 def add_smoke(parser) -> None:
-    """The ``--smoke`` flag of a benchmark script."""
-    parser.add_argument("--smoke", action="store_true",
+    """The ``--smoke`` flag of a benchmark script. Given, it also fixes the CPU settings
+    (``NAPARI_UNET_PRECISION=fp32``, ``NAPARI_UNET_THREADS=1`` unless set) so that no run
+    measures this CPU's speed first: tiny inputs gain nothing from threads, and the
+    measurement (training steps of the default model) would take longer than the run."""
+    import argparse
+
+    class Smoke(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None):
+            os.environ.setdefault("NAPARI_UNET_PRECISION", "fp32")
+            os.environ.setdefault("NAPARI_UNET_THREADS", "1")
+            setattr(namespace, self.dest, True)
+
+    parser.add_argument("--smoke", action=Smoke, nargs=0, default=False,
                         help="tiny inputs, a few seconds: checks that the script runs "
                              "(its figures mean nothing)")
 

@@ -34,7 +34,9 @@ def test_every_script_is_smoke_tested():
 def bench_path(monkeypatch):
     for folder in (BENCH, *(BENCH / s for s in SUITES)):
         monkeypatch.syspath_prepend(str(folder))
-    monkeypatch.setenv("NAPARI_UNET_PRECISION", "fp32")  # no speed measurement each time
+    # as --smoke sets them: no measurement of the CPU's speed before each run
+    monkeypatch.setenv("NAPARI_UNET_PRECISION", "fp32")
+    monkeypatch.setenv("NAPARI_UNET_THREADS", "1")
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.relative_to(BENCH).as_posix())
@@ -49,7 +51,7 @@ def test_smoke(script, bench_path, capsys):
 def test_smoke_gui_responsiveness(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-        "NAPARI_UNET_PRECISION": "fp32"}
+        "NAPARI_UNET_PRECISION": "fp32", "NAPARI_UNET_THREADS": "1"}
     result = subprocess.run([sys.executable, str(BENCH / "gui" / "responsiveness.py"), "--smoke"],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
