@@ -143,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         args.plot.with_suffix(".json").write_text(json.dumps(results, indent=1))
         plot(results, args.plot, args.device)
         print(f"\nwrote {args.plot} and {args.plot.with_suffix('.json')}")
+    return 0
 
 
 def plot(results: dict, path: Path, device: str) -> None:
@@ -180,7 +181,6 @@ def plot(results: dict, path: Path, device: str) -> None:
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    return 0
 
 
 if __name__ == "__main__":

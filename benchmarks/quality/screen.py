@@ -92,7 +92,7 @@ def run_arm(images, labels, kind: str, tests: dict, budget: list[str], seed: int
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--change", required=True,
+    ap.add_argument("--change", default=None,
                     help="train options of the changed arm (\"\": none, to screen only "
                          "--predict-change)")
     ap.add_argument("--predict-change", action="append", default=[],
@@ -111,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         use_smoke_data()
         args.iterations, args.seconds, args.folds, args.seeds = 2, None, [0], None
+        if args.change is None:
+            args.change = "--zoom 2"
+    if args.change is None:
+        ap.error("--change is required")
     budget = (["--seconds", str(args.seconds)] if args.seconds
               else ["--iterations", str(args.iterations)])
     change = args.change.split()
