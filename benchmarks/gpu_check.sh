@@ -14,14 +14,14 @@ PY
 echo "== core and command-line tests with device auto (CUDA)"
 $PY -m pytest -q -p no:xvfb -p no:cacheprovider tests/core tests/cli -x 2>&1 | tail -3
 echo "== augmentation"
-$PY benchmarks/augment.py --device cuda --batch 512
+$PY benchmarks/speed/augment.py --device cuda --batch 512
 echo "== trainer, base 32"
-$PY benchmarks/trainer.py --device cuda --base 32 --batch 16 --patch 256 --iterations 60
+$PY benchmarks/speed/trainer.py --device cuda --base 32 --batch 16 --patch 256 --iterations 60
 echo "== trainer, base 64"
-$PY benchmarks/trainer.py --device cuda --base 64 --batch 16 --patch 256 --iterations 60
+$PY benchmarks/speed/trainer.py --device cuda --base 64 --batch 16 --patch 256 --iterations 60
 echo "== prediction"
-$PY benchmarks/predict.py --device cuda --base 32 --size 2048 --stack 64 --side 1024
+$PY benchmarks/speed/predict.py --device cuda --base 32 --size 2048 --stack 64 --side 1024
 if [ -d "${NAPARI_UNET_DATA:-../shared/data}/dsb2018" ]; then
   echo "== DSB 2018 through the command line, 60 s on the GPU"
-  $PY benchmarks/dsb_cli.py --seconds 60
+  $PY benchmarks/quality/dsb_cli.py --seconds 60
 fi

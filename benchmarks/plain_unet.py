@@ -106,24 +106,31 @@ def train_plain(images, masks, seconds: float, seed: int = 0):
     return predict
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     import argparse
 
     import tifffile
-    from _common import DATA, need, table
+    from _common import DATA, add_smoke, need, table, use_smoke_data
 
     from napari_unet.core.metrics import foreground_iou
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=30)
-    args = ap.parse_args()
+    add_smoke(ap)
+    args = ap.parse_args(argv)
+    if args.smoke:
+        use_smoke_data()
+        args.seconds = 0.5
     folder = need(DATA / "dsb2018")
     images, labels = (tifffile.imread(folder / f) for f in ("fluo_image.tif", "fluo_labels.tif"))
     predict = train_plain(images[:30], labels[:30] > 0, args.seconds)
     iou = np.mean([foreground_iou(predict(i) >= 0.5, t > 0) for i, t in zip(images[30:], labels[30:])])
     print(table(f"plain U-Net, {args.seconds:.0f} s on DSB images 0-29, scored on 30-39",
                 ["loop", "steps", "fg IoU"], [["plain U-Net", predict.iterations, float(iou)]]))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    sys.exit(main())

@@ -39,7 +39,7 @@ def main() -> int:
     import tifffile
     from scipy import ndimage as ndi
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+    sys.path.insert(0, str(ROOT / "benchmarks" / "quality"))
     from strokes import strokes
 
     from napari_unet._napari.workflow import WorkflowWidget

@@ -221,7 +221,7 @@ class Defaults:
 def defaults_for(labels_kind: str = "annotation", device_kind: str = "cpu") -> Defaults:
     """The defaults. Painted strokes (``annotation``) get the edge loss, which puts
     outlines on image edges across the band that strokes leave unpainted around objects
-    (DSB nuclei, ``benchmarks/strokes.py``: foreground IoU 0.67 -> 0.78 after 60 s), and the
+    (DSB nuclei, ``benchmarks/quality/strokes.py``: foreground IoU 0.67 -> 0.78 after 60 s), and the
     anchor to the starting model, without which long runs drift (H100, 60 s: IoU 0.70
     instead of 0.76); dense labels already say where the outline is. A CUDA GPU gets
     wider models and bigger batches and patches."""

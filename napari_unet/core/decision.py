@@ -19,7 +19,7 @@ FOREGROUND_THRESHOLD = 0.5
 
 #: Models of background / interior / boundary: an object grows from the foreground pixels
 #: whose p(interior) is at least this. Seeds from the most likely class merged touching
-#: nuclei and kept faint false blobs (``benchmarks/seeds.py``, 150 s models): chosen on 2
+#: nuclei and kept faint false blobs (``benchmarks/quality/seeds.py``, 150 s models): chosen on 2
 #: DSB folds, 0.85 raised F1@0.5 on the 2 others and on dense fluorescence but lost on dim
 #: fluorescence, where a model trained on other images is less sure; 0.8 gained on the
 #: folds and on dense images and lost nothing on dim ones.

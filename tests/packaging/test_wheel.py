@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import site
 import subprocess
 import sys
 import textwrap
@@ -63,12 +64,50 @@ def test_sdist_and_wheel_pass_twine_check(dist):
     assert out.count("PASSED") == 2
 
 
+def _package_dirs() -> list[str]:
+    """The folders the interpreter running the tests imports its installed packages from
+    (a virtualenv's, a conda environment's or the system's site-packages), without any
+    folder that holds ``napari_unet`` itself (a checkout, an editable install)."""
+    found = [*site.getsitepackages(), *(p for p in sys.path if p.endswith("-packages"))]
+    if site.ENABLE_USER_SITE:
+        found.append(site.getusersitepackages())
+    dirs: list[str] = []
+    for p in found:
+        if Path(p).is_dir() and not (Path(p) / "napari_unet" / "__init__.py").exists() and p not in dirs:
+            dirs.append(p)
+    return dirs
+
+
+def _fresh_env(venv: Path) -> Path:
+    """A virtual environment that sees exactly the packages of the running interpreter.
+
+    ``--system-site-packages`` would show the *base* interpreter's packages, which in a
+    virtualenv are not the ones the tests run with; instead the new environment gets a
+    ``.pth`` file naming the running interpreter's package folders (after its own)."""
+    _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=venv.parent)
+    python = venv / "bin" / "python"
+    purelib = _run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                   cwd=venv.parent).strip()
+    (Path(purelib) / "_running_interpreter.pth").write_text("\n".join(_package_dirs()) + "\n")
+    return python
+
+
+def test_fresh_env_sees_the_running_interpreters_packages(tmp_path):
+    python = _fresh_env(tmp_path / "venv")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    probe = "import json, npe2, torch; print(json.dumps([npe2.__file__, torch.__file__]))"
+    seen = json.loads(_run([str(python), "-c", probe], cwd=tmp_path, env=env).splitlines()[-1])
+    import npe2
+    import torch
+    assert seen == [npe2.__file__, torch.__file__]
+
+
 def test_wheel_installs_and_napari_finds_the_plugin(dist, tmp_path):
     wheel, _ = dist
     venv = tmp_path / "venv"
-    # torch and napari come from this machine; the plugin only from the wheel
-    _run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], cwd=tmp_path)
-    python = venv / "bin" / "python"
+    # torch and napari come from the interpreter running the tests; the plugin only from
+    # the wheel
+    python = _fresh_env(venv)
     _run([str(python), "-m", "pip", "install", "--no-deps", "--no-index", "--ignore-installed",
           str(wheel)], cwd=tmp_path)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}

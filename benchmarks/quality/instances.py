@@ -1,6 +1,6 @@
 """Touching nuclei: which training target splits them best (DSB 2018, held-out images).
 
-    python benchmarks/instances.py [--seconds 120] [--device cpu]
+    python benchmarks/quality/instances.py [--seconds 120] [--device cpu]
 
 Trains on DSB images 0-29 for the same budget, in the same run, with
 * ``semantic``: background / nucleus, objects = connected components;
@@ -13,11 +13,16 @@ and scores images 30-39: foreground IoU, instance F1 and average precision at Io
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parents[1])]  # benchmarks/: _common, plain_unet
+
 import argparse
 
 import numpy as np
 import tifffile
-from _common import DATA, need, table
+from _common import DATA, add_smoke, need, table, use_smoke_data
 
 from napari_unet.core.config import TrainOptions
 from napari_unet.core.labels import to_annotations
@@ -27,12 +32,16 @@ from napari_unet.core.train.plan import plan_training
 from napari_unet.core.train.trainer import Trainer
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=120)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+    add_smoke(ap)
+    args = ap.parse_args(argv)
+    if args.smoke:
+        use_smoke_data()
+        args.seconds = 0.5
     folder = need(DATA / "dsb2018")
     images = tifffile.imread(folder / "fluo_image.tif")
     labels = tifffile.imread(folder / "fluo_labels.tif")
@@ -61,7 +70,8 @@ def main() -> None:
                 f"({args.device}), score 30-39",
                 ["target", "iterations", "fg IoU", "F1@0.5", "AP@0.5"], rows,
                 [32, 10, 8, 8, 8]))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

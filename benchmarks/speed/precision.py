@@ -1,6 +1,6 @@
 """fp32 against bf16, and thread counts, on this CPU: the measurement behind the choice.
 
-    python benchmarks/precision.py [--steps 5]
+    python benchmarks/speed/precision.py [--steps 5]
 
 Times training steps (forward, backward, AdamW) and prediction batches of the default
 model at the CPU defaults (batch 8, patch 128) and at patch 256, interleaving the settings
@@ -10,18 +10,28 @@ here (it measures a shorter version of the same once per machine).
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parents[1])]  # benchmarks/: _common, plain_unet
+
 import argparse
 import os
 import statistics
 import time
 
 import _common
+from _common import add_smoke
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=5)
-    args = ap.parse_args()
+    add_smoke(ap)
+    args = ap.parse_args(argv)
+    shapes = ((8, 128), (2, 256))  # (batch, patch) of the default model on a CPU
+    if args.smoke:
+        args.steps, shapes = 1, ((2, 32),)
     for name in ("NAPARI_UNET_PRECISION", "NAPARI_UNET_THREADS"):
         os.environ.pop(name, None)
 
@@ -53,7 +63,7 @@ def main() -> None:
             model(x).float().softmax(1)
 
     rows = []
-    for batch, patch in ((8, 128), (2, 256)):
+    for batch, patch in shapes:
         x = torch.randn(batch, 1, patch, patch).contiguous(memory_format=torch.channels_last)
         y = torch.randint(0, 2, (batch, patch, patch))
         for what, fn in (("train step", train_step), ("predict batch", predict_step)):
@@ -81,9 +91,11 @@ def main() -> None:
                         "/ this; above 1 is faster)",
                         ["workload", "precision", "threads", "seconds", "speed-up"], rows,
                         [34, 9, 7, 8, 8]))
-    measured = speed.measure_cpu()
-    print(f"\nWhat napari-unet picks here: {measured.summary()}")
+    if not args.smoke:  # the measurement itself takes seconds of full load
+        measured = speed.measure_cpu()
+        print(f"\nWhat napari-unet picks here: {measured.summary()}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

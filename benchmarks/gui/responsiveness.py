@@ -6,11 +6,16 @@ training starts (data and model are built in the worker), and while training run
 with the live preview on, as the user scrolls slices and pans. Stop is pressed several
 times; its latency is the time from the click to the worker's ``finished`` signal.
 
-Run under a display, e.g. ``xvfb-run -a python benchmarks/responsiveness.py``.
+Run under a display, e.g. ``xvfb-run -a python benchmarks/gui/responsiveness.py``.
 Targets: p95 delay at most 50 ms while training, Stop within 0.5 s.
 """
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parents[1])]  # benchmarks/: _common, plain_unet
 
 import argparse
 import os
@@ -18,6 +23,7 @@ import statistics
 import time
 
 import numpy as np
+from _common import add_smoke
 
 
 class Probe:
@@ -63,13 +69,16 @@ def row(name: str, delays: list[float]) -> str:
             f"{len(ms):7d}")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds of each phase")
     parser.add_argument("--stops", type=int, default=3, help="how many times to time Stop")
     parser.add_argument("--no-scroll", action="store_true", help="skip the scrolling phase")
     parser.add_argument("--no-preview", action="store_true", help="turn the live preview off")
-    args = parser.parse_args()
+    add_smoke(parser)
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.seconds, args.stops = 1.0, 1
 
     from qtpy.QtWidgets import QApplication
 
@@ -157,7 +166,8 @@ def main() -> None:
     print("Stop honoured after (s):   " + ", ".join(f"{s:.3f}" for s in stops)
           + f"   (max {max(stops):.3f}, median {statistics.median(stops):.3f})")
     viewer.close()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

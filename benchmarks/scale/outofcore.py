@@ -16,26 +16,27 @@ slice by slice, id for id. The model is a small U-Net (``--base``, ``--depth``, 
 weights: the speed and the memory, not the quality, are measured) unless ``--model``
 names one.
 
-    python benchmarks/outofcore.py --workdir /tmp/outofcore [--gib 8] [--limit-gib 2]
+    python benchmarks/scale/outofcore.py --workdir /tmp/outofcore [--gib 8] [--limit-gib 2]
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
+sys.path[:0] = [str(Path(__file__).resolve().parents[1])]  # benchmarks/: _common, plain_unet
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import argparse
 import contextlib
+import os
+import subprocess
+import tempfile
+import time
 
-from _common import table  # noqa: E402
+import numpy as np
+from _common import add_smoke, table
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TILE = 512
 #: Seconds between two readings of the processes' memory.
 SAMPLE = 0.1
@@ -158,9 +159,9 @@ def run(cmd: list[str], env: dict, limit: int) -> tuple[float, float, int, int, 
     return seconds, cpu, peak, peak_tree, ok
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", type=Path, required=True,
+    parser.add_argument("--workdir", type=Path, default=None,
                         help="folder for the stack (kept for the next runs) and the outputs")
     parser.add_argument("--gib", type=float, default=8.0, help="size of the stack (uint8)")
     parser.add_argument("--side", type=int, default=2048, help="slice side in pixels")
@@ -173,7 +174,15 @@ def main() -> None:
     parser.add_argument("--runs", default="cores,one,cluster",
                         help="which runs, in this order: cores (one process, a torch thread "
                              "per core), one (one process of one thread), cluster (--workers)")
-    args = parser.parse_args()
+    add_smoke(parser)
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.gib, args.side, args.workers = 4 * 256**2 / 1024**3, 256, 1
+        args.runs = "one,cluster"
+        if args.workdir is None:
+            args.workdir = Path(tempfile.mkdtemp(prefix="napari-unet-smoke-"))
+    if args.workdir is None:
+        parser.error("--workdir is required")
     args.workdir.mkdir(parents=True, exist_ok=True)
 
     import napari_unet.core.predict.blocks  # noqa: F401  (the package is importable)
@@ -257,7 +266,8 @@ def main() -> None:
     print("stack reused from the workdir" if made is None else f"stack written in {made:.1f} s")
     if failed:
         sys.exit("FAILED: " + "; ".join(failed))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

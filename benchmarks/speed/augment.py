@@ -1,6 +1,6 @@
 """Elastic deformation speed: napari-unet's batched torch transform against scipy.
 
-    python benchmarks/augment.py [--size 256] [--batch 16] [--device cpu|cuda]
+    python benchmarks/speed/augment.py [--size 256] [--batch 16] [--device cpu|cuda]
 
 Both sides apply the same transform to 256x256 image + label pairs: a random dihedral
 transform plus the U-Net paper's elastic field (random displacements on a coarse grid,
@@ -11,11 +11,17 @@ would. Prints pairs per second and the ratio, measured in the same run.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parents[1])]  # benchmarks/: _common, plain_unet
+
 import argparse
 import time
 
 import numpy as np
 import torch
+from _common import add_smoke
 from scipy import ndimage as ndi
 
 from napari_unet.core.models.device import keep_freed_memory
@@ -40,7 +46,12 @@ def scipy_pair(image, labels, rng, cfg: AugmentConfig):
     return out_img, out_lab
 
 
-def rate(fn, n_pairs, min_seconds=2.0):
+#: Seconds each side is timed for (shorter with --smoke).
+MIN_SECONDS = 2.0
+
+
+def rate(fn, n_pairs, min_seconds=None):
+    min_seconds = MIN_SECONDS if min_seconds is None else min_seconds
     fn()  # warm up
     count, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < min_seconds:
@@ -49,12 +60,17 @@ def rate(fn, n_pairs, min_seconds=2.0):
     return count / (time.perf_counter() - t0)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--device", default="cpu")
-    args = ap.parse_args()
+    add_smoke(ap)
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.size, args.batch = 64, 2
+        global MIN_SECONDS
+        MIN_SECONDS = 0.2
     keep_freed_memory()  # as the trainer does; it speeds up the scipy side too
     s, b = args.size, args.batch
     rng = np.random.default_rng(0)
@@ -80,7 +96,8 @@ def main() -> None:
     print(f"{'scipy map_coordinates (1 pair)':<32} {scipy_rate:10.0f} {1.0:7.2f}")
     name = f"napari-unet {dev.type} (batch {b})"
     print(f"{name:<32} {torch_rate:10.0f} {torch_rate / scipy_rate:7.2f}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

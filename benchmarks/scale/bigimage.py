@@ -1,6 +1,6 @@
 """Peak memory of predicting one big image from the command line.
 
-    python benchmarks/bigimage.py [--side 16384] [--base 4] [--depth 2]
+    python benchmarks/scale/bigimage.py [--side 16384] [--base 4] [--depth 2]
 
 Writes a SIDE x SIDE uint8 TIFF and a small model in a temporary folder, runs
 ``napari-unet predict`` once in a child process, and prints a table with the input's
@@ -9,18 +9,22 @@ size, the child's peak resident memory (``getrusage`` maxrss) and the wall time.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parents[1])]  # benchmarks/: _common, plain_unet
+
 import argparse
 import os
 import platform
 import resource
 import subprocess
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import tifffile
+from _common import add_smoke
 
 from napari_unet.core.models.checkpoint import ModelBundle
 from napari_unet.core.models.unet import UNetConfig
@@ -37,12 +41,15 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--side", type=int, default=16384)
     parser.add_argument("--base", type=int, default=4)
     parser.add_argument("--depth", type=int, default=2)
-    args = parser.parse_args()
+    add_smoke(parser)
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.side = 1024
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         image = folder / "big.tif"
@@ -69,7 +76,8 @@ def main() -> None:
           f"{'seconds':>8}")
     print(f"{f'{args.side}x{args.side} u8':>16} {size / 2**20:>10.0f} {peak / 2**20:>13.0f} "
           f"{peak / size:>13.1f} {seconds:>8.1f}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,6 +1,6 @@
 """Tiled prediction: time and accuracy against one untiled forward pass, and memory on stacks.
 
-    python benchmarks/predict.py [--device cpu|cuda] [--size 2048] [--stack 16] [--side 1024]
+    python benchmarks/speed/predict.py [--device cpu|cuda] [--size 2048] [--stack 16] [--side 1024]
 
 1. A ``size`` x ``size`` image predicted tiled (the default tiles) and in one forward pass
    over the same pixels: the time ratio and the largest probability difference farther
@@ -12,16 +12,20 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parents[1])]  # benchmarks/: _common, plain_unet
+
 import argparse
 import json
 import resource
 import subprocess
-import sys
 import threading
 import time
 
 import numpy as np
-from _common import timed
+from _common import add_smoke, timed
 
 from napari_unet.core.models.checkpoint import ModelBundle
 from napari_unet.core.models.unet import UNetConfig
@@ -84,7 +88,7 @@ def stack_memory(args) -> dict:
             "input": stack.nbytes}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--base", type=int, default=16)
@@ -93,10 +97,13 @@ def main() -> None:
     ap.add_argument("--side", type=int, default=1024)
     ap.add_argument("--tile", type=int, default=1024)
     ap.add_argument("--_stack-child", action="store_true", dest="child")
-    args = ap.parse_args()
+    add_smoke(ap)
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.base, args.size, args.stack, args.side, args.tile = 4, 256, 2, 128, 128
     if args.child:
         print(json.dumps(stack_memory(args)))
-        return
+        return 0
     bundle = ModelBundle.new(UNetConfig(n_classes=3, base_channels=args.base), seed=0)
     tiled = Predictor(bundle, device=args.device, tile_size=args.tile)
     untiled = Predictor(bundle, device=args.device, tile_size=args.size + 64, overlap=0,
@@ -126,6 +133,8 @@ def main() -> None:
         print(f"{n:6d} {m['seconds']:8.1f} {m['output'] / mib:11.1f} {m['peak'] / mib:16.0f}")
     print("(peak growth = output + one batch of tiles through the network; it does not grow "
           "with the number of slices beyond the output)")
+    return 0
+
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -7,26 +7,27 @@ whole command as a user runs it: start, model loading, cluster start and shutdow
 included. Both runs write the same labels (checked). The CPU speed measurement is skipped
 (fp32, as set below) so that each fresh worker does not time the CPU first.
 
-    python benchmarks/folder.py [--n 16] [--size 1024] [--workers 2]
+    python benchmarks/scale/folder.py [--n 16] [--size 1024] [--workers 2]
 """
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parents[1])]  # benchmarks/: _common, plain_unet
+
 import argparse
 import os
 import subprocess
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import tifffile
+from _common import add_smoke, table
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import table  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def cpu_name() -> str:
@@ -63,12 +64,15 @@ def run(folder: Path, out: Path, model: Path, extra: list[str], env: dict) -> fl
     return time.perf_counter() - start
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=16, help="images")
     parser.add_argument("--size", type=int, default=1024, help="side of each image")
     parser.add_argument("--workers", type=int, default=2)
-    args = parser.parse_args()
+    add_smoke(parser)
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.n, args.size, args.workers = 2, 128, 1
 
     import torch
 
@@ -99,7 +103,8 @@ def main() -> None:
         f"{os.cpu_count()} logical cores; whole command, start included; labels identical",
         ["run", "threads", "seconds", "images/s", "speed-up"], rows,
         [14, 16, 10, 10, 10]))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

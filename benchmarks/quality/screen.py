@@ -1,6 +1,6 @@
 """Screen one change of the training options against the defaults, fold by fold.
 
-    python benchmarks/screen.py --change "--start-model nuclei" [--iterations 300]
+    python benchmarks/quality/screen.py --change "--start-model nuclei" [--iterations 300]
                                 [--seconds S] [--folds 0 1 2 3] [--seed 0 | --seeds N]
                                 [--predict-change=--tta ...]
                                 [--group dsb | isbi | fluo-to-varied | varied-to-fluo]
@@ -27,11 +27,17 @@ adopt a setting.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parents[1])]  # benchmarks/: _common, plain_unet
+
 import argparse
 import time
 from collections import defaultdict
 
 import numpy as np
+from _common import add_smoke, use_smoke_data
 from crossval import (
     DSB_FOLDS,
     ISBI_FOLDS,
@@ -84,9 +90,9 @@ def run_arm(images, labels, kind: str, tests: dict, budget: list[str], seed: int
     return out, iterations
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--change", required=True,
+    ap.add_argument("--change", default=None,
                     help="train options of the changed arm (\"\": none, to screen only "
                          "--predict-change)")
     ap.add_argument("--predict-change", action="append", default=[],
@@ -100,7 +106,15 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 instead of --seed")
     ap.add_argument("--group", choices=("dsb", "isbi", "fluo-to-varied", "varied-to-fluo"),
                     default="dsb")
-    args = ap.parse_args()
+    add_smoke(ap)
+    args = ap.parse_args(argv)
+    if args.smoke:
+        use_smoke_data()
+        args.iterations, args.seconds, args.folds, args.seeds = 2, None, [0], None
+        if args.change is None:
+            args.change = "--zoom 2"
+    if args.change is None:
+        ap.error("--change is required")
     budget = (["--seconds", str(args.seconds)] if args.seconds
               else ["--iterations", str(args.iterations)])
     change = args.change.split()
@@ -146,7 +160,8 @@ def main() -> None:
         diffs = {k: [c[k] - d[k] for c, d in zip(values, scores[base])] for k in metrics}
         print(f"{row + ' - ' + base:32s}" + "".join(
             f"{np.mean(diffs[k]):>+10.3f} ± {np.std(diffs[k]):.3f}" for k in metrics))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,7 +1,7 @@
 """Does object size explain the loss on other kinds of image? Predict them resized.
 
-    python benchmarks/object_size.py [--seconds 150] [--seeds 2] [--rescale off auto 0.5 0.33]
-    python benchmarks/object_size.py --folds-only
+    python benchmarks/quality/object_size.py [--seconds 150] [--seeds 2] [--rescale off auto 0.5 0.33]
+    python benchmarks/quality/object_size.py --folds-only
 
 napari-unet trains as ``napari-unet train --labels-kind instance`` (command-line
 defaults) on the 40 DSB 2018 fluorescence images, whose nuclei are small (median 104
@@ -23,10 +23,16 @@ read from the images alone, so no training is needed); ``--folds-only`` stops th
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parents[1])]  # benchmarks/: _common, plain_unet
+
 import argparse
 from collections import defaultdict
 
 import numpy as np
+from _common import add_smoke, use_smoke_data
 from crossval import DSB_FOLDS, VARIED_FLUO, dsb, fit, folds, predictor_of, varied
 
 from napari_unet.core.models.speed import cpu_name
@@ -52,7 +58,7 @@ def fold_report(images: np.ndarray) -> None:
               f"auto resizes: {resized or 'none'}")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     import torch
 
     from napari_unet.core.metrics import foreground_iou, instance_scores
@@ -64,11 +70,15 @@ def main() -> None:
     ap.add_argument("--rescale", nargs="+", default=["off", "auto", "0.5", "0.33"])
     ap.add_argument("--folds-only", action="store_true",
                     help="only list the DSB fold images auto resizes")
-    args = ap.parse_args()
+    add_smoke(ap)
+    args = ap.parse_args(argv)
+    if args.smoke:
+        use_smoke_data()
+        args.seconds, args.seeds, args.rescale = 0.5, 1, ["off", "auto"]
     images, labels = dsb()
     fold_report(images)
     if args.folds_only:
-        return
+        return 0
     if "off" not in args.rescale:
         args.rescale.insert(0, "off")
     torch.set_num_threads(cpu_threads(False))
@@ -107,7 +117,8 @@ def main() -> None:
             f = np.asarray(chosen[name])
             print(f"{'':11s} auto chose factors {f.min():.2f} to {f.max():.2f} "
                   f"(median {np.median(f):.2f})")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

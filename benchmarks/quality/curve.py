@@ -1,6 +1,6 @@
 """Quality against seconds of training on real data: the learning curve.
 
-    python benchmarks/quality.py [--seconds 180] [--checkpoints 15 30 60 120 180] [--plot docs/quality.png]
+    python benchmarks/quality/curve.py [--seconds 180] [--checkpoints 15 30 60 120 180] [--plot docs/quality.png]
 
 * ISBI 2012 EM membranes: train (``semantic``) on slices 0-19, score slices 20-24:
   pixel error and Rand error (1 - adapted Rand F-score of the cells).
@@ -15,13 +15,17 @@ figures as JSON beside the plot, and draws quality against seconds.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parents[1])]  # benchmarks/: _common, plain_unet
+
 import argparse
 import json
-from pathlib import Path
 
 import numpy as np
 import tifffile
-from _common import DATA, need, table
+from _common import DATA, add_smoke, need, table, use_smoke_data
 
 from napari_unet.core.config import TrainOptions
 from napari_unet.core.labels import to_annotations
@@ -52,7 +56,19 @@ def curve(images, annotations, kind, n_classes, checkpoints, score, device, seed
     return rows
 
 
-def main() -> None:
+def _smoke_plot() -> Path | None:
+    """Where a smoke run plots: a temporary file when matplotlib is installed (never
+    docs/quality.png)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return None
+    import tempfile
+
+    return Path(tempfile.mkdtemp(prefix="napari-unet-smoke-")) / "quality.png"
+
+
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=180)
     ap.add_argument("--checkpoints", type=float, nargs="*", default=[15, 30, 60, 120, 180])
@@ -61,7 +77,12 @@ def main() -> None:
     ap.add_argument("--only", choices=("isbi", "dsb"), default=None)
     ap.add_argument("--dsb-start", choices=("none", "nuclei", "both"), default="both",
                     help="DSB from random weights, from the shipped nuclei model, or both")
-    args = ap.parse_args()
+    add_smoke(ap)
+    args = ap.parse_args(argv)
+    if args.smoke:
+        use_smoke_data()
+        args.seconds, args.checkpoints = 1.0, [0.5]
+        args.plot = _smoke_plot()
     checkpoints = sorted({c for c in args.checkpoints if c < args.seconds} | {args.seconds})
     results = {}
 
@@ -122,6 +143,7 @@ def main() -> None:
         args.plot.with_suffix(".json").write_text(json.dumps(results, indent=1))
         plot(results, args.plot, args.device)
         print(f"\nwrote {args.plot} and {args.plot.with_suffix('.json')}")
+    return 0
 
 
 def plot(results: dict, path: Path, device: str) -> None:
@@ -162,4 +184,4 @@ def plot(results: dict, path: Path, device: str) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,6 +1,6 @@
 """Training from a stack opened lazily against the same stack in memory.
 
-    python benchmarks/lazy_training.py [--slices 200] [--side 512] [--iterations 30]
+    python benchmarks/scale/lazy_training.py [--slices 200] [--side 512] [--iterations 30]
 
 Writes a tiled uint16 TIFF stack of synthetic nuclei with annotations on 4 slices, then
 in two child processes trains the same small model for the same iterations, once with the
@@ -11,17 +11,20 @@ building the training data, and of training, and the share of the stack's tiles 
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parents[1])]  # benchmarks/: _common, plain_unet
+
 import argparse
 import json
 import subprocess
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import tifffile
-from _common import table
+from _common import add_smoke, table
 from bigimage import cpu_name
 
 CHILD = r"""
@@ -66,24 +69,29 @@ print(json.dumps({"lazy": lazy, "build_s": t1 - t0, "train_s": t2 - t1,
 """
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=200)
     parser.add_argument("--side", type=int, default=512)
     parser.add_argument("--iterations", type=int, default=30)
-    args = parser.parse_args()
+    add_smoke(parser)
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.slices, args.side, args.iterations = 8, 128, 2
     from napari_unet.synthetic import nuclei_slice
 
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         strokes = {}
+        # 4 annotated slices, spread as 10, 60, 110, 160 of 200
+        marked = {args.slices // 20 + k * args.slices // 4 for k in range(4)}
         with tifffile.TiffWriter(folder / "stack.tif", bigtiff=True) as tif:
             for z in range(args.slices):
                 image, labels = nuclei_slice(rng, (args.side, args.side))
                 tif.write(image, tile=(128, 128), compression="zlib", contiguous=False,
                           metadata=None)
-                if z in (10, 60, 110, 160):
+                if z in marked:
                     ann = np.zeros(labels.shape, np.uint8)
                     ann[labels > 0] = 2
                     ann[: args.side // 16][labels[: args.side // 16] == 0] = 1
@@ -113,7 +121,8 @@ def main() -> None:
             f"uint16 stack ({nbytes / 1024**2:.0f} MiB, 128x128 tiles, 4 annotated slices); "
             f"CPU: {cpu_name()}",
             ["stack", "peak RSS MiB", "open+data s", "train s", "tiles read", "wall s"], rows))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

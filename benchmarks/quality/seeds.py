@@ -1,9 +1,9 @@
 """Where the objects of an instance model start: the watershed seeds, chosen on two DSB
 folds and checked on the two others.
 
-    python benchmarks/seeds.py [--seconds 150] [--seeds 2] [--save DIR]
-    python benchmarks/seeds.py --load DIR        # score saved probabilities again
-    python benchmarks/seeds.py --cross-kind [--seeds 2]
+    python benchmarks/quality/seeds.py [--seconds 150] [--seeds 2] [--save DIR]
+    python benchmarks/quality/seeds.py --load DIR        # score saved probabilities again
+    python benchmarks/quality/seeds.py --cross-kind [--seeds 2]
 
 napari-unet trains with the command line's defaults (``--labels-kind instance``) on each
 of the 4 DSB folds of ``crossval.py`` for every seed and predicts the fold's 10 held-out
@@ -24,11 +24,16 @@ is left out, as a fluorescence model inverts it whatever the seeds.
 
 from __future__ import annotations
 
-import argparse
-import time
+import sys
 from pathlib import Path
 
+sys.path[:0] = [str(Path(__file__).resolve().parents[1])]  # benchmarks/: _common, plain_unet
+
+import argparse
+import time
+
 import numpy as np
+from _common import add_smoke, use_smoke_data
 from crossval import DSB_FOLDS, VARIED, cli_args, dsb, fit, folds, mean_sd, predictor_of, varied
 
 CHOOSE, CHECK = (0, 1), (2, 3)
@@ -120,7 +125,7 @@ def objects(probs: np.ndarray, seed_probability: float | None, min_size: int) ->
     return drop_small(out, min_size)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=150)
     ap.add_argument("--seeds", type=int, default=2, help="seeds 0..N-1")
@@ -130,7 +135,11 @@ def main() -> None:
     ap.add_argument("--load", type=Path, default=None, help="saved probabilities: no training")
     ap.add_argument("--cross-kind", action="store_true",
                     help="train on DSB fluorescence, score dense and dim fluorescence")
-    args = ap.parse_args()
+    add_smoke(ap)
+    args = ap.parse_args(argv)
+    if args.smoke:
+        use_smoke_data()
+        args.seconds, args.seeds, args.grid = 0.5, 1, [0.8]
     from napari_unet.core.metrics import instance_scores
     from napari_unet.core.models.speed import cpu_name
 
@@ -139,7 +148,7 @@ def main() -> None:
     if args.cross_kind:
         print(f"{cpu_name()}, {args.seconds:g} s per model")
         cross_kind(args, min_size)
-        return
+        return 0
     images, labels = dsb()
     tests = folds(len(images), DSB_FOLDS)
     if args.load is not None:
@@ -165,7 +174,8 @@ def main() -> None:
     diff = [f1[best][k] - f1[None][k] for k in check]
     print(f"\nchosen on folds 0-1: {name[best]}; on folds 2-3 F1@0.5 {mean_sd(diff)} "
           "against argmax")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

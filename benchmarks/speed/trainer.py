@@ -2,8 +2,8 @@
 augmentation, transfer, step) against the bare model's forward + backward + optimizer
 step at the same batch and patch size, on the same device, in the same run.
 
-    python benchmarks/trainer.py [--device cpu|cuda] [--base 16] [--batch 8] [--patch 128]
-    python benchmarks/trainer.py --throughput [--seconds 20]
+    python benchmarks/speed/trainer.py [--device cpu|cuda] [--base 16] [--batch 8] [--patch 128]
+    python benchmarks/speed/trainer.py --throughput [--seconds 20]
 
 ``--throughput`` (CPU): pixels seen per second by ``napari-unet train``'s trainer (the
 command line's defaults for instance labels, DSB 2018 images) against the plain loop of
@@ -15,11 +15,16 @@ patch 128 batch 8 against patch 256 batches 2, 4 and 8, and the plain loop's mod
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parents[1])]  # benchmarks/: _common, plain_unet
+
 import argparse
 import dataclasses
 
 import torch
-from _common import timed
+from _common import add_smoke, timed
 
 from napari_unet.core.models.checkpoint import ModelBundle
 from napari_unet.core.models.unet import UNet, UNetConfig
@@ -169,7 +174,7 @@ def throughput(args) -> None:
                 [20, 10, 8, 8, 17]))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--base", type=int, default=16)
@@ -182,11 +187,15 @@ def main() -> None:
     ap.add_argument("--throughput", action="store_true",
                     help="pixels per second against the plain loop, and step time by shape")
     ap.add_argument("--seconds", type=float, default=20, help="per run, with --throughput")
-    args = ap.parse_args()
+    add_smoke(ap)
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.base, args.depth, args.batch, args.patch, args.iterations = 4, 2, 2, 32, 2
+        args.seconds = min(args.seconds, 1.0)
     if args.throughput:
         args.iterations = args.iterations or 5
         throughput(args)
-        return
+        return 0
     args.iterations = args.iterations or 30
     import tifffile
 
@@ -227,7 +236,8 @@ def main() -> None:
         host = max(rates["host"])
         print(f"{'fit() (sampling thread on the host)':<44} {host:8.2f} "
               f"{host * args.batch:9.1f} {host / bare:6.2f}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,6 +1,6 @@
 """Activation checkpointing: peak training memory with and without it, and its speed cost.
 
-    python benchmarks/memory.py [--device cpu|cuda] [--base 32] [--batch 8] [--patch 256]
+    python benchmarks/speed/memory.py [--device cpu|cuda] [--base 32] [--batch 8] [--patch 256]
 
 On CUDA the peak comes from ``torch.cuda.max_memory_allocated``; on the CPU from the
 bytes that autograd keeps for backward (saved-tensor hooks), which is what
@@ -9,11 +9,16 @@ checkpointing removes. Both runs use the same model, batch and seed, in the same
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parents[1])]  # benchmarks/: _common, plain_unet
+
 import argparse
 
 import torch
 import torch.nn.functional as F
-from _common import timed
+from _common import add_smoke, timed
 
 from napari_unet.core.models.unet import UNet
 
@@ -51,14 +56,17 @@ def run(checkpointing: bool, args) -> tuple[float, float]:
     return peak, seconds
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--base", type=int, default=32)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--patch", type=int, default=256)
     ap.add_argument("--iterations", type=int, default=3)
-    args = ap.parse_args()
+    add_smoke(ap)
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.base, args.batch, args.patch, args.iterations = 4, 2, 32, 1
     plain = run(False, args)
     ckpt = run(True, args)
     what = "peak allocated" if args.device.startswith("cuda") else "kept for backward"
@@ -68,7 +76,8 @@ def main() -> None:
     for name, (peak, sec) in (("without checkpointing", plain), ("with checkpointing", ckpt)):
         print(f"{name:<22} {peak / 1024**2:24.0f} {sec:12.3f} {peak / plain[0]:7.2f} "
               f"{sec / plain[1]:6.2f}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

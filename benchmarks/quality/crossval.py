@@ -1,10 +1,10 @@
 """The evaluation protocol: napari-unet against a plain U-Net loop, same process, same
 seconds, on folds and image kinds that no setting was chosen on.
 
-    python benchmarks/crossval.py [--seconds 150] [--isbi-seconds 180] [--folds N]
+    python benchmarks/quality/crossval.py [--seconds 150] [--isbi-seconds 180] [--folds N]
                                   [--seeds 2] [--groups dsb isbi fluo-to-varied varied-to-others]
-    python benchmarks/crossval.py --quick          # 20 s, 2 DSB folds, 1 seed: a check that it runs
-    python benchmarks/crossval.py --strokes [--stroke-seconds 20 60] [--seeds 2]
+    python benchmarks/quality/crossval.py --quick          # 20 s, 2 DSB folds, 1 seed: a check that it runs
+    python benchmarks/quality/crossval.py --strokes [--stroke-seconds 20 60] [--seeds 2]
 
 Settings (``--groups``):
 
@@ -39,13 +39,18 @@ scored on the 30 other images.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parents[1])]  # benchmarks/: _common, plain_unet
+
 import argparse
 import time
 from collections import defaultdict
 
 import numpy as np
 import tifffile
-from _common import DATA, need, table
+from _common import DATA, add_smoke, need, table, use_smoke_data
 
 VARIED = {"360x360": "dense fluo", "512x640": "dim fluo", "1024x1024": "bright-field"}
 #: The fluorescence kinds of ``varied/`` (the bright-field images have the inverse contrast).
@@ -309,7 +314,7 @@ def run_strokes(args) -> None:
                         ["fg IoU", "F1@0.5", "fg ratio"]))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=150, help="training time of each nuclei run")
     ap.add_argument("--isbi-seconds", type=float, default=180)
@@ -320,7 +325,12 @@ def main() -> None:
                     help="a check that it runs: 20 s, 2 DSB folds, 1 seed")
     ap.add_argument("--strokes", action="store_true", help="the strokes protocol instead")
     ap.add_argument("--stroke-seconds", type=float, nargs="+", default=[20, 60])
-    args = ap.parse_args()
+    add_smoke(ap)
+    args = ap.parse_args(argv)
+    if args.smoke:
+        use_smoke_data()
+        args.seconds = args.isbi_seconds = 0.5
+        args.folds, args.seeds, args.stroke_seconds = 1, 1, [0.5]
     if args.quick:
         args.seconds = args.isbi_seconds = 20
         args.folds, args.seeds, args.groups = 2, 1, ["dsb"]
@@ -335,7 +345,8 @@ def main() -> None:
         run_strokes(args)
     else:
         run_dense(args)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

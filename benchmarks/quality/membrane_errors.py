@@ -1,6 +1,6 @@
 """Where the pixel error on the ISBI membranes lies, and how it moves with training time.
 
-    python benchmarks/membrane_errors.py [--folds 2 4] [--seconds 180 540] [--seed 0]
+    python benchmarks/quality/membrane_errors.py [--folds 2 4] [--seconds 180 540] [--seed 0]
 
 For each fold of ``crossval.py`` (20 ISBI slices to train on, 5 held out) and each budget
 of ``--seconds``, napari-unet trains as ``napari-unet train --labels-kind semantic
@@ -15,10 +15,16 @@ membrane.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parents[1])]  # benchmarks/: _common, plain_unet
+
 import argparse
 import time
 
 import numpy as np
+from _common import add_smoke, use_smoke_data
 from crossval import ISBI_FOLDS, fit, folds, isbi, predictor_of
 from scipy import ndimage as ndi
 
@@ -51,12 +57,16 @@ def bands(wrong: np.ndarray, membrane: np.ndarray,
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--folds", type=int, nargs="+", default=[2, 4])
     ap.add_argument("--seconds", type=float, nargs="+", default=[180.0, 540.0])
     ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+    add_smoke(ap)
+    args = ap.parse_args(argv)
+    if args.smoke:
+        use_smoke_data()
+        args.folds, args.seconds = [0], [0.5]
 
     import torch
 
@@ -83,7 +93,8 @@ def main() -> None:
                   f"{'error rate':>11s}")
             for name, share, added, rate in bands(wrong, membrane, distance):
                 print(f"{name:22s} {share:7.3f} {added:12.4f} {rate:11.3f}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

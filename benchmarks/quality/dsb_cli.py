@@ -1,6 +1,6 @@
 """The command line on real nuclei: train on DSB 2018 images, score the others.
 
-    python benchmarks/dsb_cli.py [--seconds 150] [--train 30]
+    python benchmarks/quality/dsb_cli.py [--seconds 150] [--train 30]
 
 Runs exactly the README's commands (``napari-unet train`` then ``predict``) on
 ../shared/data/dsb2018 and prints foreground IoU and instance F1 at IoU 0.5 on the held-out
@@ -9,22 +9,22 @@ images, with a plain-threshold baseline (Otsu) measured in the same run.
 
 from __future__ import annotations
 
-import argparse
-import os
-import subprocess
 import sys
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parents[1])]  # benchmarks/: _common, plain_unet
+
+import argparse
+import subprocess
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import tifffile
+from _common import DATA, add_smoke, need, use_smoke_data
 from skimage.filters import threshold_otsu
 from skimage.measure import label as connected
 
-DATA = Path(os.environ.get("NAPARI_UNET_DATA",
-                           Path(__file__).resolve().parents[1].parent / "shared" / "data"))
-DATA = DATA / "dsb2018"
 CLI = [sys.executable, "-m", "napari_unet.cli"]
 
 
@@ -45,16 +45,19 @@ def f1_at_05(pred: np.ndarray, gt: np.ndarray) -> float:
     return 2 * tp / max(2 * tp + fp + fn, 1)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=150)
     ap.add_argument("--train", type=int, default=30)
     ap.add_argument("--extra", nargs="*", default=[])
-    args = ap.parse_args()
-    if not DATA.exists():
-        sys.exit(f"no data at {DATA}")
-    images = tifffile.imread(DATA / "fluo_image.tif")
-    labels = tifffile.imread(DATA / "fluo_labels.tif")
+    add_smoke(ap)
+    args = ap.parse_args(argv)
+    if args.smoke:
+        use_smoke_data()
+        args.seconds = 1.0
+    folder = need(DATA / "dsb2018")
+    images = tifffile.imread(folder / "fluo_image.tif")
+    labels = tifffile.imread(folder / "fluo_labels.tif")
     n = args.train
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
@@ -82,7 +85,8 @@ def main() -> None:
     print(f"{'method':<16} {'foreground IoU':>15} {'F1@0.5':>8} {'IoU / Otsu':>11}")
     for name, iou, f1 in rows:
         print(f"{name:<16} {iou:15.3f} {f1:8.3f} {iou / rows[1][1]:11.2f}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,6 +1,6 @@
 """The interactive case: a few strokes on DSB 2018 nuclei, against a random forest.
 
-    python benchmarks/strokes.py [--seconds 60] [--checkpoints 20 40 60]
+    python benchmarks/quality/strokes.py [--seconds 60] [--checkpoints 20 40 60]
 
 Strokes are derived from the ground truth the way a biologist paints (see ``strokes``):
 on 10 images, a handful of nuclei filled, a stroke along the middle of a few others, and
@@ -17,13 +17,18 @@ approach).
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parents[1])]  # benchmarks/: _common, plain_unet
+
 import argparse
 import dataclasses
 import time
 
 import numpy as np
 import tifffile
-from _common import DATA, need, table
+from _common import DATA, add_smoke, need, table, use_smoke_data
 from scipy import ndimage as ndi
 from skimage.draw import line
 from skimage.measure import label as connected
@@ -147,7 +152,7 @@ def instances_of(fg: np.ndarray) -> np.ndarray:
     return np.stack([connected(f > 0) for f in fg])
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--checkpoints", type=float, nargs="*", default=[20, 40, 60])
@@ -159,7 +164,11 @@ def main() -> None:
     ap.add_argument("--start", choices=("pretrained", "scratch"), default="pretrained")
     ap.add_argument("--no-dense-reference", dest="dense_reference", action="store_false",
                     help="skip training on the same images fully annotated (the ceiling)")
-    args = ap.parse_args()
+    add_smoke(ap)
+    args = ap.parse_args(argv)
+    if args.smoke:
+        use_smoke_data()
+        args.seconds, args.checkpoints = 1.0, [0.5]
     folder = need(DATA / "dsb2018")
     images = tifffile.imread(folder / "fluo_image.tif")
     labels = tifffile.imread(folder / "fluo_labels.tif")
@@ -224,7 +233,8 @@ def main() -> None:
     print(table(f"sparse strokes on 10 DSB images ({frac:.1%} of pixels), scored on 30 others "
                 f"(start: {args.start})",
                 ["method", "train s", "fg IoU", "F1@0.5"], rows, [44, 8, 8, 8]))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
