@@ -15,20 +15,9 @@ from __future__ import annotations
 import numpy as np
 
 from napari_unet.core.decision import interior_seeds
+from napari_unet.core.predict.objects import drop_small
 from napari_unet.core.predict.stitch import join
 from napari_unet.core.voxels import VoxelSize
-
-
-def drop_small(objects: np.ndarray, min_size: int) -> np.ndarray:
-    """``objects`` with those of fewer than ``min_size`` voxels set to 0."""
-    if min_size <= 1 or not objects.any():
-        return objects
-    sizes = np.bincount(objects.ravel())
-    small = sizes < min_size
-    small[0] = False
-    out = objects.copy()
-    out[small[objects]] = 0
-    return out
 
 
 def volume_instances(probs: np.ndarray, labels: np.ndarray, voxel_size: VoxelSize | None,
