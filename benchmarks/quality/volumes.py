@@ -74,8 +74,8 @@ def run_3d(train, test, kind, seconds, seed, rescale, max_iterations=None):
 
 
 def run_2d(train, test, kind, seconds, seed, max_iterations=None):
-    from napari_unet.core.predict.tiles import Predictor
     from napari_unet.core.predict.objects import drop_small
+    from napari_unet.core.predict.tiles import Predictor
     from napari_unet.core.predict.volume_instances import stitch_slices
     from napari_unet.core.train.plan import plan_training
     from napari_unet.core.train.trainer import Trainer
