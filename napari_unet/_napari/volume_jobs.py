@@ -12,7 +12,7 @@ import numpy as np
 if TYPE_CHECKING:
     from napari_unet.core.predict.tiles import Prediction
 
-    from .jobs import PredictRequest, TrainRequest
+    from .requests import PredictRequest, TrainRequest
 
 
 def volume_trainer(request: TrainRequest):
@@ -66,7 +66,7 @@ def preview_request(session, bundle, z: int | None, device: str) -> PredictReque
 
     from .axes import channel_axis
     from .channel_choice import channel_layers, image_input
-    from .jobs import PredictRequest
+    from .requests import PredictRequest
     from .volume import model_voxel_size
 
     if z is None:

@@ -12,14 +12,15 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from napari_unet.core.errors import NapariUnetError, failure_message
 
 from .common import EXIT_SIGNAL, EXIT_USAGE, Interrupted, _raise_interrupted
+from .options import os_error_text as _os_error
+from .options import train_options
 from .parser import build_parser
 from .predict import cmd_evaluate, cmd_export, cmd_predict, make_predictor
-from .train import cmd_train, make_trainer, train_options
+from .train import cmd_train, make_trainer
 from .volumes import cmd_evaluate_any, cmd_export_any, cmd_predict_any
 
 __all__ = ["Interrupted", "build_parser", "cmd_evaluate", "cmd_export", "cmd_predict", "main",
@@ -69,13 +70,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-def _os_error(exc: OSError) -> str:
-    """A sentence for a failed read or write (a full disk, a file-size limit); the
-    temporary file of an atomic write is not named, the file it was for is."""
-    name = str(exc.filename or "")
-    base = Path(name).name
-    if base.startswith(".") and base.endswith(".tmp"):
-        name = str(Path(name).parent / base[1:].rsplit(".", 2)[0])
-    return f"{exc.strerror or exc}: {name}".rstrip(": ")

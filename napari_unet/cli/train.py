@@ -12,6 +12,8 @@ from napari_unet.core.errors import NapariUnetError, failure_message, is_out_of_
 
 from .common import EXIT_SIGNAL, _bar, _fmt_seconds, _raise_interrupted
 from .inputs import _load_model, _load_pairs
+from .options import os_error_text as _os_error
+from .options import train_options
 
 
 class _StopOnSignal:
@@ -45,23 +47,6 @@ class _StopOnSignal:
         if self.signum is None:  # after a stop, a second signal still quits at once
             for sig, handler in self._previous.items():
                 signal.signal(sig, handler)
-
-
-def train_options(args: argparse.Namespace):
-    """The :class:`~napari_unet.core.config.TrainOptions` that ``train``'s options say."""
-    from napari_unet.core.config import TrainOptions
-
-    return TrainOptions(
-        labels_kind=args.labels_kind, iterations=args.iterations, seconds=args.seconds,
-        batch_size=args.batch_size, patch_size=args.patch_size,
-        learning_rate=args.learning_rate, elastic_sigma=args.elastic_sigma, zoom=args.zoom,
-        intensity=args.intensity,
-        edge_weight=args.edge_weight,
-        border_weights=args.border_weights, start_model=args.start_model,
-        base_channels=args.base_channels, depth=args.depth, bilinear=not args.transposed,
-        checkpointing=args.checkpointing, device=args.device, seed=args.seed,
-        channels=getattr(args, "recorded_channels", None) or args.channels,
-    )
 
 
 def _check_train_out(args: argparse.Namespace) -> bool:
@@ -117,7 +102,6 @@ def _save(bundle, target: Path, held: _SignalsHeld) -> Path:
             bundle.save(target)
             return target
         except OSError as exc:
-            from . import _os_error
 
             reason = _os_error(exc)
             saved = rescue(bundle, target)

@@ -99,7 +99,7 @@ def make_volume_trainer(args: argparse.Namespace, images, labels, voxel):
     from napari_unet.core.labels import to_annotations
     from napari_unet.core.train.volume import VolumeTrainer, plan_volume_training
 
-    from .train import train_options
+    from .options import train_options
 
     options = train_options(args)
     volumes = [np.asarray(v) for v in images]
