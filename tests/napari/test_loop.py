@@ -95,7 +95,7 @@ def test_whole_loop(empty_workflow, qtbot, run_worker, tmp_path):
     assert (after[3][edited] == 1).all()
     np.testing.assert_array_equal(after[3][~edited], before[3][~edited])
     np.testing.assert_array_equal(np.delete(after, 3, 0), np.delete(before, 3, 0))
-    assert session.marks(image).corrected == {3}
+    assert session.marks(image).corrected == [3]  # the slices with corrections, in order
     request = build_request(session, every_image=False)
     assert (request.weights[0][3][edited] == CORRECTED_WEIGHT).all()
     assert (request.weights[0][3][~edited] == 1.0).all()

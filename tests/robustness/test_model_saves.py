@@ -84,15 +84,14 @@ def test_a_file_size_limit_at_the_end_says_the_weights_could_not_be_saved(image_
 #: A disk full for the folder of --out only: creating a file there fails with ENOSPC, as
 #: on a full disk (the other folders are on another disk).
 _FULL_THERE = """\
-import errno, os, sys, tempfile
+import errno, os
 _full = os.path.realpath(os.environ["FULL_FOLDER"])
-_mkstemp = tempfile.mkstemp
-def _refuse(suffix=None, prefix=None, dir=None, text=False):
-    if dir is not None and os.path.realpath(dir) == _full:
-        name = os.path.join(dir, f"{prefix or ''}k2x9q1{suffix or ''}")
-        raise OSError(errno.ENOSPC, "No space left on device", name)
-    return _mkstemp(suffix, prefix, dir, text)
-tempfile.mkstemp = _refuse
+_open = os.open
+def _refuse(path, flags, *args, **kwargs):
+    if flags & os.O_CREAT and os.path.realpath(os.path.dirname(os.fspath(path))) == _full:
+        raise OSError(errno.ENOSPC, "No space left on device", os.fspath(path))
+    return _open(path, flags, *args, **kwargs)
+os.open = _refuse
 """
 
 
