@@ -340,8 +340,20 @@ class TrainOptions:
         """Whether a new model starts from the shipped nuclei model."""
         if self.start_model is not None:
             return self.start_model == "nuclei"
-        shaped = self.base_channels is not None or self.depth is not None or not self.bilinear
-        return self.labels_kind == "annotation" and not shaped
+        return self.labels_kind == "annotation" and not self._shaped
+
+    @property
+    def _shaped(self) -> bool:
+        return self.base_channels is not None or self.depth is not None or not self.bilinear
+
+    @property
+    def volume_starts_from_nuclei(self) -> bool:
+        """Whether a new 3D model starts from the shipped nuclei model, inflated to 3D:
+        for strokes and for dense labels alike (a 3D model from random weights learns
+        too little in a CPU's minutes), unless chosen otherwise or shaped."""
+        if self.start_model is not None:
+            return self.start_model == "nuclei"
+        return not self._shaped
 
     def architecture(self, n_classes: int, device_kind: str = "cpu",
                      in_channels: int = 1) -> UNetConfig:

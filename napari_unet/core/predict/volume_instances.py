@@ -6,8 +6,9 @@ trained on instance masks the sure interiors (p(interior) at least
 :data:`~napari_unet.core.decision.SEED_PROBABILITY`, as in 2D) seed it, for others the
 maxima of the distance to the background; the watershed floods the negated distance
 transform of the foreground, measured in micrometres (``sampling`` = voxel size), so a
-z step 2x coarser counts 2x. :func:`stitch_slices` is what a 2D model applied slice by
-slice gives in 3D.
+z step 2x coarser counts 2x. A 2D model applied slice by slice gives 3D objects two
+ways: :func:`stacked_instances` floods its probabilities stacked into a volume with the
+same watershed, :func:`stitch_slices` joins its 2D objects of neighbouring slices.
 """
 
 from __future__ import annotations
@@ -100,3 +101,17 @@ def predict_stitched(predictor, volume: np.ndarray, *, threshold: float = 0.5,
 
     result.instances = relabel_sequential(result.instances)[0].astype(np.int32)
     return result
+
+
+def stacked_instances(prediction, voxel_size: VoxelSize | None, *, splits: bool,
+                      min_size: int = 10) -> np.ndarray:
+    """3D objects of a 2D model's prediction of a volume slice by slice: its
+    probabilities (Z, K, Y, X) stacked into a volume and split by
+    :func:`volume_instances` at ``voxel_size``, so an object is one id through the slices
+    it spans and two nuclei that touch in one slice stay apart where their interiors are
+    apart in 3D. ``prediction`` needs its ``probabilities``."""
+    if prediction.probabilities is None:
+        raise ValueError("stacked_instances needs the prediction's probabilities")
+    probs = np.moveaxis(np.asarray(prediction.probabilities), 1, 0)
+    return volume_instances(probs, prediction.labels, voxel_size, splits=splits,
+                            min_size=min_size)
