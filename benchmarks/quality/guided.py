@@ -3,17 +3,19 @@
     python benchmarks/quality/guided.py [--data dsb isbi] [--seeds 2] [--rounds 5]
         [--strokes 12] [--first 60] [--more 30] [--candidates] [--smoke]
 
-The annotator starts from the same strokes (``strokes.py``'s biologist-like strokes on 10
-DSB images; on ISBI, short strokes at random places on 5 slices), trains ``--first``
+The annotator has a stack open: 10 DSB images painted with ``strokes.py``'s biologist-like
+strokes (on ISBI, short strokes at random places on 5 slices) and, with ``--pool``,
+as many images not painted yet, to which *Where next?* may send it as it sends a user to
+any slice of the stack in view. It trains ``--first``
 seconds from them (round 0), then for ``--rounds`` rounds adds ``--strokes`` short strokes
 of the true class (each at most ``--length`` pixels along the true class, 3 pixels wide)
 and trains ``--more`` seconds more from the same weights, choosing where to put them:
 
 * ``where next``: in the regions *Where next?* names (``core.predict.guidance.
-  next_regions`` on the uncertainty of the annotated images, the model's patch as the
+  next_regions`` on the uncertainty of the stack's images, the model's patch as the
   window, what the button calls), four strokes per region at its most uncertain
   unannotated pixels;
-* ``random``: at random unannotated pixels of the annotated images;
+* ``random``: at random unannotated pixels of the stack;
 * ``oracle``: at the largest errors against the ground truth (the deepest pixel of each
   wrong region, largest first): the best any guidance could do.
 
@@ -181,6 +183,12 @@ def choose(strategy: str, k: int, ann: np.ndarray, truth: np.ndarray, probs: np.
 
 
 # ------------------------------------------------------------------ training and scores
+def painted(images, ann):
+    """The images that hold strokes, and their strokes (training takes only those)."""
+    keep = [i for i in range(len(ann)) if ann[i].any()]
+    return images[keep], ann[keep]
+
+
 def train(images, ann, options, seconds: float, resume=None, marks=()):
     """Train ``seconds`` from ``resume`` (or the options' start); returns the bundle and
     the bundles at the elapsed seconds of ``marks``."""
@@ -301,6 +309,13 @@ def run(kind: str, args, log) -> str:
     from napari_unet.core.config import TrainOptions
 
     images, labels, train_idx, test_idx = (dsb_set if kind == "dsb" else isbi_set)(args.smoke)
+    first_idx = train_idx  # the images painted at first
+    if args.pool and len(test_idx) > 1:
+        # The stack the annotator has open: the painted images and as many unpainted
+        # ones (Where next? goes to any slice of it); the rest is never annotated.
+        pool_idx, test_idx = test_idx[0::2], test_idx[1::2]
+        train_idx = np.sort(np.concatenate([train_idx, pool_idx]))
+    painted_first = np.isin(train_idx, first_idx)
     truth = labels[train_idx].astype(np.int32)
     classes = (truth > 0).astype(np.int32)
     test_truth = labels[test_idx]
@@ -310,14 +325,17 @@ def run(kind: str, args, log) -> str:
     fractions = []
     for seed in range(args.seeds):
         rng = np.random.default_rng(seed)
-        ann0 = first_strokes(kind, labels[train_idx] if kind == "dsb" else classes, rng,
-                             args.length)
-        fractions.append(float((ann0 > 0).mean()))
+        ann0 = np.zeros(truth.shape, np.uint8)
+        ann0[painted_first] = first_strokes(
+            kind, labels[first_idx] if kind == "dsb" else classes[painted_first], rng,
+            args.length)
+        fractions.append(float((ann0[painted_first] > 0).mean()))
         options = TrainOptions(seed=seed, start_model="nuclei" if kind == "dsb" else "none",
                                patch_size=args.patch)
         marks = (args.first * 2 / 3, args.first * 5 / 6) if args.candidates and seed == 0 else ()
         t0 = time.perf_counter()
-        bundle0, snaps = train(images[train_idx], ann0, options, args.first, marks=marks)
+        bundle0, snaps = train(*painted(images[train_idx], ann0), options, args.first,
+                               marks=marks)
         window = args.patch
         pred0 = predict(bundle0, images[test_idx], instances=kind == "dsb")
         results[("round 0", 0)] = results.get(("round 0", 0), []) + [scores(kind, pred0,
@@ -335,7 +353,8 @@ def run(kind: str, args, log) -> str:
                                 args.length, srng)
                 for z, y, x in points:
                     stroke_at(classes[z], ann[z], y, x, args.length)
-                bundle, _ = train(images[train_idx], ann, options, args.more, resume=bundle)
+                bundle, _ = train(*painted(images[train_idx], ann), options, args.more,
+                                  resume=bundle)
                 pred = predict(bundle, images[test_idx], instances=kind == "dsb")
                 results.setdefault((strategy, r), []).append(scores(kind, pred, test_truth))
                 log(f"{kind} seed {seed} {strategy} round {r} ({len(points)} strokes, "
@@ -352,10 +371,11 @@ def run(kind: str, args, log) -> str:
                                         for m in metrics]])
     name = {"dsb": "DSB 2018 nuclei", "isbi": "ISBI 2012 membranes"}[kind]
     out = table(
-        f"{name}: {len(train_idx)} images annotated ({np.mean(fractions):.1%} of pixels at "
-        f"first), scored on {len(test_idx)} never annotated; {args.first:g} s, then "
+        f"{name}: {len(first_idx)} of a stack of {len(train_idx)} images painted at first "
+        f"({np.mean(fractions):.1%} of their pixels), scored on {len(test_idx)} never "
+        f"annotated; {args.first:g} s, then "
         f"{args.strokes} strokes of <= {args.length} px and {args.more:g} s per round; "
-        f"{args.seeds} seed(s), mean ± sd; {cpu_name()} (shared with other work)",
+        f"{args.seeds} seed(s), mean ± sd; {cpu_name()}",
         ["strategy", "round", *[m if m != "AUC" else "unc. AUC" for m in metrics]], rows,
         [24, 6, 16, 16, 16])
     if cand_rows:
@@ -378,6 +398,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--more", type=float, default=30, help="seconds of each later round")
     ap.add_argument("--patch", type=int, default=None,
                     help="training patch (and Where next? window); default: the CPU's")
+    ap.add_argument("--pool", action="store_true",
+                    help="the annotator's stack also holds as many images not painted at "
+                         "first, which Where next? may send it to (half of the unseen "
+                         "images; the other half is scored); by default strokes go only "
+                         "to the images painted at first")
     ap.add_argument("--candidates", action="store_true",
                     help="also compare the uncertainty candidates at round 0")
     ap.add_argument("--smoke", action="store_true", help="tiny and quick (< 30 s)")

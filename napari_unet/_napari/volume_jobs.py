@@ -96,5 +96,5 @@ def volume_request(session, request: PredictRequest, z: int | None) -> PredictRe
                        foreground_threshold=request.foreground_threshold)
     if z is None and request.instances and np.ndim(request.image) >= 3 and (
             dims_in_effect(session, image)[0] == "3d"):
-        return replace(request, stitch=True)
+        return replace(request, stitch=True, voxel_size=model_voxel_size(image))
     return request

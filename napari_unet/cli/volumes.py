@@ -205,13 +205,14 @@ def predict_stitched_file(args: argparse.Namespace, bundle, image, voxel) -> int
 
     check_outputs([("--out", args.out), ("--probabilities", args.probabilities)],
                   [("--image", args.image[0]), ("--model", args.model)])
-    result = predict_stitched(make_predictor(bundle, args), np.asarray(image.data),
+    result = predict_stitched(make_predictor(bundle, args), np.asarray(image.data), voxel,
+                              probabilities=args.probabilities is not None,
                               min_size=args.min_size)
     write_tiff(args.out, result.instances, scale=list(voxel) if voxel else None)
     if args.probabilities is not None:
         write_tiff(args.probabilities, result.probabilities)
-    say(args, f"wrote {args.out} ({int(result.instances.max())} 3D objects, stitched "
-              "across z)")
+    say(args, f"wrote {args.out} ({int(result.instances.max())} 3D objects of a 2D model's "
+              "slices)")
     return 0
 
 
@@ -275,7 +276,7 @@ def cmd_evaluate_any(args: argparse.Namespace) -> int:
         if instances and not args.per_slice:
             from napari_unet.core.predict.volume_instances import predict_stitched
 
-            result = predict_stitched(predictor, data, min_size=args.min_size)
+            result = predict_stitched(predictor, data, voxel, min_size=args.min_size)
         else:
             result = predictor.predict(data, instances=instances, min_size=args.min_size)
         mode = "2d+stitching"

@@ -15,6 +15,7 @@ from typing import Literal
 
 import numpy as np
 
+from napari_unet.core.config import VOLUME_MODEL
 from napari_unet.core.errors import InputError
 from napari_unet.core.voxels import check_voxel_size as check_zyx
 from napari_unet.core.voxels import is_volume, voxel_size_of
@@ -45,6 +46,8 @@ def resolve_dims(choice: str, shape: Sequence[int], scale: Sequence[float] | Non
     if sample is None:
         return "2d", "its slices were not read"
     volume, why = is_volume(_readable(sample), voxel_size_of(scale))
+    if volume and VOLUME_MODEL == "2d":
+        return "2d", f"{why}; a volume gets a 2D model, its objects joined across z"
     return ("3d" if volume else "2d"), why
 
 

@@ -262,8 +262,14 @@ class Predictor:
                               None if unc is None else unc[0])
         return Prediction(labels, probs, inst, factors, unc)
 
-    def _splits_instances(self) -> bool:
+    @property
+    def splits_instances(self) -> bool:
+        """Whether the model was trained on instance masks (background / interior /
+        boundary), whose sure interiors seed the objects."""
         return self.bundle.label_kind == "instance" and self.n_classes == 3
+
+    def _splits_instances(self) -> bool:
+        return self.splits_instances
 
     def slice_factor(self, image: np.ndarray, stats: list | None = None) -> float:
         """How much :meth:`predict` resizes one slice (C_in, H, W) (``rescale``)."""

@@ -51,6 +51,20 @@ def volume_architecture(options: TrainOptions, n_classes: int, voxel_size: Voxel
                       bilinear=options.bilinear, dims=3, pools=volume_pools(voxel_size, depth))
 
 
+def volume_start_bundle(options: TrainOptions, n_classes: int, voxel_size: VoxelSize | None,
+                        in_channels: int = 1) -> ModelBundle:
+    """A new 3D model that starts as the shipped 2D nuclei model applied slice by slice
+    (:func:`~napari_unet.core.models.inflate.inflate`), pooled per level by the voxel
+    size: what strokes train by default, as in 2D (``--start-model none``: random
+    weights)."""
+    from napari_unet.core.models.inflate import inflate
+    from napari_unet.core.train.plan import start_bundle
+
+    flat = start_bundle(options.labels_kind, n_classes).with_channels(in_channels)
+    return inflate(flat, volume_pools(voxel_size, flat.config.depth),
+                   normalisation=VOLUME_NORMALISATION, voxel_size=voxel_size)
+
+
 def volume_train_config(options: TrainOptions, device_kind: str = "cpu") -> TrainConfig:
     """The training settings of a 3D run: as in 2D, with the 3D defaults for what the
     user left open (batch size, learning rate, elastic strength)."""
@@ -98,7 +112,9 @@ def plan_volume_training(
         volumes, annotations, voxel_size=voxel_size, weights=weights,
         normalisation=None if resume is None else resume.normalisation)
     n_classes = max(data.n_classes, len(class_names), 2)
-    if resume is None:
+    if resume is None and options.volume_starts_from_nuclei:
+        bundle = volume_start_bundle(options, n_classes, voxel_size, data.n_channels)
+    elif resume is None:
         config = volume_architecture(options, n_classes, voxel_size, device_kind,
                                      data.n_channels)
         bundle = ModelBundle.new(config, options.labels_kind, seed=options.seed,

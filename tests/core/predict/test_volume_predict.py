@@ -14,6 +14,7 @@ from napari_unet.core.predict.volume import VolumePredictor, zoom_factors
 from napari_unet.core.predict.volume_blocks import predict_volume_blocks
 from napari_unet.core.predict.volume_instances import (
     predict_stitched,
+    stacked_instances,
     stitch_slices,
     volume_instances,
 )
@@ -136,12 +137,37 @@ def test_stitching_joins_2d_objects_of_neighbouring_slices():
     assert stitch_slices(apart).max() == 2
 
 
-def test_2d_plus_stitching_predicts_objects_of_a_volume():
+def test_2d_model_predicts_3d_objects_of_a_volume():
     bundle = ModelBundle.new(UNetConfig(1, 2, 4, 2))
     result = predict_stitched(Predictor(bundle, device="cpu"), _volume((4, 32, 32)),
-                              min_size=1)
+                              (0.5, 0.2, 0.2), min_size=1)
     assert result.instances.shape == (4, 32, 32)
     assert result.instances.dtype == np.int32
+    assert result.probabilities is None  # not asked for
+    instance_model = ModelBundle.new(UNetConfig(1, 3, 4, 2), "instance")
+    result = predict_stitched(Predictor(instance_model, device="cpu"), _volume((4, 32, 32)),
+                              probabilities=True, min_size=1)
+    assert result.probabilities.shape == (4, 3, 32, 32)
+
+
+def test_touching_nuclei_stay_two_objects_in_3d_where_overlap_joins_them():
+    from skimage.measure import label as connected
+
+    from napari_unet.core.predict.tiles import Prediction
+
+    z, y, x = np.mgrid[:16, :24, :36]
+    truth = np.zeros(z.shape, np.int32)
+    truth[(z - 8) ** 2 + (y - 12) ** 2 + (x - 11) ** 2 <= 36] = 1
+    truth[((z - 8) ** 2 + (y - 12) ** 2 + (x - 23) ** 2 <= 36) & (truth == 0)] = 2
+    labels = (truth > 0).astype(np.uint8)  # one blob in every slice they share
+    per_slice = np.stack([connected(plane) for plane in labels])
+    assert stitch_slices(per_slice).max() == 1  # overlap joins the two nuclei
+    objects = stacked_instances(Prediction(labels, None, None), (1.0, 1.0, 1.0), splits=False,
+                                min_size=5)
+    assert objects.max() == 2
+    assert instance_scores(objects, truth, volume=True)["f1"] == 1.0
+    with pytest.raises(ValueError, match="probabilities"):
+        stacked_instances(Prediction(labels, None, None), None, splits=True)
 
 
 def test_3d_instances_through_the_predictor():
