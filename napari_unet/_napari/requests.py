@@ -52,5 +52,8 @@ class PredictRequest:
     # live preview the slice of ``image`` (a slab of the volume) to predict.
     voxel_size: tuple[float, float, float] | None = None
     slab_z: int | None = None
+    # ... and the whole volume's normalisation (per channel: offset, scale), computed
+    # once per volume (core.predict.volume.volume_stats), not from the slab.
+    stats: tuple | None = None
     # A 2D model on a volume: its objects of each slice joined across z (3D objects).
     stitch: bool = False

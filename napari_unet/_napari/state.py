@@ -144,6 +144,9 @@ class Session:
         # What Auto decided per image (by unique id), with the voxel size it decided at:
         # (voxel size, dims, why). Deciding reads a few slices: once per image.
         self.auto_dims: dict[str, tuple] = {}
+        # The live preview of a 3D model: (the volume it was computed for, the volume's
+        # normalisation); once per volume, not per preview (volume_jobs.preview_stats).
+        self.preview_stats: tuple = (None, ())
 
     @property
     def viewer(self) -> napari.Viewer:

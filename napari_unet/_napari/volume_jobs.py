@@ -41,22 +41,36 @@ def predict_volume(request: PredictRequest, progress=None) -> Prediction:
         raise InputError("a 3D model predicts whole volumes: choose Predict: Whole stack "
                          "(while it trains, the live preview shows the slice in view)")
     if request.slab_z is not None:
-        result = predictor.slab(image, request.slab_z, request.voxel_size)
+        result = predictor.slab(image, request.slab_z, request.voxel_size,
+                                stats=request.stats)
         return result if request.probabilities else replace(result, probabilities=None)
     return predictor.predict(image, request.voxel_size, probabilities=request.probabilities,
                              instances=request.instances, min_size=request.min_size,
                              progress=progress, uncertainty=request.uncertainty)
 
 
-def slab_range(bundle, n: int, z: int) -> tuple[int, int]:
+def slab_range(bundle, n: int, z: int, voxel_size=None) -> tuple[int, int]:
     """The slices ``(start, stop)`` of the slab that :meth:`VolumePredictor.slab` reads
-    around slice ``z`` of ``n``: copied on the GUI thread for the preview, not the
-    whole volume."""
-    smallest = int(bundle.config.multiple[0])
-    depth = max(8, 4 * smallest)
-    depth = min(n, -(-depth // smallest) * smallest)
-    start = int(np.clip(z - depth // 2, 0, n - depth))
-    return start, start + depth
+    around slice ``z`` of ``n`` at ``voxel_size`` (the image's): copied on the GUI
+    thread for the preview, not the whole volume."""
+    from napari_unet.core.predict.volume import slab_range as core_slab_range
+    from napari_unet.core.predict.volume import zoom_factors
+
+    factors = zoom_factors(voxel_size, bundle.voxel_size)
+    return core_slab_range(bundle, n, z, None if factors is None else factors[0])
+
+
+def preview_stats(session, image, source, bundle) -> tuple:
+    """The normalisation of the whole volume ``source`` (the data of ``image``, or its
+    chosen channels) for the slab preview, computed once per volume and kept in the
+    session: the next previews of the same data reuse it."""
+    from napari_unet.core.predict.volume import volume_stats
+
+    key = (image.unique_id, id(image.data), tuple(np.shape(source)), bundle.normalisation,
+           session.channel_indices, tuple(layer.unique_id for layer in session.channel_layers))
+    if session.preview_stats[0] != key:
+        session.preview_stats = (key, tuple(volume_stats(bundle.normalisation, source)))
+    return session.preview_stats[1]
 
 
 def preview_request(session, bundle, z: int | None, device: str) -> PredictRequest:
@@ -74,10 +88,12 @@ def preview_request(session, bundle, z: int | None, device: str) -> PredictReque
     image = session.image
     single = channel_axis(image) is None and channel_layers(session) == [image]
     source = image.data if single else image_input(session)
-    start, stop = slab_range(bundle, int(np.shape(source)[0]), z)
+    voxel = model_voxel_size(image)
+    start, stop = slab_range(bundle, int(np.shape(source)[0]), z, voxel)
     return PredictRequest(image=np.array(source[start:stop]), bundle=bundle, device=device,
                           foreground_threshold=session.foreground_threshold,
-                          voxel_size=model_voxel_size(image), slab_z=z - start)
+                          voxel_size=voxel, slab_z=z - start,
+                          stats=preview_stats(session, image, source, bundle))
 
 
 def volume_request(session, request: PredictRequest, z: int | None) -> PredictRequest:

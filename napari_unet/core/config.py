@@ -263,13 +263,16 @@ class VolumeDefaults:
     batch_size: int
     learning_rate: float = 3e-3
     elastic_sigma: float = 4.0  # pixels in xy; z gets it divided by the anisotropy
+    #: Prediction: the memory one 3D tile may take in a forward pass; the tiles hold
+    #: as many voxels as that allows (:class:`~.predict.volume.VolumePredictor`).
+    tile_bytes: int = 768 * 2**20
 
 
 def volume_defaults(device_kind: str = "cpu") -> VolumeDefaults:
     """The 3D defaults for a device: a GPU gets wider models and larger patches."""
     if device_kind == "cuda":
         return VolumeDefaults(base_channels=32, depth=4, patch_side=128, max_depth=32,
-                              batch_size=4, learning_rate=2e-3)
+                              batch_size=4, learning_rate=2e-3, tile_bytes=5 * 2**30)
     return VolumeDefaults(base_channels=16, depth=3, patch_side=64, max_depth=16, batch_size=2)
 
 

@@ -3,9 +3,10 @@ model's training voxel size, and the slab around one slice for a live preview.
 
 :class:`VolumePredictor` normalises a volume as a whole (as it was trained), zooms it to
 the voxel size the model was trained at when the volume's differs (and the
-probabilities back), cuts it into equal overlapping 3D tiles aligned to the model's
-pooling grid (:func:`~.tiles.tile_starts` per axis), and blends them with a weight that
-falls smoothly towards each tile's faces. Labels are decided as in 2D
+probabilities back), cuts it into as few voxels of equal 3D tiles as a memory budget
+per tile allows, neighbours sharing a margin of a few voxels
+(:func:`~.volume_layout.volume_layout`), and blends them with a weight that falls
+smoothly towards each tile's faces. Labels are decided as in 2D
 (:func:`~napari_unet.core.decision.decide`); 3D objects come from
 :mod:`.volume_instances`. Volumes larger than memory go block by block
 (:mod:`.volume_blocks`).
@@ -20,33 +21,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from napari_unet.core.config import volume_defaults
 from napari_unet.core.decision import FOREGROUND_THRESHOLD, check_threshold, decide
 from napari_unet.core.errors import InputError
 from napari_unet.core.models.checkpoint import ModelBundle
 from napari_unet.core.models.device import autocast, keep_freed_memory, select_device
-from napari_unet.core.predict.tiles import Prediction, tile_starts
+from napari_unet.core.predict.tiles import Prediction
 from napari_unet.core.predict.uncertainty import uncertainty as pixel_uncertainty
+from napari_unet.core.predict.volume_layout import VolumeLayout, default_margin, volume_layout
 from napari_unet.core.voxels import VoxelSize, check_voxel_size
 
 log = logging.getLogger(__name__)
 ProgressCallback = Callable[[int, int], None]
 #: Voxel sizes within this relative difference of the model's are predicted as they are.
 VOXEL_TOLERANCE = 0.1
-
-
-def blend_window_3d(shape: tuple[int, int, int], ramps: tuple[int, int, int]) -> np.ndarray:
-    """(Z, Y, X) weights: 1 inside, a sin^2 ramp of ``ramps`` voxels at each face."""
-    axes = []
-    for n, ramp in zip(shape, ramps):
-        v = np.ones(n, np.float32)
-        ramp = min(ramp, n // 2)
-        if ramp > 0:
-            r = np.arange(ramp, dtype=np.float32)
-            edge = np.sin(0.5 * np.pi * (r + 0.5) / ramp) ** 2
-            v[:ramp] = edge
-            v[n - ramp:] = edge[::-1]
-        axes.append(np.maximum(v, 1e-4))
-    return axes[0][:, None, None] * axes[1][None, :, None] * axes[2][None, None, :]
+#: Peak bytes per voxel of a tile per base channel of the model in a forward pass
+#: (about 600 bytes at 16 base channels on a CPU, measured with ``ru_maxrss``).
+TILE_BYTES_PER_CHANNEL = 40
 
 
 def zoom_factors(image_voxel: VoxelSize | None, model_voxel: VoxelSize | None,
@@ -64,14 +55,18 @@ def zoom_factors(image_voxel: VoxelSize | None, model_voxel: VoxelSize | None,
 class VolumePredictor:
     """Predicts (Z, Y, X) volumes, or (Z, C, Y, X) with channels, with a 3D model.
 
-    ``tile``: the tile (z, y, x) in voxels (rounded to the pooling grid; by default 16
-    x 256 x 256 on a CPU, 64 x 256 x 256 on a GPU); ``overlap``: the share of a tile's
-    side that neighbours share (blended); ``rescale``: zoom to the model's training
-    voxel size when the volume's differs.
+    Tiles: as few voxels predicted as ``tile_voxels`` per tile allows
+    (:func:`~.volume_layout.volume_layout`; by default from the device's
+    ``volume_defaults().tile_bytes`` and the model's width: about a million voxels, 0.75
+    GB, at 16 base channels on a CPU), at most ``tile`` (z, y, x) when given, neighbours
+    sharing ``margin`` voxels per axis (by default two cells of the pooling grid:
+    :func:`~.volume_layout.default_margin`), blended; ``rescale``: zoom to the model's
+    training voxel size when the volume's differs.
     """
 
     def __init__(self, bundle: ModelBundle, *, device: str | torch.device = "auto",
-                 tile: tuple[int, int, int] | None = None, overlap: float = 0.25,
+                 tile: tuple[int, int, int] | None = None,
+                 margin: tuple[int, int, int] | None = None, tile_voxels: int | None = None,
                  foreground_threshold: float = FOREGROUND_THRESHOLD, rescale: bool = True,
                  mixed_precision: bool = True, model: torch.nn.Module | None = None):
         if bundle.dims != 3:
@@ -82,11 +77,20 @@ class VolumePredictor:
         self.device = select_device(device) if isinstance(device, str) else device
         self.model = (model if model is not None else bundle.build_model()).to(self.device)
         self.model.eval()
+        # oneDNN's 3D convolutions are about a quarter faster on channels-last volumes
+        # (a model handed in is shared with its trainer: left as it is)
+        self.channels_last = model is None and self.device.type == "cpu"
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last_3d)
         self.multiple = bundle.config.multiple
-        if tile is None:  # CPU: 16 x 256 x 256 peaks near 0.75 GB at 16 base channels
-            tile = (64, 256, 256) if self.device.type == "cuda" else (16, 256, 256)
-        self.tile = tuple(max(m, int(t) // m * m) for t, m in zip(tile, self.multiple))
-        self.overlap = float(overlap)
+        self.tile = None if tile is None else tuple(
+            max(m, int(t) // m * m) for t, m in zip(tile, self.multiple))
+        self.margin = default_margin(self.multiple) if margin is None else tuple(
+            max(0, int(v)) for v in margin)
+        if tile_voxels is None:
+            per_voxel = TILE_BYTES_PER_CHANNEL * bundle.config.base_channels
+            tile_voxels = volume_defaults(self.device.type).tile_bytes // per_voxel
+        self.tile_voxels = max(1, int(tile_voxels))
         self.foreground_threshold = check_threshold(foreground_threshold)
         self.rescale = rescale
         self.mixed_precision = mixed_precision
@@ -111,41 +115,61 @@ class VolumePredictor:
     #: percentiles.
     stats: tuple[float, float] | None = None
 
-    def normalised(self, volume: np.ndarray) -> np.ndarray:
-        """(C, Z, Y, X) float32, normalised as the model was trained."""
+    def volume_stats(self, volume) -> list[tuple[float, float] | None]:
+        """:func:`volume_stats` with the model's normalisation."""
+        return volume_stats(self.bundle.normalisation, volume)
+
+    def normalised(self, volume: np.ndarray, stats=None) -> np.ndarray:
+        """(C, Z, Y, X) float32, normalised as the model was trained (with ``stats``,
+        per channel as :meth:`volume_stats` gives them, instead of the percentiles of
+        ``volume``)."""
         volume = np.asarray(volume)
-        if self.stats is not None and volume.ndim == 3:
-            return self.bundle.normalisation.normalise(volume, self.stats)[None]
+        if stats is None and self.stats is not None and volume.ndim == 3:
+            stats = [self.stats]
+        if stats is not None:
+            norm = self.bundle.normalisation
+            if volume.ndim == 3:
+                return norm.normalise(volume, stats[0])[None]
+            return np.stack([norm.normalise(volume[:, c], s) for c, s in enumerate(stats)])
         x = self.bundle.normalisation.apply(volume)
         return x[None] if x.ndim == 3 else np.ascontiguousarray(np.moveaxis(x, 1, 0))
 
     @torch.no_grad()
     def _forward(self, tile: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(tile))[None].to(self.device)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
         with autocast(self.device, self.mixed_precision):
             logits = self.model(x)
-        return torch.softmax(logits.float(), dim=1)[0].cpu().numpy()
+        return np.ascontiguousarray(torch.softmax(logits.float(), dim=1)[0].cpu().numpy())
+
+    def layout(self, sizes: tuple[int, int, int]) -> VolumeLayout:
+        """The tiles of a (Z, Y, X) volume of ``sizes``."""
+        return volume_layout(tuple(int(n) for n in sizes), self.multiple, self.margin,
+                             self.tile_voxels, self.tile)
 
     def tiled(self, x: np.ndarray, progress: ProgressCallback | None = None) -> np.ndarray:
         """Probabilities (K, Z, Y, X) of a normalised (C, Z, Y, X) volume, tile by tile."""
         sizes = x.shape[1:]
-        layout = []
-        for n, t, m in zip(sizes, self.tile, self.multiple):
-            ov = max(m, int(round(t * self.overlap)) // m * m) if n > t else 0
-            layout.append((*tile_starts(n, t, ov, m), ov))
-        shape = tuple(t for t, _, _ in layout)
-        window = blend_window_3d(shape, tuple(ov // 2 for _, _, ov in layout))
+        layout = self.layout(sizes)
+        corners = layout.corners
+        if len(corners) == 1:  # one tile: no blending, no second copy of the volume
+            probs = self._forward(x)
+            if progress is not None:
+                progress(1, 1)
+            return probs
+        window = layout.window()
         k = self.bundle.n_classes
         out = np.zeros((k, *sizes), np.float32)
         weight = np.zeros(sizes, np.float32)
-        corners = [(z, y, xx) for z in layout[0][1] for y in layout[1][1] for xx in layout[2][1]]
-        for i, (z0, y0, x0) in enumerate(corners):
-            region = tuple(slice(s, s + t) for s, t in zip((z0, y0, x0), shape))
+        for i, corner in enumerate(corners):
+            region = tuple(slice(s, s + t) for s, t in zip(corner, layout.shape))
             probs = self._forward(x[(slice(None), *region)])
             got = probs.shape[1:]
             w = window[: got[0], : got[1], : got[2]]
-            sub = tuple(slice(s, s + g) for s, g in zip((z0, y0, x0), got))
-            out[(slice(None), *sub)] += probs * w
+            sub = tuple(slice(s, s + g) for s, g in zip(corner, got))
+            probs *= w
+            out[(slice(None), *sub)] += probs
             weight[sub] += w
             if progress is not None:
                 progress(i + 1, len(corners))
@@ -153,13 +177,14 @@ class VolumePredictor:
         return out
 
     def probabilities(self, volume: np.ndarray, voxel_size: VoxelSize | None = None,
-                      progress: ProgressCallback | None = None) -> np.ndarray:
+                      progress: ProgressCallback | None = None, stats=None) -> np.ndarray:
         """Class probabilities (K, Z, Y, X) of a volume at ``voxel_size`` (z, y, x),
-        zoomed to the model's training voxel size and back when they differ."""
+        zoomed to the model's training voxel size and back when they differ
+        (``stats``: see :meth:`normalised`)."""
         self.check_volume(volume)
         if voxel_size is not None:
             voxel_size = check_voxel_size(voxel_size)
-        x = self.normalised(volume)
+        x = self.normalised(volume, stats)
         factors = zoom_factors(voxel_size, self.bundle.voxel_size) if self.rescale else None
         if factors is None:
             return self.tiled(x, progress)
@@ -202,27 +227,56 @@ class VolumePredictor:
         boundary), whose sure interiors seed the objects."""
         return self.bundle.label_kind == "instance" and self.bundle.n_classes == 3
 
+    def slab_range(self, n: int, z: int, voxel_size: VoxelSize | None = None,
+                   depth: int | None = None) -> tuple[int, int]:
+        """The slices ``(start, stop)`` of ``n`` that :meth:`slab` reads around ``z``:
+        :func:`slab_range` of the model."""
+        factors = zoom_factors(voxel_size, self.bundle.voxel_size) if self.rescale else None
+        return slab_range(self.bundle, n, z, None if factors is None else factors[0], depth)
+
     def slab(self, volume: np.ndarray, z: int, voxel_size: VoxelSize | None = None,
-             depth: int | None = None) -> Prediction:
-        """The prediction of slice ``z`` from a slab of ``depth`` slices around it (by
-        default the model's z pooling, at least 4 slices), in one tile up to 512 x 512
-        pixels: the live preview while a 3D model trains, without predicting the whole
-        volume. Labels (Y, X), probabilities (K, Y, X)."""
-        volume = np.asarray(volume)
-        n = volume.shape[0]
+             depth: int | None = None, stats=None) -> Prediction:
+        """The prediction of slice ``z`` from the thinnest slab around it that the model
+        reads (:func:`slab_range`), in one forward pass for slices up to about a
+        million voxels (larger ones in xy tiles): the live preview while a 3D model
+        trains. Only the slab is normalised and zoomed, never the volume: with
+        ``stats`` (:meth:`volume_stats`, computed once per volume) it is normalised as
+        the whole volume would be, without them by its own percentiles. Labels (Y, X),
+        probabilities (K, Y, X)."""
+        n = int(np.shape(volume)[0])
         if not 0 <= z < n:
             raise InputError(f"slice {z} is outside the volume's {n} slices")
-        depth = depth or max(4, self.smallest[0])
-        depth = min(n, -(-depth // self.smallest[0]) * self.smallest[0])
-        z0 = int(np.clip(z - depth // 2, 0, n - depth))
-        slab = volume[z0 : z0 + depth]
-        tile, overlap = self.tile, self.overlap
-        h, w = slab.shape[-2:]
-        self.tile = tuple(max(m, -(-t // m) * m) for t, m in
-                          zip((depth, min(h, 512), min(w, 512)), self.multiple))
-        self.overlap = 0.125
-        try:
-            probs = self.probabilities(slab, voxel_size)[:, z - z0]
-        finally:
-            self.tile, self.overlap = tile, overlap
-        return Prediction(self.labels(probs), probs, None)
+        start, stop = self.slab_range(n, z, voxel_size, depth)
+        slab = np.asarray(volume[start:stop])
+        probs = self.probabilities(slab, voxel_size, stats=stats)[:, z - start]
+        return Prediction(self.labels(probs), np.ascontiguousarray(probs), None)
+
+
+def volume_stats(normalisation, volume) -> list[tuple[float, float] | None]:
+    """Per channel, the (offset, scale) that normalise the whole ``volume`` (Z, Y, X)
+    or (Z, C, Y, X), numpy or lazy (dask, zarr: from a sample of its chunks), as
+    ``normalisation`` (a volume's, not per slice) does: what the live preview computes
+    once per volume and gives :meth:`VolumePredictor.slab` at every call."""
+    from napari_unet.core.normalise import sample_chunks
+
+    shape = np.shape(volume)
+    channels = [volume] if len(shape) == 3 else [volume[:, c] for c in range(shape[1])]
+    return [normalisation.stats(c) if isinstance(c, np.ndarray)
+            else normalisation.stats(sample_chunks(c)) for c in channels]
+
+
+def slab_range(bundle: ModelBundle, n: int, z: int, z_zoom: float | None = None,
+               depth: int | None = None) -> tuple[int, int]:
+    """The slices ``(start, stop)`` of a volume of ``n`` around slice ``z`` that the
+    live preview predicts: ``depth`` slices of the model's voxel size, by default the
+    model's z pooling grid, at least 4 (the 3 x 3 x 3 convolutions of the first level
+    then see the slice's neighbours on both sides), as many of the volume's own slices
+    as that is when it is zoomed by ``z_zoom`` along z."""
+    smallest = int(bundle.config.multiple[0])
+    depth = int(depth or max(4, smallest))
+    depth = -(-depth // smallest) * smallest
+    if z_zoom is not None:
+        depth = int(np.ceil(depth / z_zoom))
+    depth = max(1, min(n, depth))
+    start = int(np.clip(z - depth // 2, 0, n - depth))
+    return start, start + depth

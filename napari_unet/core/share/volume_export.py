@@ -45,7 +45,7 @@ def volume_reference_tensors(bundle: ModelBundle, volume: np.ndarray):
         raise InputError(f"the test volume has {volume.shape[0]} channels; the model reads "
                          f"{bundle.in_channels}")
     raw = centre_crop(volume.astype(np.float32), bundle.config.multiple)
-    predictor = VolumePredictor(bundle, device="cpu", tile=raw.shape[1:], overlap=0,
+    predictor = VolumePredictor(bundle, device="cpu", tile=raw.shape[1:], margin=(0, 0, 0),
                                 rescale=False, mixed_precision=False)
     image = raw[0] if raw.shape[0] == 1 else np.moveaxis(raw, 0, 1)
     probs = predictor.probabilities(image)

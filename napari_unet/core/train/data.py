@@ -116,8 +116,19 @@ class LazyTarget:
                 yield z, y0, 0, self[z, slice(y0, min(h, y0 + self.BAND)), slice(None)]
 
 
+class AnnotatedShare:
+    """``annotated_fraction`` of a data set of 2D slices or of volumes: its ``counts``
+    (annotated pixels per class) over the pixels of its ``train`` pairs' targets."""
+
+    @property
+    def annotated_fraction(self) -> float:
+        """Annotated share of the pixels of the annotated training slices (or volumes)."""
+        total = sum(p.target.size for p in self.train)
+        return float(self.counts.sum()) / total if total else 0.0
+
+
 @dataclass
-class TrainingData:
+class TrainingData(AnnotatedShare):
     """Training and validation pairs built from image / annotation pairs."""
 
     train: list[Pair]
@@ -125,12 +136,6 @@ class TrainingData:
     n_classes: int = 2
     counts: np.ndarray = field(default_factory=lambda: np.zeros(2, np.int64))
     n_channels: int = 1
-
-    @property
-    def annotated_fraction(self) -> float:
-        """Annotated share of the pixels of the annotated training slices."""
-        total = sum(p.target.size for p in self.train)
-        return float(self.counts.sum()) / total if total else 0.0
 
     @classmethod
     def from_annotations(

@@ -4,6 +4,7 @@ Only numpy here: no torch."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -51,29 +52,10 @@ class PatchSampler:
         self.rng = np.random.default_rng(seed)
         self.pairs = [self._pad(p) for p in pairs]
         self.n_classes = n_classes
-        self.points: list[np.ndarray] = []  # per class: (n, 4) of (pair, z, y, x)
-        annotated = np.zeros(n_classes, np.float64)  # pixels per class, before thinning
-        found = _class_points(self.pairs, n_classes, max_points_per_class, self.rng)
-        for c in range(n_classes):
-            arr, annotated[c] = found[c]
-            if len(arr) > max_points_per_class:
-                arr = arr[self.rng.choice(len(arr), max_points_per_class, replace=False)]
-            self.points.append(arr.astype(np.int32))
-        self.classes = [c for c in range(n_classes) if len(self.points[c])]
-        counts = annotated[self.classes]
-        # Centre classes: uniform (balance 1) or as frequent as annotated (balance 0).
-        self.class_p = balance / len(self.classes) + (1 - balance) * counts / counts.sum()
+        centres = Centres.of(self.pairs, n_classes, max_points_per_class, self.rng, balance)
+        self.points, self.classes, self.class_p = centres.points, centres.classes, centres.class_p
+        self.focus = centres.focus
         self.has_weights = any(p.weight is not None for p in self.pairs)
-        focus = []
-        for i, p in enumerate(self.pairs):
-            if p.weight is not None:
-                z, y, x = np.nonzero((p.weight >= FOCUS_WEIGHT) & (p.target >= 0))
-                if z.size:
-                    focus.append(np.stack([np.full_like(z, i), z, y, x], axis=1))
-        self.focus = np.concatenate(focus).astype(np.int32) if focus else None
-        if self.focus is not None and len(self.focus) > max_points_per_class:
-            keep = self.rng.choice(len(self.focus), max_points_per_class, replace=False)
-            self.focus = self.focus[keep]
 
     def _pad(self, pair: Pair) -> Pair:
         h, w = pair.image.shape[-2:]
@@ -125,11 +107,53 @@ class PatchSampler:
         return x, y, wts
 
 
-def _class_points(pairs: Sequence[Pair], n_classes: int, cap: int,
+@dataclass
+class Centres:
+    """Where patches are centred, of 2D slices and of volumes alike: per class the
+    annotated pixels or voxels ``points`` (n, 4) of (pair, z, y, x), thinned at random
+    to at most ``cap``; the ``classes`` annotated and how often each centres a patch
+    (``class_p``: uniform at ``balance`` 1, as often as annotated at 0); the ``focus``
+    points (weight at least :data:`FOCUS_WEIGHT`, at most ``cap``) or None."""
+
+    points: list[np.ndarray]
+    classes: list[int]
+    class_p: np.ndarray
+    focus: np.ndarray | None
+
+    @classmethod
+    def of(cls, pairs: Sequence, n_classes: int, cap: int, rng: np.random.Generator,
+           balance: float = 1.0) -> Centres:
+        """Of ``pairs`` (each with a ``target`` (Z, Y, X) of classes, -1 ignored, and a
+        ``weight`` of that shape or None): 2D slices (:class:`~.data.Pair`) or volumes
+        (:class:`~.volume_data.VolumePair`)."""
+        points: list[np.ndarray] = []
+        annotated = np.zeros(n_classes, np.float64)  # pixels per class, before thinning
+        found = _class_points(pairs, n_classes, cap, rng)
+        for c in range(n_classes):
+            arr, annotated[c] = found[c]
+            if len(arr) > cap:
+                arr = arr[rng.choice(len(arr), cap, replace=False)]
+            points.append(arr.astype(np.int32))
+        classes = [c for c in range(n_classes) if len(points[c])]
+        counts = annotated[classes]
+        class_p = balance / len(classes) + (1 - balance) * counts / counts.sum()
+        focus = []
+        for i, p in enumerate(pairs):
+            if p.weight is not None:
+                z, y, x = np.nonzero((p.weight >= FOCUS_WEIGHT) & (p.target >= 0))
+                if z.size:
+                    focus.append(np.stack([np.full_like(z, i), z, y, x], axis=1))
+        kept = np.concatenate(focus).astype(np.int32) if focus else None
+        if kept is not None and len(kept) > cap:
+            kept = kept[rng.choice(len(kept), cap, replace=False)]
+        return cls(points, classes, class_p, kept)
+
+
+def _class_points(pairs: Sequence, n_classes: int, cap: int,
                   rng: np.random.Generator) -> list[tuple[np.ndarray, int]]:
     """Per class: the (pair, z, y, x) of annotated pixels (thinned at random to about
-    ``cap`` per block of a lazy target) and how many there are. A target in memory is
-    searched at once; a lazy one block by block (:meth:`~.data.LazyTarget.blocks`), so
+    ``cap`` per slice, or per block of a lazy target) and how many there are. A target in
+    memory is searched slice by slice; a lazy one block by block (:meth:`~.data.LazyTarget.blocks`), so
     only the annotations are read, never the image."""
     found: list[list[np.ndarray]] = [[] for _ in range(n_classes)]
     totals = [0] * n_classes

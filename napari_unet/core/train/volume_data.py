@@ -17,7 +17,8 @@ import numpy as np
 from napari_unet.core.errors import InputError
 from napari_unet.core.labels import IGNORE, check_labels_array
 from napari_unet.core.normalise import Normalisation
-from napari_unet.core.train.sampling import FOCUS_SHARE, FOCUS_WEIGHT
+from napari_unet.core.train.data import AnnotatedShare
+from napari_unet.core.train.sampling import FOCUS_SHARE, Centres
 from napari_unet.core.voxels import VoxelSize
 
 #: Volumes are normalised as a whole (one pair of percentiles per channel), not slice by
@@ -36,7 +37,7 @@ class VolumePair:
 
 
 @dataclass
-class VolumeData:
+class VolumeData(AnnotatedShare):
     """What a :class:`~.volume.VolumeTrainer` trains on (nothing held out: strokes on a
     few slices are too few to spare)."""
 
@@ -46,11 +47,6 @@ class VolumeData:
     n_classes: int = 2
     counts: np.ndarray = field(default_factory=lambda: np.zeros(2, np.int64))
     n_channels: int = 1
-
-    @property
-    def annotated_fraction(self) -> float:
-        total = sum(p.target.size for p in self.train)
-        return float(self.counts.sum()) / total if total else 0.0
 
     def annotated_slices(self) -> list[list[int]]:
         """Per volume, the z of the slices that hold annotations."""
@@ -116,8 +112,8 @@ class VolumeSampler:
     :class:`~.sampling.PatchSampler` does in 2D: the centre class drawn uniformly
     (``balance`` 1) or as often as annotated (0), the centre jittered by up to a quarter
     of the patch per axis, voxels of loss weight at least ``FOCUS_WEIGHT`` centring
-    ``FOCUS_SHARE`` of the patches; volumes smaller than a patch padded by reflection
-    (the padding not annotated)."""
+    ``FOCUS_SHARE`` of the patches (the same :class:`~.sampling.Centres`); volumes
+    smaller than a patch padded by reflection (the padding not annotated)."""
 
     dims = 3
 
@@ -130,25 +126,10 @@ class VolumeSampler:
         self.rng = np.random.default_rng(seed)
         self.pairs = [self._pad(p) for p in pairs]
         self.n_classes = n_classes
-        self.points: list[np.ndarray] = []
-        annotated = np.zeros(n_classes)
-        for c in range(n_classes):
-            found = [np.concatenate([np.full((len(w), 1), i), w], axis=1)
-                     for i, p in enumerate(self.pairs)
-                     if len(w := np.argwhere(p.target == c))]
-            arr = np.concatenate(found) if found else np.zeros((0, 4), np.int64)
-            annotated[c] = len(arr)
-            if len(arr) > max_points_per_class:
-                arr = arr[self.rng.choice(len(arr), max_points_per_class, replace=False)]
-            self.points.append(arr.astype(np.int32))
-        self.classes = [c for c in range(n_classes) if len(self.points[c])]
-        counts = annotated[self.classes]
-        self.class_p = balance / len(self.classes) + (1 - balance) * counts / counts.sum()
+        centres = Centres.of(self.pairs, n_classes, max_points_per_class, self.rng, balance)
+        self.points, self.classes, self.class_p = centres.points, centres.classes, centres.class_p
+        self.focus = centres.focus
         self.has_weights = any(p.weight is not None for p in self.pairs)
-        focus = [np.concatenate([np.full((len(w), 1), i), w], axis=1)
-                 for i, p in enumerate(self.pairs) if p.weight is not None
-                 and len(w := np.argwhere((p.weight >= FOCUS_WEIGHT) & (p.target >= 0)))]
-        self.focus = np.concatenate(focus).astype(np.int32) if focus else None
 
     def _pad(self, pair: VolumePair) -> VolumePair:
         pads = [max(0, p - n) for p, n in zip(self.patch, pair.target.shape)]

@@ -102,3 +102,18 @@ def test_the_cpu_convolution_has_torchs_gradients(bias, kernel, padding):
     expected = [x.grad, ref.weight.grad] + ([ref.bias.grad] if bias else [])
     for a, b in zip(grads, expected):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("bias,kernel,padding", [(False, 3, 1), (True, 1, 0)])
+def test_the_cpu_convolution_predicts_as_torchs(bias, kernel, padding):
+    # one thin volume: the shape for which PyTorch would take its slow im2col kernel
+    torch.manual_seed(0)
+    fast = Conv3d(16, 8, kernel, padding=padding, bias=bias)
+    ref = torch.nn.Conv3d(16, 8, kernel, padding=padding, bias=bias)
+    ref.load_state_dict(fast.state_dict())
+    x = torch.randn(1, 16, 4, 24, 20)
+    with torch.no_grad():
+        for memory_format in (torch.contiguous_format, torch.channels_last_3d):
+            got = fast(x.contiguous(memory_format=memory_format))
+            assert got.shape == (1, 8, 4, 24, 20)
+            np.testing.assert_allclose(got.numpy(), ref(x).numpy(), rtol=1e-4, atol=1e-5)

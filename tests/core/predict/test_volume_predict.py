@@ -10,7 +10,12 @@ from napari_unet.core.metrics import instance_scores
 from napari_unet.core.models.checkpoint import ModelBundle
 from napari_unet.core.models.unet import UNetConfig
 from napari_unet.core.predict.tiles import Predictor
-from napari_unet.core.predict.volume import VolumePredictor, zoom_factors
+from napari_unet.core.predict.volume import (
+    VolumePredictor,
+    slab_range,
+    volume_stats,
+    zoom_factors,
+)
 from napari_unet.core.predict.volume_blocks import predict_volume_blocks
 from napari_unet.core.predict.volume_instances import (
     predict_stitched,
@@ -18,6 +23,7 @@ from napari_unet.core.predict.volume_instances import (
     stitch_slices,
     volume_instances,
 )
+from napari_unet.core.predict.volume_layout import default_margin, volume_layout
 
 VOXEL = (0.5, 0.25, 0.25)
 
@@ -43,13 +49,44 @@ def _volume(shape=(12, 40, 44), seed=0):
 def test_3d_tiles_match_one_untiled_pass():
     bundle = _bundle()
     volume = _volume((16, 72, 64))
-    whole = VolumePredictor(bundle, device="cpu", tile=(16, 72, 64)).probabilities(volume)
-    tiled = VolumePredictor(bundle, device="cpu", tile=(8, 32, 32), overlap=0.5)
-    probs = tiled.probabilities(volume)
-    assert probs.shape == whole.shape == (2, 16, 72, 64)
-    np.testing.assert_allclose(probs.sum(0), 1, atol=1e-4)
-    assert np.abs(probs - whole).mean() < 0.02
-    assert np.abs(probs - whole).max() < 0.25
+    whole = VolumePredictor(bundle, device="cpu", tile_voxels=10**7).probabilities(volume)
+    for tiled in (VolumePredictor(bundle, device="cpu", tile_voxels=8 * 32 * 32),
+                  VolumePredictor(bundle, device="cpu", tile=(8, 32, 32), margin=(4, 16, 16))):
+        layout = tiled.layout(volume.shape)
+        assert len(layout.corners) > 1 and np.prod(layout.shape) <= 8 * 32 * 32
+        calls = []
+        probs = tiled.probabilities(volume, progress=lambda i, n, c=calls: c.append((i, n)))
+        assert calls[-1] == (len(layout.corners),) * 2
+        assert probs.shape == whole.shape == (2, 16, 72, 64)
+        np.testing.assert_allclose(probs.sum(0), 1, atol=1e-4)
+        assert np.abs(probs - whole).mean() < 0.02
+        assert np.abs(probs - whole).max() < 0.25
+    one = VolumePredictor(bundle, device="cpu", tile_voxels=10**7)
+    assert len(one.layout(volume.shape).corners) == 1
+
+
+def test_3d_tiles_predict_few_voxels_twice_within_their_budget():
+    multiple, margin = (4, 8, 8), default_margin((4, 8, 8))
+    assert margin == (8, 16, 16)
+    for sizes, budget in [((32, 256, 256), 1_200_000), ((40, 300, 200), 1_000_000),
+                          ((512, 1024, 1024), 1_200_000), ((7, 50, 30), 8 * 40 * 32)]:
+        layout = volume_layout(sizes, multiple, margin, budget)
+        assert np.prod(layout.shape) <= budget
+        assert all(t % m == 0 for t, m in zip(layout.shape, multiple))
+        covered = np.zeros(sizes, bool)
+        for corner in layout.corners:
+            covered[tuple(slice(c, c + t) for c, t in zip(corner, layout.shape))] = True
+        assert covered.all()
+        for starts, t, m, n in zip(layout.starts, layout.shape, layout.margin, sizes):
+            if len(starts) == 1:
+                assert m == 0 and t >= n  # no margin along an axis that fits in one tile
+            else:  # neighbours share at least the margin
+                assert min(a + t - b for a, b in zip(starts, starts[1:])) >= m
+    # a volume of two tiles' voxels: the margin of one cut, not a share of every side
+    layout = volume_layout((32, 256, 256), multiple, margin, 1_200_000)
+    assert layout.predicted((32, 256, 256)) <= 1.1 * 32 * 256 * 256
+    # as large as the budget allows: one tile when the volume fits
+    assert volume_layout((24, 40, 40), multiple, margin, 10**6).corners == [(0, 0, 0)]
 
 
 def test_a_volume_of_another_voxel_size_is_zoomed_to_the_models_and_back():
@@ -68,12 +105,33 @@ def test_a_volume_of_another_voxel_size_is_zoomed_to_the_models_and_back():
 def test_the_slab_preview_is_the_slice_of_the_volume():
     predictor = VolumePredictor(_bundle(), device="cpu")
     volume = _volume((24, 40, 40))
-    slab = predictor.slab(volume, 11)
+    volume[:12] *= 0.3  # a dim half: a slab normalised by its own percentiles differs
+    stats = predictor.volume_stats(volume)
+    assert stats == volume_stats(predictor.bundle.normalisation, volume)
+    whole = predictor.probabilities(volume)[:, 5]
+    slab = predictor.slab(volume, 5, stats=stats)
     assert slab.labels.shape == (40, 40) and slab.probabilities.shape == (2, 40, 40)
-    whole = predictor.probabilities(volume)[:, 11]
     assert np.abs(slab.probabilities - whole).mean() < 0.05
+    own = predictor.slab(volume, 5)  # without the volume's statistics: the slab's own
+    assert np.abs(own.probabilities - whole).mean() > np.abs(slab.probabilities - whole).mean()
     with pytest.raises(InputError, match="outside"):
         predictor.slab(volume, 24)
+
+
+def test_the_slab_is_as_thin_as_the_model_reads():
+    bundle = _bundle()  # z pooled once: a grid of 2 slices; the slab: 4 slices
+    predictor = VolumePredictor(bundle, device="cpu")
+    assert predictor.slab_range(24, 11) == slab_range(bundle, 24, 11) == (9, 13)
+    assert slab_range(bundle, 24, 0) == (0, 4) and slab_range(bundle, 24, 23) == (20, 24)
+    assert slab_range(bundle, 3, 1) == (0, 3)
+    # a volume of half the model's z step: twice the slices, zoomed to 4 of the model's
+    assert predictor.slab_range(24, 11, (0.25, 0.25, 0.25)) == (7, 15)
+    volume = _volume((24, 40, 40))
+    cut = volume[7:15]  # what the plugin copies for the preview: the same prediction
+    stats = predictor.volume_stats(volume)
+    a = predictor.slab(volume, 11, (0.25, 0.25, 0.25), stats=stats)
+    b = predictor.slab(cut, 4, (0.25, 0.25, 0.25), stats=stats)
+    np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-5)
 
 
 def test_wrong_inputs_are_refused_with_a_sentence():
