@@ -90,11 +90,13 @@ def stitch_slices(objects: np.ndarray, threshold: float = 0.5) -> np.ndarray:
 
 
 def predict_stitched(predictor, volume: np.ndarray, *, threshold: float = 0.5,
-                     min_size: int = 10, progress=None):
+                     min_size: int = 10, progress=None, uncertainty: bool = False):
     """The 2D baseline of a volume: a 2D :class:`~.tiles.Predictor` slice by slice, its
     objects of each slice joined across z by :func:`stitch_slices`. Returns the 2D
-    predictor's :class:`~.tiles.Prediction` with ``instances`` made 3D objects."""
-    result = predictor.predict(volume, instances=True, min_size=min_size, progress=progress)
+    predictor's :class:`~.tiles.Prediction` with ``instances`` made 3D objects (and with
+    ``uncertainty`` each voxel's)."""
+    result = predictor.predict(volume, instances=True, min_size=min_size, progress=progress,
+                               uncertainty=uncertainty)
     result.instances = drop_small(stitch_slices(result.instances, threshold), min_size)
     from skimage.segmentation import relabel_sequential
 
