@@ -1,11 +1,12 @@
-"""Shared helpers of the benchmark scripts: data location, a table printer, and the smoke
-mode every script has (``--smoke``: tiny inputs, a few seconds, figures that mean nothing;
+"""Shared helpers of the benchmark scripts: data location, a table printer, the peak
+resident memory of a block of code, and the smoke mode every script has (``--smoke``: tiny inputs, a few seconds, figures that mean nothing;
 ``tests/benchmarks/test_smoke.py`` runs each script so)."""
 
 from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -133,3 +134,40 @@ def table(title: str, header: list[str], rows: list[list], widths: list[int] | N
     for r in rows:
         lines.append(" ".join(fmt(v, w, i == 0) for i, (v, w) in enumerate(zip(r, widths))))
     return "\n".join(lines)
+
+
+class PeakRSS:
+    """Peak resident memory of this process during a ``with`` block, sampled from
+    ``/proc/self/status`` (VmRSS) every ``every`` seconds in a thread: ``peak`` (bytes)
+    and ``mb`` (the rise above the start, MB). Linux only (0 elsewhere)."""
+
+    def __init__(self, every: float = 0.005):
+        self.every = every
+
+    def __enter__(self):
+        self.base = self.peak = self._rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    @staticmethod
+    def _rss() -> int:
+        try:
+            lines = Path("/proc/self/status").read_text().splitlines()
+        except OSError:
+            return 0
+        for line in lines:
+            if line.startswith("VmRSS"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    def _run(self):
+        while not self._stop.wait(self.every):
+            self.peak = max(self.peak, self._rss())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss())
+        self.mb = (self.peak - self.base) / 1e6

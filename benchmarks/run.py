@@ -42,6 +42,8 @@ SUITES: dict[str, tuple[str, list[str], list[str]]] = {
     "outofcore": ("scale/outofcore.py", ["--workdir", "{workdir}/outofcore"],
                   ["--gib", "0.5"]),
     "folder": ("scale/folder.py", [], ["--n", "8", "--size", "512"]),
+    "volume-memory": ("scale/volume_memory.py", ["--workdir", "{workdir}/volume-memory"],
+                      ["--shape", "128", "512", "512"]),
     # quality
     "curve": ("quality/curve.py", ["--device", DEV],
               ["--seconds", "60", "--checkpoints", "15", "30", "60"]),

@@ -30,11 +30,10 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1])]  # benchmarks/: _commo
 import argparse
 import os
 import platform
-import threading
 import time
 
 import numpy as np
-from _common import DATA, table
+from _common import DATA, PeakRSS, table
 from plain_unet3d import predict_plain3d, train_plain3d
 
 from napari_unet.core.config import TrainOptions
@@ -156,33 +155,6 @@ def with_targets(train, kind, seed):
 
 
 # ------------------------------------------------------------------------------ speed
-class PeakRSS:
-    """Peak resident memory of this process during a block (sampled every 5 ms), MB."""
-
-    def __enter__(self):
-        self.base = self.peak = self._rss()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    @staticmethod
-    def _rss() -> int:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS"):
-                return int(line.split()[1]) * 1024
-        return 0
-
-    def _run(self):
-        while not self._stop.wait(0.005):
-            self.peak = max(self.peak, self._rss())
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.mb = (self.peak - self.base) / 1e6
-
-
 def speed_rows(smoke: bool, shape=(32, 256, 256)) -> list[list]:
     import torch
     from scipy.ndimage import map_coordinates, zoom

@@ -33,3 +33,32 @@ def _fmt_seconds(s: float | None) -> str:
         return "--:--"
     s = int(round(s))
     return f"{s // 60:02d}:{s % 60:02d}"
+
+
+class BlockProgress:
+    """The progress line of a block prediction on stderr: ``progress(what, done, total)``
+    for each task finished (a new line when ``what`` changes), :meth:`close` at the end."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet, self.last = quiet, None
+
+    def __call__(self, what: str, done: int, total: int) -> None:
+        import sys
+
+        if self.quiet:
+            return
+        if self.last not in (None, what):
+            sys.stderr.write("\n")
+        elif self.last == what and done < total and _bar(done / total) == _bar(
+                (done - 1) / total):
+            return  # the bar did not move
+        self.last = what
+        sys.stderr.write(f"\r[{_bar(done / total)}] {what} {done}/{total}  ")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        import sys
+
+        if self.last is not None:
+            sys.stderr.write("\n")
+            self.last = None

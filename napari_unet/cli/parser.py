@@ -18,6 +18,7 @@ from napari_unet.core.config import (
     MIN_OBJECT_SIZE,
     START_ARCHITECTURE,
     TILE_SIZE,
+    VOLUME_BLOCK,
     AugmentConfig,
 )
 from napari_unet.core.decision import FOREGROUND_THRESHOLD, SEED_PROBABILITY
@@ -86,6 +87,18 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
     return value
+
+
+def _block_size(text: str) -> int | tuple[int, int, int]:
+    """``--block-size``: one side N (Y and X), or Z,Y,X for volumes of a 3D model."""
+    parts = text.split(",")
+    if len(parts) not in (1, 3):
+        raise argparse.ArgumentTypeError(f"give N, or Z,Y,X for a volume, not {text}")
+    try:
+        sides = [_positive_int(part) for part in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"give whole numbers N, or Z,Y,X, not {text}") from None
+    return sides[0] if len(sides) == 1 else tuple(sides)
 
 
 def _series_option(p: argparse.ArgumentParser) -> None:
@@ -259,14 +272,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--probabilities", type=_file,
                    help="also write class probabilities here, TIFF or OME-Zarr (with several "
                         "images: the folder that gets NAME_probabilities.tif)")
-    p.add_argument("--uncertainty", type=_file, metavar="PATH.tif",
+    p.add_argument("--uncertainty", type=_file, metavar="PATH",
                    help="also write how unsure the model is of each pixel (0..1, float32 "
-                        "TIFF with the image's pixel size) here; one image predicted whole")
+                        "with the image's pixel size) here: a TIFF, or an OME-Zarr "
+                        "(NAME.ome.zarr) chunked like the labels when they are predicted "
+                        "block by block")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an OME-Zarr --out or --probabilities that exists")
-    p.add_argument("--block-size", type=_positive_int, default=BLOCK_SIZE,
+    p.add_argument("--block-size", type=_block_size, default=None, metavar="N|Z,Y,X",
                    help="OME-Zarr output and --workers/--scheduler on one image: pixels (Y, X) "
-                        "predicted at a time, rounded up to whole chunks (default %(default)s)")
+                        f"predicted at a time, rounded up to whole chunks (default {BLOCK_SIZE}); "
+                        "a volume of a 3D model: voxels Z,Y,X, its chunks (default "
+                        f"{','.join(map(str, VOLUME_BLOCK))}; N alone: {VOLUME_BLOCK[0]},N,N)")
     p.add_argument("--chunk-size", type=_positive_int, default=CHUNK_SIZE,
                    help="OME-Zarr output: chunk side in pixels, one slice deep (default "
                         "%(default)s)")

@@ -12,7 +12,7 @@ import numpy as np
 from napari_unet.core.errors import NapariUnetError
 from napari_unet.core.io.selection import ChannelReader
 
-from .common import EXIT_SIGNAL, EXIT_USAGE, _bar
+from .common import EXIT_SIGNAL, EXIT_USAGE, BlockProgress, _bar
 from .inputs import _load_model, _read, _select
 
 #: Reads one image as ``predict`` does (``--series``, ``--channels`` or the model's
@@ -130,30 +130,16 @@ def _predict_blocks(args: argparse.Namespace, run) -> int:
     """``predict`` of one image block by block, in this process or on a dask cluster."""
     from napari_unet.core.predict.run import run_blocks
 
-    err, last = sys.stderr, [None]
-
-    def progress(what: str, done: int, total: int) -> None:
-        if args.quiet:
-            return
-        if last[0] not in (None, what):
-            err.write("\n")
-        elif last[0] == what and done < total and _bar(done / total) == _bar(
-                (done - 1) / total):
-            return  # the bar did not move
-        last[0] = what
-        err.write(f"\r[{_bar(done / total)}] {what} {done}/{total}  ")
-        err.flush()
-
+    progress = BlockProgress(args.quiet)
     try:
         written = run_blocks(run, make_predictor(run.bundle, args), progress)
     finally:
-        if last[0] is not None:  # end the progress line
-            err.write("\n")
+        progress.close()
     if not args.quiet:
         what = (f"{written.objects} objects" if args.instances
                 else f"{run.bundle.n_classes} classes")
-        err.write(f"wrote {args.out} ({what}, shape {written.shape}, "
-                  f"{written.seconds:.1f} s)\n")
+        sys.stderr.write(f"wrote {args.out} ({what}, shape {written.shape}, "
+                         f"{written.seconds:.1f} s)\n")
     return 0
 
 

@@ -13,6 +13,7 @@ from napari_unet.core.config import VOLUME_MODEL
 from napari_unet.core.errors import NapariUnetError
 
 from .inputs import _load_model, _read, _select
+from .volume_blocks import block_route, predict_volume_blocks
 
 
 def voxel_size_arg(text: str):
@@ -155,40 +156,36 @@ def volume_predictor(bundle, args: argparse.Namespace):
 
 
 def predict_volume(args: argparse.Namespace, bundle, image, voxel, why: str) -> int:
-    """``predict`` of one volume with a 3D model: TIFF outputs in memory, OME-Zarr
-    outputs block by block."""
-    from napari_unet.core.io.lazy import is_lazy, is_zarr_path
+    """``predict`` of one volume with a 3D model: TIFF outputs in memory; OME-Zarr
+    outputs, or a cluster, block by block."""
+    from napari_unet.core.io.lazy import is_lazy
     from napari_unet.core.io.paths import check_outputs
     from napari_unet.core.io.tiff import write_tiff
 
-    check_outputs([("--out", args.out), ("--probabilities", args.probabilities)],
+    if block_route(args):
+        return predict_volume_blocks(args, bundle, image, voxel, why,
+                                     lambda: volume_predictor(bundle, args))
+    check_outputs([("--out", args.out), ("--probabilities", args.probabilities),
+                   ("--uncertainty", args.uncertainty)],
                   [("--image", args.image[0]), ("--model", args.model)])
+    if args.uncertainty is not None and args.uncertainty.suffix.lower() not in (".tif",
+                                                                                ".tiff"):
+        raise NapariUnetError(f"--uncertainty {args.uncertainty} must be a TIFF file (.tif) "
+                              "or an OME-Zarr (.ome.zarr)")
     predictor = volume_predictor(bundle, args)
     predictor.check_volume(image.data)
     say(args, f"3D: {why}")
     scale = list(voxel) if voxel is not None else None
-    if any(p is not None and is_zarr_path(p) for p in (args.out, args.probabilities)):
-        if args.instances:
-            raise NapariUnetError("--instances of a volume predicted block by block (an "
-                                  "OME-Zarr output) is not supported yet: write a TIFF")
-        if not (args.out is not None and is_zarr_path(args.out)) or (
-                args.probabilities is not None and not is_zarr_path(args.probabilities)):
-            raise NapariUnetError("block by block, --out and --probabilities are both "
-                                  "OME-Zarr (NAME.ome.zarr)")
-        from napari_unet.core.predict.volume_blocks import predict_volume_blocks
-
-        result = predict_volume_blocks(predictor, image.data, args.out, voxel_size=voxel,
-                                       probabilities=args.probabilities,
-                                       overwrite=args.overwrite)
-        say(args, f"wrote {args.out} ({result.blocks} blocks, {bundle.n_classes} classes)")
-        return 0
     data = np.asarray(image.data) if is_lazy(image.data) else image.data
     result = predictor.predict(data, voxel, probabilities=args.probabilities is not None,
-                               instances=args.instances, min_size=args.min_size)
+                               instances=args.instances, min_size=args.min_size,
+                               uncertainty=args.uncertainty is not None)
     labels = result.instances if args.instances else result.labels
     write_tiff(args.out, labels, scale=scale)
     if args.probabilities is not None:
         write_tiff(args.probabilities, result.probabilities, scale=None)
+    if args.uncertainty is not None:
+        write_tiff(args.uncertainty, result.uncertainty, scale=scale)
     what = (f"{int(labels.max())} 3D objects" if args.instances
             else f"{bundle.n_classes} classes")
     say(args, f"wrote {args.out} ({what})")
@@ -196,21 +193,27 @@ def predict_volume(args: argparse.Namespace, bundle, image, voxel, why: str) -> 
 
 
 def predict_stitched_file(args: argparse.Namespace, bundle, image, voxel) -> int:
-    """``predict --instances`` of a volume with a 2D model: objects stitched across z."""
+    """``predict --instances`` of a volume with a 2D model: objects stitched across z
+    (in memory: TIFF outputs)."""
     from napari_unet.core.io.paths import check_outputs
     from napari_unet.core.io.tiff import write_tiff
     from napari_unet.core.predict.volume_instances import predict_stitched
 
     from .predict import make_predictor
 
-    check_outputs([("--out", args.out), ("--probabilities", args.probabilities)],
+    check_outputs([("--out", args.out), ("--probabilities", args.probabilities),
+                   ("--uncertainty", args.uncertainty)],
                   [("--image", args.image[0]), ("--model", args.model)])
     result = predict_stitched(make_predictor(bundle, args), np.asarray(image.data), voxel,
                               probabilities=args.probabilities is not None,
-                              min_size=args.min_size)
-    write_tiff(args.out, result.instances, scale=list(voxel) if voxel else None)
+                              min_size=args.min_size,
+                              uncertainty=args.uncertainty is not None)
+    scale = list(voxel) if voxel else None
+    write_tiff(args.out, result.instances, scale=scale)
     if args.probabilities is not None:
         write_tiff(args.probabilities, result.probabilities)
+    if args.uncertainty is not None:
+        write_tiff(args.uncertainty, result.uncertainty, scale=scale)
     say(args, f"wrote {args.out} ({int(result.instances.max())} 3D objects of a 2D model's "
               "slices)")
     return 0
@@ -236,6 +239,11 @@ def cmd_predict_any(args: argparse.Namespace) -> int:
     if dims == 3:
         return predict_volume(args, bundle, image, voxel, why)
     if np.ndim(image.data) == 3 and why.endswith("stitched across z"):
+        if block_route(args):
+            raise NapariUnetError("a 2D model's objects are stitched across z in memory: "
+                                  "write TIFF outputs, or give --dims 2d for objects per "
+                                  "slice block by block (a 3D model predicts 3D objects "
+                                  "block by block)")
         say(args, f"2D + stitching: {why}")
         return predict_stitched_file(args, bundle, image, voxel)
     return cmd_predict(args)

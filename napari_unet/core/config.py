@@ -61,6 +61,12 @@ TILE_SIZE = 1024
 MIN_OBJECT_SIZE = 10
 BLOCK_SIZE = 4096
 CHUNK_SIZE = 1024
+#: A volume of a 3D model predicted block by block: the block (z, y, x voxels, also the
+#: OME-Zarr chunks), its halo of context for the probabilities, and the context of the
+#: seeds and watershed of its 3D objects (core/predict/volume_blocks.py).
+VOLUME_BLOCK = (64, 512, 512)
+VOLUME_HALO = (8, 32, 32)
+VOLUME_OBJECT_HALO = (16, 64, 64)
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,44 @@ def test_uncertainty_of_a_2d_image(model, tmp_path):
     assert tifffile.imread(unc).shape == (40, 56)
 
 
+@pytest.mark.parametrize("where", ["one process", "a scheduler"])
+def test_uncertainty_block_by_block_is_that_of_the_image_predicted_whole(model, tmp_path,
+                                                                          where):
+    import zarr
+
+    image_path = tmp_path / "stack.tif"
+    _write_stack(image_path)
+    assert main(["-q", "predict", "--model", str(model), "--image", str(image_path), "--out",
+                 str(tmp_path / "l.tif"), "--uncertainty", str(tmp_path / "u.tif"),
+                 "--device", "cpu"]) == 0
+    whole = tifffile.imread(tmp_path / "u.tif")
+    unc = tmp_path / "u.ome.zarr"
+    # blocks of 16 x 16 pixels: smaller than the 48 x 40 slices, cut through the objects
+    argv = ["-q", "predict", "--model", str(model), "--image", str(image_path), "--out",
+            str(tmp_path / "l.ome.zarr"), "--uncertainty", str(unc), "--block-size", "16",
+            "--chunk-size", "16", "--instances", "--device", "cpu"]
+    if where == "a scheduler":
+        from distributed import LocalCluster
+
+        with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                          dashboard_address=None) as cluster:
+            assert main([*argv, "--scheduler", cluster.scheduler_address]) == 0
+    else:
+        assert main(argv) == 0
+    group = zarr.open_group(str(unc), mode="r")
+    labels = zarr.open_group(str(tmp_path / "l.ome.zarr"), mode="r")["0"]
+    assert group["0"].dtype == np.float32 and group["0"].chunks == labels.chunks == (1, 16, 16)
+    assert group.attrs["multiscales"][0]["datasets"][0]["coordinateTransformations"][0][
+        "scale"] == pytest.approx([2.0, 0.5, 0.5])
+    np.testing.assert_allclose(np.asarray(group["0"]), whole, atol=1e-5)
+    # a TIFF beside an OME-Zarr of labels: written from the blocks when it fits
+    assert main(["-q", "predict", "--model", str(model), "--image", str(image_path), "--out",
+                 str(tmp_path / "l2.ome.zarr"), "--uncertainty", str(tmp_path / "u2.tif"),
+                 "--block-size", "16", "--chunk-size", "16", "--device", "cpu"]) == 0
+    np.testing.assert_allclose(read_tiff(tmp_path / "u2.tif").data, whole, atol=1e-5)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries
+
+
 @pytest.mark.parametrize("case", ["input", "same-as-out", "not-tiff", "folder", "zarr"])
 def test_bad_uncertainty_outputs_are_refused_in_one_line(model, tmp_path, folder, capsys,
                                                          case):
@@ -58,7 +96,7 @@ def test_bad_uncertainty_outputs_are_refused_in_one_line(model, tmp_path, folder
     before = image_path.read_bytes()
     out = tmp_path / "labels.tif"
     unc = {"input": image_path, "same-as-out": out, "not-tiff": tmp_path / "u.png",
-           "folder": tmp_path / "u.tif", "zarr": tmp_path / "u.tif"}[case]
+           "folder": tmp_path / "u.tif", "zarr": tmp_path / "u.png"}[case]
     source = str(folder) if case == "folder" else str(image_path)
     target = {"folder": str(tmp_path / "outs"), "zarr": str(tmp_path / "l.ome.zarr")}.get(
         case, str(out))

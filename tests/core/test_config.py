@@ -130,6 +130,7 @@ def test_the_help_texts_show_the_defaults_of_the_table():
         CPU,
         DEVICE_DEFAULTS,
         MIN_OBJECT_SIZE,
+        VOLUME_BLOCK,
     )
 
     sub = build_parser()._subparsers._group_actions[0].choices
@@ -143,5 +144,7 @@ def test_the_help_texts_show_the_defaults_of_the_table():
     for value in (BLOCK_SIZE, CHUNK_SIZE, MIN_OBJECT_SIZE):
         assert f"(default {value})" in predict
     args = sub["predict"].parse_args(["--model", "m.pt", "--image", "a.tif", "--out", "b.tif"])
-    assert (args.block_size, args.chunk_size, args.min_size) == (
-        BLOCK_SIZE, CHUNK_SIZE, MIN_OBJECT_SIZE)
+    assert (args.chunk_size, args.min_size) == (CHUNK_SIZE, MIN_OBJECT_SIZE)
+    # the block's default depends on the route: BLOCK_SIZE in 2D, VOLUME_BLOCK in 3D
+    assert args.block_size is None
+    assert f"default {','.join(map(str, VOLUME_BLOCK))}" in predict

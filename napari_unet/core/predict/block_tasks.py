@@ -1,8 +1,8 @@
 """The tasks of a block prediction (:mod:`.blocks`): each runs on one block (or one
 slice) in this process or on a dask worker, reading and writing the shared zarr outputs.
 
-Percentiles of a slice (:func:`stats_task`); probabilities, classes and each block's own
-components (:func:`predict_task`); the pairs of ids that touch across block faces
+Percentiles of a slice (:func:`stats_task`); probabilities, uncertainty, classes and each
+block's own components (:func:`predict_task`); the pairs of ids that touch across block faces
 (:func:`faces_task`); the watershed of instance models from the stitched seeds
 (:func:`watershed_task`); the final numbering (:func:`relabel_task`).
 """
@@ -21,7 +21,8 @@ from napari_unet.core.predict.regions import (
     region_probabilities,
     slice_stats,
 )
-from napari_unet.core.predict.stitch import components
+from napari_unet.core.predict.stitch import components, face_pairs
+from napari_unet.core.predict.uncertainty import class_entropy
 
 #: Context (pixels) around a block for the watershed of instance models.
 WATERSHED_HALO = 64
@@ -45,9 +46,12 @@ class Job:
     seed_map: np.ndarray | None = None
     final_map: np.ndarray | None = None
     options: dict = field(default_factory=dict)
+    uncertainty: str | None = None  # path of the uncertainty array (float32, like labels)
 
 
-def _predictor(job: Job, model: Any):
+def task_predictor(job: Any, model: Any):
+    """The predictor of a task: ``model`` itself in this process, or on a cluster's
+    worker the one it built for the bundle sent once (:func:`~.cluster.worker_predictor`)."""
     if not hasattr(model, "bundle") or not hasattr(model, "_forward"):  # a bundle sent once
         from napari_unet.core.predict.cluster import worker_predictor
 
@@ -77,7 +81,7 @@ def stats_task(z: int, job: Job, model: Any) -> tuple[float, float] | None:
 def predict_task(i: int, job: Job, model: Any) -> np.ndarray | None:
     """Probabilities, classes and (with instances) the block's own components; returns
     the components' sizes (index = local id) or ``None``."""
-    predictor = _predictor(job, model)
+    predictor = task_predictor(job, model)
     data = open_source(job.source)
     z, y0, y1, x0, x1 = job.grid.bounds(i)
     ys, xs = slice(y0, y1), slice(x0, x1)
@@ -86,6 +90,8 @@ def predict_task(i: int, job: Job, model: Any) -> np.ndarray | None:
     classes = predictor.labels_2d(probs)
     if job.probabilities is not None:
         _write(job.probabilities, job, z, ys, xs, probs, channels=True)
+    if job.uncertainty is not None:
+        _write(job.uncertainty, job, z, ys, xs, class_entropy(probs))
     if not job.instances:
         _write(job.labels, job, z, ys, xs, classes)
         return None
@@ -121,7 +127,7 @@ def faces_task(i: int, job: Job, model: Any = None) -> np.ndarray:
     h, w = job.grid.shape[1:]
     ids_path = job.scratch["seeds"] if job.watershed else job.labels
     classes_path = job.scratch.get("classes") if not job.watershed else None
-    pairs = []
+    pairs = [np.zeros((0, 2), np.int64)]
     for axis, start in ((0, y0), (1, x0)):
         if start == 0:
             continue
@@ -129,32 +135,13 @@ def faces_task(i: int, job: Job, model: Any = None) -> np.ndarray:
             ys, xs = slice(y0 - 1, y0 + 1), slice(max(0, x0 - 1), min(w, x1 + 1))
         else:
             ys, xs = slice(max(0, y0 - 1), min(h, y1 + 1)), slice(x0 - 1, x0 + 1)
+        # two rows (or columns) across the face: the one outside, then this block's
         strip = _global(job, _read_out(ids_path, job, z, ys, xs), z, ys.start, xs.start)
-        cls = (None if classes_path is None
-               else _read_out(classes_path, job, z, ys, xs))
+        cls = None if classes_path is None else _read_out(classes_path, job, z, ys, xs)
         if axis == 1:
             strip = strip.T
             cls = None if cls is None else cls.T
-        # row 0: outside (above or left), row 1: this block; own pixels span inner columns
-        lo = 1 if (xs.start if axis == 0 else ys.start) < (x0 if axis == 0 else y0) else 0
-        n_own = (x1 - x0) if axis == 0 else (y1 - y0)
-        own = strip[1, lo : lo + n_own]
-        own_cls = None if cls is None else cls[1, lo : lo + n_own]
-        for d in (-1, 0, 1):
-            a0 = lo + d
-            idx = np.arange(n_own) + a0
-            ok = (idx >= 0) & (idx < strip.shape[1])
-            other = np.zeros(n_own, np.int64)
-            other[ok] = strip[0, idx[ok]]
-            keep = (own > 0) & (other > 0)
-            if cls is not None:
-                other_cls = np.zeros(n_own, cls.dtype)
-                other_cls[ok] = cls[0, idx[ok]]
-                keep &= own_cls == other_cls
-            if keep.any():
-                pairs.append(np.stack([own[keep], other[keep]], 1))
-    if not pairs:
-        return np.zeros((0, 2), np.int64)
+        pairs.append(face_pairs(strip[0], strip[1], None if cls is None else (cls[0], cls[1])))
     return np.unique(np.concatenate(pairs), axis=0)
 
 

@@ -72,7 +72,9 @@ ProgressCallback = Callable[[str, int, int], None]
 
 
 # --------------------------------------------------------------------------- running
-class _Local:
+class LocalRunner:
+    """Runs the tasks of a block prediction one after the other in this process."""
+
     def __init__(self, predictor, progress: ProgressCallback | None):
         self.model, self.progress = predictor, progress
 
@@ -85,7 +87,9 @@ class _Local:
         return out
 
 
-class _Cluster:
+class ClusterRunner:
+    """Runs them as tasks on a dask client's workers (the model sent to each once)."""
+
     def __init__(self, client, bundle, progress: ProgressCallback | None):
         self.client, self.progress = client, progress
         self.model = client.scatter(bundle, broadcast=True, hash=False)
@@ -119,6 +123,7 @@ class BlockResult:
     probabilities: Path | None
     shape: tuple[int, ...]
     objects: int | None  # with instances
+    uncertainty: Path | None = None
 
 
 def predict_blocks(
@@ -127,6 +132,7 @@ def predict_blocks(
     labels_path: str | os.PathLike,
     *,
     probabilities_path: str | os.PathLike | None = None,
+    uncertainty_path: str | os.PathLike | None = None,
     instances: bool = False,
     min_size: int = MIN_OBJECT_SIZE,
     scale: Sequence[float] | None = None,
@@ -138,8 +144,9 @@ def predict_blocks(
     progress: ProgressCallback | None = None,
 ) -> BlockResult:
     """Predict ``image`` block by block into OME-Zarr groups at ``labels_path`` (classes,
-    or with ``instances`` one uint32 id per object over the whole image) and
-    ``probabilities_path`` (float32, axes ``c[z]yx``).
+    or with ``instances`` one uint32 id per object over the whole image),
+    ``probabilities_path`` (float32, axes ``c[z]yx``) and ``uncertainty_path`` (each
+    pixel's :func:`~.uncertainty.class_entropy`, float32, chunked like the labels).
 
     ``predictor`` is a :class:`~.tiles.Predictor`. ``block`` is rounded up to a
     multiple of ``chunk``. With a dask ``client`` the blocks are tasks on its workers
@@ -148,12 +155,13 @@ def predict_blocks(
     """
     labels_path = Path(labels_path)
     probabilities_path = None if probabilities_path is None else Path(probabilities_path)
+    uncertainty_path = None if uncertainty_path is None else Path(uncertainty_path)
     data = open_source(image)
     shape = shape3(data.shape)
     two_d = len(data.shape) == 2
     if predictor.bundle.config.in_channels != 1:
         raise InputError("napari-unet predicts images with one channel")
-    for path in (labels_path, probabilities_path):
+    for path in (labels_path, probabilities_path, uncertainty_path):
         if path is not None and os.path.lexists(path) and not overwrite:
             raise InputError(f"{path} exists; give --overwrite to replace it")
     chunk = max(16, int(chunk))
@@ -184,6 +192,12 @@ def predict_blocks(
                                              (n_classes, *data.shape), (1, *chunks),
                                              np.float32, "c" + axes, [1.0, *scale],
                                              labels=False)
+        if uncertainty_path is not None:
+            tmp_unc = temp_beside(uncertainty_path)
+            temps.append(tmp_unc)
+            created.append(tmp_unc)
+            job.uncertainty = create_group(tmp_unc, uncertainty_path.name, data.shape,
+                                           chunks, np.float32, axes, scale, labels=False)
         if instances and (watershed or n_classes > 2):
             scratch = temp_beside(labels_path.with_name(labels_path.name + "-scratch"))
             temps.append(scratch)
@@ -194,40 +208,27 @@ def predict_blocks(
             for name, dtype in kinds.items():
                 job.scratch[name] = create_group(scratch / name, name, data.shape, chunks,
                                                  dtype, axes, scale, labels=False)
-        runner = (_Local(predictor, progress) if client is None
-                  else _Cluster(client, predictor.bundle, progress))
+        runner = (LocalRunner(predictor, progress) if client is None
+                  else ClusterRunner(client, predictor.bundle, progress))
         if shape[1] > block or shape[2] > block:  # blocks smaller than a slice
             job.stats = runner.map("percentiles", stats_task, range(shape[0]), job)
         blocks = range(len(grid))
         sizes = runner.map("blocks", predict_task, blocks, job)
         objects = None
         if instances:
-            counts = np.array([len(s) - 1 for s in sizes], np.int64)
-            job.offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
-            n = int(counts.sum())
-            all_sizes = np.zeros(n + 1, np.float64)
-            for off, s in zip(job.offsets, sizes):
-                all_sizes[off + 1 : off + len(s)] = s[1:]
-            pairs = runner.map("edges", faces_task, blocks, job)
-            component = join(n, np.concatenate(pairs) if pairs else np.zeros((0, 2), int))
-            if watershed:
-                job.seed_map = keep_numbered(component, all_sizes, max(1, min_size // 2))
-                k = int(job.seed_map.max(initial=0))
-                found = runner.map("watershed", watershed_task, blocks, job)
-                totals = np.zeros(k + 1, np.float64)
-                for ids, cnt in found:
-                    np.add.at(totals, ids.astype(np.int64), cnt)
-                job.final_map = keep_numbered(np.arange(k + 1), totals, min_size)
-            else:
-                job.final_map = keep_numbered(component, all_sizes, min_size)
-            objects = int(job.final_map.max(initial=0))
-            runner.map("numbering", relabel_task, blocks, job)
+            objects = number_objects(runner, job, sizes, (faces_task, watershed_task,
+                                                          relabel_task), len(grid),
+                                     watershed=watershed, min_size=min_size)
         put_in_place(tmp_labels, labels_path, overwrite)
         temps.remove(tmp_labels)
         if probabilities_path is not None:
             put_in_place(tmp_probs, probabilities_path, overwrite)
             temps.remove(tmp_probs)
-        return BlockResult(labels_path, probabilities_path, tuple(data.shape), objects)
+        if uncertainty_path is not None:
+            put_in_place(tmp_unc, uncertainty_path, overwrite)
+            temps.remove(tmp_unc)
+        return BlockResult(labels_path, probabilities_path, tuple(data.shape), objects,
+                           uncertainty_path)
     finally:
         for path in temps:
             shutil.rmtree(path, ignore_errors=True)
@@ -236,6 +237,41 @@ def predict_blocks(
                 opened.pop(path, None)
         if client is None:
             close_sources()  # the input files this process opened
+
+
+def number_objects(runner, job, sizes: list, tasks: tuple, n_blocks: int, *,
+                   watershed: bool, min_size: int, seed_size: int | None = None) -> int:
+    """Give the objects of every block one id over the whole image, the same for 2D blocks
+    and volume blocks: ``sizes`` are the sizes of each block's own components (of the
+    seeds with ``watershed``), numbered from 1 in each block; ``tasks`` are the
+    (faces, watershed, relabel) tasks of the blocks. Block offsets make the ids global,
+    the pairs that touch across faces join the pieces of one object (union-find), then
+    the watershed (grown from the joined seeds over each block and its halo) and the
+    renumbering 1..N, objects smaller than ``min_size`` dropped (seeds smaller than
+    ``seed_size``, by default half of it, before the watershed). Returns N."""
+    faces, grow, relabel = tasks
+    blocks = range(n_blocks)
+    counts = np.array([len(s) - 1 for s in sizes], np.int64)
+    job.offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    n = int(counts.sum())
+    all_sizes = np.zeros(n + 1, np.float64)
+    for off, s in zip(job.offsets, sizes):
+        all_sizes[off + 1 : off + len(s)] = s[1:]
+    pairs = runner.map("edges", faces, blocks, job)
+    component = join(n, np.concatenate(pairs) if pairs else np.zeros((0, 2), int))
+    if watershed:
+        seed_size = max(1, min_size // 2) if seed_size is None else seed_size
+        job.seed_map = keep_numbered(component, all_sizes, seed_size)
+        k = int(job.seed_map.max(initial=0))
+        found = runner.map("watershed", grow, blocks, job)
+        totals = np.zeros(k + 1, np.float64)
+        for ids, cnt in found:
+            np.add.at(totals, ids.astype(np.int64), cnt)
+        job.final_map = keep_numbered(np.arange(k + 1), totals, min_size)
+    else:
+        job.final_map = keep_numbered(component, all_sizes, min_size)
+    runner.map("numbering", relabel, blocks, job)
+    return int(job.final_map.max(initial=0))
 
 
 def _options(predictor) -> dict:

@@ -33,12 +33,16 @@ _cached: tuple[Any, tuple, Any] | None = None
 
 
 def worker_predictor(bundle: Any, options: dict) -> Any:
-    """The :class:`~.tiles.Predictor` of this worker for ``bundle`` (the worker's copy
-    of the model sent once) and ``options``, built on its first task only."""
+    """The predictor of this worker for ``bundle`` (the worker's copy of the model sent
+    once) and ``options``, built on its first task only: a :class:`~.tiles.Predictor`,
+    or a :class:`~.volume.VolumePredictor` for a 3D model."""
     global _cached
     key = tuple(sorted(options.items()))
     if _cached is None or _cached[0] is not bundle or _cached[1] != key:
-        from napari_unet.core.predict.tiles import Predictor
+        if getattr(bundle, "dims", 2) == 3:
+            from napari_unet.core.predict.volume import VolumePredictor as Predictor
+        else:
+            from napari_unet.core.predict.tiles import Predictor
 
         _cached = (bundle, key, Predictor(bundle, **options))
     return _cached[2]

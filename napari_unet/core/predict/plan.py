@@ -92,7 +92,7 @@ class PredictionPlan:
     device: str = "auto"
     out: Path | None = None  # the labels file or folder; None: a layer
     probabilities: Path | None = None  # the probabilities file or folder
-    uncertainty: Path | None = None  # MEMORY: the uncertainty TIFF (:mod:`.uncertainty`)
+    uncertainty: Path | None = None  # MEMORY, BLOCKS: the uncertainty (:mod:`.uncertainty`)
     image: Any = None  # MEMORY, SLICES: a selected image (data, shape, scale) or an array
     source: Any = None  # BLOCKS: the image as a picklable LazySource
     jobs: tuple = ()  # FILES: every file's job
@@ -139,8 +139,9 @@ def plan_prediction(
     ``out`` the results go into layers (``options.probabilities`` asks for a
     probability layer). ``model`` is the model, or a function that loads it, called
     once the outputs are checked. ``model_path``, the model's file, is an input no
-    output may replace. ``uncertainty`` names a TIFF for the uncertainty of one image
-    predicted whole (refused on the other routes). Raises :class:`InputError` with a
+    output may replace. ``uncertainty`` names the output of the uncertainty of one image
+    predicted whole (a TIFF) or block by block (an OME-Zarr or a TIFF); refused on the
+    other routes. Raises :class:`InputError` with a
     sentence for the user.
     """
     out = None if out is None else Path(out)
@@ -199,17 +200,30 @@ def plan_prediction(
 
 def _with_uncertainty(path: Path, plan: PredictionPlan, inputs: list) -> PredictionPlan:
     """``plan`` that also writes the uncertainty to ``path``: one image predicted whole
-    into files, the TIFF checked like the other outputs."""
-    if plan.route is not Route.MEMORY or plan.out is None:
-        how = {Route.FILES: "several images", Route.BLOCKS: "a block prediction",
-               Route.SLICES: "an image too large for memory"}.get(plan.route, "layers")
-        raise InputError(f"--uncertainty is written for one image predicted whole, not for "
-                         f"{how}: predict without it")
+    (a TIFF) or block by block (an OME-Zarr chunked like the labels, or a TIFF that fits
+    in memory), checked like the other outputs."""
+    if plan.route not in (Route.MEMORY, Route.BLOCKS) or plan.out is None:
+        how = {Route.FILES: "several images",
+               Route.SLICES: "an image too large for memory read slice by slice (write "
+                             "the outputs as OME-Zarr: --out LABELS.ome.zarr --uncertainty "
+                             "UNCERTAINTY.ome.zarr)"}.get(plan.route, "layers")
+        raise InputError(f"--uncertainty is written for one image predicted whole or block "
+                         f"by block, not for {how}")
+    sources = [("--image", Path(x)) for x in inputs if isinstance(x, str | os.PathLike)]
+    outputs = [("--out", plan.out), ("--probabilities", plan.probabilities),
+               ("--uncertainty", path)]
+    if plan.route is Route.BLOCKS:
+        check_block_outputs(outputs, [*sources, ("--model", plan.model_path)],
+                            plan.options.overwrite)
+        pixels = int(np.prod(plan.image.data.shape, dtype=np.float64))
+        if not is_zarr_path(path) and pixels * 4 > max_image_bytes():
+            raise InputError(f"--uncertainty {path} would need {pixels * 4 / 1024**3:.1f} GiB "
+                             f"in memory as a TIFF; write an OME-Zarr instead "
+                             f"({path.stem}.ome.zarr)")
+        return replace(plan, uncertainty=path)
     if not is_tiff_path(path):
         raise InputError(f"--uncertainty {path} must be a TIFF file (.tif or .tiff)")
-    sources = [("--image", Path(x)) for x in inputs if isinstance(x, str | os.PathLike)]
-    check_outputs([("--out", plan.out), ("--probabilities", plan.probabilities),
-                   ("--uncertainty", path)], [*sources, ("--model", plan.model_path)])
+    check_outputs(outputs, [*sources, ("--model", plan.model_path)])
     return replace(plan, uncertainty=path)
 
 
@@ -267,6 +281,9 @@ def _plan_blocks(model, path: Path, *, options: PredictOptions, out, probabiliti
     from napari_unet.core.io.lazy import LazySource
     from napari_unet.core.io.selection import select_for_model
 
+    if options.block is not None and not isinstance(options.block, int):
+        raise InputError("--block-size Z,Y,X is for a volume of a 3D model; a 2D model's "
+                         "blocks are N pixels in Y and X")
     if not isinstance(options.rescale, str):
         raise InputError("--rescale with a factor works when the image is predicted "
                          "whole; an OME-Zarr output or a cluster predicts it block by "
@@ -327,7 +344,10 @@ def check_block_outputs(outputs: list[tuple[str, Path | None]],
         elif is_zarr_path(path):
             check_writable(path, option)
     check_outputs([(o, p) for o, p in outputs if not is_zarr_path(p)], inputs)
-    if len(outputs) == 2 and within(outputs[0][1], outputs[1][1]):
-        raise InputError("--out and --probabilities name the same output; choose two names")
+    for k, (first, one) in enumerate(outputs):
+        for second, two in outputs[k + 1:]:
+            if within(one, two) or within(two, one):
+                raise InputError(f"{first} and {second} name the same output; choose two "
+                                 "names")
     return outputs
 

@@ -130,8 +130,8 @@ def run_blocks(plan: PredictionPlan, predictor,
     opts = plan.options
     shape = tuple(plan.image.data.shape)
     scale = _scale(plan.image, len(shape))
-    outputs = [(k, p) for k, p in (("labels", plan.out), ("probabilities", plan.probabilities))
-               if p is not None]
+    outputs = [(k, p) for k, p in (("labels", plan.out), ("probabilities", plan.probabilities),
+                                   ("uncertainty", plan.uncertainty)) if p is not None]
     for _kind, path in outputs:
         remove_stale(path)  # what killed runs left for these outputs
     targets = {k: (p if is_zarr_path(p) else temporary_name(p)) for k, p in outputs}
@@ -146,6 +146,7 @@ def run_blocks(plan: PredictionPlan, predictor,
             result = predict_blocks(
                 predictor, plan.source, targets["labels"],
                 probabilities_path=targets.get("probabilities"),
+                uncertainty_path=targets.get("uncertainty"),
                 instances=opts.instances, min_size=opts.min_size, scale=scale,
                 chunk=opts.chunk or CHUNK_SIZE, block=opts.block or BLOCK_SIZE,
                 overwrite=opts.overwrite, client=client, progress=progress)
@@ -153,7 +154,7 @@ def run_blocks(plan: PredictionPlan, predictor,
             if is_zarr_path(path):
                 continue
             data = open_image(targets[kind], lazy=False).data
-            if kind == "labels":
+            if kind in ("labels", "uncertainty"):
                 write_tiff(path, data, scale=scale)
             else:
                 write_tiff(path, data.transpose(1, 0, 2, 3) if data.ndim == 4 else data)

@@ -1,8 +1,12 @@
-"""Objects across blocks: connected components of a block's classes, the union-find that
-joins the pieces of one object across block faces, and the renumbering that keeps
-objects of at least ``min_size`` pixels."""
+"""Objects across blocks: connected components of a block's classes, the pairs of ids
+that touch across a block face (in any number of dimensions), the union-find that joins
+the pieces of one object across block faces, and the renumbering that keeps objects of
+at least ``min_size`` pixels. The 2D blocks (:mod:`.block_tasks`) and the volume blocks
+(:mod:`.volume_block_tasks`) both join their objects with these."""
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 
@@ -21,6 +25,31 @@ def components(classes: np.ndarray, n_classes: int) -> np.ndarray:
         out = np.where(comp > 0, comp, out)
         offset = int(out.max())
     return out
+
+
+def face_pairs(before: np.ndarray, after: np.ndarray,
+               classes: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Pairs (N, 2) of ids > 0 that touch across a face: ``before`` and ``after`` are the
+    two layers of pixels (or voxels) on either side of it, of the same shape (a row in
+    2D, a plane in 3D), each pixel touching those at most one step away along the face
+    (diagonals included: 8-connectivity in 2D, 26 in 3D). With ``classes`` (the classes
+    of both layers) only pixels of one class touch. Unique pairs, (id after, id before)."""
+    before, after = np.asarray(before), np.asarray(after)
+    if before.shape != after.shape:
+        raise ValueError(f"the layers of a face differ in shape: {before.shape}, {after.shape}")
+    pairs = []
+    for shift in itertools.product((-1, 0, 1), repeat=before.ndim):
+        a = tuple(slice(max(0, s), n + min(0, s)) for s, n in zip(shift, before.shape))
+        b = tuple(slice(max(0, -s), n + min(0, -s)) for s, n in zip(shift, before.shape))
+        one, two = before[a], after[b]
+        keep = (one > 0) & (two > 0)
+        if classes is not None:
+            keep &= classes[0][a] == classes[1][b]
+        if keep.any():
+            pairs.append(np.stack([two[keep], one[keep]], 1).astype(np.int64))
+    if not pairs:
+        return np.zeros((0, 2), np.int64)
+    return np.unique(np.concatenate(pairs), axis=0)
 
 
 def join(n: int, pairs: np.ndarray) -> np.ndarray:

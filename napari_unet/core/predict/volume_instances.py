@@ -109,15 +109,16 @@ def stacked_instances(prediction, voxel_size: VoxelSize | None, *, splits: bool,
 
 
 def predict_stitched(predictor, volume: np.ndarray, voxel_size: VoxelSize | None = None, *,
-                     probabilities: bool = False, min_size: int = 10, progress=None):
+                     probabilities: bool = False, min_size: int = 10, progress=None,
+                     uncertainty: bool = False):
     """A volume predicted by a 2D :class:`~.tiles.Predictor` slice by slice, with 3D
     objects: its foreground (and for instance models its sure interiors) stacked and
     split by :func:`stacked_instances` at ``voxel_size``. Returns the 2D predictor's
-    :class:`~.tiles.Prediction` with ``instances`` 3D objects (and its probabilities
-    only when asked for)."""
+    :class:`~.tiles.Prediction` with ``instances`` 3D objects (its probabilities only
+    when asked for; with ``uncertainty`` each voxel's)."""
     splits = predictor.splits_instances
     result = predictor.predict(volume, probabilities=probabilities or splits,
-                               min_size=min_size, progress=progress)
+                               min_size=min_size, progress=progress, uncertainty=uncertainty)
     result.instances = stacked_instances(result, voxel_size, splits=splits, min_size=min_size)
     if not probabilities:
         result.probabilities = None

@@ -1,0 +1,141 @@
+"""Memory and speed of a volume larger than memory, predicted block by block into OME-Zarr.
+
+A uint16 volume of ``--shape`` (default 512 x 1024 x 1024, 1 GiB) is generated lazily as
+a dask array (every chunk made when it is read, never the whole volume in memory), and
+predicted block by block (``core/predict/volume_blocks.py``) by a fresh 3D model of the
+CPU defaults (16 base channels, depth 3, pooling for the voxel size; its weights change
+neither the memory nor the time) into an OME-Zarr in ``--workdir``. The table gives the
+shape, the blocks, seconds, voxels per second and the peak resident memory of this
+process (``/proc/self/status`` VmRSS sampled in a thread) against the issue's target of
+2 GB. ``--instances`` adds the 3D objects (seeds, faces, watershed), ``--uncertainty``
+the uncertainty output.
+
+    python benchmarks/scale/volume_memory.py --shape 64 256 256      # a minute or so
+    python benchmarks/scale/volume_memory.py                         # the full run
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parents[1])]  # benchmarks/: _common
+
+import argparse
+import shutil
+import tempfile
+import time
+
+import numpy as np
+from _common import PeakRSS, add_smoke, table
+
+#: The issue's target for the peak memory of the full run.
+TARGET_GB = 2.0
+
+
+def lazy_volume(shape: tuple[int, int, int], chunks: tuple[int, int, int], seed: int = 0):
+    """A dask uint16 volume of bright blobs on noise, each chunk made when read."""
+    import dask.array as da
+
+    def make(block_info=None):
+        info = block_info[None]
+        (z0, z1), (y0, y1), (x0, x1) = info["array-location"]
+        rng = np.random.default_rng([seed, z0, y0, x0])
+        z, y, x = np.ogrid[z0:z1, y0:y1, x0:x1]
+        blobs = (np.sin(z / 3.0) * np.sin(y / 9.0) * np.sin(x / 9.0)) > 0.3
+        image = 200 + 1500 * blobs + rng.poisson(50, (z1 - z0, y1 - y0, x1 - x0))
+        return image.astype(np.uint16)
+
+    return da.map_blocks(make, dtype=np.uint16, chunks=tuple(
+        tuple(min(c, n - s) for s in range(0, n, c)) for n, c in zip(shape, chunks)))
+
+
+def fresh_model(voxel_size):
+    """An untrained 3D model of the CPU defaults at ``voxel_size``."""
+    from napari_unet.core.config import volume_defaults
+    from napari_unet.core.models.checkpoint import ModelBundle
+    from napari_unet.core.models.unet import UNetConfig
+    from napari_unet.core.train.volume_data import VOLUME_NORMALISATION
+    from napari_unet.core.voxels import volume_pools
+
+    d = volume_defaults("cpu")
+    config = UNetConfig(1, 2, d.base_channels, d.depth, dims=3,
+                        pools=volume_pools(voxel_size, d.depth))
+    return ModelBundle.new(config, "annotation", seed=0, voxel_size=voxel_size,
+                           normalisation=VOLUME_NORMALISATION)
+
+
+def cpu_name() -> str:
+    from napari_unet.core.models.speed import cpu_name as name
+
+    return name()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", type=int, nargs=3, default=[512, 1024, 1024],
+                        metavar=("Z", "Y", "X"))
+    parser.add_argument("--block", type=int, nargs=3, default=None, metavar=("Z", "Y", "X"),
+                        help="block (and chunk) in voxels; default the CPU default")
+    parser.add_argument("--voxel-size", type=float, nargs=3, default=[0.5, 0.2, 0.2],
+                        metavar=("Z", "Y", "X"))
+    parser.add_argument("--instances", action="store_true", help="also the 3D objects")
+    parser.add_argument("--uncertainty", action="store_true",
+                        help="also write the uncertainty")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="folder for the outputs (default: a temporary folder, removed)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (the model's tiles)")
+    add_smoke(parser)
+    args = parser.parse_args(argv)
+    import torch
+
+    from napari_unet.core.config import VOLUME_BLOCK
+    from napari_unet.core.predict.volume import VolumePredictor
+    from napari_unet.core.predict.volume_blocks import predict_volume_blocks
+
+    if args.smoke:
+        args.shape, args.block = [8, 64, 64], [8, 32, 32]
+    shape = tuple(args.shape)
+    block = tuple(min(b, n) for b, n in zip(args.block or VOLUME_BLOCK, shape))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    voxel = tuple(args.voxel_size)
+    volume = lazy_volume(shape, block)
+    predictor = VolumePredictor(fresh_model(voxel), device=args.device)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="napari-unet-volume-memory-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    out = workdir / "labels.ome.zarr"
+    unc = workdir / "uncertainty.ome.zarr" if args.uncertainty else None
+    try:
+        with PeakRSS(every=0.02) as memory:
+            started = time.perf_counter()
+            result = predict_volume_blocks(predictor, volume, out, voxel_size=voxel,
+                                           block=block, uncertainty=unc,
+                                           instances=args.instances, overwrite=True)
+            seconds = time.perf_counter() - started
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    voxels = int(np.prod(shape))
+    peak_gb = memory.peak / 1e9
+    rows = [["x".join(map(str, shape)), f"{'x'.join(map(str, block))} ({result.blocks})",
+             f"{seconds:.1f}", f"{voxels / seconds:,.0f}", f"{peak_gb:.2f}",
+             f"{memory.mb / 1e3:.2f}", f"{TARGET_GB:.1f}",
+             "yes" if peak_gb <= TARGET_GB else "no"]]
+    what = " + 3D objects" if args.instances else ""
+    what += " + uncertainty" if args.uncertainty else ""
+    print(table(f"volume block by block into OME-Zarr{what}: fresh CPU-default 3D model, "
+                f"{torch.get_num_threads()} torch thread(s), {cpu_name()}, "
+                f"device {predictor.device.type}",
+                ["shape", "block (blocks)", "seconds", "voxels/s", "peak GB", "rise GB",
+                 "target GB", "within"], rows, [16, 22, 9, 11, 8, 8, 9, 6]))
+    full = 512 * 1024 * 1024
+    if voxels < full:
+        print(f"at {voxels / seconds:,.0f} voxels/s, 512x1024x1024 would take about "
+              f"{full / (voxels / seconds) / 60:.0f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
