@@ -1,29 +1,30 @@
 """Review, split and merge objects through the workflow's own buttons, on DSB 2018 nuclei.
 
     xvfb-run -a -s "-screen 0 1280x800x24" python scripts/session_review.py [--out DIR]
+        [--iterations 40 --more 20]
 
 In a 1280x800 window: open the stack, *Create annotations layer*, paint strokes on four
-slices, *Train* for ``--seconds``, *Predict* the whole stack with *Split into objects*,
+slices, *Train* for ``--iterations``, *Predict* the whole stack with *Split into objects*,
 look at the list of objects to review (click its first rows), split one object that
 holds two true nuclei with a line drawn across it, merge two objects that cut one true
-nucleus with two clicks on the canvas, *Accept corrections* and train ``--seconds`` more.
-Prints what the annotations hold afterwards and saves a screenshot after each step
-(``viewer.screenshot(canvas_only=False)``). Needs ``../shared/data/dsb2018`` (or
-NAPARI_UNET_DATA).
+nucleus with two clicks on the canvas, *Accept and train* ``--more`` iterations. Prints
+what each step did, saves a screenshot after each, and exits 1 when a step did not do
+what it should. The steps are functions, also run by ``session_guided.py``. Needs
+``../shared/data/dsb2018`` (or NAPARI_UNET_DATA).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import re
 import sys
 from pathlib import Path
 
 import numpy as np
+from _drive import DATA, Drive, benchmark_helpers, paint
 from _events import pump
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("NAPARI_UNET_DATA", ROOT.parent / "shared" / "data"))
+STROKE_SLICES = (0, 10, 20, 30)
 
 
 def merged_object(instances: np.ndarray, truth: np.ndarray):
@@ -52,165 +53,188 @@ def cut_nucleus(instances: np.ndarray, truth: np.ndarray, skip: int | None):
     return None
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("/tmp/session_review"))
-    parser.add_argument("--seconds", type=float, default=20.0, help="each training run")
-    args = parser.parse_args()
-    folder = DATA / "dsb2018"
-    if not folder.exists():
-        sys.exit(f"DSB 2018 data not found at {folder} (set NAPARI_UNET_DATA)")
-    import tifffile
-    from qtpy.QtCore import QPoint, Qt
-    from qtpy.QtTest import QTest
-
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+def open_and_stroke(drive: Drive, truth: np.ndarray, slices=STROKE_SLICES):
+    """Open the DSB stack, create the annotations layer, paint the scripted biologist's
+    strokes (``strokes.py``) on ``slices``; return the image layer."""
+    benchmark_helpers()
     from strokes import strokes
 
-    from napari_unet._napari.workflow import WorkflowWidget
-
-    truth = tifffile.imread(folder / "fluo_labels.tif")
-    args.out.mkdir(parents=True, exist_ok=True)
-    # Autosaves go with the screenshots, never beside the data (nor restore an earlier run).
-    os.environ["NAPARI_UNET_AUTOSAVE_DIR"] = str(args.out / "autosave")
-    for old in (args.out / "autosave").glob("*.tif"):
-        old.unlink()
-    import napari
-
-    viewer = napari.Viewer(title="napari-unet review session")
-    viewer.window._qt_window.resize(1280, 800)
-    widget = WorkflowWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="napari-unet", area="right")
-    review = widget.correct.review
-    shots: list[Path] = []
-
-    def shot(name: str) -> None:
-        pump(0.5)
-        path = args.out / f"{name}.png"
-        viewer.screenshot(path=str(path), canvas_only=False)
-        shots.append(path)
-
-    def training_done() -> bool:
-        return not widget.session.training.running
-
-    def click_canvas_at(layer, z: int, yx) -> None:
-        viewer.dims.set_current_step(0, z)
-        viewer.camera.center = tuple(layer.data_to_world((z, *yx))[-2:])
-        pump(0.3)
-        canvas = viewer.window._qt_viewer.canvas.native
-        QTest.mouseClick(canvas, Qt.MouseButton.LeftButton,
-                         pos=QPoint(canvas.width() // 2, canvas.height() // 2))
-        pump(0.3)
-
-    # Data, strokes, a first training.
-    image = widget.data.open_path(folder / "fluo_image.tif")
+    widget = drive.widget
+    image = widget.data.open_path(DATA / "dsb2018" / "fluo_image.tif")
+    drive.check("open", image is not None and image.name == "fluo_image",
+                f"opened {None if image is None else image.name}: "
+                f"{widget.data.info.value.splitlines()[0]}")
     widget.annotate.create.native.click()
     annotations = widget.session.annotations
     rng = np.random.default_rng(0)
-    for k in (0, 10, 20, 30):
-        ann = strokes(truth[k], rng)
-        yx = np.nonzero(ann)
-        annotations.data_setitem((np.full_like(yx[0], k), *yx), ann[yx])
-    form = widget.train.form
-    form.budget.value, form.seconds.value = "seconds", args.seconds
-    widget.train.start.native.click()
-    pump(args.seconds + 300, until=training_done)
-    # Predict the whole stack with objects; the list of objects to review fills.
-    widget.predict.scope.value = "stack"
-    widget.predict.instances.value = True
-    widget.predict.run.native.click()
-    pump(600, until=lambda: widget.predict.worker is None)
-    pump(600, until=lambda: review.worker is None and bool(review.items))
-    for title in ("1. Data", "2. Annotate", "3. Train"):  # fold the steps done
-        widget.sections[title].header.click()
-    widget.scroll.ensureWidgetVisible(review.native)
-    shot("1_objects_to_review")
-    listed = [f"{review.objects.item(k).text()}" for k in range(review.objects.count())]
-    # Click the first row: the view goes to the least certain object.
-    rect = review.objects.visualItemRect(review.objects.item(0))
-    QTest.mouseClick(review.objects.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
-    shot("2_least_certain_object")
-    first = review.items[0]
-    instances = viewer.layers[f"{image.name} instances"]
-    centred = (viewer.dims.current_step[0] == first.z
-               and instances.selected_label == first.id)
+    painted = sum(paint(annotations, z, strokes(truth[z], rng)) for z in slices)
+    widget.annotate.paint_class(2)
+    pump(1.0)
+    widget.annotate.update_counts()
+    counts = widget.annotate.counts.value.replace("\n", " | ")
+    drive.check("strokes", painted > 0 and int(np.count_nonzero(annotations.data)) == painted,
+                f"{painted} px painted on slices {list(slices)}; counts: {counts}")
+    return image
 
-    # Split an object that holds two true nuclei: a line between them, across it. The
-    # strokes and class outlines are hidden for the pictures: the objects show alone.
-    widget.annotate.layer.value.visible = False
-    viewer.layers[f"{image.name} predictions"].visible = False
+
+def review_rows(drive: Drive, image, rows: int = 3) -> None:
+    """Wait for the list of objects to review, screenshot it, click its first ``rows``:
+    each click must show that object's slice and select its id."""
+    widget, viewer = drive.widget, drive.viewer
+    review = widget.correct.review
+    pump(600, until=lambda: review.worker is None and bool(review.items))
+    listed = [review.objects.item(k).text() for k in range(review.objects.count())]
+    drive.check("objects to review", bool(listed),
+                f"{len(listed)} listed, least certain first: " + "; ".join(listed[:rows]))
+    for title in ("1. Data", "2. Annotate", "3. Train", "4. Predict"):  # fold the steps done
+        section = widget.sections[title]
+        if section.header.isChecked():
+            section.header.click()
+    widget.scroll.ensureWidgetVisible(review.native)
+    instances = viewer.layers[f"{image.name} instances"]
+    for row in range(min(rows, len(listed))):
+        before = tuple(viewer.camera.center)
+        drive.click_row(review.objects, row)
+        item = review.items[row]
+        shown = (viewer.dims.current_step[0] == item.z and instances.selected_label == item.id
+                 and (row == 0 or tuple(viewer.camera.center) != before))
+        drive.check(f"review row {row + 1}", shown,
+                    f"the view is on slice {viewer.dims.current_step[0]} (object's {item.z}), "
+                    f"selected label {instances.selected_label} (object {item.id})")
+        if row == 0:
+            drive.shot("objects_to_review", focus=review)
+
+
+def split_one(drive: Drive, image, truth: np.ndarray):
+    """Split a predicted object that holds two true nuclei with a line drawn across it
+    (*Split: draw a line*); return ``(found, objects before)`` for the checks of Accept."""
+    widget, viewer = drive.widget, drive.viewer
+    instances = viewer.layers[f"{image.name} instances"]
     objects = np.asarray(instances.data).copy()
     found = merged_object(objects, truth)
-    split_ok = None
-    if found is not None:
-        z, i, (t1, t2) = found
-        c1, c2 = (np.argwhere(truth[z] == t).mean(0) for t in (t1, t2))
-        mid, normal = (c1 + c2) / 2, np.array([c2[1] - c1[1], c1[0] - c2[0]])
-        normal /= np.linalg.norm(normal)
-        reach = max(np.ptp(np.argwhere(objects[z] == i), axis=0)) + 4
-        viewer.dims.set_current_step(0, z)
-        viewer.camera.center = tuple(instances.data_to_world((z, *mid))[-2:])
+    if found is None:
+        drive.check("split", False, "no predicted object holds two true nuclei")
+        return None, objects
+    z, i, (t1, t2) = found
+    c1, c2 = (np.argwhere(truth[z] == t).mean(0) for t in (t1, t2))
+    mid, normal = (c1 + c2) / 2, np.array([c2[1] - c1[1], c1[0] - c2[0]])
+    normal /= np.linalg.norm(normal)
+    reach = max(np.ptp(np.argwhere(objects[z] == i), axis=0)) + 4
+    viewer.dims.set_current_step(0, z)
+    viewer.camera.center = tuple(instances.data_to_world((z, *mid))[-2:])
+    viewer.camera.zoom = 5
+    widget.correct.review.tools.split.native.click()
+    cut = viewer.layers[f"{image.name} cut"]
+    cut.add_lines(np.array([[z, *(mid - reach * normal)], [z, *(mid + reach * normal)]]))
+    pump(0.3)
+    after = np.asarray(instances.data[z])
+    parts = {int(v) for v in np.unique(after[objects[z] == i]) if v}
+    drive.check("split", len(parts) >= 2,
+                f"object {i} of slice {z} (true nuclei {t1}, {t2}) cut by a line into "
+                f"{len(parts)} objects {sorted(parts)}")
+    drive.shot("split", focus=widget.correct.review.tools)
+    return found, objects
+
+
+def merge_one(drive: Drive, image, truth: np.ndarray, skip: int | None):
+    """Merge two predicted objects that cut one true nucleus with two clicks (*Merge:
+    click two*); return ``(pair, objects before)``."""
+    widget, viewer = drive.widget, drive.viewer
+    instances = viewer.layers[f"{image.name} instances"]
+    objects = np.asarray(instances.data).copy()
+    pair = cut_nucleus(objects, truth, skip=skip)
+    if pair is None:
+        drive.check("merge", False, "no true nucleus is cut into two predicted objects")
+        return None, objects
+    z, a, b = pair
+    tools = widget.correct.review.tools
+    tools.merge.native.click()
+    for k in (a, b):
+        pts = np.argwhere(objects[z] == k)
+        centre = pts[np.argmin(((pts - pts.mean(0)) ** 2).sum(1))]
         viewer.camera.zoom = 5
-        widget.correct.review.tools.split.native.click()
-        cut = viewer.layers[f"{image.name} cut"]
-        line = np.array([[z, *(mid - reach * normal)], [z, *(mid + reach * normal)]])
-        cut.add_lines(line)
-        after = np.asarray(instances.data[z])
-        split_ok = len({int(v) for v in np.unique(after[objects[z] == i]) if v}) >= 2
-        shot("3_split")
-    # Merge two objects that cut one true nucleus, with two clicks.
-    objects_now = np.asarray(instances.data).copy()
-    pair = cut_nucleus(objects_now, truth, skip=None if found is None else found[0])
-    merge_ok = None
-    if pair is not None:
-        z, a, b = pair
-        widget.correct.review.tools.merge.native.click()
-        for k in (a, b):
-            pts = np.argwhere(objects_now[z] == k)
-            centre = pts[np.argmin(((pts - pts.mean(0)) ** 2).sum(1))]
-            viewer.camera.zoom = 5
-            click_canvas_at(instances, z, centre)
-        merged = np.asarray(instances.data[z])
-        merge_ok = not (merged == max(a, b)).any()
-        both = np.argwhere(merged == min(a, b)).mean(0)
-        viewer.camera.center = tuple(instances.data_to_world((z, *both))[-2:])
-        shot("4_merged")
-        widget.correct.review.tools.merge.native.click()
-    # Accept everything predicted and corrected, then train on.
+        drive.click_canvas_at(instances, z, centre)
+    merged = np.asarray(instances.data[z])
+    ok = not (merged == max(a, b)).any() and (merged == min(a, b)).any()
+    drive.check("merge", ok, f"objects {a} and {b} of slice {z} clicked: one object "
+                f"{min(a, b)} of {int((merged == min(a, b)).sum())} px")
+    both = np.argwhere(merged == min(a, b)).mean(0)
+    viewer.camera.center = tuple(instances.data_to_world((z, *both))[-2:])
+    drive.shot("merged", focus=tools)
+    tools.merge.native.click()  # leave merge mode
+    return pair, objects
+
+
+def accept(drive: Drive, image, split, merge, iterations: int) -> None:
+    """*Accept and train* every predicted slice; check that the split line and the merge
+    gap became annotations, that nothing else did, and that the status line says what
+    the notification of Accept said."""
+    from napari.utils.notifications import notification_manager
+
+    widget, viewer = drive.widget, drive.viewer
+    annotations = widget.session.annotations
+    instances = np.asarray(viewer.layers[f"{image.name} instances"].data)
     widget.correct.scope.value = "all"
     before = np.asarray(annotations.data).copy()
-    widget.correct.accept.native.click()
-    pump(0.5)
+    said: list[str] = []
+    notification_manager.notification_ready.connect(lambda n: said.append(str(n.message)))
+    trained_before = widget.session.bundle.iterations
+    total = drive.train(iterations, button=widget.correct.accept_train)
     accepted = np.asarray(annotations.data)
-    line_bg = gap_fg = None
-    if found is not None and split_ok:
+    (found, split_before), (pair, merge_before) = split, merge
+    if found is not None:
         z, i, _ = found
-        cut_px = (objects[z] == i) & (np.asarray(instances.data[z]) == 0)
-        line_bg = bool(cut_px.any() and (accepted[z][cut_px] == 1).all())
-    if pair is not None and merge_ok:
+        line = (split_before[z] == i) & (instances[z] == 0)
+        drive.check("split accepted", line.any() and (accepted[z][line] == 1).all(),
+                    f"the {int(line.sum())} px of the cut line annotated as background")
+    if pair is not None:
         z, a, b = pair
-        gap = (objects_now[z] == 0) & (np.asarray(instances.data[z]) == min(a, b))
-        gap_fg = bool((accepted[z][gap] == 2).all()) if gap.any() else "no gap (touching)"
+        gap = (merge_before[z] == 0) & (instances[z] == min(a, b))
+        drive.check("merge accepted", (accepted[z][gap] >= 2).all(),
+                    f"the gap between the two ({int(gap.sum())} px) annotated as foreground"
+                    if gap.any() else "the two touched: no gap to fill")
+    changed = sorted({int(z) for z in np.nonzero((accepted != before).any(axis=(1, 2)))[0]})
     status = widget.correct.status.value
-    widget.annotate.layer.value.visible = True
-    viewer.layers[f"{image.name} predictions"].visible = True
-    shot("5_accepted")
-    widget.train.start.native.click()
-    pump(args.seconds + 300, until=training_done)
-    shot("6_trained_again")
+    note = next((m for m in said if m.startswith("Accepted")), "")
+    told = re.search(r"Accepted ([\d,]+) corrected pixel\(s\) in (\d+) slice", note)
+    shown = re.search(r"([\d,]+) pixel\(s\) in (\d+) slice\(s\) \(slice ([\d, …]+)\)", status)
+    agree = bool(told and shown and told.group(1) == shown.group(1)
+                 and told.group(2) == shown.group(2)
+                 and [int(s) for s in re.findall(r"\d+", shown.group(3))] == changed)
+    drive.check("status after Accept", agree,
+                f"notification '{note}'; status '{status}'; slices whose annotations "
+                f"changed {changed}")
+    drive.check("train after Accept", total > trained_before,
+                f"Accept and train: {trained_before} -> {total} iterations")
 
-    print("objects to review:", *listed, sep="\n  ")  # noqa: T201
-    print(f"first row shows its object (slice, selected label): {centred}")  # noqa: T201
-    print(f"split of a merged pair {found}: {split_ok}; the line accepted as "  # noqa: T201
-          f"background: {line_bg}")
-    print(f"merge of a cut nucleus {pair}: {merge_ok}; the gap accepted as foreground: "  # noqa: T201
-          f"{gap_fg}")
-    print(f"annotated pixels changed by Accept: {int((accepted != before).sum())}")  # noqa: T201
-    print(f"Correct status: {status}")  # noqa: T201
-    print(f"trained {widget.session.bundle.iterations} iterations in all")  # noqa: T201
-    print("screenshots: " + ", ".join(str(p) for p in shots))  # noqa: T201
-    viewer.close()
-    return 0 if centred and split_ok is not False and merge_ok is not False else 1
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("/tmp/session_review"))
+    parser.add_argument("--iterations", type=int, default=40, help="the first training")
+    parser.add_argument("--more", type=int, default=20, help="training after Accept")
+    args = parser.parse_args()
+    if not (DATA / "dsb2018").exists():
+        sys.exit(f"DSB 2018 data not found at {DATA / 'dsb2018'} (set NAPARI_UNET_DATA)")
+    import tifffile
+
+    truth = tifffile.imread(DATA / "dsb2018" / "fluo_labels.tif")
+    drive = Drive("napari-unet review session", args.out)
+    image = open_and_stroke(drive, truth)
+    total = drive.train(args.iterations)
+    drive.check("train", total >= args.iterations, f"{total} iterations")
+    drive.predict("stack", instances=True)
+    review_rows(drive, image)
+    # The strokes and class outlines are hidden for the pictures: the objects show alone.
+    drive.widget.session.annotations.visible = False
+    drive.viewer.layers[f"{image.name} predictions"].visible = False
+    split = split_one(drive, image, truth)
+    merge = merge_one(drive, image, truth, skip=None if split[0] is None else split[0][0])
+    drive.widget.session.annotations.visible = True
+    drive.viewer.layers[f"{image.name} predictions"].visible = True
+    accept(drive, image, split, merge, args.more)
+    drive.shot("accepted_and_trained", focus=drive.widget.correct.status)
+    return drive.finish()
 
 
 if __name__ == "__main__":

@@ -1,37 +1,57 @@
 """A session on a real z-stack through the workflow's own buttons, with screenshots.
 
     xvfb-run -a -s "-screen 0 1280x800x24" python scripts/session_volume.py [--out DIR]
+        [--iterations 30 --more 20]
 
 What a biologist does with the confocal ovule nuclei of ``../shared/data/3d`` in a
 1280x800 window: open the stack through the plugin's reader (*Open TIFF stack…* path)
 and read its voxel size in the Data panel, *Create annotations layer*, paint strokes on
-three slices, *Train* (``--seconds``) while the live preview follows the slice in view,
-*Predict* the whole volume with *Split into objects*, erase one wrong object on another
-slice (the fill bucket with label 0 on the predictions layer), *Accept corrections*,
-train again, *Save labels…* and open them again. A screenshot after each step, in the
-slice view and in the 3D view. It prints what each step showed and exits 1 when the
-voxel size, the strokes or the corrections were not kept.
+three slices, *Train* (``--iterations``, an iteration budget: the same on a busy machine)
+while the live preview follows the slice in view, *Predict* the whole volume with *Split
+into objects*, erase one wrong object on another slice (the fill bucket with label 0 on
+the predictions layer), *Accept corrections*, train ``--more`` iterations again, *Save
+labels…* and open them again. A screenshot after each step, in the slice view and in
+the 3D view. Prints what each step did and exits 1 when one did not do what it should.
 Needs ``../shared/data/3d`` (or NAPARI_UNET_DATA).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import re
 import sys
 from pathlib import Path
 
 import numpy as np
+from _drive import DATA, Drive, benchmark_helpers, paint
 from _events import pump
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("NAPARI_UNET_DATA", ROOT.parent / "shared" / "data"))
+
+def shot_3d(drive: Drive, name: str, image, shown: list, focus=None) -> Path:
+    """A screenshot of the 3D view of ``image`` and the layers ``shown``; the slice view
+    (and which layers are visible) comes back after it."""
+    viewer = drive.viewer
+    visible = {layer.name: layer.visible for layer in viewer.layers}
+    step = viewer.dims.current_step  # napari recentres the slider out of the 3D view
+    for layer in viewer.layers:
+        layer.visible = layer == image or layer in shown
+    viewer.dims.ndisplay = 3
+    viewer.reset_view()
+    viewer.camera.angles = (0.0, 30.0, 55.0)
+    path = drive.shot(f"{name}_3d", focus=focus)
+    viewer.dims.ndisplay = 2
+    viewer.dims.current_step = step
+    for layer in viewer.layers:
+        layer.visible = visible.get(layer.name, True)
+    viewer.reset_view()
+    return path
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("/tmp/session_volume"))
-    parser.add_argument("--seconds", type=float, default=40.0, help="each training run")
+    parser.add_argument("--iterations", type=int, default=30, help="the first training")
+    parser.add_argument("--more", type=int, default=20, help="training after Accept")
     parser.add_argument("--slices", type=int, nargs=3, default=[25, 50, 75],
                         help="the slices painted")
     parser.add_argument("--correct", type=int, default=40, help="the slice corrected")
@@ -42,109 +62,89 @@ def main() -> int:
     import tifffile
     from scipy import ndimage as ndi
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+    benchmark_helpers()
     from strokes import strokes
 
     from napari_unet import PLUGIN_NAME
-    from napari_unet._napari.workflow import WorkflowWidget
 
     truth = tifffile.imread(folder / "ovule_nuclei_a_labels.tif")
-    args.out.mkdir(parents=True, exist_ok=True)
-    # Autosaves go with the screenshots, never beside the data (nor restore an earlier run).
-    os.environ["NAPARI_UNET_AUTOSAVE_DIR"] = str(args.out / "autosave")
-    for old in (args.out / "autosave").glob("*.tif"):
-        old.unlink()
-    import napari
+    drive = Drive("napari-unet volume session", args.out)
+    widget, viewer = drive.widget, drive.viewer
+    session = widget.session
 
-    viewer = napari.Viewer(title="napari-unet volume session")
-    viewer.window._qt_window.resize(1280, 800)
-    widget = WorkflowWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="napari-unet", area="right")
-    shots: list[Path] = []
-
-    def shot(name: str, focus=None, three_d: list | None = None) -> Path:
-        """A 1280x800 screenshot of the window, the panel scrolled to ``focus``; with
-        ``three_d`` the 3D view of the image and those labels layers."""
-        if focus is not None:
-            widget.scroll.ensureWidgetVisible(focus.native, 0, 40)
-        visible = {layer.name: layer.visible for layer in viewer.layers}
-        step = viewer.dims.current_step  # napari recentres the slider out of the 3D view
-        if three_d is not None:
-            for layer in viewer.layers:
-                layer.visible = layer == image or layer in three_d
-            viewer.dims.ndisplay = 3
-            viewer.reset_view()
-            viewer.camera.angles = (0.0, 30.0, 55.0)
-        pump(0.8)
-        path = args.out / f"{len(shots) + 1:02d}_{name}{'_3d' if three_d else ''}.png"
-        viewer.screenshot(path=str(path), canvas_only=False)
-        if three_d is not None:
-            viewer.dims.ndisplay = 2
-            viewer.dims.current_step = step
-            for layer in viewer.layers:
-                layer.visible = visible.get(layer.name, True)
-            viewer.reset_view()
-        shots.append(path)
-        return path
-
-    def training_done() -> bool:
-        return not widget.session.training.running
-
-    report: list[str] = []
     # 1. Data: open the stack as a biologist would, and read its voxel size.
     image = widget.data.open_path(folder / "ovule_nuclei_a_image.tif")
-    assert image is not None, "the stack did not open"
+    if image is None:
+        drive.check("open", False, "the stack did not open")
+        return drive.finish()
     voxel = tuple(float(s) for s in image.scale)
-    report.append(f"opened {image.name}: {widget.data.info.value.splitlines()[0]}; voxel "
-                  f"size field '{widget.data.volume.voxel.value}' µm; "
-                  f"{widget.data.volume.runs.value}")
+    field = widget.data.volume.voxel.value
+    typed = tuple(float(v) for v in re.findall(r"[\d.]+(?:e-?\d+)?", field))
+    drive.check("voxel size", len(typed) == 3 and np.allclose(typed, voxel, rtol=1e-3)
+                and voxel != (1.0, 1.0, 1.0) and voxel[0] > voxel[1],
+                f"{widget.data.info.value.splitlines()[0]}; field '{field}' µm (layer scale "
+                f"{tuple(round(v, 4) for v in voxel)}); {widget.data.volume.runs.value}")
     viewer.dims.set_current_step(0, args.slices[1])
-    shot("opened", focus=widget.data.volume)
+    drive.shot("voxel_size", focus=widget.data.volume)
 
     # 2. Annotate: create the layer, strokes on three slices.
     widget.annotate.create.native.click()
-    annotations = widget.session.annotations
+    annotations = session.annotations
     rng = np.random.default_rng(0)
-    for z in args.slices:
-        ann = strokes(truth[z], rng)
-        yx = np.nonzero(ann)
-        annotations.data_setitem((np.full_like(yx[0], z), *yx), ann[yx])
+    painted = sum(paint(annotations, z, strokes(truth[z], rng)) for z in args.slices)
     widget.annotate.paint_class(2)
     pump(1.0)
     widget.annotate.update_counts()
-    report.append("counts: " + widget.annotate.counts.value.replace("\n", " | "))
-    shot("annotated", focus=widget.annotate.counts)
-    shot("annotated", focus=widget.annotate.counts, three_d=[annotations])
+    counts = widget.annotate.counts.value
+    held = sorted(int(z) for z in np.nonzero(np.asarray(annotations.data).any(axis=(1, 2)))[0])
+    drive.check("strokes", held == sorted(args.slices) and "3 of 100" in counts,
+                f"{painted} voxels on slices {held}; counts: {counts.replace(chr(10), ' | ')}")
+    drive.shot("strokes", focus=widget.annotate.counts)
+    shot_3d(drive, "strokes", image, [annotations], focus=widget.annotate.counts)
 
-    # 3. Train, and look at the live preview half way.
+    # 3. Train, and look at the live preview as it comes.
+    controller = session.training
+    previews: list[int] = []
+    controller.preview_updated.connect(previews.append)
     form = widget.train.form
-    form.budget.value, form.seconds.value = "seconds", args.seconds
+    form.budget.value, form.iterations.value = "iterations", args.iterations
     widget.train.start.native.click()
-    pump(args.seconds / 2 + 5)
-    shot("training_preview", focus=widget.train.form)
-    pump(args.seconds + 300, until=training_done)
-    report.append(f"trained: {widget.train.status.value}")
-    shot("trained", focus=widget.train.form)
+    # The preview half way through (the first ones come before the model learnt much).
+    bar = widget.train.progress
+    pump(3600, until=lambda: (bool(previews) and bar.value >= bar.max / 2)
+         or not controller.running)
+    if previews:
+        drive.shot("training_preview", focus=widget.train.form)
+        name = f"{image.name} predictions"
+        shown = np.asarray(viewer.layers[name].data[previews[-1]])
+        first = (f"slice {previews[0]}; at {bar.value / bar.max:.0%} of the budget "
+                 f"{int(np.count_nonzero(shown))} px of foreground on slice {previews[-1]}")
+    pump(3600, until=lambda: not controller.running)
+    total = int(session.bundle.iterations) if session.bundle is not None else 0
+    drive.check("train", total >= args.iterations and session.bundle.dims == 3,
+                f"{widget.train.status.value.splitlines()[0]}; a {session.bundle.dims}D model")
+    drive.check("live preview", bool(previews) and previews[0] == args.slices[1],
+                f"{len(previews)} preview(s) of the slice in view during training; the first "
+                + (first if previews else "never came"))
+    drive.shot("trained", focus=widget.train.form)
 
     # 4. Predict the whole volume, split into objects.
-    widget.predict.scope.value = "stack"
-    widget.predict.instances.value = True
-    widget.predict.run.native.click()
-    pump(600, until=lambda: widget.predict.worker is None)
+    drive.predict("stack", instances=True)
     predictions = viewer.layers[f"{image.name} predictions"]
-    objects_layer = next((layer for layer in viewer.layers
-                          if layer.name.startswith(image.name) and layer.name.endswith(" instances")),
-                         None)
-    report.append(f"predicted: {widget.predict.status.value}")
-    if objects_layer is not None:
-        objs = np.asarray(objects_layer.data)
-        spans = [np.ptp(np.nonzero(objs == k)[0]) + 1 for k in np.unique(objs) if k][:200]
-        report.append(f"objects layer '{objects_layer.name}': {len(np.unique(objs)) - 1} ids, "
-                      f"median {np.median(spans) if spans else 0:.0f} slices per id")
+    name = f"{image.name} instances"
+    objects_layer = next((lay for lay in viewer.layers if lay.name == name), None)
+    objs = None if objects_layer is None else np.asarray(objects_layer.data)
+    ids = [] if objs is None else [int(k) for k in np.unique(objs) if k]
+    spans = [int(np.ptp(np.nonzero(objs == k)[0])) + 1 for k in ids[:200]]
+    drive.check("predict with objects", len(ids) > 0 and np.median(spans) > 1,
+                f"{widget.predict.status.value} '{name}': {len(ids)} ids, a median "
+                f"{np.median(spans) if spans else 0:.0f} slices per id (true: "
+                f"{len(np.unique(truth)) - 1} nuclei)")
     z = args.correct
     viewer.dims.set_current_step(0, z)
-    shot("predicted", focus=widget.predict.status)
-    shot("predicted", focus=widget.predict.status, three_d=[objects_layer])
+    drive.shot("objects", focus=widget.predict.status)
+    if objects_layer is not None:
+        shot_3d(drive, "objects", image, [objects_layer], focus=widget.predict.status)
 
     # 5. Correct one object on another slice: erase a false one (or the smallest).
     made = np.asarray(predictions.data[z]).copy()
@@ -152,13 +152,16 @@ def main() -> int:
     sizes = np.bincount(regions.ravel())
     false = sorted((k for k in range(1, n + 1) if sizes[k] > 20
                     and np.mean(truth[z][regions == k] > 0) < 0.2), key=lambda k: -sizes[k])
+    if n == 0:
+        drive.check("correct", False, f"nothing predicted on slice {z} to correct")
+        return drive.finish()
     k = false[0] if false else 1 + int(np.argmin(np.where(sizes[1:] > 20, sizes[1:],
                                                           sizes.max() + 1)))
     mask = regions == k
     ys, xs = np.nonzero(mask)
     predictions.fill((z, int(ys[0]), int(xs[0])), 0)
     viewer.layers.selection.active = predictions
-    shot("corrected", focus=widget.correct.accept)
+    drive.shot("corrected", focus=widget.correct.accept)
     before = np.asarray(annotations.data).copy()
     widget.correct.accept.native.click()
     pump(0.5)
@@ -166,37 +169,38 @@ def main() -> int:
     changed = accepted != before
     erased_ok = bool((accepted[z][mask] == 1).all())
     only_edit = not changed[z][~mask].any() and not np.delete(changed, z, 0).any()
-    report.append(f"corrected slice {z}: erased a {'false' if false else 'true (smallest)'} "
-                  f"object of {int(mask.sum())} px; annotated as background: {erased_ok}; "
-                  f"nothing else changed: {only_edit}; {widget.correct.status.value}")
+    status = widget.correct.status.value
+    drive.check("correct", erased_ok and only_edit and f"(slice {z})" in status,
+                f"slice {z}: erased a {'false' if false else 'true (the smallest)'} object "
+                f"of {int(mask.sum())} px; annotated as background: {erased_ok}; nothing "
+                f"else changed: {only_edit}; status '{status}'")
 
     # 6. Train again from the current weights, predict again.
-    widget.train.start.native.click()
-    pump(args.seconds + 300, until=training_done)
-    widget.predict.run.native.click()
-    pump(600, until=lambda: widget.predict.worker is None)
+    again = drive.train(args.more)
+    drive.check("train again", again >= total + args.more, f"{total} -> {again} iterations")
+    drive.predict("stack", instances=True)
     back = float(np.mean(np.asarray(predictions.data[z])[mask] > 0))
-    report.append(f"retrained: {widget.train.status.value}; the erased object is "
-                  f"{back:.0%} foreground again")
-    shot("retrained", focus=widget.correct.status)
+    drive.check("predict again", widget.predict.status.value.startswith("Predicted"),
+                f"{widget.predict.status.value} The erased object is {back:.0%} "
+                "foreground again")
+    drive.shot("retrained", focus=widget.correct.status)
 
     # 7. Save the labels, open them again, compare the voxel size.
     out = args.out / "ovule_nuclei_a_labels_predicted.tif"
+    out.unlink(missing_ok=True)
     saved = widget.predict.save_labels(out)
+    written = np.asarray(viewer.layers[name].data)
     reopened = viewer.open(str(out), plugin=PLUGIN_NAME)[0]
-    same = tuple(float(s) for s in reopened.scale) == voxel
-    report.append(f"saved {out} ({saved}); reopened as '{reopened.name}' with voxel size "
-                  f"{tuple(round(float(s), 4) for s in reopened.scale)}: same as the image: "
-                  f"{same}")
+    same = np.allclose(tuple(float(s) for s in reopened.scale), voxel, rtol=1e-6)
+    drive.check("save and reopen", saved and same and reopened._type_string == "labels"
+                and np.array_equal(np.asarray(reopened.data), written),
+                f"saved {out.name}; reopened as {reopened._type_string} '{reopened.name}' "
+                f"with voxel size {tuple(round(float(s), 4) for s in reopened.scale)}, the "
+                f"objects as saved")
     widget.data.image.value = image
-    shot("reopened", focus=widget.data.volume)
-    shot("reopened", focus=widget.data.volume, three_d=[reopened])
-
-    for line in report:
-        print(line)  # noqa: T201
-    print("screenshots: " + ", ".join(str(p) for p in shots))  # noqa: T201
-    viewer.close()
-    return 0 if saved and same and erased_ok and only_edit else 1
+    drive.shot("reopened", focus=widget.data.volume)
+    shot_3d(drive, "reopened", image, [reopened], focus=widget.data.volume)
+    return drive.finish()
 
 
 if __name__ == "__main__":

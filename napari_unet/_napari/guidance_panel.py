@@ -28,9 +28,6 @@ MARK_COLOR, MARK_WIDTH = "#ffd700", 3
 #: How the uncertainty layer looks: over the image without hiding it.
 UNCERTAINTY_STYLE = dict(colormap="magma", blending="additive", opacity=0.5,
                          contrast_limits=(0.0, 1.0))
-#: Regions ranked on each press (those already shown are skipped).
-RANKED = 50
-
 
 def uncertainty_name(image) -> str:
     return f"{image.name} uncertainty"
@@ -45,7 +42,7 @@ class Guidance:
         self.show = False
         self._uncertainty: dict[str, np.ndarray] = {}  # by the image layer's unique id
         self._trained_on: dict[str, np.ndarray] = {}  # annotations at the last training
-        self.shown: list[tuple[int, ...]] = []  # starts of the regions shown since then
+        self.shown: list = []  # the regions shown since then (core.predict.guidance.Region)
         session.busy_changed.connect(self._on_busy)
         session.image_changed.connect(self._on_image)
 
@@ -140,23 +137,26 @@ class Guidance:
         return (int(size),) * min(2, ndim)
 
     def next_region(self, image, annotations: np.ndarray):
-        """The best region not shown yet (the best again when all were), or ``None``
-        when no window has unannotated uncertainty left."""
+        """The best region that overlaps none shown since the last training (when none
+        is left, the best again: the round starts over), or ``None`` when no window has
+        unannotated uncertainty left."""
         from napari_unet.core.predict.guidance import next_regions
 
         u = self.uncertainty(image)
         if u is None:
             return None
-        regions = next_regions(u, annotations, self.window(u.ndim), n=RANKED,
-                               exclude=self.changed(image, annotations))
+        window, changed = self.window(u.ndim), self.changed(image, annotations)
+        seen = np.zeros(u.shape, bool)
+        for region in self.shown:  # the strokes painted there moved the ranking: the
+            seen[region.slices] = True  # windows overlapping it would come next
+        regions = next_regions(u, annotations, window, n=1, exclude=changed | seen)
+        if not regions and self.shown:  # every region was shown: round again
+            self.shown.clear()
+            regions = next_regions(u, annotations, window, n=1, exclude=changed)
         if not regions:
             return None
-        fresh = [r for r in regions if r.start not in self.shown]
-        if not fresh:  # every one was shown: round again
-            self.shown.clear()
-            fresh = regions
-        self.shown.append(fresh[0].start)
-        return fresh[0]
+        self.shown.append(regions[0])
+        return regions[0]
 
 
 def guidance_for(session: Session) -> Guidance:

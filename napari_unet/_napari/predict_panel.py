@@ -56,7 +56,7 @@ from .layers import (
     write_predictions,
 )
 from .predict_save import default_labels_path, save_predictions
-from .state import Session, session_for
+from .state import Session, prediction_source, session_for
 from .training import controller_for, error_message
 from .volume_jobs import volume_request
 
@@ -180,8 +180,10 @@ class PredictPanel(Container):
             return None
         if run.route is Route.SLICES:
             return self._predict_lazy(image, run, z)
+        # With objects, the probabilities are kept for the list of objects to review.
         request = PredictRequest(
-            image=run.image, bundle=bundle, probabilities=run.keeps_probabilities,
+            image=run.image, bundle=bundle,
+            probabilities=run.keeps_probabilities or run.options.instances,
             instances=run.options.instances, min_size=run.options.min_size,
             device=run.device, foreground_threshold=run.options.foreground_threshold,
             rescale=run.options.rescale, shape=shape if z is None else shape[1:],
@@ -198,7 +200,8 @@ class PredictPanel(Container):
                                progress=self._relay.progressed.emit,
                                should_stop=self._cancel.is_set, _start_thread=False,
                                _ignore_errors=True)
-        worker.returned.connect(lambda result: self._apply(image, z, result))
+        source, layer = prediction_source(self.session, bundle), run.keeps_probabilities
+        worker.returned.connect(lambda result: self._apply(image, z, result, source, layer))
         worker.errored.connect(lambda exc: show_error(error_message(exc, "Prediction")))
         worker.finished.connect(self._on_finished)
         self.worker = worker
@@ -343,14 +346,21 @@ class PredictPanel(Container):
         self._cancel.set()  # the predictor stops before its next slice
         self._done.wait(5.0)
 
-    def _apply(self, image, z: int | None, result) -> None:
+    def _apply(self, image, z: int | None, result, source: tuple | None = None,
+               show_probabilities: bool = True) -> None:
+        """Write a prediction of ``image`` (slice ``z`` or all of it) into its layers;
+        keep its probabilities, made by ``source``, for the objects to review (before the
+        instances layer changes: that lists them)."""
         if self._closed or image not in self._viewer.layers:
             return
         classes = self.session.classes
         write_predictions(self._viewer, image, result.labels, classes, z)
-        self.session.marks(image).record(result.labels, z)
+        marks = self.session.marks(image)
+        marks.record(result.labels, z)
         guidance_for(self.session).update(image, z, result.uncertainty)
-        if result.probabilities is not None:
+        if result.probabilities is not None and result.instances is not None and source:
+            marks.keep(source, result.probabilities, z)
+        if result.probabilities is not None and show_probabilities:
             fg = 1.0 - result.probabilities[..., 0, :, :]
             if z is not None:
                 full = np.zeros(image_shape(image), np.float32)

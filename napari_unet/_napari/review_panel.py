@@ -2,7 +2,8 @@
 
 A part of the Correct step. When the instances layer of the chosen image changes (a
 prediction with *Split into objects*), a worker computes the class probabilities of the
-predicted slices with the current model and ranks the objects by their confidence
+predicted slices with the current model (or takes those *Predict* kept, when the same
+model made them) and ranks the objects by their confidence
 (:mod:`napari_unet.core.predict.confidence`); the list shows the least certain first.
 Clicking a row moves the view to the object's slice, centres and zooms on it and selects
 it in the instances layer. Split and merge (:mod:`.object_tools`) sit below the list.
@@ -29,7 +30,7 @@ from .combos import row, status_label
 from .jobs import PredictRequest, bundle_with_weights
 from .layers import image_shape
 from .object_tools import ObjectTools, instances_layer, instances_name
-from .state import Session, session_for
+from .state import Session, prediction_source, session_for
 from .training import controller_for, error_message
 
 #: How many objects the list shows.
@@ -40,23 +41,27 @@ VIEW_FRACTION = 0.2
 MIN_EXTENT = 30
 
 
-def review_job(request: PredictRequest, instances: np.ndarray, slices: list[int] | None,
+def review_job(request: PredictRequest | None, instances: np.ndarray, slices: list[int] | None,
                count: int, done: threading.Event, should_stop=None,
-               how: str = DEFAULT_CONFIDENCE) -> list[ObjectToReview]:
-    """In the worker: the class probabilities of the predicted slices, then the ``count``
-    least certain objects of ``instances`` (a 2D image, or a stack with ids per slice);
-    ``should_stop()`` is asked before each slice; ``done`` is set at the end."""
+               how: str = DEFAULT_CONFIDENCE, probabilities=None,
+               threshold: float | None = None) -> list[ObjectToReview]:
+    """In the worker: the ``count`` least certain objects of ``instances`` (a 2D image,
+    or a stack with ids per slice), from ``probabilities`` when given (those Predict
+    kept: (C, Y, X), or per slice), else from those ``request`` predicts; ``should_stop()``
+    is asked before each slice; ``done`` is set at the end."""
     from napari_unet.core.predict.confidence import objects_to_review, stack_to_review
 
     from .jobs import predict_job
 
     try:
-        probabilities = predict_job(request, should_stop=should_stop).probabilities
+        if probabilities is None:
+            probabilities = predict_job(request, should_stop=should_stop).probabilities
         if should_stop is not None and should_stop():
             return []
     finally:
         done.set()
-    threshold = request.foreground_threshold
+    if threshold is None:
+        threshold = request.foreground_threshold
     if slices is None:
         return objects_to_review(instances, probabilities, count=count, how=how,
                                  threshold=threshold)
@@ -140,21 +145,29 @@ class ReviewPanel(Container):
             z for z in marks.predicted if np.asarray(layer.data[z]).any())
         if slices is not None and not slices:
             return None
-        try:
-            data = image_input(self.session)
-        except NapariUnetError as exc:
-            show_error(f"Cannot list the objects: {exc}")
-            return None
-        request = PredictRequest(
-            image=data, bundle=bundle, slices=slices,
-            probabilities=True, device=controller_for(self.session).device,
-            foreground_threshold=self.session.foreground_threshold,
-            rescale=self.session.rescale, shape=shape)
+        # The probabilities Predict kept, when this model made them for these slices.
+        kept = marks.kept(prediction_source(self.session, bundle),
+                          [0] if slices is None else slices)
+        request = None
+        if kept is None:
+            try:
+                data = image_input(self.session)
+            except NapariUnetError as exc:
+                show_error(f"Cannot list the objects: {exc}")
+                return None
+            request = PredictRequest(
+                image=data, bundle=bundle, slices=slices,
+                probabilities=True, device=controller_for(self.session).device,
+                foreground_threshold=self.session.foreground_threshold,
+                rescale=self.session.rescale, shape=shape)
+        elif slices is None:
+            kept = kept[0]
         instances = np.asarray(layer.data).copy()
         self._done = threading.Event()
         worker = create_worker(review_job, request, instances, slices, REVIEW_COUNT,
-                               self._done, self._cancel.is_set, _start_thread=False,
-                               _ignore_errors=True)
+                               self._done, self._cancel.is_set, probabilities=kept,
+                               threshold=self.session.foreground_threshold,
+                               _start_thread=False, _ignore_errors=True)
         worker.returned.connect(lambda items: self._show(image, items))
         worker.errored.connect(lambda exc: show_error(error_message(exc, "Ranking objects")))
         worker.finished.connect(self._finished)

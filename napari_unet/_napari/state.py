@@ -53,6 +53,9 @@ class SliceMarks:
     ``correction_weights`` holds, per slice, loss weights above the corrections' own
     (the border weights of split and merged objects); ``pending`` the annotations and
     weights of split and merged objects not accepted yet (see ``review_panel``).
+    ``probabilities`` keeps, per slice, the class probabilities (C, Y, X) of the latest
+    *Predict* with objects and ``probabilities_of`` what made them (:meth:`keep`): the
+    list of objects to review ranks from them instead of predicting again.
     """
 
     predicted: set[int] = field(default_factory=set)
@@ -60,6 +63,8 @@ class SliceMarks:
     corrected_pixels: dict[int, np.ndarray] = field(default_factory=dict)
     correction_weights: dict[int, np.ndarray] = field(default_factory=dict)
     pending: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    probabilities: dict[int, np.ndarray] = field(default_factory=dict)
+    probabilities_of: tuple | None = None
 
     def record(self, labels: np.ndarray, z: int | None) -> None:
         """Remember a prediction as made: one slice ``z``, or a whole 2D image or stack."""
@@ -72,6 +77,28 @@ class SliceMarks:
         for k, data in slices.items():
             self.predicted.add(k)
             self.made[k] = np.array(data, copy=True)
+
+    def keep(self, source: tuple, probabilities: np.ndarray, z: int | None) -> None:
+        """Keep the class probabilities of a prediction made by ``source`` (see
+        :func:`prediction_source`): one slice ``z`` (C, Y, X), a 2D image (C, Y, X) or a
+        stack (Z, C, Y, X). Those of another source are dropped."""
+        if not same_source(self.probabilities_of, source):
+            self.probabilities = {}
+            self.probabilities_of = source
+        if z is not None:
+            self.probabilities[z] = probabilities
+        elif probabilities.ndim == 3:
+            self.probabilities[0] = probabilities
+        else:
+            self.probabilities.update(enumerate(probabilities))
+
+    def kept(self, source: tuple, slices) -> dict[int, np.ndarray] | None:
+        """The probabilities of ``slices`` kept from a prediction by ``source`` (``None``
+        unless every one of them was)."""
+        if not same_source(self.probabilities_of, source) or any(
+                z not in self.probabilities for z in slices):
+            return None
+        return {z: self.probabilities[z] for z in slices}
 
     def accept(self, z: int, edited: np.ndarray, weights: np.ndarray | None = None) -> None:
         """Record the pixels ``edited`` of slice ``z`` as accepted corrections (and their
@@ -98,6 +125,19 @@ class SliceMarks:
         listed = ", ".join(str(z) for z in slices[:8]) + (", …" if len(slices) > 8 else "")
         return (f"Corrected so far: {pixels:,} pixel(s) in {len(slices)} slice(s) "
                 f"(slice {listed}).")
+
+
+def prediction_source(session: Session, bundle) -> tuple:
+    """What a prediction of the session's image depends on besides the image: the model
+    (the object itself: a copy of a training's weights is another), the image size
+    choice and the channels read."""
+    return (bundle, session.rescale, tuple(layer.unique_id for layer in session.channel_layers),
+            session.channel_indices)
+
+
+def same_source(a: tuple | None, b: tuple | None) -> bool:
+    """Whether two :func:`prediction_source` are the same (the models by identity)."""
+    return a is not None and b is not None and a[0] is b[0] and a[1:] == b[1:]
 
 
 class Session:

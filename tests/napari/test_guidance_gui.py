@@ -125,3 +125,27 @@ def test_live_preview_brings_the_uncertainty(annotated_workflow, run_worker, qtb
     region = widget.annotate.where_next.go()
     assert region is not None and region.start[0] == 0  # the slice the preview predicted
     assert viewer.layers["nuclei uncertainty"] == layer
+
+
+def _overlap(a, b) -> bool:
+    return all(x0 < y1 and y0 < x1 for x0, x1, y0, y1 in zip(a.start, a.stop, b.start, b.stop))
+
+
+def test_where_next_regions_shown_never_overlap_after_strokes_in_them(
+        annotated_workflow, run_worker):
+    """A stroke in the region shown changes the ranking: the next presses go to regions
+    that overlap none shown since the last training, not to the windows beside the
+    stroke."""
+    viewer, widget = annotated_workflow
+    _predict_stack(widget, run_worker)
+    button = widget.annotate.where_next
+    annotations = viewer.layers["nuclei annotations"]
+    shown = []
+    for _ in range(4):
+        region = button.go()
+        assert region is not None
+        assert not any(_overlap(region, other) for other in shown)
+        shown.append(region)
+        z, y, x = (int(round(c)) for c in region.centre)
+        annotations.data[z, y - 1 : y + 2, x - 1 : x + 2] = 2  # a small stroke in it
+        annotations.refresh()

@@ -151,3 +151,42 @@ def test_split_and_merge_become_annotations(reviewed, qtbot, notifications):
     assert f"Accepted {accepted:,} corrected pixel(s) in 1 slice(s)" in said
     assert widget.correct.status.value == (
         f"Corrected so far: {accepted:,} pixel(s) in 1 slice(s) (slice 0).")
+
+
+def test_list_ranks_from_the_probabilities_predict_kept(annotated_workflow, qtbot, run_worker):
+    """Predict with objects keeps its probabilities (even with no probability layer) and
+    the list ranks from them; another model's list predicts again."""
+    from dataclasses import replace
+
+    viewer, widget = annotated_workflow
+    session, review = widget.session, widget.correct.review
+    run_worker(widget.train.start_training())
+    widget.predict.scope.value = "slice"
+    widget.predict.instances.value = True
+    widget.predict.run.native.click()
+    run_worker(widget.predict.worker)
+    qtbot.waitUntil(lambda: review.worker is None and bool(review.items), timeout=60_000)
+    assert "nuclei probability" not in viewer.layers  # not asked for
+    marks = session.marks(viewer.layers["nuclei"])
+    kept = marks.probabilities[0]
+    labels = np.asarray(viewer.layers["nuclei instances"].data[0])
+    assert kept.shape == (2, *labels.shape)
+    confidence = object_confidence(labels, kept)
+    assert len(confidence) >= 2
+    assert [item.id for item in review.items] == sorted(
+        confidence, key=lambda i: (confidence[i], i))[: len(review.items)]
+
+    # Make the surest object's kept probabilities a coin toss: listed again, it is first.
+    surest = max(confidence, key=confidence.get)
+    kept[:, labels == surest] = 0.5
+    review.relist.native.click()
+    run_worker(review.worker)
+    assert review.items[0].id == surest and review.items[0].confidence < 1e-6
+
+    # Another model (the same weights in a new bundle): its own probabilities, not those.
+    session.set_model(replace(session.bundle))
+    review.relist.native.click()
+    run_worker(review.worker)
+    assert review.items[0].id != surest
+    np.testing.assert_allclose([item.confidence for item in review.items],
+                               [confidence[item.id] for item in review.items], atol=1e-4)
