@@ -115,7 +115,7 @@ class VolumePredictor:
     #: percentiles.
     stats: tuple[float, float] | None = None
 
-    def volume_stats(self, volume) -> list[tuple[float, float] | None]:
+    def volume_stats(self, volume) -> list[tuple[float, float] | None] | None:
         """:func:`volume_stats` with the model's normalisation."""
         return volume_stats(self.bundle.normalisation, volume)
 
@@ -126,7 +126,7 @@ class VolumePredictor:
         volume = np.asarray(volume)
         if stats is None and self.stats is not None and volume.ndim == 3:
             stats = [self.stats]
-        if stats is not None:
+        if stats is not None and not self.bundle.normalisation.per_slice:
             norm = self.bundle.normalisation
             if volume.ndim == 3:
                 return norm.normalise(volume, stats[0])[None]
@@ -252,13 +252,15 @@ class VolumePredictor:
         return Prediction(self.labels(probs), np.ascontiguousarray(probs), None)
 
 
-def volume_stats(normalisation, volume) -> list[tuple[float, float] | None]:
+def volume_stats(normalisation, volume) -> list[tuple[float, float] | None] | None:
     """Per channel, the (offset, scale) that normalise the whole ``volume`` (Z, Y, X)
     or (Z, C, Y, X), numpy or lazy (dask, zarr: from a sample of its chunks), as
-    ``normalisation`` (a volume's, not per slice) does: what the live preview computes
-    once per volume and gives :meth:`VolumePredictor.slab` at every call."""
+    ``normalisation`` does: what the live preview computes once per volume and gives
+    :meth:`VolumePredictor.slab` at every call. None for a normalisation per slice."""
     from napari_unet.core.normalise import sample_chunks
 
+    if normalisation.per_slice:  # each slice by its own: a slab is normalised as in the volume
+        return None
     shape = np.shape(volume)
     channels = [volume] if len(shape) == 3 else [volume[:, c] for c in range(shape[1])]
     return [normalisation.stats(c) if isinstance(c, np.ndarray)

@@ -142,7 +142,7 @@ def test_3d_flips_folded_into_the_deformation_stay_paired_and_exact():
     gen = torch.Generator().manual_seed(0)
     images = torch.randn(6, 1, 4, 8, 8, generator=gen)
     labels = torch.randint(0, 4, (6, 4, 8, 8), generator=gen)
-    aug = VolumeAugmenter(AugmentConfig(elastic_sigma=1e-4, elastic_grid=4, intensity=0.0,
+    aug = VolumeAugmenter(AugmentConfig(elastic_sigma=1e-6, elastic_grid=4, intensity=0.0,
                                         noise=0.0), seed=3)
     out_images, out_labels, _ = aug(images, labels)
     seen = set()
@@ -156,7 +156,7 @@ def test_3d_flips_folded_into_the_deformation_stay_paired_and_exact():
                 lab, img = lab.transpose(1, 2), img.transpose(1, 2)
             if torch.equal(lab, out_labels[b]):
                 found = (fx, fy, fz, tr)
-                torch.testing.assert_close(out_images[b, 0], img, atol=1e-3, rtol=0)
+                torch.testing.assert_close(out_images[b, 0], img, atol=1e-4, rtol=0)
                 break
         assert found is not None
         seen.add(found)
