@@ -124,9 +124,11 @@ class VolumePredictor:
         per channel as :meth:`volume_stats` gives them, instead of the percentiles of
         ``volume``)."""
         volume = np.asarray(volume)
+        if self.bundle.normalisation.per_slice:  # a slab's slices are the volume's
+            stats = None
         if stats is None and self.stats is not None and volume.ndim == 3:
-            stats = [self.stats]
-        if stats is not None and not self.bundle.normalisation.per_slice:
+            stats = [self.stats]  # the blocks of a volume larger than memory
+        if stats is not None:
             norm = self.bundle.normalisation
             if volume.ndim == 3:
                 return norm.normalise(volume, stats[0])[None]
