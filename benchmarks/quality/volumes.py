@@ -264,13 +264,6 @@ def speed_rows(smoke: bool, shape=(32, 256, 256)) -> list[list]:
     rows.append(["3D augmentation s/batch (torch on CPU vs scipy)", f"{t_ours:.3f}",
                  f"{t_scipy:.3f}", f"{t_scipy / t_ours:.1f}x (target >= 10x)"])
 
-    side = 96 if smoke else 256
-    vol2 = rng.normal(100, 10, (40, side, side)).astype(np.float32)
-    tiled.slab(vol2, 20)
-    t0 = time.perf_counter()
-    tiled.slab(vol2, 20)
-    rows.append([f"slab preview of {side}x{side} slices, s", f"{time.perf_counter() - t0:.2f}",
-                 "", ""])
     return rows
 
 

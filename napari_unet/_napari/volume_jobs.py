@@ -60,7 +60,7 @@ def slab_range(bundle, n: int, z: int, voxel_size=None) -> tuple[int, int]:
     return core_slab_range(bundle, n, z, None if factors is None else factors[0])
 
 
-def preview_stats(session, image, source, bundle) -> tuple:
+def preview_stats(session, image, source, bundle) -> tuple | None:
     """The normalisation of the whole volume ``source`` (the data of ``image``, or its
     chosen channels) for the slab preview, computed once per volume and kept in the
     session: the next previews of the same data reuse it."""
@@ -69,7 +69,8 @@ def preview_stats(session, image, source, bundle) -> tuple:
     key = (image.unique_id, id(image.data), tuple(np.shape(source)), bundle.normalisation,
            session.channel_indices, tuple(layer.unique_id for layer in session.channel_layers))
     if session.preview_stats[0] != key:
-        session.preview_stats = (key, tuple(volume_stats(bundle.normalisation, source)))
+        stats = volume_stats(bundle.normalisation, source)
+        session.preview_stats = (key, None if stats is None else tuple(stats))
     return session.preview_stats[1]
 
 

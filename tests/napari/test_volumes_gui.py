@@ -183,6 +183,15 @@ def test_train_predict_correct_and_save_a_volume_through_the_panels(
     run_worker(controller.preview_worker, timeout=120_000)
     assert session.marks(image).predicted == {7}
     assert viewer.layers[f"{image.name} predictions"].data[7].shape == (64, 64)
+    # The preview normalised its slab as the whole volume, computed once for the volume.
+    from napari_unet._napari.volume_jobs import preview_request
+    from napari_unet.core.predict.volume import volume_stats
+
+    key, stats = session.preview_stats
+    assert key is not None
+    assert list(stats) == volume_stats(session.bundle.normalisation, np.asarray(image.data))
+    again = preview_request(session, session.bundle, 3, "cpu")
+    assert again.stats is stats and 0 < len(again.image) < len(image.data)
 
     widget.predict.scope.value = "stack"
     widget.predict.instances.value = True

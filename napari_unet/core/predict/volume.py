@@ -115,7 +115,7 @@ class VolumePredictor:
     #: percentiles.
     stats: tuple[float, float] | None = None
 
-    def volume_stats(self, volume) -> list[tuple[float, float] | None]:
+    def volume_stats(self, volume) -> list[tuple[float, float] | None] | None:
         """:func:`volume_stats` with the model's normalisation."""
         return volume_stats(self.bundle.normalisation, volume)
 
@@ -124,8 +124,10 @@ class VolumePredictor:
         per channel as :meth:`volume_stats` gives them, instead of the percentiles of
         ``volume``)."""
         volume = np.asarray(volume)
+        if self.bundle.normalisation.per_slice:  # a slab's slices are the volume's
+            stats = None
         if stats is None and self.stats is not None and volume.ndim == 3:
-            stats = [self.stats]
+            stats = [self.stats]  # the blocks of a volume larger than memory
         if stats is not None:
             norm = self.bundle.normalisation
             if volume.ndim == 3:
@@ -252,13 +254,15 @@ class VolumePredictor:
         return Prediction(self.labels(probs), np.ascontiguousarray(probs), None)
 
 
-def volume_stats(normalisation, volume) -> list[tuple[float, float] | None]:
+def volume_stats(normalisation, volume) -> list[tuple[float, float] | None] | None:
     """Per channel, the (offset, scale) that normalise the whole ``volume`` (Z, Y, X)
     or (Z, C, Y, X), numpy or lazy (dask, zarr: from a sample of its chunks), as
-    ``normalisation`` (a volume's, not per slice) does: what the live preview computes
-    once per volume and gives :meth:`VolumePredictor.slab` at every call."""
+    ``normalisation`` does: what the live preview computes once per volume and gives
+    :meth:`VolumePredictor.slab` at every call. None for a normalisation per slice."""
     from napari_unet.core.normalise import sample_chunks
 
+    if normalisation.per_slice:  # each slice by its own: a slab is normalised as in the volume
+        return None
     shape = np.shape(volume)
     channels = [volume] if len(shape) == 3 else [volume[:, c] for c in range(shape[1])]
     return [normalisation.stats(c) if isinstance(c, np.ndarray)

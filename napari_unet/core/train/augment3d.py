@@ -1,13 +1,14 @@
 """Batched, seeded, paired augmentation of 3D patches on the training device.
 
 Per sample: flips along x, y and z and a transposition of x and y (when the patch is
-square in xy: with the flips, the eight rotations and reflections of the xy plane), as
-exact index operations; then the elastic deformation of :mod:`.augment` in 3D: random
-displacements on a coarse grid (``elastic_grid`` pixels apart in xy, as far in
-micrometres along z), trilinearly interpolated to a dense field, z displacements
-divided by the anisotropy so that they are as large in micrometres as those in xy. One
-``grid_sample`` moves image and labels with the same field: trilinear for the image,
-nearest for the labels (label values stay exactly the set they were) and the weights.
+square in xy: with the flips, the eight rotations and reflections of the xy plane);
+then the elastic deformation of :mod:`.augment` in 3D: random displacements on a
+coarse grid (``elastic_grid`` pixels apart in xy, as far in micrometres along z),
+trilinearly interpolated to a dense field, z displacements divided by the anisotropy
+so that they are as large in micrometres as those in xy. The flips and the identity
+are folded into the coarse grid, so one ``grid_sample`` moves the image (trilinear) and
+one moves labels and weights together (nearest: label values stay exactly the set they
+were); without the deformation the flips are exact index operations.
 Intensity jitter touches the image only, as in 2D.
 """
 
@@ -22,10 +23,15 @@ from napari_unet.core.train.augment import Augmenter
 
 def elastic_grid_3d(batch: int, shape: tuple[int, int, int], sigma: float, grid: int,
                     anisotropy: float, generator: torch.Generator,
-                    device: torch.device | str = "cpu") -> torch.Tensor:
+                    device: torch.device | str = "cpu",
+                    flips: list[list[bool]] | None = None) -> torch.Tensor:
     """A sampling grid (B, Z, Y, X, 3) as (x, y, z) in ``grid_sample``'s units: the
     identity plus a smooth random field of ``sigma`` pixels (xy; z: ``sigma /
-    anisotropy`` slices)."""
+    anisotropy`` slices), after the flips per sample ``(x, y, z, transpose)`` when
+    given (the flips of :meth:`VolumeAugmenter.flip`, folded into the one sampling).
+
+    The identity and the flips are applied to the coarse grid: trilinear interpolation
+    (corners aligned) carries a linear map exactly, so no dense identity is built."""
     d, h, w = shape
     gz = max(2, round(d * anisotropy / grid) + 1)
     gy = max(2, round(h / grid) + 1)
@@ -34,13 +40,17 @@ def elastic_grid_3d(batch: int, shape: tuple[int, int, int], sigma: float, grid:
     coarse[:, 0] *= sigma * 2.0 / max(w - 1, 1)
     coarse[:, 1] *= sigma * 2.0 / max(h - 1, 1)
     coarse[:, 2] *= sigma / anisotropy * 2.0 / max(d - 1, 1)
+    coarse[:, 0] += torch.linspace(-1, 1, gx, device=device)
+    coarse[:, 1] += torch.linspace(-1, 1, gy, device=device)[:, None]
+    coarse[:, 2] += torch.linspace(-1, 1, gz, device=device)[:, None, None]
+    for i, (fx, fy, fz, tr) in enumerate(flips or []):
+        if tr and h == w:  # the transposed sample at (x, y) is the sample at (y, x)
+            coarse[i, :2] = coarse[i, [1, 0]].clone()
+        for axis, flag in enumerate((fx, fy, fz)):
+            if flag:
+                coarse[i, axis] *= -1
     field = F.interpolate(coarse, size=(d, h, w), mode="trilinear", align_corners=True)
-    zs = torch.linspace(-1, 1, d, device=device)
-    ys = torch.linspace(-1, 1, h, device=device)
-    xs = torch.linspace(-1, 1, w, device=device)
-    gz_, gy_, gx_ = torch.meshgrid(zs, ys, xs, indexing="ij")
-    base = torch.stack([gx_, gy_, gz_], dim=-1)
-    return base + field.permute(0, 2, 3, 4, 1)
+    return field.permute(0, 2, 3, 4, 1)
 
 
 def warp_3d(images: torch.Tensor, labels: torch.Tensor, grid: torch.Tensor,
@@ -48,13 +58,14 @@ def warp_3d(images: torch.Tensor, labels: torch.Tensor, grid: torch.Tensor,
     """Images (B, C, Z, Y, X) trilinearly, labels (B, Z, Y, X) and weights by nearest."""
     out_img = F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection",
                             align_corners=True)
-    out_lab = F.grid_sample(labels.unsqueeze(1).to(grid.dtype), grid, mode="nearest",
-                            padding_mode="reflection", align_corners=True)
-    out_lab = out_lab.squeeze(1).to(labels.dtype)
-    out_w = None
+    # labels and weights by one nearest-neighbour sampling, as two channels
+    nearest = labels.unsqueeze(1).to(grid.dtype)
     if weights is not None:
-        out_w = F.grid_sample(weights.unsqueeze(1), grid, mode="nearest",
-                              padding_mode="reflection", align_corners=True).squeeze(1)
+        nearest = torch.cat([nearest, weights.unsqueeze(1).to(grid.dtype)], dim=1)
+    moved = F.grid_sample(nearest, grid, mode="nearest", padding_mode="reflection",
+                          align_corners=True)
+    out_lab = moved[:, 0].to(labels.dtype)
+    out_w = moved[:, 1].to(weights.dtype) if weights is not None else None
     return out_img, out_lab, out_w
 
 
@@ -70,11 +81,15 @@ class VolumeAugmenter(Augmenter):
     def _coin(self, n: int) -> torch.Tensor:
         return torch.rand(n, generator=self.generator, device=self.device) < 0.5
 
+    def flip_draws(self, batch: int) -> list[list[bool]]:
+        """Per sample: flip along x, y, z, transpose x and y (one read per batch)."""
+        return self._coin(4 * batch).reshape(batch, 4).tolist()
+
     def flip(self, images: torch.Tensor, labels: torch.Tensor,
              weights: torch.Tensor | None = None):
         """Per sample: flips along x, y, z, and a transposition of x and y when square."""
         b, _, _, h, w = images.shape
-        draws = self._coin(4 * b).reshape(b, 4).tolist()  # one read per batch
+        draws = self.flip_draws(b)
         tensors = [images, labels] + ([weights] if weights is not None else [])
         outs = [list(t.unbind(0)) for t in tensors]
         for i, (fx, fy, fz, tr) in enumerate(draws):
@@ -95,13 +110,14 @@ class VolumeAugmenter(Augmenter):
         """Augmented copies of a 3D batch (``size``: unused, the patches are cut at the
         size the model sees)."""
         cfg = self.config
-        if cfg.flips:
-            images, labels, weights = self.flip(images, labels, weights)
-        if cfg.elastic_sigma > 0:
+        if cfg.elastic_sigma > 0:  # the flips folded into the deformation's one sampling
+            flips = self.flip_draws(images.shape[0]) if cfg.flips else None
             grid = elastic_grid_3d(images.shape[0], tuple(images.shape[-3:]),
                                    cfg.elastic_sigma, cfg.elastic_grid, self.anisotropy,
-                                   self.generator, self.device)
+                                   self.generator, self.device, flips)
             images, labels, weights = warp_3d(images, labels, grid, weights)
+        elif cfg.flips:
+            images, labels, weights = self.flip(images, labels, weights)
         if cfg.intensity > 0:
             images = self._intensity(images)
         return images, labels, weights

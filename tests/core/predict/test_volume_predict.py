@@ -24,6 +24,7 @@ from napari_unet.core.predict.volume_instances import (
     volume_instances,
 )
 from napari_unet.core.predict.volume_layout import default_margin, volume_layout
+from napari_unet.core.train.volume_data import VOLUME_NORMALISATION
 
 VOXEL = (0.5, 0.25, 0.25)
 
@@ -103,7 +104,10 @@ def test_a_volume_of_another_voxel_size_is_zoomed_to_the_models_and_back():
 
 
 def test_the_slab_preview_is_the_slice_of_the_volume():
-    predictor = VolumePredictor(_bundle(), device="cpu")
+    bundle = _bundle()
+    assert volume_stats(bundle.normalisation, _volume()) is None  # per slice: nothing kept
+    bundle.normalisation = VOLUME_NORMALISATION  # as a 3D model trains: the whole volume
+    predictor = VolumePredictor(bundle, device="cpu")
     volume = _volume((24, 40, 40))
     volume[:12] *= 0.3  # a dim half: a slab normalised by its own percentiles differs
     stats = predictor.volume_stats(volume)
@@ -112,8 +116,12 @@ def test_the_slab_preview_is_the_slice_of_the_volume():
     slab = predictor.slab(volume, 5, stats=stats)
     assert slab.labels.shape == (40, 40) and slab.probabilities.shape == (2, 40, 40)
     assert np.abs(slab.probabilities - whole).mean() < 0.05
-    own = predictor.slab(volume, 5)  # without the volume's statistics: the slab's own
-    assert np.abs(own.probabilities - whole).mean() > np.abs(slab.probabilities - whole).mean()
+    # with the volume's statistics the slab is normalised as the whole volume is
+    start, stop = predictor.slab_range(24, 5)
+    as_whole = predictor.tiled(predictor.normalised(volume)[:, start:stop])[:, 5 - start]
+    np.testing.assert_allclose(slab.probabilities, as_whole, atol=1e-6)
+    own = predictor.slab(volume, 5)  # without them: by the slab's own percentiles
+    assert not np.allclose(own.probabilities, slab.probabilities, atol=1e-6)
     with pytest.raises(InputError, match="outside"):
         predictor.slab(volume, 24)
 
@@ -128,7 +136,7 @@ def test_the_slab_is_as_thin_as_the_model_reads():
     assert predictor.slab_range(24, 11, (0.25, 0.25, 0.25)) == (7, 15)
     volume = _volume((24, 40, 40))
     cut = volume[7:15]  # what the plugin copies for the preview: the same prediction
-    stats = predictor.volume_stats(volume)
+    stats = predictor.volume_stats(volume)  # None: this model normalises per slice
     a = predictor.slab(volume, 11, (0.25, 0.25, 0.25), stats=stats)
     b = predictor.slab(cut, 4, (0.25, 0.25, 0.25), stats=stats)
     np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-5)

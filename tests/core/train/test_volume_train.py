@@ -1,5 +1,7 @@
 """Training on volumes: 3D sampling around strokes, paired 3D augmentation, the trainer."""
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -133,3 +135,29 @@ def test_volumes_that_cannot_teach_are_refused():
     ann[0] = 2
     with pytest.raises(InputError, match="2D model"):
         plan_volume_training([volume], [ann], TrainOptions(), resume=two_d)
+
+
+def test_3d_flips_folded_into_the_deformation_stay_paired_and_exact():
+    # a deformation of almost nothing: each sample is one of the 16 flips / transposes
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randn(6, 1, 4, 8, 8, generator=gen)
+    labels = torch.randint(0, 4, (6, 4, 8, 8), generator=gen)
+    aug = VolumeAugmenter(AugmentConfig(elastic_sigma=1e-6, elastic_grid=4, intensity=0.0,
+                                        noise=0.0), seed=3)
+    out_images, out_labels, _ = aug(images, labels)
+    seen = set()
+    for b in range(6):
+        found = None
+        for fx, fy, fz, tr in itertools.product((0, 1), repeat=4):
+            axes = [a for a, f in ((2, fx), (1, fy), (0, fz)) if f]
+            lab = torch.flip(labels[b], axes) if axes else labels[b]
+            img = torch.flip(images[b, 0], axes) if axes else images[b, 0]
+            if tr:
+                lab, img = lab.transpose(1, 2), img.transpose(1, 2)
+            if torch.equal(lab, out_labels[b]):
+                found = (fx, fy, fz, tr)
+                torch.testing.assert_close(out_images[b, 0], img, atol=1e-4, rtol=0)
+                break
+        assert found is not None
+        seen.add(found)
+    assert len(seen) > 1  # not the same flip for every sample
