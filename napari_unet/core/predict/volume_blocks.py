@@ -133,7 +133,7 @@ def predict_volume_blocks(
     grid = BoxGrid(shape, block)
     splits = instances and predictor.splits_instances
     job = VolumeJob(source=volume, grid=grid, voxel_size=voxel_size,
-                    stats=predictor.bundle.normalisation.stats(sample_chunks(data)),
+                    stats=predictor.bundle.normalisation.stats(_sample(data)),
                     halo=tuple(int(h) for h in halo), labels="", instances=instances,
                     splits=splits, object_halo=tuple(int(h) for h in object_halo),
                     options=_options(predictor))
@@ -186,6 +186,16 @@ def predict_volume_blocks(
                   for i in range(len(grid)))
     return VolumeBlocksResult(targets["labels"], targets.get("probabilities"), len(grid),
                               largest, objects, targets.get("uncertainty"))
+
+
+def _sample(data) -> np.ndarray:
+    """Values of the volume for its normalisation (:func:`sample_chunks`), read in this
+    thread: with a distributed client a dask array would otherwise be computed by the
+    cluster, which cannot be sent the open files of the input."""
+    import dask
+
+    with dask.config.set(scheduler="synchronous"):
+        return sample_chunks(data)
 
 
 def _options(predictor: VolumePredictor) -> dict:
