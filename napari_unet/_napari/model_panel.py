@@ -254,9 +254,13 @@ class ModelPanel(Container):
         from .volume import dims_in_effect
 
         volume = fresh and dims_in_effect(self.session, self.session.image)[0] == "3d"
-        if volume:  # the nuclei model is 2D: a volume starts a new 3D model
+        nuclei = self.pretrained.value and _start_model_present()
+        if volume and nuclei:  # the 2D nuclei model, inflated to 3D
+            self.info.value = ("New 3D model (a volume): starts\nfrom the nuclei model, "
+                               "made 3D.")
+        elif volume:
             self.info.value = "New 3D model (a volume): trained\nfrom scratch when training starts."
-        elif fresh and self.pretrained.value and _start_model_present():
+        elif fresh and nuclei:
             self.info.value = "New model: fine-tuned from the\nnuclei model when training starts."
         elif fresh:
             self.info.value = "New model: trained from scratch\nwhen training starts."
