@@ -201,6 +201,6 @@ def _sample(data) -> np.ndarray:
 def _options(predictor: VolumePredictor) -> dict:
     """Keyword arguments that rebuild ``predictor`` on a worker."""
     return {"device": predictor.device.type, "tile": predictor.tile,
-            "overlap": predictor.overlap,
+            "margin": predictor.margin, "tile_voxels": predictor.tile_voxels,
             "foreground_threshold": predictor.foreground_threshold,
             "rescale": predictor.rescale, "mixed_precision": predictor.mixed_precision}
