@@ -92,11 +92,11 @@ def run_2d(train, test, kind, seconds, seed, max_iterations=None):
     for _ in trainer.fit():
         pass
     bundle = trainer.bundle()
-    result = Predictor(bundle, device="cpu").predict(timg, instances=True, probabilities=True)
+    predictor = Predictor(bundle, device="cpu")
+    result = predictor.predict(timg, instances=True, probabilities=True)
     per_slice = result.instances
     stitched = drop_small(stitch_slices(per_slice), 10)
-    splits = bundle.label_kind == "instance" and bundle.n_classes == 3
-    stacked = stacked_instances(result, tvoxel, splits=splits)
+    stacked = stacked_instances(result, tvoxel, splits=predictor.splits_instances)
     return result.labels, stacked, stitched, per_slice, trainer.run_iteration
 
 

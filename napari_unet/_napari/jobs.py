@@ -138,20 +138,18 @@ def predict_job(request: PredictRequest, progress: Callable[[int, int], None] | 
     predictor = Predictor(request.bundle, device=request.device,
                           foreground_threshold=request.foreground_threshold,
                           rescale=request.rescale)
-    joined = request.stitch and request.instances  # 3D objects of the slices' predictions
-    splits = joined and predictor.splits_instances
-    result = predictor.predict(
-        request.image, slices=request.slices, probabilities=request.probabilities or splits,
-        instances=request.instances and not joined, min_size=request.min_size,
-        progress=progress, should_stop=should_stop, uncertainty=request.uncertainty,
-    )
-    if joined:
-        from napari_unet.core.predict.volume_instances import stacked_instances
+    options = dict(slices=request.slices, progress=progress, should_stop=should_stop,
+                   uncertainty=request.uncertainty)
+    if request.stitch and request.instances:  # 3D objects of the slices' predictions
+        from napari_unet.core.predict.volume_instances import predict_stitched
 
-        objects = stacked_instances(result, request.voxel_size, splits=splits,
-                                    min_size=request.min_size)
-        result = replace(result, instances=objects,
-                         probabilities=result.probabilities if request.probabilities else None)
+        result = predict_stitched(predictor, request.image, request.voxel_size,
+                                  probabilities=request.probabilities,
+                                  min_size=request.min_size, **options)
+    else:
+        result = predictor.predict(request.image, probabilities=request.probabilities,
+                                   instances=request.instances, min_size=request.min_size,
+                                   **options)
     return result if request.shape is None else result.shaped(request.shape)
 
 

@@ -167,7 +167,7 @@ def predict_blocks(
     chunk = max(16, int(chunk))
     block = max(chunk, -(-int(block) // chunk) * chunk)
     grid = BlockGrid(shape, (block, block))
-    watershed = instances and predictor._splits_instances()
+    watershed = instances and predictor.splits_instances
     n_classes = predictor.n_classes
     axes = "yx" if two_d else "zyx"
     scale = list(scale) if scale is not None and len(scale) == len(axes) else [1.0] * len(axes)

@@ -245,7 +245,7 @@ class Predictor:
                 break
             # Instances of an instance model need only p(interior) and p(boundary).
             relief = (inst is not None and probs is None and unc is None
-                      and self._splits_instances())
+                      and self.splits_instances)
             p, factors[z] = self._predict_slice(full[z], labels[z], keep=probs is not None or (
                 unc is not None) or (inst is not None and not relief), relief=relief)
             if probs is not None:
@@ -267,9 +267,6 @@ class Predictor:
         """Whether the model was trained on instance masks (background / interior /
         boundary), whose sure interiors seed the objects."""
         return self.bundle.label_kind == "instance" and self.n_classes == 3
-
-    def _splits_instances(self) -> bool:
-        return self.splits_instances
 
     def slice_factor(self, image: np.ndarray, stats: list | None = None) -> float:
         """How much :meth:`predict` resizes one slice (C_in, H, W) (``rescale``)."""
@@ -347,7 +344,7 @@ class Predictor:
 
         if labels is None:
             labels = self.labels_2d(probs)
-        if self._splits_instances():
+        if self.splits_instances:
             foreground = labels > 0
             interior, boundary = probs[-2], probs[-1]
             seeds = connected(interior_seeds(interior, labels))

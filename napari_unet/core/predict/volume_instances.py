@@ -14,6 +14,8 @@ baseline, joins its 2D objects of neighbouring slices by their overlap.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from napari_unet.core.decision import interior_seeds
@@ -109,17 +111,16 @@ def stacked_instances(prediction, voxel_size: VoxelSize | None, *, splits: bool,
 
 
 def predict_stitched(predictor, volume: np.ndarray, voxel_size: VoxelSize | None = None, *,
-                     probabilities: bool = False, min_size: int = 10, progress=None,
-                     uncertainty: bool = False):
+                     probabilities: bool = False, min_size: int = 10, **predict_options):
     """A volume predicted by a 2D :class:`~.tiles.Predictor` slice by slice, with 3D
     objects: its foreground (and for instance models its sure interiors) stacked and
     split by :func:`stacked_instances` at ``voxel_size``. Returns the 2D predictor's
     :class:`~.tiles.Prediction` with ``instances`` 3D objects (its probabilities only
-    when asked for; with ``uncertainty`` each voxel's)."""
+    when asked for); ``predict_options`` go to its ``predict`` (``slices``,
+    ``progress``, ``should_stop``, ``uncertainty``)."""
     splits = predictor.splits_instances
     result = predictor.predict(volume, probabilities=probabilities or splits,
-                               min_size=min_size, progress=progress, uncertainty=uncertainty)
-    result.instances = stacked_instances(result, voxel_size, splits=splits, min_size=min_size)
-    if not probabilities:
-        result.probabilities = None
-    return result
+                               min_size=min_size, **predict_options)
+    result = replace(result, instances=stacked_instances(result, voxel_size, splits=splits,
+                                                         min_size=min_size))
+    return result if probabilities else replace(result, probabilities=None)

@@ -55,8 +55,9 @@ def volume_start_bundle(options: TrainOptions, n_classes: int, voxel_size: Voxel
                         in_channels: int = 1) -> ModelBundle:
     """A new 3D model that starts as the shipped 2D nuclei model applied slice by slice
     (:func:`~napari_unet.core.models.inflate.inflate`), pooled per level by the voxel
-    size: what strokes train by default, as in 2D (``--start-model none``: random
-    weights)."""
+    size: what strokes and dense labels train by default
+    (:attr:`~napari_unet.core.config.TrainOptions.volume_starts_from_nuclei`;
+    ``--start-model none``: random weights)."""
     from napari_unet.core.models.inflate import inflate
     from napari_unet.core.train.plan import start_bundle
 
