@@ -8,8 +8,8 @@ What a biologist does with the confocal ovule nuclei of ``../shared/data/3d`` in
 and read its voxel size in the Data panel, *Create annotations layer*, paint strokes on
 three slices, *Train* (``--iterations``, an iteration budget: the same on a busy machine)
 while the live preview follows the slice in view, *Predict* the whole volume with *Split
-into objects*, erase one wrong object on another slice (the fill bucket with label 0 on
-the predictions layer), *Accept corrections*, train ``--more`` iterations again, *Save
+into objects*, delete one wrong 3D object with a click on another slice (*Delete:
+click*, through all its slices), *Accept corrections*, train ``--more`` iterations again, *Save
 labels…* and open them again. A screenshot after each step, in the slice view and in
 the 3D view. Prints what each step did and exits 1 when one did not do what it should.
 Needs ``../shared/data/3d`` (or NAPARI_UNET_DATA).
@@ -146,42 +146,51 @@ def main() -> int:
     if objects_layer is not None:
         shot_3d(drive, "objects", image, [objects_layer], focus=widget.predict.status)
 
-    # 5. Correct one object on another slice: erase a false one (or the smallest).
-    made = np.asarray(predictions.data[z]).copy()
-    regions, n = ndi.label(made > 0)
-    sizes = np.bincount(regions.ravel())
-    false = sorted((k for k in range(1, n + 1) if sizes[k] > 20
-                    and np.mean(truth[z][regions == k] > 0) < 0.2), key=lambda k: -sizes[k])
-    if n == 0:
-        drive.check("correct", False, f"nothing predicted on slice {z} to correct")
+    # 5. Correct one object on another slice: delete a false 3D object (or the smallest
+    # one there) with a click of Delete, through all its slices.
+    objs = np.asarray(objects_layer.data) if objects_layer is not None else None
+    on_z = [] if objs is None else [int(k) for k in np.unique(objs[z]) if k]
+    if not on_z:
+        drive.check("correct", False, f"no object on slice {z} to correct")
         return drive.finish()
-    k = false[0] if false else 1 + int(np.argmin(np.where(sizes[1:] > 20, sizes[1:],
-                                                          sizes.max() + 1)))
-    mask = regions == k
-    ys, xs = np.nonzero(mask)
-    predictions.fill((z, int(ys[0]), int(xs[0])), 0)
-    viewer.layers.selection.active = predictions
+    sizes = {k: int(np.count_nonzero(objs == k)) for k in on_z}
+    false = sorted((k for k in on_z if sizes[k] > 50
+                    and np.mean(truth[objs == k] > 0) < 0.2), key=lambda k: -sizes[k])
+    k = false[0] if false else min(on_z, key=lambda i: sizes[i])
+    mask = objs == k
+    slices = [int(i) for i in np.nonzero(mask.any(axis=(1, 2)))[0]]
+    tools = widget.correct.review.tools
+    tools.delete.native.click()
+
+    depth = ndi.distance_transform_edt(mask[z])
+    drive.click_canvas_at(objects_layer, z, np.unravel_index(int(np.argmax(depth)),
+                                                             depth.shape))
+    deleted = not (np.asarray(objects_layer.data) == k).any()
+    tools.delete.native.click()  # leave delete mode
     drive.shot("corrected", focus=widget.correct.accept)
     before = np.asarray(annotations.data).copy()
+    widget.correct.scope.value = "slice"
     widget.correct.accept.native.click()
     pump(0.5)
     accepted = np.asarray(annotations.data)
     changed = accepted != before
-    erased_ok = bool((accepted[z][mask] == 1).all())
-    only_edit = not changed[z][~mask].any() and not np.delete(changed, z, 0).any()
+    erased_ok = bool((accepted[mask] == 1).all())
+    only_edit = not changed[~mask].any()
     status = widget.correct.status.value
-    drive.check("correct", erased_ok and only_edit and f"(slice {z})" in status,
-                f"slice {z}: erased a {'false' if false else 'true (the smallest)'} object "
-                f"of {int(mask.sum())} px; annotated as background: {erased_ok}; nothing "
-                f"else changed: {only_edit}; status '{status}'")
+    drive.check("correct", deleted and erased_ok and only_edit
+                and f"in {len(slices)} slice(s)" in status,
+                f"slice {z}: deleted {'a false' if false else 'the smallest'} 3D object of "
+                f"{int(mask.sum())} voxels on slices {slices[0]}-{slices[-1]} with one click; "
+                f"annotated as background on all {len(slices)}: {erased_ok}; nothing else "
+                f"changed: {only_edit}; status '{status}'")
 
     # 6. Train again from the current weights, predict again.
     again = drive.train(args.more)
     drive.check("train again", again >= total + args.more, f"{total} -> {again} iterations")
     drive.predict("stack", instances=True)
-    back = float(np.mean(np.asarray(predictions.data[z])[mask] > 0))
+    back = float(np.mean(np.asarray(predictions.data)[mask] > 0))
     drive.check("predict again", widget.predict.status.value.startswith("Predicted"),
-                f"{widget.predict.status.value} The erased object is {back:.0%} "
+                f"{widget.predict.status.value} The deleted object is {back:.0%} "
                 "foreground again")
     drive.shot("retrained", focus=widget.correct.status)
 

@@ -17,10 +17,11 @@ from .training import CORRECTED_WEIGHT
 
 HINT = (
     "Fix the predictions layer: paint missed\n"
-    "objects, erase (label 0) false ones. Only\n"
-    "what you change becomes annotation, and\n"
-    f"weighs {CORRECTED_WEIGHT:g}× in training; erased stays\n"
-    "background."
+    "objects, erase (label 0) false ones, or\n"
+    "Delete them whole (in a volume: on every\n"
+    "slice). Only what you change becomes\n"
+    f"annotation, and weighs {CORRECTED_WEIGHT:g}× in training;\n"
+    "erased stays background."
 )
 
 
@@ -81,6 +82,9 @@ class CorrectPanel(Container):
             slices = [z] if z in marks.predicted else []
         else:
             slices = sorted(marks.predicted)
+        # Split, merged and deleted objects are always accepted whole: in a volume one
+        # such edit spans the slices of its 3D objects, not only the slice in view.
+        slices = sorted(set(slices) | (set(marks.pending) & marks.predicted))
         if not slices:
             show_warning("This slice has no prediction yet: press Predict first.")
             return []

@@ -1,14 +1,20 @@
-"""Split and merge objects of the instances layer; both become annotations on *Accept*.
+"""Split, merge and delete objects of the instances layer; each becomes annotation on
+*Accept*.
 
 *Split*: draw a line across an object on the ``"<image> cut"`` shapes layer (the button
 makes it the active layer, in line mode); the object falls into its parts, each with its
-own id. *Merge*: click two objects; they become one, the gap between them filled. The
-core (:mod:`napari_unet.core.split_merge`) computes both on one slice of a stack (ids
-are per slice) or on a whole 2D image. The predictions layer follows (the cut becomes
-background, the gap foreground), and the annotations of the edit wait in the session
-(``SliceMarks.pending``) until *Accept corrections* writes them: the cut as background
-between the parts, the parts and the merged object as foreground (interior and boundary
-for a model trained on instance masks), with the border weights where objects touch.
+own id. *Merge*: click two objects; they become one, the gap between them filled.
+*Delete*: click a false object; it is removed and taught as background. The core
+(:mod:`napari_unet.core.split_merge`) computes each on one slice of a stack (ids are per
+slice), on a whole 2D image, or on the whole of a volume, whose objects are 3D: there a
+click deletes or merges the objects through all their slices, and a line drawn in the
+view (Z-Y-X or a rolled one) cuts the object with the plane through the line, across
+the slices it spans. The predictions layer follows (the cut and the deleted object
+become background, the gap foreground), and the annotations of the edit wait in the
+session (``SliceMarks.pending``, per slice) until *Accept corrections* writes them: the
+cut as background between the parts, the parts and the merged object as foreground
+(interior and boundary for a model trained on instance masks), with the border weights
+where objects touch; a deleted object as background.
 """
 
 from __future__ import annotations
@@ -38,15 +44,20 @@ def instances_layer(viewer, image):
     return find_labels(viewer, instances_name(image), image_shape(image))
 
 
-def line_mask(vertices: np.ndarray, shape: tuple[int, ...]) -> tuple[int | None, np.ndarray]:
+def line_mask(vertices: np.ndarray, shape: tuple[int, ...], axis: int = 0,
+              ) -> tuple[int | None, np.ndarray]:
     """The pixels of a drawn line or path (its vertices in the layer's pixel coordinates)
-    on the plane of an image of ``shape``: ``(slice, mask)``, slice ``None`` for 2D."""
+    on the plane of an image of ``shape``: ``(slice, mask)``, slice ``None`` for 2D. For a
+    3D ``shape`` the line lies on slice ``slice`` along ``axis`` (0: a Z slice; 1 or 2 in
+    a rolled view) and ``mask`` is that plane's."""
     from skimage.draw import line
 
     vertices = np.asarray(vertices, float)
-    z = None if len(shape) == 2 else int(np.clip(round(vertices[0, 0]), 0, shape[0] - 1))
-    yx = np.round(vertices[:, -2:]).astype(int)
-    mask = np.zeros(shape[-2:], bool)
+    z = None if len(shape) == 2 else int(np.clip(round(vertices[0, axis]), 0,
+                                                 shape[axis] - 1))
+    plane = [a for a in range(len(shape)) if len(shape) == 2 or a != axis]
+    yx = np.round(vertices[:, plane]).astype(int)
+    mask = np.zeros(tuple(shape[a] for a in plane), bool)
     for (y0, x0), (y1, x1) in zip(yx[:-1], yx[1:]):
         rr, cc = line(y0, x0, y1, x1)
         inside = (rr >= 0) & (rr < mask.shape[0]) & (cc >= 0) & (cc < mask.shape[1])
@@ -55,7 +66,7 @@ def line_mask(vertices: np.ndarray, shape: tuple[int, ...]) -> tuple[int | None,
 
 
 class ObjectTools(Container):
-    """The *Split* and *Merge* buttons of the Correct step."""
+    """The *Split*, *Merge* and *Delete* buttons of the Correct step."""
 
     def __init__(self, viewer: napari.viewer.Viewer, session: Session,
                  edited: Callable[[int | None, tuple[int, ...]], None] | None = None):
@@ -69,12 +80,16 @@ class ObjectTools(Container):
         self.merge = PushButton(text="Merge: click two", tooltip=(
             "Click two objects on the canvas: they become one, and the gap between them is "
             "taught as foreground"))
-        for button in (self.split, self.merge):
+        self.delete = PushButton(text="Delete: click", tooltip=(
+            "Click a false object on the canvas: it is removed (in a volume, through all "
+            "its slices) and taught as background"))
+        for button in (self.split, self.merge, self.delete):
             button.native.setCheckable(True)
         self.status = status_label("")
-        self.extend([row(self.split, self.merge), self.status])
+        self.extend([row(self.split, self.merge, self.delete), self.status])
         self.split.native.toggled.connect(self._split_mode)
         self.merge.native.toggled.connect(self._merge_mode)
+        self.delete.native.toggled.connect(self._delete_mode)
         self._picked: tuple[int | None, int] | None = None
         self._cut = None
 
@@ -90,6 +105,22 @@ class ObjectTools(Container):
             return image, None, None
         return image, instances, find_labels(self._viewer, predictions_name(image),
                                              image_shape(image))
+
+    def volume(self, image) -> bool:
+        """Whether the objects of ``image`` are 3D (a volume): edits act on whole objects,
+        through all their slices."""
+        from .volume import dims_in_effect
+
+        return len(image_shape(image)) == 3 and dims_in_effect(self.session, image)[0] == "3d"
+
+    def _slice_axis(self, layer) -> int | None:
+        """The layer's axis across the plane in view (``None``: the 3D view)."""
+        dims = self._viewer.dims
+        if dims.ndisplay != 2:
+            return None
+        hidden = [a - (dims.ndim - layer.ndim) for a in dims.not_displayed]
+        hidden = [a for a in hidden if a >= 0]
+        return hidden[-1] if hidden else None
 
     def cut_layer(self):
         """The shapes layer lines are drawn on (created with the instances' geometry)."""
@@ -113,6 +144,7 @@ class ObjectTools(Container):
         if not on:
             return
         self.merge.native.setChecked(False)
+        self.delete.native.setChecked(False)
         cut = self.cut_layer()
         if cut is None:
             self.split.native.setChecked(False)
@@ -139,14 +171,28 @@ class ObjectTools(Container):
         if instances is None:
             return False
         shape = image_shape(image)
-        z, mask = line_mask(vertices, shape)
-        plane = (Ellipsis,) if z is None else (z,)
         from napari_unet.core.split_merge import split_object
 
+        extend = {}
+        if self.volume(image):  # the plane through the line cuts the 3D object
+            axis = self._slice_axis(instances)
+            if axis is None:
+                show_warning("Cannot split in the 3D view: switch to the 2D view and draw "
+                             "the line on a slice.")
+                return False
+            k, plane_mask = line_mask(vertices, shape, axis)
+            mask = np.zeros(shape, bool)
+            index = [slice(None)] * 3
+            index[axis] = k
+            mask[tuple(index)] = plane_mask
+            z, plane, extend = None, (Ellipsis,), {"axis": axis}
+        else:
+            z, mask = line_mask(vertices, shape)
+            plane = (Ellipsis,) if z is None else (z,)
         current = np.asarray(instances.data[plane])
         try:
-            edit = split_object(current, mask, **self._teaching(predictions, plane, current,
-                                                                mask))
+            edit = split_object(current, mask, **extend,
+                                **self._teaching(predictions, plane, current, mask))
         except InputError as exc:
             show_warning(f"Cannot split: {exc}.")
             return False
@@ -158,22 +204,32 @@ class ObjectTools(Container):
 
     # Merge ------------------------------------------------------------------
     def _merge_mode(self, on: bool) -> None:
+        self._click_mode(self.merge, on, "Click the first object to merge.")
+
+    def _delete_mode(self, on: bool) -> None:
+        self._click_mode(self.delete, on, "Click a false object to delete it.")
+
+    def _click_mode(self, button, on: bool, prompt: str) -> None:
+        """Merge or Delete on: a click on the canvas picks an object."""
         callbacks = self._viewer.mouse_drag_callbacks
+        self._picked = None
         if not on:
-            if self._on_click in callbacks:
+            if not (self.merge.native.isChecked() or self.delete.native.isChecked()) and (
+                    self._on_click in callbacks):
                 callbacks.remove(self._on_click)
-            self._picked = None
             return
-        self.split.native.setChecked(False)
+        for other in (self.split, self.merge, self.delete):
+            if other is not button:
+                other.native.setChecked(False)
         _, instances, _ = self._layers()
         if instances is None:
-            self.merge.native.setChecked(False)
+            button.native.setChecked(False)
             return
         self._viewer.layers.selection.active = instances
         instances.mode = "pan_zoom"  # a click picks, it does not paint
         if self._on_click not in callbacks:
             callbacks.append(self._on_click)
-        self.status.value = "Click the first object to merge."
+        self.status.value = prompt
 
     def _on_click(self, viewer, event) -> None:
         if event.type != "mouse_press" or getattr(event, "button", 1) != 1:
@@ -181,8 +237,11 @@ class ObjectTools(Container):
         _, instances, _ = self._layers()
         if instances is None:
             return
-        point = np.round(instances.world_to_data(event.position)).astype(int)
-        self.pick(tuple(int(p) for p in point))
+        point = tuple(int(p) for p in np.round(instances.world_to_data(event.position)))
+        if self.delete.native.isChecked():
+            self.delete_at(point)
+        elif self.merge.native.isChecked():
+            self.pick(point)
 
     def pick(self, point: tuple[int, ...]) -> bool:
         """Pick the object at ``point`` (pixel coordinates of the instances layer); the
@@ -194,7 +253,7 @@ class ObjectTools(Container):
         if any(p < 0 or p >= n for p, n in zip(point, shape)):
             return False
         value = int(np.asarray(instances.data)[point])
-        z = None if len(shape) == 2 else point[0]
+        z = None if len(shape) == 2 or self.volume(image) else point[0]
         if value == 0:
             self.status.value = "That is background: click inside an object."
             return False
@@ -212,7 +271,8 @@ class ObjectTools(Container):
         return self.merge_pair(z, first, value)
 
     def merge_pair(self, z: int | None, a: int, b: int) -> bool:
-        """Merge objects ``a`` and ``b`` of slice ``z`` (``None``: a 2D image)."""
+        """Merge objects ``a`` and ``b`` of slice ``z`` (``None``: a 2D image or a
+        volume, whose objects are 3D)."""
         image, instances, predictions = self._layers()
         if instances is None:
             return False
@@ -234,12 +294,42 @@ class ObjectTools(Container):
         self.status.value = "Merged. Click the first object of the next pair."
         return True
 
+    # Delete -----------------------------------------------------------------
+    def delete_at(self, point: tuple[int, ...]) -> bool:
+        """Delete the object at ``point`` (pixel coordinates of the instances layer): on
+        its slice of a stack, through all its slices in a volume."""
+        image, instances, predictions = self._layers()
+        if instances is None:
+            return False
+        shape = image_shape(image)
+        if len(point) != len(shape) or any(p < 0 or p >= n for p, n in zip(point, shape)):
+            return False
+        value = int(np.asarray(instances.data)[point])
+        if value == 0:
+            self.status.value = "That is background: click inside the object to delete."
+            return False
+        volume = self.volume(image)
+        z = None if len(shape) == 2 or volume else point[0]
+        plane = (Ellipsis,) if z is None else (z,)
+        from napari_unet.core.split_merge import delete_object
+
+        current = np.asarray(instances.data[plane])
+        edit = delete_object(current, value)
+        self._apply(image, instances, predictions, z, plane, edit, cut=current == value)
+        where = ""
+        if volume:
+            n = int(np.count_nonzero(edit.where.any(axis=(1, 2))))
+            where = f" through {n} slice(s)"
+        show_info(f"Deleted object {value}{where}. Accept to teach it as background.")
+        self.status.value = f"Deleted object {value}{where}. Click the next false object."
+        return True
+
     # Shared -----------------------------------------------------------------
     def _teaching(self, predictions, plane, current: np.ndarray, where: np.ndarray) -> dict:
         """How the edit's objects are annotated: interior and boundary for a model of
         instance masks, else the class the prediction gave them."""
         bundle = self.session.bundle
-        if bundle is not None and bundle.label_kind == "instance" and bundle.n_classes == 3:
+        if bundle is not None and bundle.splits_instances:
             return {"boundary": True}
         classes = np.asarray(predictions.data[plane])[where & (current > 0)] if (
             predictions is not None) else np.zeros(0, int)
@@ -252,7 +342,8 @@ class ObjectTools(Container):
         """Show the edit in the instances and predictions layers; keep its annotations
         for *Accept*."""
         instances.data[plane] = edit.instances.astype(instances.data.dtype)
-        instances.selected_label = edit.ids[0]
+        if (edit.instances == edit.ids[0]).any():
+            instances.selected_label = edit.ids[0]
         instances.refresh()
         if predictions is not None:
             p = np.asarray(predictions.data[plane]).copy()
@@ -264,12 +355,17 @@ class ObjectTools(Container):
             predictions.data[plane] = p
             predictions.refresh()
         marks = self.session.marks(image)
-        key = 0 if z is None else z
-        previous = marks.pending.get(key)
-        annotation, weights = edit.annotation, edit.weights
-        if previous is not None:
-            annotation = np.where(edit.where, edit.annotation, previous[0])
-            weights = np.where(edit.where, edit.weights, previous[1])
-        marks.pending[key] = (annotation, weights)
+        if z is None and edit.annotation.ndim == 3:  # a volume: the slices it teaches
+            taught = np.nonzero(edit.where.any(axis=(1, 2)))[0]
+            pieces = {int(k): (edit.annotation[k], edit.weights[k]) for k in taught}
+        else:
+            pieces = {0 if z is None else z: (edit.annotation, edit.weights)}
+        for key, (annotation, weights) in pieces.items():
+            previous = marks.pending.get(key)
+            if previous is not None:
+                where = annotation > 0
+                annotation = np.where(where, annotation, previous[0])
+                weights = np.where(where, weights, previous[1])
+            marks.pending[key] = (annotation.copy(), weights.copy())
         if self._edited is not None:
             self._edited(z, edit.ids)

@@ -44,12 +44,17 @@ MIN_EXTENT = 30
 def review_job(request: PredictRequest | None, instances: np.ndarray, slices: list[int] | None,
                count: int, done: threading.Event, should_stop=None,
                how: str = DEFAULT_CONFIDENCE, probabilities=None,
-               threshold: float | None = None) -> list[ObjectToReview]:
+               threshold: float | None = None, volume: bool = False) -> list[ObjectToReview]:
     """In the worker: the ``count`` least certain objects of ``instances`` (a 2D image,
-    or a stack with ids per slice), from ``probabilities`` when given (those Predict
-    kept: (C, Y, X), or per slice), else from those ``request`` predicts; ``should_stop()``
-    is asked before each slice; ``done`` is set at the end."""
-    from napari_unet.core.predict.confidence import objects_to_review, stack_to_review
+    a stack with ids per slice, or with ``volume`` a volume's 3D objects, each listed
+    once), from ``probabilities`` when given (those Predict kept: (C, Y, X), or per
+    slice), else from those ``request`` predicts; ``should_stop()`` is asked before each
+    slice; ``done`` is set at the end."""
+    from napari_unet.core.predict.confidence import (
+        objects_to_review,
+        stack_to_review,
+        volume_to_review,
+    )
 
     from .jobs import predict_job
 
@@ -65,14 +70,21 @@ def review_job(request: PredictRequest | None, instances: np.ndarray, slices: li
     if slices is None:
         return objects_to_review(instances, probabilities, count=count, how=how,
                                  threshold=threshold)
-    return stack_to_review(instances, probabilities, slices, count=count, how=how,
-                           threshold=threshold)
+    rank = volume_to_review if volume else stack_to_review
+    return rank(instances, probabilities, slices, count=count, how=how, threshold=threshold)
 
 
 def describe(item: ObjectToReview) -> str:
     """One row of the list."""
-    where = "" if item.z is None else f"slice {item.z} · "
-    return f"{where}object {item.id} · sure {item.confidence:.2f} · {item.size} px"
+    if item.z is not None:
+        where = f"slice {item.z} · "
+    elif len(item.box) == 3:  # a volume's 3D object
+        (z0, z1) = item.box[0]
+        where = f"slices {z0}-{z1 - 1} · " if z1 - z0 > 1 else f"slice {z0} · "
+    else:
+        where = ""
+    unit = "voxels" if item.z is None and len(item.box) == 3 else "px"
+    return f"{where}object {item.id} · sure {item.confidence:.2f} · {item.size} {unit}"
 
 
 class ReviewPanel(Container):
@@ -167,6 +179,7 @@ class ReviewPanel(Container):
         worker = create_worker(review_job, request, instances, slices, REVIEW_COUNT,
                                self._done, self._cancel.is_set, probabilities=kept,
                                threshold=self.session.foreground_threshold,
+                               volume=self.tools.volume(image),
                                _start_thread=False, _ignore_errors=True)
         worker.returned.connect(lambda items: self._show(image, items))
         worker.errored.connect(lambda exc: show_error(error_message(exc, "Ranking objects")))
@@ -196,9 +209,10 @@ class ReviewPanel(Container):
                              "to it." if self.items else "No object to review.")
 
     def _edited(self, z: int | None, ids: tuple[int, ...]) -> None:
-        """Drop the rows of objects a split or merge changed."""
+        """Drop the rows of objects a split, merge or delete changed (``z`` ``None``: a
+        2D image, or a volume's 3D objects, on every slice)."""
         keep = [k for k, item in enumerate(self.items)
-                if not (item.z == z and item.id in ids)]
+                if not (item.id in ids and (z is None or item.z == z))]
         if len(keep) == len(self.items):
             return
         self._show(self.session.image, [self.items[k] for k in keep])
@@ -214,9 +228,14 @@ class ReviewPanel(Container):
             return
         viewer = self._viewer
         axis = z_axis(image)
-        point = item.centre if item.z is None else (item.z, *item.centre)
-        if item.z is not None and axis is not None:
-            viewer.dims.set_current_step(viewer.dims.ndim - image.ndim + axis, item.z)
+        z = item.z
+        if z is None and len(item.box) == 3:  # a 3D object: its largest slice
+            box = tuple(slice(a, b) for a, b in item.box)
+            area = (np.asarray(layer.data[box]) == item.id).sum(axis=(1, 2))
+            z = item.box[0][0] + int(np.argmax(area))
+        point = item.centre if z is None else (z, *item.centre[-2:])
+        if z is not None and axis is not None:
+            viewer.dims.set_current_step(viewer.dims.ndim - image.ndim + axis, z)
         world = np.asarray(layer.data_to_world(point), float)
         extent = max(hi - lo for lo, hi in item.box[-2:])
         scale = float(np.max(np.abs(layer.scale[-2:])))

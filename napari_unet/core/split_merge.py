@@ -1,14 +1,15 @@
-"""Split and merge objects of an instance image, and what each edit teaches the model.
+"""Split, merge and delete objects of an instance image, and what each edit teaches.
 
 Instances are one id per object (0 = background), 2D or n-dimensional (a 3D volume is
 edited as one array). Splitting cuts one object along a drawn line into its connected
 parts, each with its own id; merging joins two objects into one id and fills the gap
-between them. Each :class:`Edit` also says which annotations it makes (the convention of
+between them; deleting removes a false object whole (in a volume: through all its
+slices). Each :class:`Edit` also says which annotations it makes (the convention of
 :mod:`.labels`: 0 = not annotated, 1 = background, 2.. foreground classes) and with what
 loss weight: the cut as background between the parts, the parts as foreground; the
-merged object, gap included, as foreground; the U-Net paper's border weights
-(:func:`.labels.border_weights`) where objects touch. Annotations away from the edited
-objects are never touched (:func:`apply_edit`). numpy and scipy only.
+merged object, gap included, as foreground; a deleted object as background; the U-Net
+paper's border weights (:func:`.labels.border_weights`) where objects touch. Annotations
+away from the edited objects are never touched (:func:`apply_edit`). numpy and scipy only.
 """
 
 from __future__ import annotations
@@ -192,6 +193,21 @@ def merge_objects(instances: np.ndarray, a: int, b: int, *, boundary: bool = Fal
     annotation, weights = _teach(out, box, [keep], np.zeros(out.shape, bool), boundary,
                                  foreground)
     return Edit(out, annotation, weights, (keep,))
+
+
+def delete_object(instances: np.ndarray, object_id: int) -> Edit:
+    """Remove object ``object_id`` of ``instances`` whole: its pixels become background
+    and are taught as background (a false object, erased: it stays erased). In a volume
+    that is every slice of the object, not only the one it was clicked on."""
+    instances = _instances(instances)
+    object_id = int(object_id)
+    obj = instances == object_id
+    if object_id == 0 or not obj.any():
+        raise InputError(f"there is no object {object_id} to delete")
+    out = instances.copy()
+    out[obj] = 0
+    return Edit(out, obj.astype(np.uint8), np.ones(instances.shape, np.float32),
+                (object_id,))
 
 
 def apply_edit(annotations: np.ndarray, edit: Edit) -> np.ndarray:

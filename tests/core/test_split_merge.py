@@ -136,3 +136,27 @@ def test_split_and_merge_in_3d():
     assert merged.ids == (1,)
     assert (merged.instances[plane] == 1).mean() > 0.9
     assert ndi.label(merged.instances == 1)[1] == 1
+
+
+def test_delete_removes_a_3d_object_through_all_its_slices_and_teaches_background():
+    from napari_unet.core.split_merge import delete_object
+
+    inst = np.zeros((9, 24, 24), np.int32)
+    ball = ellipsoid(3, 5, 5)[1:-1, 1:-1, 1:-1]  # 7 x 11 x 11
+    inst[1:8, 2:13, 2:13][ball] = 4
+    inst[2:5, 16:22, 16:22] = 7
+    annotations = np.zeros(inst.shape, np.uint8)
+    annotations[0, 0, :5] = 2
+    edit = delete_object(inst, 4)
+    obj = inst == 4
+    assert edit.ids == (4,) and obj.sum() > 100 and len(np.unique(np.nonzero(obj)[0])) == 7
+    assert not (edit.instances == 4).any()
+    np.testing.assert_array_equal(edit.instances[~obj], inst[~obj])  # the other object stays
+    np.testing.assert_array_equal(edit.where, obj)  # every slice of the object, nothing else
+    assert (edit.annotation[obj] == 1).all()  # taught as background
+    out = apply_edit(annotations, edit)
+    assert (out[obj] == 1).all() and (out[0, 0, :5] == 2).all()
+    with pytest.raises(InputError, match="no object 5"):
+        delete_object(inst, 5)
+    with pytest.raises(InputError, match="no object 0"):
+        delete_object(inst, 0)

@@ -76,6 +76,13 @@ class ModelBundle:
     def n_classes(self) -> int:
         return self.config.n_classes
 
+    @property
+    def splits_instances(self) -> bool:
+        """Whether the model was trained on instance masks (background / interior /
+        boundary): its sure interiors seed the objects, and edits of its objects are
+        taught as interior and boundary."""
+        return self.label_kind == "instance" and self.n_classes == len(INSTANCE_CLASSES)
+
     @classmethod
     def new(cls, config: UNetConfig, label_kind: str = "annotation", seed: int = 0,
             **kwargs: Any) -> ModelBundle:

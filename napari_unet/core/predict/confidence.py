@@ -87,10 +87,16 @@ def object_confidence(instances: np.ndarray, probabilities: np.ndarray, *,
     ids = np.unique(instances[instances > 0])
     if not ids.size:
         return {}
-    from scipy import ndimage as ndi
-
     scores = _pixel_scores(probabilities, "margin" if how in ("weakest", "shape") else how,
                            threshold)
+    return _object_values(scores, instances, ids, how)
+
+
+def _object_values(scores: np.ndarray, instances: np.ndarray, ids: np.ndarray,
+                   how: str) -> dict[int, float]:
+    """Each object's confidence from its pixels' ``scores``."""
+    from scipy import ndimage as ndi
+
     if how == "shape":
         values = ndi.mean(scores, instances, ids) * solidity(instances, ids)
     elif how == "weakest":
@@ -105,10 +111,17 @@ def objects_to_review(instances: np.ndarray, probabilities: np.ndarray, *,
                       count: int = 10, z: int | None = None, how: str = DEFAULT_CONFIDENCE,
                       threshold: float = FOREGROUND_THRESHOLD) -> list[ObjectToReview]:
     """The ``count`` least certain objects of ``instances``, least certain first."""
-    from scipy import ndimage as ndi
 
     instances = np.asarray(instances)
     confidence = object_confidence(instances, probabilities, how=how, threshold=threshold)
+    return _items(instances, confidence, count, z)
+
+
+def _items(instances: np.ndarray, confidence: dict[int, float], count: int,
+           z: int | None) -> list[ObjectToReview]:
+    """The ``count`` objects of least ``confidence``, least certain first."""
+    from scipy import ndimage as ndi
+
     worst = sorted(confidence, key=lambda i: (confidence[i], i))[:count]
     boxes = ndi.find_objects(instances, max_label=max(worst, default=0))
     out = []
@@ -134,3 +147,36 @@ def stack_to_review(instances: np.ndarray, probabilities: np.ndarray, slices, *,
         found += objects_to_review(instances[z], probabilities[z], count=count, z=int(z),
                                    how=how, threshold=threshold)
     return sorted(found, key=lambda o: (o.confidence, o.z, o.id))[:count]
+
+
+def volume_to_review(instances: np.ndarray, probabilities, slices, *, count: int = 10,
+                     how: str = DEFAULT_CONFIDENCE,
+                     threshold: float = FOREGROUND_THRESHOLD) -> list[ObjectToReview]:
+    """The ``count`` least certain 3D objects of a volume, least certain first:
+    ``instances`` (Z, Y, X) with one id per object through all its slices, the class
+    probabilities of the listed ``slices`` (``probabilities[z]``: (C, Y, X); a (Z, C, Y, X)
+    array or a mapping of slices). Each object is scored over all its voxels on those
+    slices (its solidity in 3D), so it is listed once, not once per slice; the items' ``z``
+    is ``None``, their centre and box 3D."""
+    instances = np.asarray(instances)
+    slices = [int(z) for z in slices]
+    if instances.ndim != 3:
+        raise InputError(f"a volume's objects are (Z, Y, X); these have shape {instances.shape}")
+    if how not in CONFIDENCE:
+        raise InputError(f"unknown confidence {how!r}; use one of {', '.join(CONFIDENCE)}")
+    listed = np.zeros(len(instances), bool)
+    listed[slices] = True
+    objects = np.where(listed[:, None, None], instances, 0)  # on the slices predicted
+    scores = np.ones(instances.shape, np.float32)
+    pixel = "margin" if how in ("weakest", "shape") else how
+    for z in slices:
+        p = np.asarray(probabilities[z])
+        if p.ndim != 3 or p.shape[1:] != instances.shape[1:] or p.shape[0] < 2:
+            raise InputError(f"the probabilities of slice {z} have shape {p.shape}; (classes, "
+                             f"{', '.join(map(str, instances.shape[1:]))}) is needed")
+        scores[z] = _pixel_scores(p, pixel, threshold)
+    ids = np.unique(objects[objects > 0])
+    if not ids.size:
+        return []
+    confidence = _object_values(scores, objects, ids, how)
+    return _items(objects, confidence, count, None)

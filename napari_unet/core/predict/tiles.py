@@ -266,7 +266,7 @@ class Predictor:
     def splits_instances(self) -> bool:
         """Whether the model was trained on instance masks (background / interior /
         boundary), whose sure interiors seed the objects."""
-        return self.bundle.label_kind == "instance" and self.n_classes == 3
+        return self.bundle.splits_instances
 
     def slice_factor(self, image: np.ndarray, stats: list | None = None) -> float:
         """How much :meth:`predict` resizes one slice (C_in, H, W) (``rescale``)."""

@@ -227,7 +227,7 @@ class VolumePredictor:
     def splits_instances(self) -> bool:
         """Whether the model was trained on instance masks (background / interior /
         boundary), whose sure interiors seed the objects."""
-        return self.bundle.label_kind == "instance" and self.bundle.n_classes == 3
+        return self.bundle.splits_instances
 
     def slab_range(self, n: int, z: int, voxel_size: VoxelSize | None = None,
                    depth: int | None = None) -> tuple[int, int]:

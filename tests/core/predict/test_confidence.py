@@ -12,6 +12,7 @@ from napari_unet.core.predict.confidence import (
     object_confidence,
     objects_to_review,
     stack_to_review,
+    volume_to_review,
 )
 
 
@@ -80,3 +81,29 @@ def test_bad_inputs_are_refused():
     with pytest.raises(InputError, match="unknown confidence"):
         object_confidence(inst, probabilities, how="luck")
     assert object_confidence(np.zeros_like(inst), probabilities) == {}
+
+
+@pytest.mark.parametrize("how", CONFIDENCE)
+def test_a_volume_lists_each_3d_object_once_scored_over_all_its_slices(how):
+    inst2d, probabilities = _scene()
+    volume = np.stack([inst2d] * 6)  # three objects through 6 slices, one id each
+    probs = {z: probabilities.copy() for z in range(6)}
+    # Object 1 is sure on 5 of its slices and doubtful on one: overall the surest still.
+    probs[2][0][inst2d == 1], probs[2][1][inst2d == 1], probs[2][2][inst2d == 1] = 0.45, 0.5, 0.05
+    items = volume_to_review(volume, probs, range(6), count=10, how=how)
+    assert sorted(o.id for o in items) == [1, 2, 3]  # once each, not once per slice
+    if how != "weakest":  # its least sure tenth is that slice: rightly ranked lower
+        assert items[-1].id == 1 and items[0].id in (2, 3)
+    first = items[0]
+    assert first.z is None and len(first.centre) == 3 and first.box[0] == (0, 6)
+    assert first.size == int((volume == first.id).sum())
+    # Only the slices predicted count: an object on none of them is not listed.
+    volume[4:, inst2d == 2] = 0
+    volume[4:, inst2d == 3] = 0
+    volume[:4][np.broadcast_to(inst2d == 1, volume[:4].shape)] = 0
+    assert [o.id for o in volume_to_review(volume, probs, [0, 1, 2, 3], how=how)] in (
+        [2, 3], [3, 2])
+    with pytest.raises(InputError, match="shape"):
+        volume_to_review(volume, {0: probabilities[:, :10]}, [0], how=how)
+    with pytest.raises(InputError, match="Z, Y, X"):
+        volume_to_review(inst2d, probs, [0], how=how)
