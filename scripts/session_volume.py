@@ -191,7 +191,7 @@ def main() -> int:
     back = float(np.mean(np.asarray(predictions.data)[mask] > 0))
     drive.check("predict again", widget.predict.status.value.startswith("Predicted"),
                 f"{widget.predict.status.value} The deleted object is {back:.0%} "
-                "foreground again")
+                "foreground again" + ("" if false else " (it was a true nucleus)"))
     drive.shot("retrained", focus=widget.correct.status)
 
     # 7. Save the labels, open them again, compare the voxel size.
