@@ -29,7 +29,7 @@ from napari.utils.notifications import show_info, show_warning
 from napari_unet.core.errors import InputError
 
 from .combos import row, status_label
-from .layers import find_labels, image_shape, keep_selection, predictions_name
+from .layers import find_labels, image_shape, is_lazy_layer, keep_selection, predictions_name
 from .state import Session
 
 CUT_COLOR = "#00ffff"
@@ -107,11 +107,17 @@ class ObjectTools(Container):
                                              image_shape(image))
 
     def volume(self, image) -> bool:
-        """Whether the objects of ``image`` are 3D (a volume): edits act on whole objects,
-        through all their slices."""
+        """Whether the objects of ``image`` are 3D (it runs as a volume): edits act on
+        whole objects, through all their slices. An image opened lazily is predicted
+        slice by slice, its ids per slice."""
         from .volume import dims_in_effect
 
-        return len(image_shape(image)) == 3 and dims_in_effect(self.session, image)[0] == "3d"
+        if len(image_shape(image)) != 3 or is_lazy_layer(image):
+            return False
+        instances = instances_layer(self._viewer, image)
+        if instances is not None and is_lazy_layer(instances):
+            return False
+        return dims_in_effect(self.session, image)[0] == "3d"
 
     def _slice_axis(self, layer) -> int | None:
         """The layer's axis across the plane in view (``None``: the 3D view)."""
