@@ -175,11 +175,20 @@ def predict_volume(args: argparse.Namespace, bundle, image, voxel, why: str) -> 
     predictor = volume_predictor(bundle, args)
     predictor.check_volume(image.data)
     say(args, f"3D: {why}")
+    say_zoom(args, predictor, image.shape, voxel)
     scale = list(voxel) if voxel is not None else None
     data = np.asarray(image.data) if is_lazy(image.data) else image.data
+
+    def progress(done: int, total: int) -> None:
+        if not args.quiet and total > 1:
+            sys.stderr.write(f"\r3D tile {done}/{total}  ")
+            sys.stderr.flush()
+            if done == total:
+                sys.stderr.write("\n")
+
     result = predictor.predict(data, voxel, probabilities=args.probabilities is not None,
                                instances=args.instances, min_size=args.min_size,
-                               uncertainty=args.uncertainty is not None)
+                               uncertainty=args.uncertainty is not None, progress=progress)
     labels = result.instances if args.instances else result.labels
     write_tiff(args.out, labels, scale=scale)
     if args.probabilities is not None:
@@ -190,6 +199,20 @@ def predict_volume(args: argparse.Namespace, bundle, image, voxel, why: str) -> 
             else f"{bundle.n_classes} classes")
     say(args, f"wrote {args.out} ({what})")
     return 0
+
+
+def say_zoom(args: argparse.Namespace, predictor, shape, voxel) -> None:
+    """Say when a volume is zoomed to the model's voxel size, and to how many voxels:
+    a volume of much coarser voxels grows by the cube of the factor, and takes as much
+    longer."""
+    sizes = (int(shape[0]), int(shape[-2]), int(shape[-1]))  # (Z, Y, X) or (Z, C, Y, X)
+    target = predictor.zoomed_shape(sizes, voxel)
+    if target is None:
+        return
+    model = " x ".join(f"{v:g}" for v in predictor.bundle.voxel_size)
+    ratio = float(np.prod(target)) / max(float(np.prod(sizes)), 1.0)
+    say(args, f"zoomed to the model's voxel size ({model} µm): {sizes} -> {target} voxels "
+              f"({ratio:.3g}x as many; --rescale off predicts the volume as it is)")
 
 
 def predict_stitched_file(args: argparse.Namespace, bundle, image, voxel) -> int:

@@ -100,6 +100,22 @@ def test_predict_and_evaluate_a_volume_with_3d_objects(stack, model3d, capsys):
     assert json.loads(capsys.readouterr().out)["objects"] == "per slice"
 
 
+def test_a_volume_of_other_voxels_says_how_it_is_zoomed(stack, model3d, capsys):
+    folder, paths = stack
+    out = folder / "coarse_objects.tif"
+    # The same volume declared at twice the model's voxel size along y and x.
+    assert main(["predict", "--model", str(model3d), "--image", str(paths["image"]),
+                 "--voxel-size", "0.5,0.4,0.4", "--out", str(out), "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert ("zoomed to the model's voxel size (0.5 x 0.2 x 0.2 µm): (16, 48, 48) -> "
+            "(16, 96, 96) voxels (4x as many; --rescale off") in err
+    assert open_image(out).data.shape == (16, 48, 48)  # back at the volume's own voxels
+    assert main(["predict", "--model", str(model3d), "--image", str(paths["image"]),
+                 "--voxel-size", "0.5,0.4,0.4", "--rescale", "off", "--out",
+                 str(folder / "as_is.tif"), "--device", "cpu"]) == 0
+    assert "zoomed" not in capsys.readouterr().err
+
+
 def test_a_2d_model_stitches_the_objects_of_a_volume(stack, capsys):
     folder, paths = stack
     model = folder / "m2d_stitch.pt"

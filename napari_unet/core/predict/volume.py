@@ -187,12 +187,10 @@ class VolumePredictor:
         if voxel_size is not None:
             voxel_size = check_voxel_size(voxel_size)
         x = self.normalised(volume, stats)
-        factors = zoom_factors(voxel_size, self.bundle.voxel_size) if self.rescale else None
-        if factors is None:
-            return self.tiled(x, progress)
         sizes = x.shape[1:]
-        target = tuple(max(m, int(round(n * f))) for n, f, m in
-                       zip(sizes, factors, self.smallest))
+        target = self.zoomed_shape(sizes, voxel_size)
+        if target is None:
+            return self.tiled(x, progress)
         log.info("volume zoomed from %s to %s voxels (the model's voxel size)", sizes, target)
         zoomed = F.interpolate(torch.from_numpy(x)[None], size=target, mode="trilinear",
                                align_corners=False)[0].numpy()
@@ -200,6 +198,17 @@ class VolumePredictor:
         back = F.interpolate(torch.from_numpy(probs)[None], size=sizes, mode="trilinear",
                              align_corners=False)[0]
         return (back / back.sum(0, keepdim=True).clamp(min=1e-8)).numpy()
+
+    def zoomed_shape(self, shape: tuple[int, ...], voxel_size: VoxelSize | None,
+                     ) -> tuple[int, int, int] | None:
+        """The (z, y, x) shape a volume of ``shape`` (z, y, x) at ``voxel_size`` is
+        predicted at, zoomed to the model's training voxel size; ``None`` when it is
+        predicted as it is (the same voxel size, either unknown, or ``rescale`` off)."""
+        factors = zoom_factors(voxel_size, self.bundle.voxel_size) if self.rescale else None
+        if factors is None:
+            return None
+        return tuple(max(m, int(round(n * f))) for n, f, m in
+                     zip(shape[-3:], factors, self.smallest))  # type: ignore[return-value]
 
     def labels(self, probs: np.ndarray) -> np.ndarray:
         return decide(probs, self.foreground_threshold).astype(np.uint8)
