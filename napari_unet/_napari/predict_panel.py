@@ -19,7 +19,7 @@ from magicgui.widgets import (
     SpinBox,
 )
 from napari.qt.threading import create_worker
-from napari.utils.notifications import show_error, show_warning
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QObject, Signal
 
 from napari_unet.core.config import MIN_OBJECT_SIZE
@@ -209,6 +209,13 @@ class PredictPanel(Container):
         self.progress.max = 1 if z is not None or len(shape) == 2 else shape[0]
         self.progress.value = 0
         self.status.value = "Predicting…"
+        if bundle.dims == 3 and z is None:  # said before a volume grows by the zoom
+            from napari_unet.core.predict.volume import zoom_text
+
+            zoom = zoom_text(bundle, shape, request.voxel_size)
+            if zoom is not None:
+                self.status.value = f"Predicting, {zoom}…"
+                show_info(f"Predicting {image.name!r}: {zoom}, so it takes longer.")
         worker.start()
         return worker
 

@@ -202,17 +202,15 @@ def predict_volume(args: argparse.Namespace, bundle, image, voxel, why: str) -> 
 
 
 def say_zoom(args: argparse.Namespace, predictor, shape, voxel) -> None:
-    """Say when a volume is zoomed to the model's voxel size, and to how many voxels:
-    a volume of much coarser voxels grows by the cube of the factor, and takes as much
-    longer."""
-    sizes = (int(shape[0]), int(shape[-2]), int(shape[-1]))  # (Z, Y, X) or (Z, C, Y, X)
-    target = predictor.zoomed_shape(sizes, voxel)
-    if target is None:
+    """Say when a volume is zoomed to the model's voxel size, and to how many voxels."""
+    if not predictor.rescale:
         return
-    model = " x ".join(f"{v:g}" for v in predictor.bundle.voxel_size)
-    ratio = float(np.prod(target)) / max(float(np.prod(sizes)), 1.0)
-    say(args, f"zoomed to the model's voxel size ({model} µm): {sizes} -> {target} voxels "
-              f"({ratio:.3g}x as many; --rescale off predicts the volume as it is)")
+    from napari_unet.core.predict.volume import zoom_text
+
+    sizes = (int(shape[0]), int(shape[-2]), int(shape[-1]))  # (Z, Y, X) or (Z, C, Y, X)
+    text = zoom_text(predictor.bundle, sizes, voxel)
+    if text is not None:
+        say(args, f"{text}; --rescale off predicts the volume as it is")
 
 
 def predict_stitched_file(args: argparse.Namespace, bundle, image, voxel) -> int:

@@ -108,7 +108,7 @@ def test_a_volume_of_other_voxels_says_how_it_is_zoomed(stack, model3d, capsys):
                  "--voxel-size", "0.5,0.4,0.4", "--out", str(out), "--device", "cpu"]) == 0
     err = capsys.readouterr().err
     assert ("zoomed to the model's voxel size (0.5 x 0.2 x 0.2 µm): (16, 48, 48) -> "
-            "(16, 96, 96) voxels (4x as many; --rescale off") in err
+            "(16, 96, 96) voxels (4x as many); --rescale off") in err
     assert open_image(out).data.shape == (16, 48, 48)  # back at the volume's own voxels
     assert main(["predict", "--model", str(model3d), "--image", str(paths["image"]),
                  "--voxel-size", "0.5,0.4,0.4", "--rescale", "off", "--out",

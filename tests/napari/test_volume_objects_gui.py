@@ -190,3 +190,26 @@ def test_objects_to_review_list_each_3d_object_once_and_a_row_shows_it(volume_ob
     tools = widget.correct.review.tools
     assert tools.delete_at(_inside(obj, largest))
     assert item.id not in [i.id for i in review.items]
+
+
+def test_predict_says_when_it_zooms_a_volume_to_the_models_voxel_size(volume_objects,
+                                                                       run_worker,
+                                                                       notifications):
+    viewer, widget, image, truth = volume_objects
+    from napari_unet.core.config import TrainOptions
+    from napari_unet.core.train.volume import volume_start_bundle
+
+    # A model of voxels half as large in y and x: the volume is predicted at twice its
+    # pixels along them, and zoomed back.
+    bundle = volume_start_bundle(TrainOptions(labels_kind="annotation"), 2, (0.5, 0.1, 0.1))
+    widget.session.set_model(bundle)
+    widget.predict.scope.value = "stack"
+    widget.predict.instances.value = False
+    worker = widget.predict.predict()
+    said = "zoomed to the model's voxel size (0.5 x 0.1 x 0.1 µm): (12, 64, 64) -> (12, 128, 128)"
+    assert widget.predict.status.value.startswith(f"Predicting, {said}")
+    assert any(said in m for m in notifications)
+    run_worker(worker, timeout=300_000)
+    predictions = viewer.layers[f"{image.name} predictions"]
+    assert predictions.data.shape == truth.shape  # back at the volume's own voxels
+    assert widget.predict.status.value.startswith("Predicted the whole image")

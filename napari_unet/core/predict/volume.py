@@ -52,6 +52,34 @@ def zoom_factors(image_voxel: VoxelSize | None, model_voxel: VoxelSize | None,
     return f  # type: ignore[return-value]
 
 
+def zoomed_shape(bundle: ModelBundle, shape: tuple[int, ...], voxel_size: VoxelSize | None,
+                 ) -> tuple[int, int, int] | None:
+    """The (z, y, x) shape at which ``bundle``'s 3D model predicts a volume of ``shape``
+    (z, y, x) at ``voxel_size``: zoomed to the model's training voxel size, at least one
+    pooling grid; ``None`` when it predicts it as it is (the same voxel size, or either
+    unknown)."""
+    factors = zoom_factors(voxel_size, bundle.voxel_size)
+    if factors is None:
+        return None
+    return tuple(max(int(m), int(round(n * f))) for n, f, m in  # type: ignore[return-value]
+                 zip(shape[-3:], factors, bundle.config.multiple))
+
+
+def zoom_text(bundle: ModelBundle, shape: tuple[int, ...], voxel_size: VoxelSize | None,
+              ) -> str | None:
+    """In words, how a volume of ``shape`` (z, y, x) is zoomed to the model's voxel size
+    to be predicted (``None``: it is not): the command line and the plugin say it before
+    they start, as a volume of coarser voxels grows by the product of the factors."""
+    target = zoomed_shape(bundle, shape, voxel_size)
+    if target is None:
+        return None
+    sizes = tuple(int(n) for n in shape[-3:])
+    model = " x ".join(f"{v:g}" for v in bundle.voxel_size)
+    ratio = float(np.prod(target)) / max(float(np.prod(sizes)), 1.0)
+    return (f"zoomed to the model's voxel size ({model} µm): {sizes} -> {target} voxels "
+            f"({ratio:.3g}x as many)")
+
+
 class VolumePredictor:
     """Predicts (Z, Y, X) volumes, or (Z, C, Y, X) with channels, with a 3D model.
 
@@ -201,14 +229,9 @@ class VolumePredictor:
 
     def zoomed_shape(self, shape: tuple[int, ...], voxel_size: VoxelSize | None,
                      ) -> tuple[int, int, int] | None:
-        """The (z, y, x) shape a volume of ``shape`` (z, y, x) at ``voxel_size`` is
-        predicted at, zoomed to the model's training voxel size; ``None`` when it is
-        predicted as it is (the same voxel size, either unknown, or ``rescale`` off)."""
-        factors = zoom_factors(voxel_size, self.bundle.voxel_size) if self.rescale else None
-        if factors is None:
-            return None
-        return tuple(max(m, int(round(n * f))) for n, f, m in
-                     zip(shape[-3:], factors, self.smallest))  # type: ignore[return-value]
+        """:func:`zoomed_shape` of this predictor's model (``None`` with ``rescale``
+        off)."""
+        return zoomed_shape(self.bundle, shape, voxel_size) if self.rescale else None
 
     def labels(self, probs: np.ndarray) -> np.ndarray:
         return decide(probs, self.foreground_threshold).astype(np.uint8)
