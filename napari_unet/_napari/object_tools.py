@@ -252,14 +252,10 @@ class ObjectTools(Container):
     def pick(self, point: tuple[int, ...]) -> bool:
         """Pick the object at ``point`` (pixel coordinates of the instances layer); the
         second pick merges the two. Returns whether a merge happened."""
-        image, instances, predictions = self._layers()
-        if instances is None:
+        found = self._object_at(point)
+        if found is None:
             return False
-        shape = image_shape(image)
-        if any(p < 0 or p >= n for p, n in zip(point, shape)):
-            return False
-        value = int(np.asarray(instances.data)[point])
-        z = None if len(shape) == 2 or self.volume(image) else point[0]
+        instances, value, z = found
         if value == 0:
             self.status.value = "That is background: click inside an object."
             return False
@@ -304,18 +300,15 @@ class ObjectTools(Container):
     def delete_at(self, point: tuple[int, ...]) -> bool:
         """Delete the object at ``point`` (pixel coordinates of the instances layer): on
         its slice of a stack, through all its slices in a volume."""
-        image, instances, predictions = self._layers()
-        if instances is None:
+        found = self._object_at(point)
+        if found is None:
             return False
-        shape = image_shape(image)
-        if len(point) != len(shape) or any(p < 0 or p >= n for p, n in zip(point, shape)):
-            return False
-        value = int(np.asarray(instances.data)[point])
+        instances, value, z = found
         if value == 0:
             self.status.value = "That is background: click inside the object to delete."
             return False
-        volume = self.volume(image)
-        z = None if len(shape) == 2 or volume else point[0]
+        image, _, predictions = self._layers()
+        volume = z is None and len(image_shape(image)) == 3
         plane = (Ellipsis,) if z is None else (z,)
         from napari_unet.core.split_merge import delete_object
 
@@ -331,6 +324,19 @@ class ObjectTools(Container):
         return True
 
     # Shared -----------------------------------------------------------------
+    def _object_at(self, point: tuple[int, ...]):
+        """``(instances layer, id, slice)`` at ``point`` (pixel coordinates; id 0:
+        background; slice ``None`` for a 2D image or a volume's 3D objects), ``None``
+        without instances or outside the image."""
+        image, instances, _ = self._layers()
+        if instances is None:
+            return None
+        shape = image_shape(image)
+        if len(point) != len(shape) or any(p < 0 or p >= n for p, n in zip(point, shape)):
+            return None
+        z = None if len(shape) == 2 or self.volume(image) else point[0]
+        return instances, int(np.asarray(instances.data)[point]), z
+
     def _teaching(self, predictions, plane, current: np.ndarray, where: np.ndarray) -> dict:
         """How the edit's objects are annotated: interior and boundary for a model of
         instance masks, else the class the prediction gave them."""

@@ -76,14 +76,12 @@ def review_job(request: PredictRequest | None, instances: np.ndarray, slices: li
 
 def describe(item: ObjectToReview) -> str:
     """One row of the list."""
+    where, unit = "", "px"
     if item.z is not None:
         where = f"slice {item.z} · "
     elif len(item.box) == 3:  # a volume's 3D object
-        (z0, z1) = item.box[0]
+        (z0, z1), unit = item.box[0], "voxels"
         where = f"slices {z0}-{z1 - 1} · " if z1 - z0 > 1 else f"slice {z0} · "
-    else:
-        where = ""
-    unit = "voxels" if item.z is None and len(item.box) == 3 else "px"
     return f"{where}object {item.id} · sure {item.confidence:.2f} · {item.size} {unit}"
 
 
