@@ -2,10 +2,12 @@
 per-slice objects and a plain 3D U-Net loop, at equal seconds; and the speed rows.
 
     python benchmarks/quality/volumes.py [--seconds 60 150] [--seeds 2] [--smoke]
+    python benchmarks/quality/volumes.py --sets halves --methods 3d plain --seconds 300
     python benchmarks/quality/volumes.py --speed-only [--speed-shape 32 256 256]
 
 Quality: on ``shared/data/3d`` (train on one stack, score on the other, both ways; the
-two differ 6x in voxel size) and on synthetic volumes with more objects
+two differ 6x in voxel size), on the ovule stack's two halves (train on one, score the
+other, both ways) and on synthetic volumes with more objects
 (:mod:`napari_unet.synthetic_volume`, train on one, score on another), from dense labels
 (instance masks -> background / interior / boundary) and from strokes on 3 slices drawn
 by :func:`~napari_unet.synthetic_volume.starter_strokes`. Scores: foreground IoU of the
@@ -41,6 +43,9 @@ from napari_unet.core.labels import to_annotations
 from napari_unet.core.metrics import foreground_iou, instance_scores
 from napari_unet.synthetic_volume import VolumeStyle, nuclei_volume, starter_strokes
 
+#: Options of napari-unet's own runs that ``--intensity`` sets (the plain loop has none).
+OPTIONS: dict = {}
+
 METHODS = ("3D model", "2D + 3D watershed", "2D + stitching", "2D per slice (today)",
            "plain 3D loop")
 
@@ -67,7 +72,7 @@ def run_3d(train, test, kind, seconds, seed, rescale, max_iterations=None):
 
     (img, target, voxel), (timg, _, tvoxel) = train, test
     options = TrainOptions(labels_kind=kind, seconds=seconds, iterations=max_iterations,
-                           device="cpu", seed=seed)
+                           device="cpu", seed=seed, **OPTIONS)
     trainer = VolumeTrainer.from_plan(plan_volume_training([img], [target], options,
                                                            voxel_size=voxel))
     for _ in trainer.fit():
@@ -86,7 +91,7 @@ def run_2d(train, test, kind, seconds, seed, max_iterations=None):
 
     (img, target, _), (timg, _, tvoxel) = train, test
     options = TrainOptions(labels_kind=kind, seconds=seconds, iterations=max_iterations,
-                           device="cpu", seed=seed)
+                           device="cpu", seed=seed, **OPTIONS)
     plan = plan_training([img], [target], options)
     trainer = Trainer(plan.bundle, plan.data, plan.config)
     for _ in trainer.fit():
@@ -100,21 +105,31 @@ def run_2d(train, test, kind, seconds, seed, max_iterations=None):
     return result.labels, stacked, stitched, per_slice, trainer.run_iteration
 
 
-def compare(name, train, test, seconds, seed, kind, rescale=True, max_iterations=None):
+#: What ``--methods`` picks: the 3D model, the 2D model's rows, the plain 3D loop.
+METHOD_GROUPS = ("3d", "2d", "plain")
+
+
+def compare(name, train, test, seconds, seed, kind, rescale=True, max_iterations=None,
+            methods=METHOD_GROUPS):
     """One row per method: (method, iou, f1, ratio, iterations)."""
     truth = test[1]
     rows = []
-    labels, objects, its = run_3d(train, test, kind, seconds, seed, rescale, max_iterations)
-    rows.append(("3D model", *scores(objects, labels, truth), its))
-    labels, stacked, stitched, per_slice, its = run_2d(train, test, kind, seconds, seed,
-                                                       max_iterations)
-    rows.append(("2D + 3D watershed", *scores(stacked, labels, truth), its))
-    rows.append(("2D + stitching", *scores(stitched, labels, truth), its))
-    rows.append(("2D per slice (today)", *scores(per_slice, labels, truth), its))
-    model, its = train_plain3d(train[0], train[1], seconds, seed=seed,
-                               n_classes=int(train[1].max()), max_iterations=max_iterations)
-    labels, objects = predict_plain3d(model, test[0])
-    rows.append(("plain 3D loop", *scores(objects, labels, truth), its))
+    if "3d" in methods:
+        labels, objects, its = run_3d(train, test, kind, seconds, seed, rescale,
+                                      max_iterations)
+        rows.append(("3D model", *scores(objects, labels, truth), its))
+    if "2d" in methods:
+        labels, stacked, stitched, per_slice, its = run_2d(train, test, kind, seconds, seed,
+                                                           max_iterations)
+        rows.append(("2D + 3D watershed", *scores(stacked, labels, truth), its))
+        rows.append(("2D + stitching", *scores(stitched, labels, truth), its))
+        rows.append(("2D per slice (today)", *scores(per_slice, labels, truth), its))
+    if "plain" in methods:
+        model, its = train_plain3d(train[0], train[1], seconds, seed=seed,
+                                   n_classes=int(train[1].max()),
+                                   max_iterations=max_iterations)
+        labels, objects = predict_plain3d(model, test[0])
+        rows.append(("plain 3D loop", *scores(objects, labels, truth), its))
     return rows
 
 
@@ -135,8 +150,10 @@ def real_pairs():
              "embryo -> ovule": (stacks["embryo"], stacks["ovule"])}
     image, labels, voxel = stacks["ovule"]  # one kind: train on one half, score the other
     half = image.shape[2] // 2
-    pairs["ovule x < 50 -> x >= 50"] = ((image[:, :, :half], labels[:, :, :half], voxel),
-                                        (image[:, :, half:], labels[:, :, half:], voxel))
+    left = (image[:, :, :half], labels[:, :, :half], voxel)
+    right = (image[:, :, half:], labels[:, :, half:], voxel)
+    pairs["ovule x < 50 -> x >= 50"] = (left, right)
+    pairs["ovule x >= 50 -> x < 50"] = (right, left)  # both ways: two folds of one kind
     return pairs
 
 
@@ -280,8 +297,15 @@ def main(argv: list[str] | None = None) -> int:
                         choices=["instance", "annotation"])
     parser.add_argument("--sets", nargs="+", default=["halves", "real", "synthetic"],
                         choices=["halves", "real", "synthetic"],
-                        help="halves: one ovule volume, train on one half, score the other; "
+                        help="halves: one ovule volume, train on each half, score the other; "
                              "real: ovule <-> embryo; synthetic: two synthetic volumes")
+    parser.add_argument("--methods", nargs="+", default=list(METHOD_GROUPS),
+                        choices=METHOD_GROUPS,
+                        help="3d: the 3D model; 2d: the 2D model's rows; plain: the plain "
+                             "3D loop (default: all)")
+    parser.add_argument("--intensity", type=float, default=None, metavar="S",
+                        help="the intensity augmentation of napari-unet's runs (train "
+                             "--intensity; default the product's)")
     parser.add_argument("--no-speed", action="store_true")
     parser.add_argument("--speed-only", action="store_true",
                         help="the speed rows alone, no quality runs")
@@ -293,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(os.cpu_count() or 1)
+    if args.intensity is not None:
+        OPTIONS["intensity"] = args.intensity
     max_it = None
     if args.smoke:
         args.seconds, args.seeds, args.sets, max_it = [2.0], 1, ["synthetic"], 2
@@ -309,9 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     shape, count = ((16, 48, 48), 5) if args.smoke else ((40, 160, 160), 60)
     for which in args.sets:  # in the order asked
         if which == "real":
-            sets.update({k: v for k, v in pairs.items() if "x <" not in k})
+            sets.update({k: v for k, v in pairs.items() if "ovule x" not in k})
         elif which == "halves":
-            sets.update({k: v for k, v in pairs.items() if "x <" in k})
+            sets.update({k: v for k, v in pairs.items() if "ovule x" in k})
         else:
             sets["synthetic"] = None
     for seconds in args.seconds:
@@ -329,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
                     # large or small, so each is predicted at its own (--rescale off).
                     rescale = pair is None
                     rows = compare(name, with_targets(train, kind, seed), test, seconds,
-                                   seed, kind, rescale, max_it)
+                                   seed, kind, rescale, max_it, args.methods)
                     for method, iou, f1, ratio, its in rows:
                         results.setdefault((name, method), []).append((iou, f1, ratio, its))
                     print(f"  {name} seed {seed} {labels_name} {seconds:g} s: " + "; ".join(
@@ -339,7 +365,9 @@ def main(argv: list[str] | None = None) -> int:
                            mean_sd([r[1] for r in v]), mean_sd([r[2] for r in v]),
                            f"{np.mean([r[3] for r in v]):.0f}"]
                           for (name, method), v in results.items()]
-            print(table(f"\n{labels_name}, {seconds:g} s of training, {args.seeds} seed(s)",
+            extra = "".join(f", {k} {v:g}" for k, v in OPTIONS.items())
+            print(table(f"\n{labels_name}, {seconds:g} s of training, {args.seeds} "
+                        f"seed(s){extra}",
                         ["set: method", "fg IoU", "F1@0.5 3D", "pred/true fg", "iters"],
                         table_rows, [44, 15, 15, 15, 6]))
     return 0

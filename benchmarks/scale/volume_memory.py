@@ -10,8 +10,10 @@ process (``/proc/self/status`` VmRSS sampled in a thread) against the issue's ta
 2 GB. ``--instances`` adds the 3D objects (seeds, faces, watershed), ``--uncertainty``
 the uncertainty output.
 
-    python benchmarks/scale/volume_memory.py --shape 64 256 256      # a minute or so
-    python benchmarks/scale/volume_memory.py                         # the full run
+    python benchmarks/scale/volume_memory.py --shape 64 256 256      # under a minute
+    python benchmarks/scale/volume_memory.py        # the full run: 26 min on a 2-core Zen 3
+    python benchmarks/scale/volume_memory.py --shape 80 576 576 --block 80 576 576 --tile-mb 384
+                                                    # one block with its halo, a tile budget
 """
 
 from __future__ import annotations
@@ -38,13 +40,18 @@ def lazy_volume(shape: tuple[int, int, int], chunks: tuple[int, int, int], seed:
     import dask.array as da
 
     def make(block_info=None):
+        # plane by plane in float32, as a reader decodes a chunk: no temporary of the
+        # chunk's size in float64 counts towards the peak of the prediction
         info = block_info[None]
         (z0, z1), (y0, y1), (x0, x1) = info["array-location"]
         rng = np.random.default_rng([seed, z0, y0, x0])
-        z, y, x = np.ogrid[z0:z1, y0:y1, x0:x1]
-        blobs = (np.sin(z / 3.0) * np.sin(y / 9.0) * np.sin(x / 9.0)) > 0.3
-        image = 200 + 1500 * blobs + rng.poisson(50, (z1 - z0, y1 - y0, x1 - x0))
-        return image.astype(np.uint16)
+        y, x = np.ogrid[y0:y1, x0:x1]
+        yx = (np.sin(y / 9.0) * np.sin(x / 9.0)).astype(np.float32)
+        out = np.empty((z1 - z0, y1 - y0, x1 - x0), np.uint16)
+        for i, z in enumerate(range(z0, z1)):
+            blobs = (np.float32(np.sin(z / 3.0)) * yx) > 0.3
+            out[i] = 200 + 1500 * blobs + rng.poisson(50, yx.shape).astype(np.uint16)
+        return out
 
     return da.map_blocks(make, dtype=np.uint16, chunks=tuple(
         tuple(min(c, n - s) for s in range(0, n, c)) for n, c in zip(shape, chunks)))
@@ -84,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="also write the uncertainty")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="folder for the outputs (default: a temporary folder, removed)")
+    parser.add_argument("--tile-mb", type=int, default=None,
+                        help="memory budget of one 3D tile in MB (default the device's "
+                             "volume_defaults().tile_bytes)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (the model's tiles)")
     add_smoke(parser)
@@ -102,7 +112,14 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     voxel = tuple(args.voxel_size)
     volume = lazy_volume(shape, block)
-    predictor = VolumePredictor(fresh_model(voxel), device=args.device)
+    bundle = fresh_model(voxel)
+    tile_voxels = None
+    if args.tile_mb:
+        from napari_unet.core.predict.volume import TILE_BYTES_PER_CHANNEL
+
+        tile_voxels = (args.tile_mb * 2**20
+                       // (TILE_BYTES_PER_CHANNEL * bundle.config.base_channels))
+    predictor = VolumePredictor(bundle, device=args.device, tile_voxels=tile_voxels)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="napari-unet-volume-memory-"))
     workdir.mkdir(parents=True, exist_ok=True)
     out = workdir / "labels.ome.zarr"
@@ -127,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     what += " + uncertainty" if args.uncertainty else ""
     print(table(f"volume block by block into OME-Zarr{what}: fresh CPU-default 3D model, "
                 f"{torch.get_num_threads()} torch thread(s), {cpu_name()}, "
-                f"device {predictor.device.type}",
+                f"device {predictor.device.type}, tiles of up to "
+                f"{predictor.tile_voxels:,} voxels",
                 ["shape", "block (blocks)", "seconds", "voxels/s", "peak GB", "rise GB",
                  "target GB", "within"], rows, [16, 22, 9, 11, 8, 8, 9, 6]))
     full = 512 * 1024 * 1024

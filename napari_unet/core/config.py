@@ -270,8 +270,11 @@ class VolumeDefaults:
     learning_rate: float = 3e-3
     elastic_sigma: float = 4.0  # pixels in xy; z gets it divided by the anisotropy
     #: Prediction: the memory one 3D tile may take in a forward pass; the tiles hold
-    #: as many voxels as that allows (:class:`~.predict.volume.VolumePredictor`).
-    tile_bytes: int = 768 * 2**20
+    #: as many voxels as that allows (:class:`~.predict.volume.VolumePredictor`). On
+    #: the CPU 384 MB keeps a 512 x 1024 x 1024 volume predicted block by block under
+    #: 2 GB at about the speed of 768 MB tiles (``benchmarks/scale/volume_memory.py
+    #: --tile-mb``, docs/volumes.md).
+    tile_bytes: int = 384 * 2**20
 
 
 def volume_defaults(device_kind: str = "cpu") -> VolumeDefaults:
