@@ -43,9 +43,6 @@ from napari_unet.core.labels import to_annotations
 from napari_unet.core.metrics import foreground_iou, instance_scores
 from napari_unet.synthetic_volume import VolumeStyle, nuclei_volume, starter_strokes
 
-#: Options of napari-unet's own runs that ``--intensity`` sets (the plain loop has none).
-OPTIONS: dict = {}
-
 METHODS = ("3D model", "2D + 3D watershed", "2D + stitching", "2D per slice (today)",
            "plain 3D loop")
 
@@ -66,13 +63,13 @@ def scores(objects, labels, truth) -> tuple[float, float, float]:
             int((labels > 0).sum()) / fg_t)
 
 
-def run_3d(train, test, kind, seconds, seed, rescale, max_iterations=None):
+def run_3d(train, test, kind, seconds, seed, rescale, max_iterations=None, options=None):
     from napari_unet.core.predict.volume import VolumePredictor
     from napari_unet.core.train.volume import VolumeTrainer, plan_volume_training
 
     (img, target, voxel), (timg, _, tvoxel) = train, test
     options = TrainOptions(labels_kind=kind, seconds=seconds, iterations=max_iterations,
-                           device="cpu", seed=seed, **OPTIONS)
+                           device="cpu", seed=seed, **(options or {}))
     trainer = VolumeTrainer.from_plan(plan_volume_training([img], [target], options,
                                                            voxel_size=voxel))
     for _ in trainer.fit():
@@ -82,7 +79,7 @@ def run_3d(train, test, kind, seconds, seed, rescale, max_iterations=None):
     return result.labels, result.instances, trainer.run_iteration
 
 
-def run_2d(train, test, kind, seconds, seed, max_iterations=None):
+def run_2d(train, test, kind, seconds, seed, max_iterations=None, options=None):
     from napari_unet.core.predict.objects import drop_small
     from napari_unet.core.predict.tiles import Predictor
     from napari_unet.core.predict.volume_instances import stacked_instances, stitch_slices
@@ -91,7 +88,7 @@ def run_2d(train, test, kind, seconds, seed, max_iterations=None):
 
     (img, target, _), (timg, _, tvoxel) = train, test
     options = TrainOptions(labels_kind=kind, seconds=seconds, iterations=max_iterations,
-                           device="cpu", seed=seed, **OPTIONS)
+                           device="cpu", seed=seed, **(options or {}))
     plan = plan_training([img], [target], options)
     trainer = Trainer(plan.bundle, plan.data, plan.config)
     for _ in trainer.fit():
@@ -110,17 +107,18 @@ METHOD_GROUPS = ("3d", "2d", "plain")
 
 
 def compare(name, train, test, seconds, seed, kind, rescale=True, max_iterations=None,
-            methods=METHOD_GROUPS):
-    """One row per method: (method, iou, f1, ratio, iterations)."""
+            methods=METHOD_GROUPS, options=None):
+    """One row per method: (method, iou, f1, ratio, iterations); ``options`` (e.g.
+    ``{"intensity": 0.6}``) go to napari-unet's own runs, not to the plain loop."""
     truth = test[1]
     rows = []
     if "3d" in methods:
         labels, objects, its = run_3d(train, test, kind, seconds, seed, rescale,
-                                      max_iterations)
+                                      max_iterations, options)
         rows.append(("3D model", *scores(objects, labels, truth), its))
     if "2d" in methods:
         labels, stacked, stitched, per_slice, its = run_2d(train, test, kind, seconds, seed,
-                                                           max_iterations)
+                                                           max_iterations, options)
         rows.append(("2D + 3D watershed", *scores(stacked, labels, truth), its))
         rows.append(("2D + stitching", *scores(stitched, labels, truth), its))
         rows.append(("2D per slice (today)", *scores(per_slice, labels, truth), its))
@@ -317,8 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(os.cpu_count() or 1)
-    if args.intensity is not None:
-        OPTIONS["intensity"] = args.intensity
+    options = {} if args.intensity is None else {"intensity": args.intensity}
     max_it = None
     if args.smoke:
         args.seconds, args.seeds, args.sets, max_it = [2.0], 1, ["synthetic"], 2
@@ -355,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
                     # large or small, so each is predicted at its own (--rescale off).
                     rescale = pair is None
                     rows = compare(name, with_targets(train, kind, seed), test, seconds,
-                                   seed, kind, rescale, max_it, args.methods)
+                                   seed, kind, rescale, max_it, args.methods, options)
                     for method, iou, f1, ratio, its in rows:
                         results.setdefault((name, method), []).append((iou, f1, ratio, its))
                     print(f"  {name} seed {seed} {labels_name} {seconds:g} s: " + "; ".join(
@@ -365,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
                            mean_sd([r[1] for r in v]), mean_sd([r[2] for r in v]),
                            f"{np.mean([r[3] for r in v]):.0f}"]
                           for (name, method), v in results.items()]
-            extra = "".join(f", {k} {v:g}" for k, v in OPTIONS.items())
+            extra = "".join(f", {k} {v:g}" for k, v in options.items())
             print(table(f"\n{labels_name}, {seconds:g} s of training, {args.seeds} "
                         f"seed(s){extra}",
                         ["set: method", "fg IoU", "F1@0.5 3D", "pred/true fg", "iters"],

@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from napari_unet.core.config import VOLUME_BLOCK
-    from napari_unet.core.predict.volume import VolumePredictor
+    from napari_unet.core.predict.volume import VolumePredictor, tile_voxels_for
     from napari_unet.core.predict.volume_blocks import predict_volume_blocks
 
     if args.smoke:
@@ -113,12 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     voxel = tuple(args.voxel_size)
     volume = lazy_volume(shape, block)
     bundle = fresh_model(voxel)
-    tile_voxels = None
-    if args.tile_mb:
-        from napari_unet.core.predict.volume import TILE_BYTES_PER_CHANNEL
-
-        tile_voxels = (args.tile_mb * 2**20
-                       // (TILE_BYTES_PER_CHANNEL * bundle.config.base_channels))
+    tile_voxels = tile_voxels_for(bundle, args.tile_mb * 2**20) if args.tile_mb else None
     predictor = VolumePredictor(bundle, device=args.device, tile_voxels=tile_voxels)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="napari-unet-volume-memory-"))
     workdir.mkdir(parents=True, exist_ok=True)

@@ -272,8 +272,8 @@ class VolumeDefaults:
     #: Prediction: the memory one 3D tile may take in a forward pass; the tiles hold
     #: as many voxels as that allows (:class:`~.predict.volume.VolumePredictor`). On
     #: the CPU 384 MB keeps a 512 x 1024 x 1024 volume predicted block by block under
-    #: 2 GB at about the speed of 768 MB tiles (``benchmarks/scale/volume_memory.py
-    #: --tile-mb``, docs/volumes.md).
+    #: 2 GB (1.62 GB; 768 MB tiles: 2.38 GB, 14 % faster) (``benchmarks/scale/
+    #: volume_memory.py --tile-mb``, docs/volumes.md).
     tile_bytes: int = 384 * 2**20
 
 
