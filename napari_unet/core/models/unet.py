@@ -219,6 +219,26 @@ class UNet(nn.Module):
     def checkpointing(self) -> bool:
         return self._checkpointing
 
+    def fold_batch_norms(self) -> UNet:
+        """For inference: fold each batch norm (its running statistics) into the
+        convolution before it (``torch.nn.utils.fusion.fuse_conv_bn_eval``), in place.
+        The outputs are the same up to rounding (about 1e-7), with one pass over the
+        activations fewer per convolution: on a 2-core CPU a 3D tile predicts at 0.95-0.99x
+        the time (``benchmarks/quality/volumes.py``'s speed rows) and a block of a volume
+        peaks about 12 % lower (``benchmarks/scale/volume_memory.py``). The model is in eval mode afterwards and is not for training: its weights
+        are no longer those of the checkpoint."""
+        from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+        self.eval()
+        for module in self.modules():
+            if isinstance(module, DoubleConv):
+                layers = module.double_conv
+                for i in (0, 3):
+                    if isinstance(layers[i + 1], nn.modules.batchnorm._BatchNorm):
+                        layers[i] = fuse_conv_bn_eval(layers[i], layers[i + 1])
+                        layers[i + 1] = nn.Identity()
+        return self
+
     def _run(self, block: nn.Module, *args: torch.Tensor) -> torch.Tensor:
         if self._checkpointing and self.training and torch.is_grad_enabled():
             return checkpoint(block, *args, use_reentrant=False)

@@ -92,7 +92,10 @@ class Predictor:
             raise InputError(str(exc)) from None
         self.bundle = bundle
         self.device = select_device(device) if isinstance(device, str) else device
-        self.model = (model if model is not None else bundle.build_model()).to(self.device)
+        # a model of its own has its batch norms folded in (faster, the same outputs); a
+        # model handed in is shared with its trainer: left as it is
+        own = bundle.build_model().fold_batch_norms() if model is None else model
+        self.model = own.to(self.device)
         self.model.eval()
         self.mixed_precision = mixed_precision
         self.tta = tta

@@ -117,3 +117,26 @@ def test_the_cpu_convolution_predicts_as_torchs(bias, kernel, padding):
             got = fast(x.contiguous(memory_format=memory_format))
             assert got.shape == (1, 8, 4, 24, 20)
             np.testing.assert_allclose(got.numpy(), ref(x).numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("dims,shape", [(2, (40, 36)), (3, (8, 24, 20))])
+def test_folding_the_batch_norms_keeps_the_outputs(dims, shape):
+    torch.manual_seed(0)
+    model = UNet(1, 3, base_channels=4, depth=2, dims=dims,
+                 pools=ANISO if dims == 3 else None)
+    for m in model.modules():  # statistics a training would have left
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    model.eval()
+    x = torch.randn(2, 1, *shape)
+    with torch.no_grad():
+        before = model(x)
+        folded = model.fold_batch_norms()
+        after = folded(x)
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                   for m in folded.modules())
+    assert not folded.training
+    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-5)
