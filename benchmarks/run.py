@@ -44,6 +44,7 @@ SUITES: dict[str, tuple[str, list[str], list[str]]] = {
     "folder": ("scale/folder.py", [], ["--n", "8", "--size", "512"]),
     "volume-memory": ("scale/volume_memory.py", ["--workdir", "{workdir}/volume-memory"],
                       ["--shape", "128", "512", "512"]),
+    "volume-halo": ("scale/volume_halo.py", [], ["--seconds", "30"]),
     # quality
     "curve": ("quality/curve.py", ["--device", DEV],
               ["--seconds", "60", "--checkpoints", "15", "30", "60"]),

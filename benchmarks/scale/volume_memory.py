@@ -7,8 +7,10 @@ CPU defaults (16 base channels, depth 3, pooling for the voxel size; its weights
 neither the memory nor the time) into an OME-Zarr in ``--workdir``. The table gives the
 shape, the blocks, seconds, voxels per second and the peak resident memory of this
 process (``/proc/self/status`` VmRSS sampled in a thread) against the issue's target of
-2 GB. ``--instances`` adds the 3D objects (seeds, faces, watershed), ``--uncertainty``
-the uncertainty output.
+2 GB, and its time per voxel against one untiled pass of a volume that fits
+(``--baseline-shape``, default 32 x 256 x 256, the same model, measured after it in the
+same run; target 1.3x). ``--instances`` adds the 3D objects (seeds, faces, watershed),
+``--uncertainty`` the uncertainty output; ``--halo`` sets the context of each block.
 
     python benchmarks/scale/volume_memory.py --shape 64 256 256      # under a minute
     python benchmarks/scale/volume_memory.py        # the full run: 26 min on a 2-core Zen 3
@@ -72,6 +74,22 @@ def fresh_model(voxel_size):
                            normalisation=VOLUME_NORMALISATION)
 
 
+def one_pass_rate(bundle, voxel, shape, device: str, repeats: int = 3) -> float:
+    """Voxels per second of one untiled pass (normalisation, model, probabilities) of a
+    volume of ``shape`` in memory: the best of ``repeats`` after a first call."""
+    from napari_unet.core.predict.volume import VolumePredictor
+
+    volume = np.asarray(lazy_volume(shape, shape).compute())
+    whole = VolumePredictor(bundle, device=device, tile_voxels=10**12)
+    whole.probabilities(volume, voxel)
+    best = np.inf
+    for _ in range(repeats):
+        started = time.perf_counter()
+        whole.probabilities(volume, voxel)
+        best = min(best, time.perf_counter() - started)
+    return float(np.prod(shape)) / best
+
+
 def cpu_name() -> str:
     from napari_unet.core.models.speed import cpu_name as name
 
@@ -94,23 +112,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tile-mb", type=int, default=None,
                         help="memory budget of one 3D tile in MB (default the device's "
                              "volume_defaults().tile_bytes)")
+    parser.add_argument("--halo", type=int, nargs=3, default=None, metavar=("Z", "Y", "X"),
+                        help="context read around each block (default VOLUME_HALO)")
+    parser.add_argument("--baseline-shape", type=int, nargs=3, default=[32, 256, 256],
+                        metavar=("Z", "Y", "X"),
+                        help="the volume that fits, predicted in one untiled pass")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (the model's tiles)")
     add_smoke(parser)
     args = parser.parse_args(argv)
     import torch
 
-    from napari_unet.core.config import VOLUME_BLOCK
+    from napari_unet.core.config import VOLUME_BLOCK, VOLUME_HALO
     from napari_unet.core.predict.volume import VolumePredictor, tile_voxels_for
     from napari_unet.core.predict.volume_blocks import predict_volume_blocks
 
     if args.smoke:
-        args.shape, args.block = [8, 64, 64], [8, 32, 32]
+        args.shape, args.block, args.baseline_shape = [8, 64, 64], [8, 32, 32], [8, 64, 64]
     shape = tuple(args.shape)
     block = tuple(min(b, n) for b, n in zip(args.block or VOLUME_BLOCK, shape))
     if args.threads:
         torch.set_num_threads(args.threads)
     voxel = tuple(args.voxel_size)
+    halo = tuple(args.halo or VOLUME_HALO)
     volume = lazy_volume(shape, block)
     bundle = fresh_model(voxel)
     tile_voxels = tile_voxels_for(bundle, args.tile_mb * 2**20) if args.tile_mb else None
@@ -123,26 +147,31 @@ def main(argv: list[str] | None = None) -> int:
         with PeakRSS(every=0.02) as memory:
             started = time.perf_counter()
             result = predict_volume_blocks(predictor, volume, out, voxel_size=voxel,
-                                           block=block, uncertainty=unc,
+                                           block=block, halo=halo, uncertainty=unc,
                                            instances=args.instances, overwrite=True)
             seconds = time.perf_counter() - started
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
+    base_rate = one_pass_rate(bundle, voxel, tuple(args.baseline_shape), args.device,
+                              repeats=1 if args.smoke else 3)
     voxels = int(np.prod(shape))
     peak_gb = memory.peak / 1e9
     rows = [["x".join(map(str, shape)), f"{'x'.join(map(str, block))} ({result.blocks})",
              f"{seconds:.1f}", f"{voxels / seconds:,.0f}", f"{peak_gb:.2f}",
              f"{memory.mb / 1e3:.2f}", f"{TARGET_GB:.1f}",
-             "yes" if peak_gb <= TARGET_GB else "no"]]
+             "yes" if peak_gb <= TARGET_GB else "no", f"{base_rate / (voxels / seconds):.2f}x"]]
     what = " + 3D objects" if args.instances else ""
     what += " + uncertainty" if args.uncertainty else ""
     print(table(f"volume block by block into OME-Zarr{what}: fresh CPU-default 3D model, "
                 f"{torch.get_num_threads()} torch thread(s), {cpu_name()}, "
-                f"device {predictor.device.type}, tiles of up to "
-                f"{predictor.tile_voxels:,} voxels",
+                f"device {predictor.device.type}, halo {'x'.join(map(str, halo))}, tiles of "
+                f"up to "
+                f"{predictor.tile_voxels:,} voxels; one untiled pass of "
+                f"{'x'.join(map(str, args.baseline_shape))}: {base_rate:,.0f} voxels/s",
                 ["shape", "block (blocks)", "seconds", "voxels/s", "peak GB", "rise GB",
-                 "target GB", "within"], rows, [16, 22, 9, 11, 8, 8, 9, 6]))
+                 "target GB", "within", "time/voxel vs one pass"], rows,
+                [16, 22, 9, 11, 8, 8, 9, 6, 22]))
     full = 512 * 1024 * 1024
     if voxels < full:
         print(f"at {voxels / seconds:,.0f} voxels/s, 512x1024x1024 would take about "

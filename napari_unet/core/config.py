@@ -63,9 +63,12 @@ BLOCK_SIZE = 4096
 CHUNK_SIZE = 1024
 #: A volume of a 3D model predicted block by block: the block (z, y, x voxels, also the
 #: OME-Zarr chunks), its halo of context for the probabilities, and the context of the
-#: seeds and watershed of its 3D objects (core/predict/volume_blocks.py).
+#: seeds and watershed of its 3D objects (core/predict/volume_blocks.py). The halo was
+#: 8 x 32 x 32: half of it costs 1.27x a block's voxels instead of 1.58x, and its block
+#: faces still differ from one untiled pass less than the faces of the blended tiles
+#: inside every block do (benchmarks/scale/volume_halo.py, docs/volumes.md).
 VOLUME_BLOCK = (64, 512, 512)
-VOLUME_HALO = (8, 32, 32)
+VOLUME_HALO = (4, 16, 16)
 VOLUME_OBJECT_HALO = (16, 64, 64)
 
 
@@ -271,10 +274,12 @@ class VolumeDefaults:
     elastic_sigma: float = 4.0  # pixels in xy; z gets it divided by the anisotropy
     #: Prediction: the memory one 3D tile may take in a forward pass; the tiles hold
     #: as many voxels as that allows (:class:`~.predict.volume.VolumePredictor`). On
-    #: the CPU 384 MB keeps a 512 x 1024 x 1024 volume predicted block by block under
-    #: 2 GB (1.62 GB; 768 MB tiles: 2.38 GB, 14 % faster) (``benchmarks/scale/
-    #: volume_memory.py --tile-mb``, docs/volumes.md).
-    tile_bytes: int = 384 * 2**20
+    #: the CPU 512 MB keeps a 512 x 1024 x 1024 volume predicted block by block under
+    #: 2 GB with the batch norms folded into the convolutions: one block with its halo
+    #: (72 x 544 x 544) peaks at 1.64 GB in 39 s, against 1.35 GB in 47 s at 384 MB and
+    #: 1.81 GB in 40 s at 768 MB (``benchmarks/scale/volume_memory.py --tile-mb``,
+    #: docs/volumes.md).
+    tile_bytes: int = 512 * 2**20
 
 
 def volume_defaults(device_kind: str = "cpu") -> VolumeDefaults:
