@@ -223,10 +223,11 @@ class UNet(nn.Module):
         """For inference: fold each batch norm (its running statistics) into the
         convolution before it (``torch.nn.utils.fusion.fuse_conv_bn_eval``), in place.
         The outputs are the same up to rounding (about 1e-7), with one pass over the
-        activations fewer per convolution: on a 2-core CPU a 3D tile predicts at 0.95-0.99x
-        the time (``benchmarks/quality/volumes.py``'s speed rows) and a block of a volume
-        peaks about 12 % lower (``benchmarks/scale/volume_memory.py``). The model is in eval mode afterwards and is not for training: its weights
-        are no longer those of the checkpoint."""
+        activations fewer per convolution: on a 2-core CPU a 3D tile predicts in
+        0.95-0.99x the time (``benchmarks/quality/volumes.py``'s speed rows) and a block
+        of a volume peaks about 12 % lower (``benchmarks/scale/volume_memory.py``). The
+        model is in eval mode afterwards and is not for training: its weights are no
+        longer those of the checkpoint."""
         from torch.nn.utils.fusion import fuse_conv_bn_eval
 
         self.eval()

@@ -109,7 +109,7 @@ class VolumePredictor:
         keep_freed_memory()
         self.bundle = bundle
         self.device = select_device(device) if isinstance(device, str) else device
-        # a model of its own has its batch norms folded in (faster, the same outputs); a
+        # a model of its own has its batch norms folded in (less memory, the same outputs); a
         # model handed in is shared with its trainer: left as it is
         own = bundle.build_model().fold_batch_norms() if model is None else model
         self.model = own.to(self.device)
