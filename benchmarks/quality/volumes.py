@@ -35,7 +35,7 @@ import platform
 import time
 
 import numpy as np
-from _common import DATA, PeakRSS, table
+from _common import DATA, PeakRSS, table, timed
 from plain_unet3d import predict_plain3d, train_plain3d
 
 from napari_unet.core.config import TrainOptions
@@ -170,12 +170,6 @@ def with_targets(train, kind, seed):
 
 
 # ------------------------------------------------------------------------------ speed
-def _seconds(fn, *args) -> float:
-    t0 = time.perf_counter()
-    fn(*args)
-    return time.perf_counter() - t0
-
-
 def speed_rows(smoke: bool, shape=(32, 256, 256)) -> list[list]:
     import torch
     from scipy.ndimage import map_coordinates, zoom
@@ -231,8 +225,8 @@ def speed_rows(smoke: bool, shape=(32, 256, 256)) -> list[list]:
                                  model=bundle.build_model().to(memory_format=torch.channels_last_3d))
     as_trained.channels_last = True
     x_one = tiled.normalised(rng.normal(100, 10, one).astype(np.float32))
-    t_folded, t_trained = (min(_seconds(p._forward, x_one) for _ in range(3))
-                           for p in (tiled, as_trained))
+    t_folded, t_trained = (min(timed(lambda p=p: p._forward(x_one), "cpu")[0]
+                               for _ in range(3)) for p in (tiled, as_trained))
     rows.append([f"  one tile {'x'.join(map(str, one))} s (batch norms folded vs not)",
                  f"{t_folded:.2f}", f"{t_trained:.2f}", f"{t_folded / t_trained:.2f}x"])
 

@@ -165,9 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     what += " + uncertainty" if args.uncertainty else ""
     print(table(f"volume block by block into OME-Zarr{what}: fresh CPU-default 3D model, "
                 f"{torch.get_num_threads()} torch thread(s), {cpu_name()}, "
-                f"device {predictor.device.type}, halo {'x'.join(map(str, halo))}, tiles of "
-                f"up to "
-                f"{predictor.tile_voxels:,} voxels; one untiled pass of "
+                f"device {predictor.device.type}, halo {'x'.join(map(str, halo))}, "
+                f"tiles of up to {predictor.tile_voxels:,} voxels; one untiled pass of "
                 f"{'x'.join(map(str, args.baseline_shape))}: {base_rate:,.0f} voxels/s",
                 ["shape", "block (blocks)", "seconds", "voxels/s", "peak GB", "rise GB",
                  "target GB", "within", "time/voxel vs one pass"], rows,
