@@ -21,6 +21,7 @@ from napari_unet.core.io.tiff import (
     ImageData,
     tiff_series_count,
 )
+from napari_unet.core.normalise import Normalisation, sample_chunks, thinned
 
 LayerData = tuple[np.ndarray, dict[str, Any], str]
 PathLike = str | Path
@@ -92,8 +93,34 @@ def layer_data(image: ImageData) -> LayerData:
                             for i in range(data.shape[channel])]
         scale.pop(channel)
         labels.pop(channel)
+    if not meta.get("rgb"):
+        limits = display_range(data, meta.get("channel_axis"))
+        if limits is not None:
+            meta["contrast_limits"] = limits
     meta.update(scale=scale, axis_labels=tuple(labels))
     return data, meta, "image"
+
+
+def display_range(data, channel_axis: int | None = None):
+    """The contrast limits an image opens with: the percentiles that the model's
+    normalisation maps to 0 and 1 (:class:`~napari_unet.core.normalise.Normalisation`),
+    over the whole stack, so that what the user sees is what the model is given. napari
+    would take the minimum and the maximum, and a few bright voxels then leave a z-stack
+    nearly black. One ``[low, high]`` per channel with ``channel_axis``; ``None`` where
+    napari's own range is the better choice (no finite value, a flat image, not a
+    number)."""
+    if np.dtype(data.dtype).kind not in "buif":
+        return None
+    if channel_axis is not None:
+        parts = [display_range(data[(slice(None),) * channel_axis + (i,)])
+                 for i in range(data.shape[channel_axis])]
+        return None if any(p is None for p in parts) else parts
+    norm = Normalisation()
+    sample = thinned(sample_chunks(data) if is_lazy(data) else data)
+    if sample is None:
+        return None
+    low, high = (float(v) for v in np.percentile(sample, [norm.low, norm.high]))
+    return [low, high] if high > low else None
 
 
 def _sample(data) -> np.ndarray:

@@ -43,26 +43,9 @@ class Normalisation:
         """The offset and the scale that map the percentiles of ``image`` to 0 and 1,
         from at most about two million of its pixels (no copy of the whole image);
         ``None`` when it has no finite value."""
-        image = np.asarray(image)
-        if image.size == 0:
+        sample = thinned(image)
+        if sample is None:
             return None
-        step = max(1, image.size // SAMPLE_PIXELS)
-        if image.flags.c_contiguous:
-            sample = image.reshape(-1)[::step]  # a view
-        else:  # a strided view: sample rows and columns without copying the image
-            k = max(1, int(round(step ** (1 / image.ndim))))
-            sample = image[(slice(None, None, k),) * image.ndim].ravel()
-        if sample.dtype.kind == "b":
-            sample = sample.astype(np.uint8)
-        elif sample.dtype.kind in "fc":
-            # float64 stays float64: values beyond float32's range are not infinite
-            sample = sample.real.astype(np.float64 if sample.real.dtype.itemsize > 4
-                                        else np.float32, copy=False)
-            finite = np.isfinite(sample)
-            if not finite.all():
-                if not finite.any():
-                    return None
-                sample = sample[finite]
         lo, hi = np.percentile(sample, [self.low, self.high])
         scale = float(hi - lo)
         if not np.isfinite(scale) or scale <= 0:
@@ -95,6 +78,33 @@ class Normalisation:
                 np.nan_to_num(flat[i : i + (1 << 20)], copy=False, nan=0.0, posinf=0.0,
                               neginf=0.0)
         return x
+
+
+def thinned(image) -> np.ndarray | None:
+    """At most about two million of ``image``'s finite values, as a flat array of numbers
+    (no copy of the whole image): what its percentiles are taken from; ``None`` when it
+    has none."""
+    image = np.asarray(image)
+    if image.size == 0:
+        return None
+    step = max(1, image.size // SAMPLE_PIXELS)
+    if image.flags.c_contiguous:
+        sample = image.reshape(-1)[::step]  # a view
+    else:  # a strided view: sample rows and columns without copying the image
+        k = max(1, int(round(step ** (1 / image.ndim))))
+        sample = image[(slice(None, None, k),) * image.ndim].ravel()
+    if sample.dtype.kind == "b":
+        sample = sample.astype(np.uint8)
+    elif sample.dtype.kind in "fc":
+        # float64 stays float64: values beyond float32's range are not infinite
+        sample = sample.real.astype(np.float64 if sample.real.dtype.itemsize > 4
+                                    else np.float32, copy=False)
+        finite = np.isfinite(sample)
+        if not finite.all():
+            if not finite.any():
+                return None
+            sample = sample[finite]
+    return sample
 
 
 def has_finite(image) -> bool:

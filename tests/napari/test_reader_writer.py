@@ -159,3 +159,48 @@ def test_plain_stack_axes_read_z_in_viewer_and_data_panel(make_napari_viewer, tm
     viewer.add_image(np.zeros((3, 8, 8), np.float32), name="from elsewhere")
     panel.image.value = viewer.layers["from elsewhere"]
     assert "(ZYX)" in panel.info.value
+
+
+def _dim_stack() -> np.ndarray:
+    """A z-stack of dim nuclei (about 500 over a background of 100) with a few saturated
+    voxels, as a confocal stack often has: napari's own minimum..maximum shows it black."""
+    rng = np.random.default_rng(3)
+    stack = rng.normal(100, 5, (12, 40, 48))
+    stack[:, 10:20, 10:20] += 400
+    stack[5, 0, :4] = 60000
+    return np.clip(stack, 0, 65535).astype(np.uint16)
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_a_stack_opens_with_the_contrast_the_model_sees(make_napari_viewer, tmp_path,
+                                                        monkeypatch, lazy):
+    from napari_unet.core.io import lazy as lazy_io
+    from napari_unet.core.normalise import Normalisation
+
+    stack = _dim_stack()
+    path = tmp_path / "dim.tif"
+    write_tiff(path, stack, axes="ZYX", scale=(2.0, 0.5, 0.5))
+    viewer = make_napari_viewer()
+    if lazy:  # as a file too large for memory opens
+        monkeypatch.setattr(lazy_io, "fits_in_memory", lambda nbytes: False)
+    [layer] = viewer.open(str(path), plugin=PLUGIN_NAME)
+    assert isinstance(layer.data, np.ndarray) is not lazy
+    norm = Normalisation()
+    expected = np.percentile(stack, [norm.low, norm.high])
+    np.testing.assert_allclose(layer.contrast_limits, expected, rtol=0.02)
+    low, high = layer.contrast_limits
+    assert high < 1000 < stack.max()  # the nuclei are not left dim by the hot pixels
+    assert low <= 100 < 500 <= high
+
+
+def test_channels_get_their_own_contrast_and_flat_images_napari_s(tmp_path):
+    from napari_unet._napari.reader import display_range
+
+    two = np.stack([_dim_stack(), _dim_stack() // 4 + 7], axis=1)  # Z C Y X
+    [first, second] = display_range(two, channel_axis=1)
+    assert first[1] > 3 * second[1] - 30 and second[0] >= 7
+    assert display_range(np.full((3, 8, 8), 5, np.uint16)) is None
+    assert display_range(np.full((3, 8, 8), np.nan, np.float32)) is None
+    floats = _dim_stack().astype(np.float32)
+    floats[0, 0, 0] = np.inf
+    assert np.isfinite(display_range(floats)).all()
