@@ -35,8 +35,10 @@ log = logging.getLogger(__name__)
 ProgressCallback = Callable[[int, int], None]
 #: Voxel sizes within this relative difference of the model's are predicted as they are.
 VOXEL_TOLERANCE = 0.1
-#: Peak bytes per voxel of a tile per base channel of the model in a forward pass
-#: (about 600 bytes at 16 base channels on a CPU, measured with ``ru_maxrss``).
+#: Bytes per voxel of a tile per base channel of the model that a tile's memory budget
+#: counts: 640 at 16 base channels, of which the forward pass itself takes 340-380 at
+#: its peak on a CPU (510 before the Up blocks stopped concatenating at inference;
+#: ``VmHWM``), the rest the blending and the allocator's slack on whole blocks.
 TILE_BYTES_PER_CHANNEL = 40
 
 

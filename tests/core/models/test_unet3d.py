@@ -140,3 +140,21 @@ def test_folding_the_batch_norms_keeps_the_outputs(dims, shape):
                    for m in folded.modules())
     assert not folded.training
     torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("dims, shape, bilinear", [(2, (24, 40), True), (3, (6, 20, 28), True),
+                                                   (3, (8, 16, 16), False)])
+def test_inference_without_the_concatenation_gives_the_same_outputs(dims, shape, bilinear):
+    """Under no_grad each Up block of a 3D model convolves its two parts apart and sums
+    them: the same logits as the convolution of their concatenation, which training
+    (and 2D) keeps."""
+    torch.manual_seed(1)
+    model = UNet(1, 3, base_channels=4, depth=2, dims=dims, bilinear=bilinear,
+                 pools=ANISO if dims == 3 else None).eval()
+    x = torch.randn(2, 1, *shape)
+    concatenated = model(x).detach()  # grad enabled: the concatenation
+    with torch.no_grad():
+        summed = model(x)
+        folded = model.fold_batch_norms()(x)
+    torch.testing.assert_close(summed, concatenated, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(folded, concatenated, rtol=1e-4, atol=1e-5)
