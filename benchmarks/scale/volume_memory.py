@@ -82,20 +82,19 @@ def as_ome_zarr(volume, path: Path, voxel) -> tuple[object, float]:
     """``volume`` written chunk by chunk into an OME-Zarr at ``path`` (its chunks), and
     opened again as ``napari-unet predict`` opens one: lazily. Returns the opened
     volume and the seconds the writing took."""
+    import zarr
+
     from napari_unet.core.io.lazy import open_image
     from napari_unet.core.io.ngff import create_group
 
     started = time.perf_counter()
     shutil.rmtree(path, ignore_errors=True)
     chunks = tuple(c[0] for c in volume.chunks)
-    import zarr
-
     array = zarr.open_array(create_group(path, "volume", volume.shape, chunks, volume.dtype,
                                          "zyx", voxel, labels=False), mode="r+")
     for index in np.ndindex(*volume.numblocks):
-        box = tuple(slice(i * c, i * c + n) for i, c, n in
-                    zip(index, chunks, volume.blocks[index].shape))
-        array[box] = np.asarray(volume.blocks[index])
+        part = np.asarray(volume.blocks[index])
+        array[tuple(slice(i * c, i * c + n) for i, c, n in zip(index, chunks, part.shape))] = part
     seconds = time.perf_counter() - started
     return open_image(path, lazy=True).data, seconds
 

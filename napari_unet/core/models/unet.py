@@ -63,28 +63,22 @@ class Conv3d(nn.Conv3d):
     Elsewhere, and under autocast, exactly ``nn.Conv3d``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with(x, self.weight, self.bias)
+
+    def forward_with(self, x: torch.Tensor, weight: torch.Tensor,
+                     bias: torch.Tensor | None) -> torch.Tensor:
+        """This convolution with ``weight`` and ``bias`` instead of its own (the Up
+        blocks' parts at inference), by the same choice of kernel."""
         if (x.device.type == "cpu" and self.stride == (1, 1, 1)
                 and self.dilation == (1, 1, 1) and self.groups == 1
                 and self.padding_mode == "zeros" and isinstance(self.padding, tuple)
                 and not torch.is_autocast_enabled("cpu")):
             if torch.is_grad_enabled():
-                return _Conv3dCPU.apply(x, self.weight, self.bias, self.padding)
-            if _MKLDNN and x.dtype == torch.float32 == self.weight.dtype:
-                return torch.mkldnn_convolution(x, self.weight, self.bias, self.padding,
+                return _Conv3dCPU.apply(x, weight, bias, self.padding)
+            if _MKLDNN and x.dtype == torch.float32 == weight.dtype:
+                return torch.mkldnn_convolution(x, weight.contiguous(), bias, self.padding,
                                                 self.stride, self.dilation, self.groups)
-        return super().forward(x)
-
-
-def _convolve(conv: Conv3d, x: torch.Tensor, weight: torch.Tensor,
-              bias: torch.Tensor | None) -> torch.Tensor:
-    """The 3D convolution ``conv`` applied, at inference, with ``weight`` and ``bias``
-    instead of its own, by the kernel its ``forward`` would take."""
-    weight = weight.contiguous()
-    if (_MKLDNN and x.device.type == "cpu" and x.dtype == torch.float32 == weight.dtype
-            and not torch.is_autocast_enabled("cpu")):
-        return torch.mkldnn_convolution(x, weight, bias, conv.padding, conv.stride,
-                                        conv.dilation, conv.groups)
-    return F.conv3d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+        return self._conv_forward(x, weight, bias)
 
 
 _CONV = {2: nn.Conv2d, 3: Conv3d}
@@ -165,8 +159,8 @@ class Up(nn.Module):
         layers = self.conv.double_conv
         first, weight = layers[0], layers[0].weight
         split = x2.size(1)
-        y = _convolve(first, x2, weight[:, :split], first.bias)
-        y += _convolve(first, x1, weight[:, split:], None)
+        y = first.forward_with(x2, weight[:, :split], first.bias)
+        y += first.forward_with(x1, weight[:, split:], None)
         del x1
         for layer in layers[1:]:
             y = layer(y)
