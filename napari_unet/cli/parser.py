@@ -20,6 +20,7 @@ from napari_unet.core.config import (
     TILE_SIZE,
     VOLUME_BLOCK,
     AugmentConfig,
+    volume_defaults,
 )
 from napari_unet.core.decision import FOREGROUND_THRESHOLD, SEED_PROBABILITY
 from napari_unet.core.scale import MAX_FACTOR, MIN_FACTOR, TOLERANCE, check_rescale
@@ -236,7 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--patch-size", type=_positive_int, default=None,
                    help=f"side of the training patches in pixels ({_per_device('patch_size')})")
     t.add_argument("--learning-rate", type=_positive_float, default=None,
-                   help=_per_device("learning_rate"))
+                   help=f"{_per_device('learning_rate')}; dense labels of a 3D model from trained "
+                        f"weights (the nuclei model, --resume): "
+                        f"{volume_defaults().start_learning_rate:g}")
     t.add_argument("--elastic-sigma", type=_non_negative_float, default=None,
                    help="strength of the elastic deformation in pixels (0 turns it off; "
                         f"{_per_device('elastic_sigma')})")

@@ -66,17 +66,22 @@ def volume_start_bundle(options: TrainOptions, n_classes: int, voxel_size: Voxel
                    normalisation=VOLUME_NORMALISATION, voxel_size=voxel_size)
 
 
-def volume_train_config(options: TrainOptions, device_kind: str = "cpu") -> TrainConfig:
+def volume_train_config(options: TrainOptions, device_kind: str = "cpu", *,
+                        trained_start: bool = False) -> TrainConfig:
     """The training settings of a 3D run: as in 2D, with the 3D defaults for what the
-    user left open (batch size, learning rate, elastic strength)."""
+    user left open (batch size, learning rate, elastic strength). ``trained_start``: the
+    model starts from trained weights (the inflated nuclei model, or a 3D model
+    continued); dense labels then train at the lower ``start_learning_rate``."""
     d = volume_defaults(device_kind)
+    dense = options.labels_kind != "annotation"
+    default_rate = d.start_learning_rate if trained_start and dense else d.learning_rate
     config = options.train_config(device_kind)
     augment = config.augment
     if options.elastic_sigma is None:
         augment = replace(augment, elastic_sigma=d.elastic_sigma)
     return replace(config, batch_size=options.batch_size or d.batch_size,
                    patch_size=options.patch_size or d.patch_side,
-                   learning_rate=options.learning_rate or d.learning_rate,
+                   learning_rate=options.learning_rate or default_rate,
                    augment=replace(augment, zoom=1.0))
 
 
@@ -130,7 +135,8 @@ def plan_volume_training(
     if len(class_names) >= bundle.n_classes:
         bundle = replace(bundle, class_names=list(class_names[: bundle.n_classes]),
                          class_colors=list(class_colors[: bundle.n_classes]))
-    config = volume_train_config(options, device_kind)
+    trained_start = resume is not None or options.volume_starts_from_nuclei
+    config = volume_train_config(options, device_kind, trained_start=trained_start)
     d = volume_defaults(device_kind)
     patch = patch_shape(config.patch_size, voxel_size, bundle.config.level_pools,
                         max_depth=d.max_depth if options.patch_size is None else None)

@@ -161,3 +161,28 @@ def test_3d_flips_folded_into_the_deformation_stay_paired_and_exact():
         assert found is not None
         seen.add(found)
     assert len(seen) > 1  # not the same flip for every sample
+
+
+def test_dense_labels_from_trained_weights_train_at_the_lower_start_learning_rate(tiny_volume):
+    from napari_unet.core.config import volume_defaults
+
+    image, labels = tiny_volume
+    dense = to_annotations(labels, "instance")
+    strokes = starter_strokes(np.random.default_rng(0), labels)
+    d = volume_defaults("cpu")
+    assert d.start_learning_rate < d.learning_rate
+
+    def rate(annotations, resume=None, **options):
+        plan = plan_volume_training(
+            [image], [annotations], TrainOptions(iterations=1, device="cpu", **options),
+            voxel_size=VOXEL, objects=[labels], resume=resume)
+        return plan.config.learning_rate, plan.bundle
+
+    assert rate(dense, labels_kind="instance")[0] == d.start_learning_rate  # inflated nuclei
+    assert rate(strokes)[0] == d.learning_rate  # strokes from the nuclei model
+    scratch_rate, scratch = rate(dense, labels_kind="instance", start_model="none",
+                                 base_channels=4, depth=2)
+    assert scratch_rate == d.learning_rate  # random weights
+    assert rate(dense, resume=scratch, labels_kind="instance")[0] == d.start_learning_rate
+    chosen = rate(dense, labels_kind="instance", learning_rate=0.01)[0]
+    assert chosen == 0.01  # the user's choice wins
