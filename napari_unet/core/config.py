@@ -275,8 +275,9 @@ class VolumeDefaults:
     #: weights: the nuclei model inflated to 3D (the default start) or a 3D model
     #: continued. At 3e-3 their many labelled voxels undid what those weights hold: on
     #: the ovule halves (150 s, 2-core CPU) 3e-4 gave foreground IoU 0.77 / 0.67 against
-    #: 0.47 / 0.42. Strokes keep ``learning_rate`` (3e-4 lost 0.06 IoU on synthetic
-    #: nuclei); docs/volumes.md, "Learning rate from trained weights".
+    #: 0.47 / 0.42. Strokes keep ``learning_rate`` (3e-4 lost 0.05-0.11 IoU on
+    #: synthetic nuclei and ovule -> embryo); docs/volumes.md, "Learning rate from
+    #: trained weights".
     start_learning_rate: float = 3e-4
     elastic_sigma: float = 4.0  # pixels in xy; z gets it divided by the anisotropy
     #: Prediction: the memory one 3D tile may take in a forward pass; the tiles hold
