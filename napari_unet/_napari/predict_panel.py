@@ -23,7 +23,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QObject, Signal
 
 from napari_unet.core.config import MIN_OBJECT_SIZE
-from napari_unet.core.decision import SEED_PROBABILITY
+from napari_unet.core.decision import SEED_PROBABILITY, VOLUME_INTERIOR_PROBABILITY
 from napari_unet.core.errors import NapariUnetError
 from napari_unet.core.labels import labels_dtype
 from napari_unet.core.predict.plan import PredictOptions, Route, plan_prediction
@@ -100,7 +100,9 @@ class PredictPanel(Container):
                     "from the pixels it is sure are interior (p(interior) at least "
                     f"{SEED_PROBABILITY:g}), so touching objects come apart and a faint blob "
                     "without such a pixel is no object; other models give each connected "
-                    "region of a class.")
+                    "region of a class. In a volume, objects grow from the cores of the "
+                    f"interior (p(interior) at least {VOLUME_INTERIOR_PROBABILITY:g}), "
+                    "so nuclei whose interiors touch come apart too.")
         self.min_size = SpinBox(value=MIN_OBJECT_SIZE, min=1, max=10**6,
                                 label="Smallest object (px)")
         self.threshold = FloatSpinBox(

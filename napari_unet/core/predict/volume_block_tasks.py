@@ -3,8 +3,7 @@ one 3D block in this process or on a dask worker, reading the input and the shar
 outputs and writing its own chunks of them.
 
 Probabilities, uncertainty and classes of a block read with a halo of context
-(:func:`predict_task`); the seeds of its 3D objects (:func:`seeds_task`, or in
-:func:`predict_task` for instance models, whose seeds need no context); the pairs of
+(:func:`predict_task`); the seeds of its 3D objects (:func:`seeds_task`); the pairs of
 ids that touch across its faces (:func:`faces_task`); the watershed grown from the
 joined seeds over the block and a halo (:func:`watershed_task`); the final numbering
 (:func:`relabel_task`). The seeds and the watershed are those of
@@ -21,7 +20,6 @@ from typing import Any
 import numpy as np
 
 from napari_unet.core.config import VOLUME_OBJECT_HALO
-from napari_unet.core.decision import interior_seeds
 from napari_unet.core.io.ngff import open_output
 from napari_unet.core.predict.block_tasks import task_predictor
 from napari_unet.core.predict.regions import open_source
@@ -81,7 +79,7 @@ class VolumeJob:
     probabilities: str | None = None
     uncertainty: str | None = None
     instances: bool = False
-    splits: bool = False  # an instance model: its sure interiors seed the objects
+    splits: bool = False  # an instance model: the cores of its interior seed the objects
     object_halo: tuple[int, int, int] = VOLUME_OBJECT_HALO  # of seeds and watershed
     scratch: dict[str, str] = field(default_factory=dict)
     offsets: np.ndarray | None = None  # first global id of each block, minus one
@@ -125,10 +123,18 @@ def _number(job: VolumeJob, box: Box, mask: np.ndarray) -> np.ndarray:
     return np.bincount(seeds.ravel())
 
 
-def predict_task(i: int, job: VolumeJob, model: Any) -> np.ndarray | None:
+#: The scratch classes of a volume with instances: background, foreground, and (instance
+#: models) the foreground of their interior (:func:`~.volume_instances.seed_region`).
+FOREGROUND, INTERIOR = 1, 2
+
+
+def predict_task(i: int, job: VolumeJob, model: Any) -> None:
     """Probabilities of block ``i`` from it and its halo, cropped to it; writes them,
     their uncertainty and the classes (the labels, or with instances the scratch
-    classes); an instance model's sizes of its seeds, else ``None``."""
+    classes: :data:`FOREGROUND`, and :data:`INTERIOR` where an instance model's seeds
+    start)."""
+    from napari_unet.core.predict.volume_instances import seed_region
+
     predictor = task_predictor(job, model)
     inner = job.grid.box(i)
     outer = job.grid.box(i, job.halo, least=predictor.smallest)
@@ -146,30 +152,25 @@ def predict_task(i: int, job: VolumeJob, model: Any) -> np.ndarray | None:
         _write(job.uncertainty, inner, class_entropy(probs))
     if not job.instances:
         _write(job.labels, inner, classes)
-        return None
-    _write(job.scratch["classes"], inner, classes)
+        return
+    scratch = (classes > 0).astype(np.uint8) * FOREGROUND
     if job.splits:
-        return _number(job, inner, interior_seeds(probs[-2], classes))
-    return None
+        scratch[seed_region(probs, classes, True)] = INTERIOR
+    _write(job.scratch["classes"], inner, scratch)
 
 
 def seeds_task(i: int, job: VolumeJob, model: Any = None) -> np.ndarray:
-    """The seeds of block ``i`` of a model without interiors: the maxima of the distance
-    to the background (micrometres) higher than their surroundings by two xy voxels, as
+    """The seeds of block ``i``: :func:`~.volume_instances.object_cores` of the interior
+    (instance models) or of the foreground, as
     :func:`~.volume_instances.volume_instances` finds them, over the block and its
     halo; returns their sizes."""
-    from scipy.ndimage import distance_transform_edt
-    from skimage.morphology import h_maxima
+    from napari_unet.core.predict.volume_instances import object_cores
 
     inner = job.grid.box(i)
     outer = job.grid.box(i, job.object_halo)
-    foreground = _read(job.scratch["classes"], outer) > 0
-    sampling = _sampling(job)
-    if foreground.any():
-        distance = distance_transform_edt(foreground, sampling=sampling).astype(np.float32)
-        mask = h_maxima(distance, 2.0 * min(sampling[1:])) > 0
-    else:
-        mask = foreground
+    classes = _read(job.scratch["classes"], outer)
+    region = classes == INTERIOR if job.splits else classes > 0
+    mask = object_cores(region, _sampling(job))
     return _number(job, inner, mask[_inner(outer, inner)])
 
 

@@ -10,8 +10,8 @@ chunks of the outputs (labels, probabilities, uncertainty); peak memory is one b
 with its halo and its probabilities.
 
 **3D objects across blocks** (``instances``): the seeds of
-:func:`~.volume_instances.volume_instances` (the sure interiors of instance models, the
-maxima of the distance transform for others) are found per block over it and a halo
+:func:`~.volume_instances.volume_instances` (the cores of the interior of instance
+models, of the foreground of others) are found per block over it and a halo
 (:data:`OBJECT_HALO`), numbered per block, made global by block offsets and joined where
 they touch across a block face (:func:`~.blocks.number_objects`, as the 2D blocks join
 theirs); each block then grows them by the seeded watershed over it and its halo, so an
@@ -162,15 +162,13 @@ def predict_volume_blocks(
         runner = (LocalRunner(predictor, progress) if client is None
                   else ClusterRunner(client, predictor.bundle, progress))
         blocks = range(len(grid))
-        sizes = runner.map("blocks", predict_task, blocks, job)
+        runner.map("blocks", predict_task, blocks, job)
         objects = None
         if instances:
-            if not splits:
-                sizes = runner.map("seeds", seeds_task, blocks, job)
+            sizes = runner.map("seeds", seeds_task, blocks, job)
             objects = number_objects(runner, job, sizes, (faces_task, watershed_task,
                                                           relabel_task), len(grid),
-                                     watershed=True, min_size=min_size,
-                                     seed_size=max(1, min_size // 2) if splits else 1)
+                                     watershed=True, min_size=min_size, seed_size=1)
         for kind, target in targets.items():
             put_in_place(temps[kind], target, overwrite)
             made.remove(temps[kind])

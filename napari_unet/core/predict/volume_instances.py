@@ -1,15 +1,22 @@
 """3D objects: a seeded watershed that respects anisotropy, and the baseline that joins
 2D objects of neighbouring slices by their overlap.
 
-:func:`volume_instances` gives one id per object through the whole volume: for models
-trained on instance masks the sure interiors (p(interior) at least
-:data:`~napari_unet.core.decision.SEED_PROBABILITY`, as in 2D) seed it, for others the
-maxima of the distance to the background; the watershed floods the negated distance
-transform of the foreground, measured in micrometres (``sampling`` = voxel size), so a
-z step 2x coarser counts 2x. A 2D model applied slice by slice gives 3D objects two
-ways: :func:`stacked_instances` (what :func:`predict_stitched` gives) floods its
-foreground stacked into a volume with the same watershed; :func:`stitch_slices`, the
-baseline, joins its 2D objects of neighbouring slices by their overlap.
+:func:`volume_instances` gives one id per object through the whole volume. Each object
+grows from a core (:func:`object_cores`): a maximum of the distance transform, measured
+in micrometres (``sampling`` = voxel size, so a z step 2x coarser counts 2x), that rises
+at least two xy voxels above the saddles to its neighbours. For models trained on
+instance masks the distance is that of their interior (p(interior) at least
+:data:`~napari_unet.core.decision.VOLUME_INTERIOR_PROBABILITY`), for others that of the
+foreground; the watershed floods the negated distance transform of the foreground. A 2D
+model applied slice by slice gives 3D objects two ways: :func:`stacked_instances` (what
+:func:`predict_stitched` gives) floods its foreground stacked into a volume with the
+same watershed; :func:`stitch_slices`, the baseline, joins its 2D objects of
+neighbouring slices by their overlap.
+
+The sure interiors that seed the objects of 2D (p(interior) at least 0.8, 26-connected)
+merged touching nuclei in 3D, where a thin bridge of sure voxels joins two of them; the
+cores of the interior split them (measured in ``benchmarks/quality/volumes.py``'s dense
+rows; the figures are in docs/volumes.md, "3D objects of instance models").
 """
 
 from __future__ import annotations
@@ -18,10 +25,39 @@ from dataclasses import replace
 
 import numpy as np
 
-from napari_unet.core.decision import interior_seeds
+from napari_unet.core.decision import VOLUME_INTERIOR_PROBABILITY, interior_seeds
 from napari_unet.core.predict.objects import drop_small
 from napari_unet.core.predict.stitch import join
 from napari_unet.core.voxels import VoxelSize
+
+
+def object_cores(region: np.ndarray, sampling, h: float | None = None) -> np.ndarray:
+    """Where the objects of ``region`` (bool, Z, Y, X) start: the maxima of its distance
+    transform in micrometres (``sampling``, the voxel size) that rise at least ``h``
+    above the saddles to their neighbours (by default two xy voxels), so two objects
+    joined by a neck get one core each. A part of ``region`` thinner than that has no
+    core: it becomes a piece of the object it touches, or no object. Bool, the same
+    shape; the seeds of the blocks of a large volume
+    (:func:`~.volume_block_tasks.seeds_task`) are these, over each block and its halo."""
+    from scipy.ndimage import distance_transform_edt
+    from skimage.morphology import h_maxima
+
+    sampling = tuple(float(v) for v in sampling)
+    if not region.any():
+        return np.zeros(region.shape, bool)
+    distance = distance_transform_edt(region, sampling=sampling).astype(np.float32)
+    step = 2.0 * min(sampling[1:]) if h is None else float(h)
+    return h_maxima(distance, step) > 0
+
+
+def seed_region(probs: np.ndarray | None, labels: np.ndarray, splits: bool) -> np.ndarray:
+    """What :func:`object_cores` finds the cores of: the interior of an instance model
+    (``splits``: foreground of ``labels`` with p(interior), ``probs[-2]``, at least
+    :data:`~napari_unet.core.decision.VOLUME_INTERIOR_PROBABILITY`), else the
+    foreground."""
+    if splits:
+        return interior_seeds(probs[-2], labels, VOLUME_INTERIOR_PROBABILITY)
+    return np.asarray(labels) > 0
 
 
 def volume_instances(probs: np.ndarray, labels: np.ndarray, voxel_size: VoxelSize | None,
@@ -29,14 +65,13 @@ def volume_instances(probs: np.ndarray, labels: np.ndarray, voxel_size: VoxelSiz
     """One id per 3D object (int32, 0 = background) of the foreground of ``labels``
     (Z, Y, X) from ``probs`` (K, Z, Y, X).
 
-    ``splits``: ``probs`` are background / interior / boundary and the sure interiors
-    (26-connected) seed the objects; otherwise seeds are the regional maxima of the
-    distance transform higher than their surroundings by ``h`` micrometres (by default
-    two xy voxels). Objects smaller than ``min_size`` voxels are dropped.
+    The objects grow from :func:`object_cores` (26-connected) of :func:`seed_region`
+    (``splits``: ``probs`` are background / interior / boundary, and the cores are those
+    of the interior; ``h`` in micrometres) by the watershed of the negated distance to
+    the background. Objects smaller than ``min_size`` voxels are dropped.
     """
     from scipy.ndimage import distance_transform_edt
     from skimage.measure import label as connected
-    from skimage.morphology import h_maxima
     from skimage.segmentation import relabel_sequential, watershed
 
     sampling = (1.0, 1.0, 1.0) if voxel_size is None else tuple(float(v) for v in voxel_size)
@@ -44,12 +79,8 @@ def volume_instances(probs: np.ndarray, labels: np.ndarray, voxel_size: VoxelSiz
     if not foreground.any():
         return np.zeros(foreground.shape, np.int32)
     distance = distance_transform_edt(foreground, sampling=sampling).astype(np.float32)
-    if splits:
-        seeds = connected(interior_seeds(probs[-2], labels), connectivity=3)
-        seeds = drop_small(seeds, max(1, min_size // 2))
-    else:
-        step = 2.0 * min(sampling[1:]) if h is None else float(h)
-        seeds = connected(h_maxima(distance, step) > 0, connectivity=3)
+    seeds = connected(object_cores(seed_region(probs, labels, splits), sampling, h),
+                      connectivity=3)
     out = watershed(-distance, markers=seeds, mask=foreground)
     out = drop_small(out, min_size)
     return relabel_sequential(out)[0].astype(np.int32)
@@ -96,9 +127,9 @@ def stitch_slices(objects: np.ndarray, threshold: float = 0.5) -> np.ndarray:
 def stacked_instances(prediction, voxel_size: VoxelSize | None, *, splits: bool,
                       min_size: int = 10) -> np.ndarray:
     """3D objects of a 2D model's prediction of a volume slice by slice: its foreground
-    stacked into a volume and split by :func:`volume_instances` at ``voxel_size`` (seeded
-    by the sure interiors of an instance model, ``splits``, whose ``probabilities`` (Z,
-    K, Y, X) it then needs), so an object is one id through the slices it spans and two
+    stacked into a volume and split by :func:`volume_instances` at ``voxel_size`` (from
+    the cores of the interior of an instance model, ``splits``, whose ``probabilities``
+    (Z, K, Y, X) it then needs), so an object is one id through the slices it spans and two
     nuclei that touch in one slice stay apart where they are apart in 3D. Measured
     against :func:`stitch_slices` in ``benchmarks/quality/volumes.py``."""
     probs = None
@@ -113,7 +144,7 @@ def stacked_instances(prediction, voxel_size: VoxelSize | None, *, splits: bool,
 def predict_stitched(predictor, volume: np.ndarray, voxel_size: VoxelSize | None = None, *,
                      probabilities: bool = False, min_size: int = 10, **predict_options):
     """A volume predicted by a 2D :class:`~.tiles.Predictor` slice by slice, with 3D
-    objects: its foreground (and for instance models its sure interiors) stacked and
+    objects: its foreground (and for instance models its interior) stacked and
     split by :func:`stacked_instances` at ``voxel_size``. Returns the 2D predictor's
     :class:`~.tiles.Prediction` with ``instances`` 3D objects (its probabilities only
     when asked for); ``predict_options`` go to its ``predict`` (``slices``,

@@ -189,6 +189,28 @@ def test_the_3d_watershed_gives_one_id_per_object_across_slices():
     assert instance_scores(objects, truth, volume=True)["f1"] == 1.0
 
 
+def test_touching_nuclei_whose_interiors_meet_are_two_3d_objects():
+    """An instance model sure of the interior of two touching nuclei up to their neck:
+    the sure interior is one blob, but its distance transform has a core in each."""
+    from scipy.ndimage import binary_erosion
+
+    truth = _two_touching_balls()
+    foreground = truth > 0
+    interior = binary_erosion(foreground)  # one voxel of boundary: the neck stays interior
+    probs = np.stack([1.0 - foreground, interior * 0.95, (foreground & ~interior) * 0.95])
+    from skimage.measure import label as connected
+
+    assert connected(interior, connectivity=3).max() == 1  # sure interiors would merge them
+    objects = volume_instances(probs.astype(np.float32), foreground.astype(np.uint8), VOXEL,
+                               splits=True)
+    assert objects.max() == 2
+    assert instance_scores(objects, truth, volume=True)["f1"] == 1.0
+    faint = probs.copy()  # below the interior probability: no core, no object
+    faint[1] *= 0.6
+    assert volume_instances(faint.astype(np.float32), foreground.astype(np.uint8), VOXEL,
+                            splits=True).max() == 0
+
+
 def test_stitching_joins_2d_objects_of_neighbouring_slices():
     truth = _two_touching_balls()
     # A 2D segmentation of each slice, ids numbered per slice (in another order on odd ones)
