@@ -52,6 +52,8 @@ SUITES: dict[str, tuple[str, list[str], list[str]]] = {
     "crossval-strokes": ("quality/crossval.py", ["--strokes"], ["--quick"]),
     "seeds": ("quality/seeds.py", [], ["--seconds", "30", "--seeds", "1"]),
     "seeds-cross-kind": ("quality/seeds.py", ["--cross-kind"], ["--seconds", "30", "--seeds", "1"]),
+    "cores": ("quality/cores.py", [], ["--seeds", "1"]),
+    "cores-volumes": ("quality/cores.py", ["--volumes"], ["--seconds", "30", "--seeds", "1"]),
     "object-size": ("quality/object_size.py", ["--seeds", "3"], ["--seconds", "30", "--seeds", "1"]),
     "screen-nuclei-start": ("quality/screen.py",
                             ["--change", "--start-model nuclei", "--predict-change=--tta",

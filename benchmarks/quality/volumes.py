@@ -63,7 +63,10 @@ def scores(objects, labels, truth) -> tuple[float, float, float]:
             int((labels > 0).sum()) / fg_t)
 
 
-def run_3d(train, test, kind, seconds, seed, rescale, max_iterations=None, options=None):
+def run_3d(train, test, kind, seconds, seed, rescale, max_iterations=None, options=None,
+           probabilities=False):
+    """The 3D model trained on ``train``, predicted on ``test``: its labels, objects and
+    steps, and with ``probabilities`` its probabilities (K, Z, Y, X)."""
     from napari_unet.core.predict.volume import VolumePredictor
     from napari_unet.core.train.volume import VolumeTrainer, plan_volume_training
 
@@ -75,7 +78,10 @@ def run_3d(train, test, kind, seconds, seed, rescale, max_iterations=None, optio
     for _ in trainer.fit():
         pass
     predictor = VolumePredictor(trainer.bundle(), device="cpu", rescale=rescale)
-    result = predictor.predict(timg, tvoxel, instances=True)
+    result = predictor.predict(timg, tvoxel, instances=True, probabilities=probabilities)
+    if probabilities:
+        return (result.labels, result.instances, trainer.run_iteration,
+                np.moveaxis(result.probabilities, 1, 0))
     return result.labels, result.instances, trainer.run_iteration
 
 

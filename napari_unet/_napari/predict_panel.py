@@ -99,10 +99,10 @@ class PredictPanel(Container):
             tooltip="One label per object. A model trained on instance masks grows its objects "
                     "from the pixels it is sure are interior (p(interior) at least "
                     f"{SEED_PROBABILITY:g}), so touching objects come apart and a faint blob "
-                    "without such a pixel is no object; other models give each connected "
-                    "region of a class. In a volume, objects grow from the cores of the "
-                    f"interior (p(interior) at least {VOLUME_INTERIOR_PROBABILITY:g}), "
-                    "so nuclei whose interiors touch come apart too.")
+                    "without such a pixel is no object; other models split each class's "
+                    "regions at their necks, so touching nuclei come apart too. In a "
+                    "volume, an instance model's objects grow from the cores of its "
+                    f"interior (p(interior) at least {VOLUME_INTERIOR_PROBABILITY:g}).")
         self.min_size = SpinBox(value=MIN_OBJECT_SIZE, min=1, max=10**6,
                                 label="Smallest object (px)")
         self.threshold = FloatSpinBox(

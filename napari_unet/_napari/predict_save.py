@@ -15,8 +15,8 @@ from .layers import find_labels, image_shape, is_lazy_layer, predictions_name
 def save_predictions(viewer: napari.viewer.Viewer, image, path: str | Path,
                      instances: bool, min_size: int) -> bool:
     """Save the predictions of ``image`` as a compressed TIFF at ``path``: one label per
-    object with ``instances`` (its instances layer, else the classes split into
-    connected objects of at least ``min_size`` pixels), else one per class. Says what
+    object with ``instances`` (its instances layer, else the classes split into objects
+    of at least ``min_size`` pixels), else one per class. Says what
     happened in a notification; returns whether it saved."""
     from napari_unet.core.io.lazy import is_lazy
     from napari_unet.core.io.paths import check_outputs
@@ -56,7 +56,7 @@ def default_labels_path(image) -> Path:
 
 def _objects(viewer: napari.viewer.Viewer, image, predictions, min_size: int):
     """The instances layer of ``image`` if there is one, else the predictions split
-    into connected objects of at least ``min_size`` pixels."""
+    into objects of at least ``min_size`` pixels (:func:`~napari_unet.core.predict.objects.split_into_objects`)."""
     from napari_unet.core.predict.objects import split_into_objects
 
     name = f"{image.name} instances"

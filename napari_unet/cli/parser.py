@@ -297,9 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--instances", action="store_true",
                    help="write one label per object instead of one per class (models "
                         "trained on instance masks: objects grow from the pixels with "
-                        f"p(interior) >= {SEED_PROBABILITY:g}, a blob without one is no object; "
+                        f"p(interior) >= {SEED_PROBABILITY:g}, a blob without one is no object, "
                         "in a volume from the cores of the voxels with p(interior) >= "
-                        f"{VOLUME_INTERIOR_PROBABILITY:g})")
+                        f"{VOLUME_INTERIOR_PROBABILITY:g}; other models split each class's "
+                        "regions at their necks)")
     p.add_argument("--redo", action="store_true",
                    help="with several images: also predict the images whose outputs are "
                         "newer than the image and the model (skipped without it, whatever the "

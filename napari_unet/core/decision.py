@@ -12,6 +12,8 @@ so the GUI can read the default without importing torch.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 #: Foreground where 1 - p(background) >= this.
@@ -25,12 +27,33 @@ FOREGROUND_THRESHOLD = 0.5
 #: folds and on dense images and lost nothing on dim ones.
 SEED_PROBABILITY = 0.8
 
+@dataclass(frozen=True)
+class Cores:
+    """Where the objects of a region start (:func:`~napari_unet.core.predict.objects.object_cores`):
+    the maxima of its distance transform, smoothed by a Gaussian of ``smooth`` xy pixels,
+    that rise at least ``height`` xy pixels above the saddles to their neighbours."""
+
+    smooth: float
+    height: float
+
+
+#: Objects of a model without an interior class (strokes, semantic masks) grow from the
+#: cores of each class's region. Its connected components merged touching nuclei. Chosen
+#: on DSB fluorescence (round-0 models of ``benchmarks/quality/guided.py``, 60 s, 2 seeds,
+#: 30 unseen images; smooth 0-3 x height 0.5-3): F1@0.5 0.801 -> 0.857; checked on
+#: ``dsb2018/varied`` (0.849 -> 0.905 dense, 0.695 -> 0.749 dim) and on 3D strokes.
+FOREGROUND_CORES = Cores(smooth=1.0, height=0.5)
+
 #: 3D objects of instance models (volumes, :mod:`~napari_unet.core.predict.volume_instances`):
 #: the interior is the foreground with p(interior) at least this, and each object grows
-#: from a core of it (a maximum of its distance transform); the sure interiors (0.8) of
-#: 2D merged touching nuclei in 3D. Chosen on the ovule halves (0.5, 0.65, 0.8: mean F1@0.5
-#: 0.65, 0.68, 0.67), checked on ovule -> embryo and synthetic volumes (0.80, 0.85, 0.81).
+#: from a core of it (:data:`INTERIOR_CORES`); the sure interiors (0.8) of 2D merged
+#: touching nuclei in 3D. Chosen on the ovule halves (0.5, 0.65, 0.8: mean F1@0.5 0.65,
+#: 0.68, 0.67), checked on ovule -> embryo and synthetic volumes (0.80, 0.85, 0.81).
 VOLUME_INTERIOR_PROBABILITY = 0.65
+
+#: The cores of that interior: unsmoothed, two xy voxels high (on the ovule halves
+#: smoothing by 0.5 or 1 voxel and heights of 0.5 or 1 lost 0.01-0.25 F1).
+INTERIOR_CORES = Cores(smooth=0.0, height=2.0)
 
 
 def check_threshold(threshold: float) -> float:

@@ -1,10 +1,12 @@
 """The tasks of a block prediction (:mod:`.blocks`): each runs on one block (or one
 slice) in this process or on a dask worker, reading and writing the shared zarr outputs.
 
-Percentiles of a slice (:func:`stats_task`); probabilities, uncertainty, classes and each
-block's own components (:func:`predict_task`); the pairs of ids that touch across block faces
-(:func:`faces_task`); the watershed of instance models from the stitched seeds
-(:func:`watershed_task`); the final numbering (:func:`relabel_task`).
+Percentiles of a slice (:func:`stats_task`); probabilities, uncertainty, classes and the
+seeds of an instance model's objects (:func:`predict_task`); the seeds of other models,
+the cores of each class's region over the block and a halo (:func:`seeds_task`); the
+pairs of seed ids that touch across block faces (:func:`faces_task`); the watershed
+from the stitched seeds (:func:`watershed_task`); the final numbering
+(:func:`relabel_task`).
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ from napari_unet.core.predict.regions import (
     region_probabilities,
     slice_stats,
 )
-from napari_unet.core.predict.stitch import components, face_pairs
+from napari_unet.core.predict.stitch import face_pairs
 from napari_unet.core.predict.uncertainty import class_entropy
 
-#: Context (pixels) around a block for the watershed of instance models.
+#: Context (pixels) around a block for the seeds and the watershed of its objects.
 WATERSHED_HALO = 64
 
 
@@ -38,7 +40,7 @@ class Job:
     labels: str  # path of the labels array ("0" inside the labels group)
     probabilities: str | None
     instances: bool
-    watershed: bool
+    splits: bool  # an instance model: its sure interiors seed the objects
     scratch: dict[str, str] = field(default_factory=dict)
     stats: list | None = None  # per slice; None: each block holds its whole slice
     halo: int = WATERSHED_HALO
@@ -79,8 +81,9 @@ def stats_task(z: int, job: Job, model: Any) -> tuple[float, float] | None:
 
 
 def predict_task(i: int, job: Job, model: Any) -> np.ndarray | None:
-    """Probabilities, classes and (with instances) the block's own components; returns
-    the components' sizes (index = local id) or ``None``."""
+    """Probabilities, classes and (for an instance model's objects) the block's own
+    seeds, its sure interiors; returns the seeds' sizes (index = local id) or
+    ``None``."""
     predictor = task_predictor(job, model)
     data = open_source(job.source)
     z, y0, y1, x0, x1 = job.grid.bounds(i)
@@ -95,20 +98,47 @@ def predict_task(i: int, job: Job, model: Any) -> np.ndarray | None:
     if not job.instances:
         _write(job.labels, job, z, ys, xs, classes)
         return None
-    if "classes" in job.scratch:
-        _write(job.scratch["classes"], job, z, ys, xs, classes.astype(np.uint8))
-    if job.watershed:
-        from skimage.measure import label as connected
+    _write(job.scratch["classes"], job, z, ys, xs, classes.astype(np.uint8))
+    if not job.splits:
+        return None
+    from skimage.measure import label as connected
 
-        from napari_unet.core.decision import interior_seeds
+    from napari_unet.core.decision import interior_seeds
 
-        seeds = connected(interior_seeds(probs[1], classes)).astype(np.uint32)
-        _write(job.scratch["seeds"], job, z, ys, xs, seeds)
-        _write(job.scratch["relief"], job, z, ys, xs, probs[2] - probs[1])
-        return np.bincount(seeds.ravel())
-    ids = components(classes, predictor.n_classes)
-    _write(job.labels, job, z, ys, xs, ids)
-    return np.bincount(ids.ravel())
+    seeds = connected(interior_seeds(probs[1], classes)).astype(np.uint32)
+    _write(job.scratch["seeds"], job, z, ys, xs, seeds)
+    _write(job.scratch["relief"], job, z, ys, xs, probs[2] - probs[1])
+    return np.bincount(seeds.ravel())
+
+
+def _halo(job: Job, i: int) -> tuple[int, int, int, int, int, int, int, int, int]:
+    """Slice ``z``, the block (y0, y1, x0, x1) and it grown by the halo (a, b, c, d)."""
+    z, y0, y1, x0, x1 = job.grid.bounds(i)
+    h, w = job.grid.shape[1:]
+    a, b = max(0, y0 - job.halo), min(h, y1 + job.halo)
+    c, d = max(0, x0 - job.halo), min(w, x1 + job.halo)
+    return z, y0, y1, x0, x1, a, b, c, d
+
+
+def seeds_task(i: int, job: Job, model: Any = None) -> np.ndarray:
+    """The seeds of a block of a model without an interior class: the cores of each
+    class's region (:func:`~.objects.object_cores`, as
+    :func:`~.objects.class_objects` finds them) over the block and its halo, numbered
+    within the block (8-connected, one class each); returns their sizes."""
+    from skimage.measure import label as connected
+
+    from napari_unet.core.predict.objects import object_cores
+
+    z, y0, y1, x0, x1, a, b, c, d = _halo(job, i)
+    classes = _read_out(job.scratch["classes"], job, z, slice(a, b), slice(c, d))
+    cores = np.zeros(classes.shape, np.uint8)
+    for k in np.unique(classes[classes > 0]):
+        region = classes == k
+        cores[object_cores(region)] = k
+    cores = cores[y0 - a : y1 - a, x0 - c : x1 - c]
+    seeds = connected(cores, background=0).astype(np.uint32)  # one class per seed
+    _write(job.scratch["seeds"], job, z, slice(y0, y1), slice(x0, x1), seeds)
+    return np.bincount(seeds.ravel())
 
 
 def _global(job: Job, local: np.ndarray, z: int, y0: int, x0: int) -> np.ndarray:
@@ -125,8 +155,8 @@ def faces_task(i: int, job: Job, model: Any = None) -> np.ndarray:
     """Pairs of global ids (N, 2) that touch across the block's top and left faces."""
     z, y0, y1, x0, x1 = job.grid.bounds(i)
     h, w = job.grid.shape[1:]
-    ids_path = job.scratch["seeds"] if job.watershed else job.labels
-    classes_path = job.scratch.get("classes") if not job.watershed else None
+    ids_path = job.scratch["seeds"]
+    classes_path = None if job.splits else job.scratch["classes"]
     pairs = [np.zeros((0, 2), np.int64)]
     for axis, start in ((0, y0), (1, x0)):
         if start == 0:
@@ -146,21 +176,29 @@ def faces_task(i: int, job: Job, model: Any = None) -> np.ndarray:
 
 
 def watershed_task(i: int, job: Job, model: Any = None) -> tuple[np.ndarray, np.ndarray]:
-    """The watershed of the block from the stitched seeds over the block and a halo;
-    writes its object ids and returns them with their pixel counts."""
+    """The watershed of the block from the stitched seeds over the block and a halo (an
+    instance model's on p(boundary) - p(interior), others' on each class's negated
+    distance transform, :func:`~.objects.grow_objects`); writes its object ids and
+    returns them with their pixel counts."""
     from skimage.segmentation import watershed
 
-    z, y0, y1, x0, x1 = job.grid.bounds(i)
-    h, w = job.grid.shape[1:]
-    a, b = max(0, y0 - job.halo), min(h, y1 + job.halo)
-    c, d = max(0, x0 - job.halo), min(w, x1 + job.halo)
+    from napari_unet.core.predict.objects import grow_objects
+
+    z, y0, y1, x0, x1, a, b, c, d = _halo(job, i)
     ys, xs = slice(a, b), slice(c, d)
     seeds = job.seed_map[_global(job, _read_out(job.scratch["seeds"], job, z, ys, xs),
                                  z, a, c)]
-    relief = _read_out(job.scratch["relief"], job, z, ys, xs)
-    mask = _read_out(job.scratch["classes"], job, z, ys, xs) > 0
-    out = watershed(relief, markers=seeds, mask=mask)[y0 - a : y1 - a, x0 - c : x1 - c]
-    out = out.astype(np.uint32)
+    classes = _read_out(job.scratch["classes"], job, z, ys, xs)
+    if job.splits:
+        relief = _read_out(job.scratch["relief"], job, z, ys, xs)
+        out = watershed(relief, markers=seeds, mask=classes > 0)
+    else:
+        out = np.zeros(classes.shape, np.int64)
+        for k in np.unique(classes[classes > 0]):
+            region = classes == k
+            grown = grow_objects(region, seeds)
+            out[region] = grown[region]
+    out = out[y0 - a : y1 - a, x0 - c : x1 - c].astype(np.uint32)
     _write(job.labels, job, z, slice(y0, y1), slice(x0, x1), out)
     return np.unique(out, return_counts=True)
 
@@ -170,7 +208,7 @@ def relabel_task(i: int, job: Job, model: Any = None) -> int:
     z, y0, y1, x0, x1 = job.grid.bounds(i)
     ys, xs = slice(y0, y1), slice(x0, x1)
     ids = _read_out(job.labels, job, z, ys, xs)
-    key = ids.astype(np.int64) if job.watershed else _global(job, ids, z, y0, x0)
+    key = ids.astype(np.int64)
     out = job.final_map[key]
     _write(job.labels, job, z, ys, xs, out)
     return int(out.max(initial=0))

@@ -16,17 +16,19 @@ percentiles of each slice are taken from the same sample of about two million pi
 and every block of the slice uses them. A block that holds a whole slice costs nothing
 more; blocks smaller than a slice recompute the tiles that straddle their edges.
 
-**Objects across blocks.** Each block numbers its connected components from 1; block
-offsets make the ids unique over the image (and across slices); a union-find over the
-pixel pairs that touch across block faces (8-connectivity, same class) joins the pieces
-of one object; a last pass renumbers every block (1..N, objects smaller than
-``min_size`` dropped, as one process drops them). Models trained on instance masks
-(background / interior / boundary) stitch their sure interiors
-(:func:`~napari_unet.core.decision.interior_seeds`) that way, and then grow them
-by a watershed computed per block over the block and a halo of context around it
-(:data:`WATERSHED_HALO` pixels), so a seed cut by a block edge is one object on both
-sides and touching objects stay apart; the result is that of one process unless an
-object reaches further than the halo beyond a block edge.
+**Objects across blocks.** Each block numbers its seeds from 1: for models trained on
+instance masks (background / interior / boundary) their sure interiors
+(:func:`~napari_unet.core.decision.interior_seeds`), for others the cores of each class's
+region (:func:`~napari_unet.core.predict.objects.object_cores`) found over the block and a
+halo of context around it (:data:`WATERSHED_HALO` pixels). Block offsets make the ids
+unique over the image (and across slices); a union-find over the seed pixels that touch
+across block faces (8-connectivity, same class) joins the pieces of one seed; a
+watershed computed per block over the block and its halo grows them (on p(boundary) -
+p(interior), or each class's distance transform), so a seed cut by a block edge is one
+object on both sides and touching objects stay apart; a last pass renumbers every block
+(1..N, objects smaller than ``min_size`` dropped, as one process drops them). The result
+is that of one process unless an object reaches further than the halo beyond a block
+edge.
 
 **Memory** holds a few blocks (the input, its probabilities, the labels), never the
 image. Outputs are written into a temporary folder beside the target and renamed into
@@ -62,6 +64,7 @@ from napari_unet.core.predict.block_tasks import (
     faces_task,
     predict_task,
     relabel_task,
+    seeds_task,
     stats_task,
     watershed_task,
 )
@@ -167,7 +170,7 @@ def predict_blocks(
     chunk = max(16, int(chunk))
     block = max(chunk, -(-int(block) // chunk) * chunk)
     grid = BlockGrid(shape, (block, block))
-    watershed = instances and predictor.splits_instances
+    splits = instances and predictor.splits_instances
     n_classes = predictor.n_classes
     axes = "yx" if two_d else "zyx"
     scale = list(scale) if scale is not None and len(scale) == len(axes) else [1.0] * len(axes)
@@ -182,7 +185,7 @@ def predict_blocks(
         job = Job(source=image, grid=grid, two_d=two_d,
                   labels=create_group(tmp_labels, labels_path.name, data.shape, chunks,
                                       label_dtype, axes, scale, labels=True),
-                  probabilities=None, instances=instances, watershed=watershed, halo=halo,
+                  probabilities=None, instances=instances, splits=splits, halo=halo,
                   options=_options(predictor))
         if probabilities_path is not None:
             tmp_probs = temp_beside(probabilities_path)
@@ -198,13 +201,13 @@ def predict_blocks(
             created.append(tmp_unc)
             job.uncertainty = create_group(tmp_unc, uncertainty_path.name, data.shape,
                                            chunks, np.float32, axes, scale, labels=False)
-        if instances and (watershed or n_classes > 2):
+        if instances:
             scratch = temp_beside(labels_path.with_name(labels_path.name + "-scratch"))
             temps.append(scratch)
             created.append(scratch)
-            kinds = {"classes": np.uint8}
-            if watershed:
-                kinds.update(seeds=np.uint32, relief=np.float32)
+            kinds = {"classes": np.uint8, "seeds": np.uint32}
+            if splits:
+                kinds.update(relief=np.float32)
             for name, dtype in kinds.items():
                 job.scratch[name] = create_group(scratch / name, name, data.shape, chunks,
                                                  dtype, axes, scale, labels=False)
@@ -216,9 +219,12 @@ def predict_blocks(
         sizes = runner.map("blocks", predict_task, blocks, job)
         objects = None
         if instances:
+            if not splits:
+                sizes = runner.map("seeds", seeds_task, blocks, job)
             objects = number_objects(runner, job, sizes, (faces_task, watershed_task,
                                                           relabel_task), len(grid),
-                                     watershed=watershed, min_size=min_size)
+                                     watershed=True, min_size=min_size,
+                                     seed_size=None if splits else 1)
         put_in_place(tmp_labels, labels_path, overwrite)
         temps.remove(tmp_labels)
         if probabilities_path is not None:

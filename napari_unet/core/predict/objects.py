@@ -1,4 +1,12 @@
-"""Objects from predicted classes: each connected region of a class one object."""
+"""Objects from predicted classes: each region of a class split at the necks of its
+distance transform (:func:`class_objects`), grown from its cores (:func:`object_cores`).
+
+The connected regions of a class merged touching nuclei: one object for two that touch
+over a few pixels. Each region is split by the watershed of its negated distance
+transform from its cores, the maxima of the smoothed distance transform that rise above
+their saddles (:data:`~napari_unet.core.decision.FOREGROUND_CORES`). In-memory
+prediction, the blocks of large images and the objects made from a predictions layer
+all split this way."""
 
 from __future__ import annotations
 
@@ -7,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from napari_unet.core.config import MIN_OBJECT_SIZE
+from napari_unet.core.decision import FOREGROUND_CORES, Cores
 
 
 def drop_small(labels: np.ndarray, min_size: int) -> np.ndarray:
@@ -21,9 +30,72 @@ def drop_small(labels: np.ndarray, min_size: int) -> np.ndarray:
     return out
 
 
+def object_cores(region: np.ndarray, sampling=None, cores: Cores = FOREGROUND_CORES
+                 ) -> np.ndarray:
+    """Where the objects of ``region`` (bool, 2D or 3D) start: the maxima of its distance
+    transform (in micrometres with ``sampling``, the pixel or voxel size; else pixels),
+    smoothed by a Gaussian of ``cores.smooth`` xy pixels, that rise at least
+    ``cores.height`` xy pixels above the saddles to their neighbours, so two objects
+    joined by a neck get one core each. A part of ``region`` too thin for that has no
+    core: it becomes a piece of the object it touches, or no object. Bool, the shape of
+    ``region``."""
+    from scipy.ndimage import distance_transform_edt, gaussian_filter
+    from skimage.morphology import h_maxima
+
+    region = np.asarray(region, bool)
+    sampling = np.ones(region.ndim) if sampling is None else np.asarray(sampling, float)
+    if not region.any():
+        return np.zeros(region.shape, bool)
+    xy = float(sampling[-2:].min())
+    distance = distance_transform_edt(region, sampling=sampling).astype(np.float32)
+    if cores.smooth > 0:
+        distance = gaussian_filter(distance, cores.smooth * xy / sampling)
+    return h_maxima(distance, cores.height * xy) > 0
+
+
+def grow_objects(region: np.ndarray, seeds: np.ndarray, sampling=None) -> np.ndarray:
+    """``seeds`` (ids, 0 = none) grown over ``region`` (bool) by the watershed of its
+    negated distance transform (``sampling`` as in :func:`object_cores`); a part of
+    ``region`` that no seed reaches stays 0."""
+    from scipy.ndimage import distance_transform_edt
+    from skimage.segmentation import watershed
+
+    region = np.asarray(region, bool)
+    if not region.any():
+        return np.zeros(region.shape, np.int32)
+    distance = distance_transform_edt(region, sampling=sampling).astype(np.float32)
+    return watershed(-distance, markers=np.where(region, seeds, 0), mask=region)
+
+
+def class_objects(classes: np.ndarray, min_size: int = MIN_OBJECT_SIZE,
+                  n_classes: int | None = None, cores: Cores = FOREGROUND_CORES) -> np.ndarray:
+    """Objects (int32 1..N, 0 = background) of one plane of ``classes`` (0 =
+    background): each class's region split by :func:`grow_objects` from its
+    :func:`object_cores` (8-connected), objects smaller than ``min_size`` pixels
+    dropped."""
+    from skimage.measure import label as connected
+    from skimage.segmentation import relabel_sequential
+
+    classes = np.asarray(classes)
+    out = np.zeros(classes.shape, np.int32)
+    present = (range(1, n_classes) if n_classes is not None
+               else np.unique(classes[classes > 0]))
+    offset = 0
+    for c in present:
+        region = classes == c
+        if not region.any():
+            continue
+        seeds = connected(object_cores(region, cores=cores), connectivity=classes.ndim)
+        grown = grow_objects(region, seeds)
+        out[grown > 0] = grown[grown > 0] + offset
+        offset = int(out.max())
+    out = drop_small(out, min_size)
+    return relabel_sequential(out)[0].astype(np.int32)
+
+
 def split_into_objects(predictions: Any, min_size: int = MIN_OBJECT_SIZE) -> Any:
-    """The predicted classes (0 = background) split into objects, one int32 id per
-    connected region of a class of at least ``min_size`` pixels, numbered slice after
+    """The predicted classes (0 = background) split into objects (:func:`class_objects`
+    of each slice, at least ``min_size`` pixels), one int32 id each, numbered slice after
     slice. A lazy (zarr-backed) array is split slice by slice into a sparse array
     (:func:`~napari_unet.core.io.sparse.sparse_labels`); numpy gives numpy."""
     from napari_unet.core.io.lazy import is_lazy
@@ -42,17 +114,11 @@ def split_into_objects(predictions: Any, min_size: int = MIN_OBJECT_SIZE) -> Any
                 offset = int(plane.max())
                 out[i] = plane
         return out
-    from skimage.measure import label as connected
-
     planes = predictions.reshape(-1, *predictions.shape[-2:])
     out = np.zeros(planes.shape, np.int32)
     offset = 0
     for k, plane in enumerate(planes):
-        for c in np.unique(plane[plane > 0]):
-            objects = connected(plane == c)
-            small = np.bincount(objects.ravel()) < min_size
-            small[0] = True
-            objects[small[objects]] = 0
-            out[k][objects > 0] = objects[objects > 0] + offset
-            offset = int(out.max())
+        objects = class_objects(plane, min_size)
+        out[k][objects > 0] = objects[objects > 0] + offset
+        offset = int(out.max())
     return out.reshape(predictions.shape)

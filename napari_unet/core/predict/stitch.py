@@ -1,8 +1,8 @@
-"""Objects across blocks: connected components of a block's classes, the pairs of ids
-that touch across a block face (in any number of dimensions), the union-find that joins
-the pieces of one object across block faces, and the renumbering that keeps objects of
-at least ``min_size`` pixels. The 2D blocks (:mod:`.block_tasks`) and the volume blocks
-(:mod:`.volume_block_tasks`) both join their objects with these."""
+"""Objects across blocks: the pairs of ids that touch across a block face (in any number
+of dimensions), the union-find that joins the pieces of one object across block faces,
+and the renumbering that keeps objects of at least ``min_size`` pixels. The 2D blocks
+(:mod:`.block_tasks`) and the volume blocks (:mod:`.volume_block_tasks`) both join
+their objects with these."""
 
 from __future__ import annotations
 
@@ -11,20 +11,6 @@ import itertools
 import numpy as np
 
 from napari_unet.core.errors import InputError
-
-
-def components(classes: np.ndarray, n_classes: int) -> np.ndarray:
-    """Connected components of each foreground class, numbered from 1 (uint32)."""
-    from skimage.measure import label as connected
-
-    out = np.zeros(classes.shape, np.uint32)
-    offset = 0
-    for c in range(1, n_classes):
-        comp = connected(classes == c).astype(np.uint32)
-        comp[comp > 0] += offset
-        out = np.where(comp > 0, comp, out)
-        offset = int(out.max())
-    return out
 
 
 def face_pairs(before: np.ndarray, after: np.ndarray,

@@ -35,7 +35,7 @@ from napari_unet.core.models.device import (
 )
 from napari_unet.core.models.unet import UNet
 from napari_unet.core.predict.layout import blend_window, tile_starts
-from napari_unet.core.predict.objects import drop_small
+from napari_unet.core.predict.objects import class_objects, drop_small
 from napari_unet.core.predict.result import Prediction
 from napari_unet.core.predict.uncertainty import uncertainty as pixel_uncertainty
 from napari_unet.core.scale import (
@@ -339,7 +339,8 @@ class Predictor:
         pixels sure to be interior (:func:`~napari_unet.core.decision.interior_seeds`) seed a watershed
         over the foreground on p(boundary) - p(interior), so touching objects come apart;
         a foreground blob without a sure interior pixel is no object. Otherwise each
-        foreground class is split into its connected components. Objects smaller than
+        foreground class's region is split at its necks
+        (:func:`~napari_unet.core.predict.objects.class_objects`). Objects smaller than
         ``min_size`` pixels are dropped.
         """
         from skimage.measure import label as connected
@@ -347,20 +348,13 @@ class Predictor:
 
         if labels is None:
             labels = self.labels_2d(probs)
-        if self.splits_instances:
-            foreground = labels > 0
-            interior, boundary = probs[-2], probs[-1]
-            seeds = connected(interior_seeds(interior, labels))
-            seeds = drop_small(seeds, max(1, min_size // 2))
-            out = watershed(boundary - interior, markers=seeds, mask=foreground)
-        else:
-            out = np.zeros(labels.shape, np.int32)
-            offset = 0
-            for c in range(1, self.n_classes):
-                comp = connected(labels == c)
-                comp[comp > 0] += offset
-                out = np.where(comp > 0, comp, out)
-                offset = int(out.max())
+        if not self.splits_instances:
+            return class_objects(labels, min_size, self.n_classes)
+        foreground = labels > 0
+        interior, boundary = probs[-2], probs[-1]
+        seeds = connected(interior_seeds(interior, labels))
+        seeds = drop_small(seeds, max(1, min_size // 2))
+        out = watershed(boundary - interior, markers=seeds, mask=foreground)
         out = drop_small(out, min_size)
         return relabel_sequential(out)[0].astype(np.int32)
 

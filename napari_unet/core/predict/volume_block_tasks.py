@@ -160,17 +160,18 @@ def predict_task(i: int, job: VolumeJob, model: Any) -> None:
 
 
 def seeds_task(i: int, job: VolumeJob, model: Any = None) -> np.ndarray:
-    """The seeds of block ``i``: :func:`~.volume_instances.object_cores` of the interior
+    """The seeds of block ``i``: :func:`~.objects.object_cores` of the interior
     (instance models) or of the foreground, as
     :func:`~.volume_instances.volume_instances` finds them, over the block and its
     halo; returns their sizes."""
-    from napari_unet.core.predict.volume_instances import object_cores
+    from napari_unet.core.predict.objects import object_cores
+    from napari_unet.core.predict.volume_instances import volume_cores
 
     inner = job.grid.box(i)
     outer = job.grid.box(i, job.object_halo)
     classes = _read(job.scratch["classes"], outer)
     region = classes == INTERIOR if job.splits else classes > 0
-    mask = object_cores(region, _sampling(job))
+    mask = object_cores(region, _sampling(job), volume_cores(job.splits))
     return _number(job, inner, mask[_inner(outer, inner)])
 
 
@@ -201,18 +202,13 @@ def watershed_task(i: int, job: VolumeJob, model: Any = None,
     """The seeded watershed of block ``i`` over it and its halo (the negated distance to
     the background in micrometres, the seeds joined across blocks); writes its object
     ids and returns them with their voxel counts."""
-    from scipy.ndimage import distance_transform_edt
-    from skimage.segmentation import watershed
+    from napari_unet.core.predict.objects import grow_objects
 
     inner = job.grid.box(i)
     outer = job.grid.box(i, job.object_halo)
     foreground = _read(job.scratch["classes"], outer) > 0
     seeds = job.seed_map[_global(job, outer, _read(job.scratch["seeds"], outer))]
-    if foreground.any():
-        distance = distance_transform_edt(foreground, sampling=_sampling(job))
-        out = watershed(-distance.astype(np.float32), markers=seeds, mask=foreground)
-    else:
-        out = np.zeros(foreground.shape, np.uint32)
+    out = grow_objects(foreground, seeds, _sampling(job))
     out = out[_inner(outer, inner)].astype(np.uint32)
     _write(job.labels, inner, out)
     return np.unique(out, return_counts=True)

@@ -2,21 +2,24 @@
 2D objects of neighbouring slices by their overlap.
 
 :func:`volume_instances` gives one id per object through the whole volume. Each object
-grows from a core (:func:`object_cores`): a maximum of the distance transform, measured
-in micrometres (``sampling`` = voxel size, so a z step 2x coarser counts 2x), that rises
-at least two xy voxels above the saddles to its neighbours. For models trained on
-instance masks the distance is that of their interior (p(interior) at least
-:data:`~napari_unet.core.decision.VOLUME_INTERIOR_PROBABILITY`), for others that of the
-foreground; the watershed floods the negated distance transform of the foreground. A 2D
-model applied slice by slice gives 3D objects two ways: :func:`stacked_instances` (what
-:func:`predict_stitched` gives) floods its foreground stacked into a volume with the
-same watershed; :func:`stitch_slices`, the baseline, joins its 2D objects of
-neighbouring slices by their overlap.
+grows from a core (:func:`~.objects.object_cores`): a maximum of the distance transform,
+measured in micrometres (``sampling`` = voxel size, so a z step 2x coarser counts 2x),
+that rises above the saddles to its neighbours. For models trained on instance masks
+it is the distance transform of their interior (p(interior) at least
+:data:`~napari_unet.core.decision.VOLUME_INTERIOR_PROBABILITY`; cores two xy voxels
+high, :data:`~napari_unet.core.decision.INTERIOR_CORES`), for others that of the
+foreground (smoothed, as 2D objects are found:
+:data:`~napari_unet.core.decision.FOREGROUND_CORES`); the watershed floods the negated
+distance transform of the foreground. A 2D model applied slice by slice gives 3D
+objects two ways: :func:`stacked_instances` (what :func:`predict_stitched` gives)
+floods its foreground stacked into a volume with the same watershed;
+:func:`stitch_slices`, the baseline, joins its 2D objects of neighbouring slices by
+their overlap.
 
-The sure interiors that seed the objects of 2D (p(interior) at least 0.8, 26-connected)
-merged touching nuclei in 3D, where a thin bridge of sure voxels joins two of them; the
-cores of the interior split them (measured in ``benchmarks/quality/volumes.py``'s dense
-rows; the figures are in docs/volumes.md, "3D objects of instance models").
+The sure interiors that seed the objects of 2D instance models (p(interior) at least
+0.8, 26-connected) merged touching nuclei in 3D, where a thin bridge of sure voxels
+joins two of them; the cores of the interior split them (docs/volumes.md, "3D objects
+of instance models"; ``benchmarks/quality/cores.py``).
 """
 
 from __future__ import annotations
@@ -25,33 +28,20 @@ from dataclasses import replace
 
 import numpy as np
 
-from napari_unet.core.decision import VOLUME_INTERIOR_PROBABILITY, interior_seeds
-from napari_unet.core.predict.objects import drop_small
+from napari_unet.core.decision import (
+    FOREGROUND_CORES,
+    INTERIOR_CORES,
+    VOLUME_INTERIOR_PROBABILITY,
+    Cores,
+    interior_seeds,
+)
+from napari_unet.core.predict.objects import drop_small, grow_objects, object_cores
 from napari_unet.core.predict.stitch import join
 from napari_unet.core.voxels import VoxelSize
 
 
-def object_cores(region: np.ndarray, sampling, h: float | None = None) -> np.ndarray:
-    """Where the objects of ``region`` (bool, Z, Y, X) start: the maxima of its distance
-    transform in micrometres (``sampling``, the voxel size) that rise at least ``h``
-    above the saddles to their neighbours (by default two xy voxels), so two objects
-    joined by a neck get one core each. A part of ``region`` thinner than that has no
-    core: it becomes a piece of the object it touches, or no object. Bool, the same
-    shape; the seeds of the blocks of a large volume
-    (:func:`~.volume_block_tasks.seeds_task`) are these, over each block and its halo."""
-    from scipy.ndimage import distance_transform_edt
-    from skimage.morphology import h_maxima
-
-    sampling = tuple(float(v) for v in sampling)
-    if not region.any():
-        return np.zeros(region.shape, bool)
-    distance = distance_transform_edt(region, sampling=sampling).astype(np.float32)
-    step = 2.0 * min(sampling[1:]) if h is None else float(h)
-    return h_maxima(distance, step) > 0
-
-
 def seed_region(probs: np.ndarray | None, labels: np.ndarray, splits: bool) -> np.ndarray:
-    """What :func:`object_cores` finds the cores of: the interior of an instance model
+    """What the objects of a volume grow from: the interior of an instance model
     (``splits``: foreground of ``labels`` with p(interior), ``probs[-2]``, at least
     :data:`~napari_unet.core.decision.VOLUME_INTERIOR_PROBABILITY`), else the
     foreground."""
@@ -60,29 +50,34 @@ def seed_region(probs: np.ndarray | None, labels: np.ndarray, splits: bool) -> n
     return np.asarray(labels) > 0
 
 
+def volume_cores(splits: bool) -> Cores:
+    """How the cores of :func:`seed_region` are found (:func:`~.objects.object_cores`):
+    :data:`~napari_unet.core.decision.INTERIOR_CORES` for an instance model, else
+    :data:`~napari_unet.core.decision.FOREGROUND_CORES`, as in 2D."""
+    return INTERIOR_CORES if splits else FOREGROUND_CORES
+
+
 def volume_instances(probs: np.ndarray, labels: np.ndarray, voxel_size: VoxelSize | None,
-                     *, splits: bool, min_size: int = 10, h: float | None = None) -> np.ndarray:
+                     *, splits: bool, min_size: int = 10) -> np.ndarray:
     """One id per 3D object (int32, 0 = background) of the foreground of ``labels``
     (Z, Y, X) from ``probs`` (K, Z, Y, X).
 
-    The objects grow from :func:`object_cores` (26-connected) of :func:`seed_region`
-    (``splits``: ``probs`` are background / interior / boundary, and the cores are those
-    of the interior; ``h`` in micrometres) by the watershed of the negated distance to
-    the background. Objects smaller than ``min_size`` voxels are dropped.
+    The objects grow from the :func:`~.objects.object_cores` (26-connected, found as
+    :func:`volume_cores` says) of :func:`seed_region` (``splits``: ``probs`` are
+    background / interior / boundary, and the cores are those of the interior) by the
+    watershed of the negated distance to the background. Objects smaller than
+    ``min_size`` voxels are dropped.
     """
-    from scipy.ndimage import distance_transform_edt
     from skimage.measure import label as connected
-    from skimage.segmentation import relabel_sequential, watershed
+    from skimage.segmentation import relabel_sequential
 
     sampling = (1.0, 1.0, 1.0) if voxel_size is None else tuple(float(v) for v in voxel_size)
     foreground = np.asarray(labels) > 0
     if not foreground.any():
         return np.zeros(foreground.shape, np.int32)
-    distance = distance_transform_edt(foreground, sampling=sampling).astype(np.float32)
-    seeds = connected(object_cores(seed_region(probs, labels, splits), sampling, h),
-                      connectivity=3)
-    out = watershed(-distance, markers=seeds, mask=foreground)
-    out = drop_small(out, min_size)
+    seeds = connected(object_cores(seed_region(probs, labels, splits), sampling,
+                                   volume_cores(splits)), connectivity=3)
+    out = drop_small(grow_objects(foreground, seeds, sampling), min_size)
     return relabel_sequential(out)[0].astype(np.int32)
 
 

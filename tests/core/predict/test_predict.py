@@ -78,6 +78,34 @@ def test_instances_split_touching_objects():
     assert inst[10, 5] != inst[10, 20] and inst[0, 0] == 0
 
 
+def test_objects_of_a_model_without_interiors_split_at_the_neck_of_touching_nuclei():
+    """Strokes or semantic masks: each class's region is split from the cores of its
+    distance transform, so two touching nuclei are two objects and one nucleus, round
+    or long, is one; classes never share an object."""
+    from napari_unet.core.predict.objects import class_objects, split_into_objects
+
+    yy, xx = np.mgrid[:60, :90]
+    classes = np.zeros((60, 90), np.uint8)
+    classes[(yy - 30) ** 2 + (xx - 20) ** 2 <= 10**2] = 1  # two discs that touch
+    classes[(yy - 30) ** 2 + (xx - 37) ** 2 <= 9**2] = 1
+    classes[((yy - 30) / 8.0) ** 2 + ((xx - 72) / 16.0) ** 2 <= 1] = 2  # one long nucleus
+    classes[10:22, 50:62] = 1  # a square of class 1 touching nothing
+    from skimage.measure import label as connected
+
+    assert connected(classes == 1).max() == 2  # connected components merge the discs
+    bundle = ModelBundle.new(UNetConfig(n_classes=3, base_channels=4, depth=2), seed=0)
+    objects = Predictor(bundle).instances_2d(np.zeros((3, 60, 90), np.float32), classes,
+                                             min_size=5)
+    assert objects.max() == 4
+    assert objects[30, 20] != objects[30, 37] and min(objects[30, 20], objects[30, 37]) > 0
+    assert len(np.unique(objects[classes == 2])) == 1 and objects[30, 72] > 0
+    for i in np.unique(objects[objects > 0]):  # one class per object
+        assert len(np.unique(classes[objects == i])) == 1
+    assert np.array_equal(objects > 0, classes > 0)
+    np.testing.assert_array_equal(class_objects(classes, 5), objects)
+    np.testing.assert_array_equal(split_into_objects(classes[None], 5)[0], objects)
+
+
 def test_foreground_threshold_shrinks_objects(rng):
     bundle = ModelBundle.new(UNetConfig(n_classes=3, base_channels=4, depth=2), seed=3)
     probs = rng.dirichlet(np.ones(3), size=(40, 50)).transpose(2, 0, 1).astype(np.float32)
