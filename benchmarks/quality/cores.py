@@ -4,6 +4,7 @@ region, scored on the same probabilities.
     python benchmarks/quality/cores.py [--seeds 2] [--first 60]         # 2D, strokes on DSB
     python benchmarks/quality/cores.py --volumes [--seeds 2] [--seconds 150]
         [--sets halves real synthetic] [--kinds instance annotation]
+    python benchmarks/quality/cores.py --speed                          # seconds per slice
     python benchmarks/quality/cores.py --smoke
 
 **2D** (models without an interior class): the round-0 models of ``guided.py`` (strokes
@@ -27,6 +28,11 @@ and on synthetic volumes.
 
 Prints F1@0.5 (of 3D objects for volumes), mean +- sd over seeds, per set, and the mean
 over the sets a rule was chosen on and over those it was checked on.
+
+**Speed** (``--speed``): seconds per slice of the objects of the true foreground of the
+``dsb2018/varied`` images (and of a 2x2 tiling of the bright-field ones, 2048 x 2048):
+connected components, ``class_objects`` (each part of the region in its own box), and
+the same cores searched over the whole slice at once, in the same run.
 """
 
 from __future__ import annotations
@@ -201,11 +207,59 @@ def summary(rules, set_names, f1) -> list[list]:
     return rows
 
 
+def whole_slice_cores(region: np.ndarray, cores) -> np.ndarray:
+    """The cores of ``class_objects`` searched over the whole slice at once (the
+    baseline of ``--speed``)."""
+    from scipy.ndimage import distance_transform_edt, gaussian_filter
+    from skimage.morphology import h_maxima
+
+    distance = distance_transform_edt(region).astype(np.float32)
+    if cores.smooth > 0:
+        distance = gaussian_filter(distance, cores.smooth)
+        distance[~region] = 0
+    return (h_maxima(distance, cores.height) > 0) & region
+
+
+def rows_speed(args) -> list[list]:
+    import tifffile
+    from skimage.measure import label as connected
+
+    from napari_unet.core.config import MIN_OBJECT_SIZE
+    from napari_unet.core.decision import FOREGROUND_CORES
+    from napari_unet.core.predict.objects import class_objects, grow_objects
+
+    folder = need(DATA / "dsb2018" / "varied")
+    cases = []
+    for name in ("360x360", "512x640", "1024x1024"):
+        truth = tifffile.imread(folder / f"{name}_labels.tif")[: 1 if args.smoke else 4]
+        cases.append((name, [(t > 0).astype(np.uint8) for t in truth]))
+    cases.append(("2048x2048 (bright-field 2 x 2)", [np.tile(c, (2, 2)) for c in cases[-1][1]]))
+    class_objects(cases[0][1][0])  # imports and first calls out of the timings
+    rows = []
+    for name, planes in cases:
+        times = {}
+        for what, fn in (
+                ("components", lambda c: connected(c > 0)),
+                ("class_objects", lambda c: class_objects(c, MIN_OBJECT_SIZE, 2)),
+                ("whole slice", lambda c: grow_objects(c > 0, connected(
+                    whole_slice_cores(c > 0, FOREGROUND_CORES))))):
+            t0 = time.perf_counter()
+            for c in planes:
+                fn(c)
+            times[what] = (time.perf_counter() - t0) / len(planes)
+        fg = np.mean([c.mean() for c in planes])
+        rows.append([name, f"{fg:.0%}", f"{times['components']:.3f}",
+                     f"{times['class_objects']:.3f}", f"{times['whole slice']:.3f}",
+                     f"{times['whole slice'] / times['class_objects']:.1f}x"])
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--first", type=float, default=60, help="2D: seconds of training")
     ap.add_argument("--volumes", action="store_true", help="the 3D models instead")
+    ap.add_argument("--speed", action="store_true", help="seconds per slice instead")
     ap.add_argument("--seconds", type=float, default=150, help="volumes: seconds of training")
     ap.add_argument("--sets", nargs="+", default=["halves", "real", "synthetic"],
                     choices=["halves", "real", "synthetic"])
@@ -224,6 +278,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.perf_counter() - t0:6.0f} s] {msg}", file=sys.stderr, flush=True)
 
     print(f"CPU: {cpu_name()}")
+    if args.speed or args.smoke:
+        print(table("\nobjects of the true foreground, seconds per slice (mean of 4)",
+                    ["slices", "foreground", "components", "class_objects", "whole slice",
+                     "whole / class_objects"], rows_speed(args)))
+        if args.speed:
+            return 0
     if not args.volumes or args.smoke:
         rows, info = rows_2d(args, log)
         print(table(f"\n2D objects of strokes models, F1@0.5, {args.first:g} s, "

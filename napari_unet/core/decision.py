@@ -40,20 +40,24 @@ class Cores:
 #: Objects of a model without an interior class (strokes, semantic masks) grow from the
 #: cores of each class's region. Its connected components merged touching nuclei. Chosen
 #: on DSB fluorescence (round-0 models of ``benchmarks/quality/guided.py``, 60 s, 2 seeds,
-#: 30 unseen images; smooth 0-3 x height 0.5-3): F1@0.5 0.801 -> 0.857; checked on
-#: ``dsb2018/varied`` (0.849 -> 0.905 dense, 0.695 -> 0.749 dim) and on 3D strokes.
+#: 30 unseen images; smooth 0-2 x height 0.5-2): F1@0.5 0.801 -> 0.857; checked on
+#: ``dsb2018/varied`` (0.853 -> 0.905 dense, 0.685 -> 0.754 dim). In volumes (strokes on
+#: 3 slices) two runs on the ovule halves gave 0.516 and 0.442 against 0.459 and 0.448
+#: for unsmoothed cores two voxels high (``benchmarks/quality/cores.py --volumes``).
 FOREGROUND_CORES = Cores(smooth=1.0, height=0.5)
 
 #: 3D objects of instance models (volumes, :mod:`~napari_unet.core.predict.volume_instances`):
 #: the interior is the foreground with p(interior) at least this, and each object grows
 #: from a core of it (:data:`INTERIOR_CORES`); the sure interiors (0.8) of 2D merged
-#: touching nuclei in 3D. Chosen on the ovule halves (0.5, 0.65, 0.8: mean F1@0.5 0.65,
-#: 0.68, 0.67), checked on ovule -> embryo and synthetic volumes (0.80, 0.85, 0.81).
-VOLUME_INTERIOR_PROBABILITY = 0.65
+#: touching nuclei in 3D. With the cores below, chosen on the ovule halves (two runs of
+#: 4 models, ``benchmarks/quality/cores.py --volumes``; p >= 0.5, 0.65, 0.8 x smoothing
+#: 0-2 x height 0.5-2): mean F1@0.5 0.709 (sure interiors 0.604, p >= 0.65 unsmoothed
+#: 0.668); on the sets kept apart as good or better (0.855 and 0.562 in the two runs).
+VOLUME_INTERIOR_PROBABILITY = 0.5
 
-#: The cores of that interior: unsmoothed, two xy voxels high (on the ovule halves
-#: smoothing by 0.5 or 1 voxel and heights of 0.5 or 1 lost 0.01-0.25 F1).
-INTERIOR_CORES = Cores(smooth=0.0, height=2.0)
+#: The cores of that interior: its distance transform smoothed by one xy voxel, cores two
+#: xy voxels high.
+INTERIOR_CORES = Cores(smooth=1.0, height=2.0)
 
 
 def check_threshold(threshold: float) -> float:

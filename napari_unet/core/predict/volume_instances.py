@@ -6,8 +6,9 @@ grows from a core (:func:`~.objects.object_cores`): a maximum of the distance tr
 measured in micrometres (``sampling`` = voxel size, so a z step 2x coarser counts 2x),
 that rises above the saddles to its neighbours. For models trained on instance masks
 it is the distance transform of their interior (p(interior) at least
-:data:`~napari_unet.core.decision.VOLUME_INTERIOR_PROBABILITY`; cores two xy voxels
-high, :data:`~napari_unet.core.decision.INTERIOR_CORES`), for others that of the
+:data:`~napari_unet.core.decision.VOLUME_INTERIOR_PROBABILITY`; smoothed by one xy voxel,
+cores two xy voxels high, :data:`~napari_unet.core.decision.INTERIOR_CORES`), for others
+that of the
 foreground (smoothed, as 2D objects are found:
 :data:`~napari_unet.core.decision.FOREGROUND_CORES`); the watershed floods the negated
 distance transform of the foreground. A 2D model applied slice by slice gives 3D
