@@ -240,7 +240,7 @@ def rows_speed(args) -> list[list]:
         times = {}
         for what, fn in (
                 ("components", lambda c: connected(c > 0)),
-                ("class_objects", lambda c: class_objects(c, MIN_OBJECT_SIZE, 2)),
+                ("class_objects", lambda c: class_objects(c, MIN_OBJECT_SIZE)),
                 ("whole slice", lambda c: grow_objects(c > 0, connected(
                     whole_slice_cores(c > 0, FOREGROUND_CORES))))):
             t0 = time.perf_counter()

@@ -122,20 +122,16 @@ def _halo(job: Job, i: int) -> tuple[int, int, int, int, int, int, int, int, int
 
 def seeds_task(i: int, job: Job, model: Any = None) -> np.ndarray:
     """The seeds of a block of a model without an interior class: the cores of each
-    class's region (:func:`~.objects.object_cores`, as
+    class's region (:func:`~.objects.class_cores`, as
     :func:`~.objects.class_objects` finds them) over the block and its halo, numbered
     within the block (8-connected, one class each); returns their sizes."""
     from skimage.measure import label as connected
 
-    from napari_unet.core.predict.objects import object_cores
+    from napari_unet.core.predict.objects import class_cores
 
     z, y0, y1, x0, x1, a, b, c, d = _halo(job, i)
     classes = _read_out(job.scratch["classes"], job, z, slice(a, b), slice(c, d))
-    cores = np.zeros(classes.shape, np.uint8)
-    for k in np.unique(classes[classes > 0]):
-        region = classes == k
-        cores[object_cores(region)] = k
-    cores = cores[y0 - a : y1 - a, x0 - c : x1 - c]
+    cores = class_cores(classes)[y0 - a : y1 - a, x0 - c : x1 - c]
     seeds = connected(cores, background=0).astype(np.uint32)  # one class per seed
     _write(job.scratch["seeds"], job, z, slice(y0, y1), slice(x0, x1), seeds)
     return np.bincount(seeds.ravel())
@@ -178,11 +174,11 @@ def faces_task(i: int, job: Job, model: Any = None) -> np.ndarray:
 def watershed_task(i: int, job: Job, model: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """The watershed of the block from the stitched seeds over the block and a halo (an
     instance model's on p(boundary) - p(interior), others' on each class's negated
-    distance transform, :func:`~.objects.grow_objects`); writes its object ids and
+    distance transform, :func:`~.objects.grow_classes`); writes its object ids and
     returns them with their pixel counts."""
     from skimage.segmentation import watershed
 
-    from napari_unet.core.predict.objects import grow_objects
+    from napari_unet.core.predict.objects import grow_classes
 
     z, y0, y1, x0, x1, a, b, c, d = _halo(job, i)
     ys, xs = slice(a, b), slice(c, d)
@@ -193,11 +189,7 @@ def watershed_task(i: int, job: Job, model: Any = None) -> tuple[np.ndarray, np.
         relief = _read_out(job.scratch["relief"], job, z, ys, xs)
         out = watershed(relief, markers=seeds, mask=classes > 0)
     else:
-        out = np.zeros(classes.shape, np.int64)
-        for k in np.unique(classes[classes > 0]):
-            region = classes == k
-            grown = grow_objects(region, seeds)
-            out[region] = grown[region]
+        out = grow_classes(classes, seeds)
     out = out[y0 - a : y1 - a, x0 - c : x1 - c].astype(np.uint32)
     _write(job.labels, job, z, slice(y0, y1), slice(x0, x1), out)
     return np.unique(out, return_counts=True)

@@ -78,29 +78,39 @@ def grow_objects(region: np.ndarray, seeds: np.ndarray, sampling=None) -> np.nda
     return watershed(-distance, markers=np.where(region, seeds, 0), mask=region)
 
 
+def class_cores(classes: np.ndarray, cores: Cores = FOREGROUND_CORES) -> np.ndarray:
+    """The :func:`object_cores` of each class's region of ``classes`` (0 = background),
+    marked with their class (0 elsewhere): labelled, each core is one class."""
+    classes = np.asarray(classes)
+    out = np.zeros(classes.shape, classes.dtype)
+    for c in np.unique(classes[classes > 0]):
+        out[object_cores(classes == c, cores=cores)] = c
+    return out
+
+
+def grow_classes(classes: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """``seeds`` (ids, 0 = none) grown by :func:`grow_objects` over the region of each
+    class of ``classes``, never into another class."""
+    out = np.zeros(classes.shape, np.int64)
+    for c in np.unique(classes[classes > 0]):
+        region = classes == c
+        grown = grow_objects(region, seeds)
+        out[region] = grown[region]
+    return out
+
+
 def class_objects(classes: np.ndarray, min_size: int = MIN_OBJECT_SIZE,
-                  n_classes: int | None = None, cores: Cores = FOREGROUND_CORES) -> np.ndarray:
+                  cores: Cores = FOREGROUND_CORES) -> np.ndarray:
     """Objects (int32 1..N, 0 = background) of one plane of ``classes`` (0 =
-    background): each class's region split by :func:`grow_objects` from its
-    :func:`object_cores` (8-connected), objects smaller than ``min_size`` pixels
+    background): each class's region split by :func:`grow_classes` from its
+    :func:`class_cores` (8-connected), objects smaller than ``min_size`` pixels
     dropped."""
     from skimage.measure import label as connected
     from skimage.segmentation import relabel_sequential
 
     classes = np.asarray(classes)
-    out = np.zeros(classes.shape, np.int32)
-    present = (range(1, n_classes) if n_classes is not None
-               else np.unique(classes[classes > 0]))
-    offset = 0
-    for c in present:
-        region = classes == c
-        if not region.any():
-            continue
-        seeds = connected(object_cores(region, cores=cores), connectivity=classes.ndim)
-        grown = grow_objects(region, seeds)
-        out[grown > 0] = grown[grown > 0] + offset
-        offset = int(out.max())
-    out = drop_small(out, min_size)
+    seeds = connected(class_cores(classes, cores), background=0)
+    out = drop_small(grow_classes(classes, seeds), min_size)
     return relabel_sequential(out)[0].astype(np.int32)
 
 

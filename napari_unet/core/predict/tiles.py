@@ -349,7 +349,7 @@ class Predictor:
         if labels is None:
             labels = self.labels_2d(probs)
         if not self.splits_instances:
-            return class_objects(labels, min_size, self.n_classes)
+            return class_objects(labels, min_size)
         foreground = labels > 0
         interior, boundary = probs[-2], probs[-1]
         seeds = connected(interior_seeds(interior, labels))
